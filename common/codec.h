@@ -1,0 +1,53 @@
+// Bounded msgpack encoding and decoding: the one adapter around msgpack-c.
+//
+// msgpack-c's default unpack limits are unlimited (a few hostile bytes can ask for
+// gigabytes), and conversion throws on a type mismatch. Decode() always passes limits,
+// rejects trailing bytes, and turns every exception into a Status. Nothing msgpack
+// throws escapes this file.
+//
+// Thread-safety: stateless functions.
+#pragma once
+
+#include <msgpack.hpp>
+
+#include <string>
+#include <string_view>
+
+#include "common/status.h"
+
+namespace outpost {
+
+struct DecodeLimits {
+  size_t max_bytes = 4 << 20;  // whole message
+  size_t max_array = 65536;
+  size_t max_map = 65536;
+  size_t max_str = 1 << 20;
+  size_t max_bin = 1 << 20;
+  size_t max_ext = 1024;
+  size_t max_depth = 16;
+};
+
+template <typename T>
+std::string Encode(const T& value) {
+  msgpack::sbuffer buf;
+  msgpack::pack(buf, value);
+  return std::string(buf.data(), buf.size());
+}
+
+// Parses `bytes` into a msgpack object held by `handle`, within `limits`.
+Status UnpackBounded(std::string_view bytes, const DecodeLimits& limits,
+                     msgpack::object_handle* handle);
+
+template <typename T>
+Status Decode(std::string_view bytes, T* out, const DecodeLimits& limits = {}) {
+  msgpack::object_handle handle;
+  OUTPOST_RETURN_IF_ERROR(UnpackBounded(bytes, limits, &handle));
+  try {
+    handle.get().convert(*out);
+  } catch (const std::exception& e) {
+    return Status::Corruption(std::string("msgpack shape: ") + e.what());
+  }
+  return Status::Ok();
+}
+
+}  // namespace outpost

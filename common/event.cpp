@@ -1,0 +1,22 @@
+#include "common/event.h"
+
+namespace outpost {
+
+const char* EventTypeName(EventType t) {
+  switch (t) {
+    case EventType::kRunCreated: return "run.created";
+    case EventType::kRunStarted: return "run.started";
+    case EventType::kAttemptStarted: return "attempt.started";
+    case EventType::kAttemptFinished: return "attempt.finished";
+    case EventType::kAttemptInterrupted: return "attempt.interrupted";
+    case EventType::kRetryScheduled: return "retry.scheduled";
+    case EventType::kTaskFinished: return "task.finished";
+    case EventType::kCancelRequested: return "run.cancel_requested";
+    case EventType::kRunFinished: return "run.finished";
+    case EventType::kAttemptSpawnFailed: return "attempt.spawn_failed";
+    case EventType::kTimeoutKill: return "attempt.timeout_kill";
+  }
+  return "unknown";
+}
+
+}  // namespace outpost

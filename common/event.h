@@ -1,0 +1,49 @@
+// Event: one state change on a site, as it is stored in the site's event log and (later)
+// shipped upstream to the hub. The log assigns the sequence number; the event carries
+// the site's time and everything needed to rebuild what happened.
+//
+// The encoding is a msgpack map with short stable keys; new fields are added as new
+// keys so older readers skip them. See docs/architecture.md ("Event log").
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "common/clock.h"
+#include "common/codec.h"
+
+namespace outpost {
+
+enum class EventType : uint8_t {
+  kRunCreated = 1,        // run accepted: workflow name, hash, params
+  kRunStarted = 2,        // first task became runnable
+  kAttemptStarted = 3,    // a task attempt is about to be spawned (written before spawn)
+  kAttemptFinished = 4,   // the attempt's process ended: exit code / signal, output tail
+  kAttemptInterrupted = 5,  // the agent restarted while the attempt was running
+  kRetryScheduled = 6,    // the task waits for its backoff before the next attempt
+  kTaskFinished = 7,      // the task reached a final state (succeeded/failed/skipped/cancelled)
+  kCancelRequested = 8,   // an operator asked to cancel the run
+  kRunFinished = 9,       // the run reached a final state
+  kAttemptSpawnFailed = 10,  // the process could not be started
+  kTimeoutKill = 11,      // a timeout fired and the attempt's process group is being killed
+};
+
+const char* EventTypeName(EventType t);
+
+struct Event {
+  TimeMs time = 0;
+  uint8_t type = 0;
+  std::string run;
+  std::string task;
+  int32_t attempt = 0;
+  std::string state;     // new state for *Finished events
+  int32_t exit_code = -1;
+  int32_t signal = 0;
+  std::string message;   // human-readable detail (reason, error)
+  std::string output;    // output tail for kAttemptFinished
+  std::string workflow;  // for kRunCreated
+  MSGPACK_DEFINE_MAP(time, type, run, task, attempt, state, exit_code, signal, message, output,
+                     workflow);
+};
+
+}  // namespace outpost

@@ -1,0 +1,208 @@
+#include "common/event_log.h"
+
+#include <rocksdb/cache.h>
+#include <rocksdb/table.h>
+#include <rocksdb/write_batch.h>
+
+namespace outpost {
+namespace {
+
+constexpr char kHeadKey[] = "head";
+constexpr char kAckedKey[] = "acked";
+constexpr char kIncarnationKey[] = "incarnation";
+
+Status FromRocks(const rocksdb::Status& s, const char* what) {
+  if (s.ok()) return Status::Ok();
+  if (s.IsNoSpace()) return Status::ResourceExhausted(std::string(what) + ": " + s.ToString());
+  if (s.IsCorruption()) return Status::Corruption(std::string(what) + ": " + s.ToString());
+  return Status::IoError(std::string(what) + ": " + s.ToString());
+}
+
+}  // namespace
+
+std::string EncodeU64(uint64_t v) {
+  std::string s(8, '\0');
+  for (int i = 7; i >= 0; --i) {
+    s[i] = static_cast<char>(v & 0xff);
+    v >>= 8;
+  }
+  return s;
+}
+
+uint64_t DecodeU64(std::string_view s) {
+  uint64_t v = 0;
+  for (size_t i = 0; i < 8 && i < s.size(); ++i) {
+    v = (v << 8) | static_cast<uint8_t>(s[i]);
+  }
+  return v;
+}
+
+Result<std::unique_ptr<EventLog>> EventLog::Open(const std::string& path,
+                                                 const Options& options) {
+  rocksdb::Options db_opts;
+  db_opts.create_if_missing = true;
+  db_opts.create_missing_column_families = true;
+  db_opts.env = options.env ? options.env : rocksdb::Env::Default();
+  db_opts.max_open_files = 64;
+  db_opts.keep_log_file_num = 2;
+  db_opts.max_background_jobs = 1;
+  db_opts.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
+  db_opts.max_total_wal_size = 8 << 20;
+
+  rocksdb::ColumnFamilyOptions cf_opts;
+  cf_opts.write_buffer_size = options.write_buffer_bytes;
+  cf_opts.max_write_buffer_number = 2;
+  rocksdb::BlockBasedTableOptions table;
+  table.block_cache = rocksdb::NewLRUCache(options.block_cache_bytes);
+  cf_opts.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+
+  std::vector<rocksdb::ColumnFamilyDescriptor> cfs = {
+      {rocksdb::kDefaultColumnFamilyName, cf_opts},
+      {"log", cf_opts},
+      {"state", cf_opts},
+      {"meta", cf_opts},
+  };
+  std::unique_ptr<EventLog> log(new EventLog());
+  log->sync_ = options.sync;
+  rocksdb::DB* raw = nullptr;
+  OUTPOST_RETURN_IF_ERROR(
+      FromRocks(rocksdb::DB::Open(db_opts, path, cfs, &log->handles_, &raw), "open event log")
+          .WithContext(path));
+  log->db_.reset(raw);
+  log->log_ = log->handles_[1];
+  log->state_ = log->handles_[2];
+  log->meta_ = log->handles_[3];
+
+  // A new database gets its incarnation in the same synced write that creates it.
+  std::string value;
+  auto s = log->db_->Get(rocksdb::ReadOptions(), log->meta_, kIncarnationKey, &value);
+  if (s.IsNotFound()) {
+    rocksdb::WriteOptions wo;
+    wo.sync = true;
+    OUTPOST_RETURN_IF_ERROR(FromRocks(
+        log->db_->Put(wo, log->meta_, kIncarnationKey, EncodeU64(options.new_incarnation)),
+        "write incarnation"));
+  } else {
+    OUTPOST_RETURN_IF_ERROR(FromRocks(s, "read incarnation"));
+  }
+  OUTPOST_RETURN_IF_ERROR(log->LoadMeta());
+  return log;
+}
+
+EventLog::~EventLog() {
+  if (!db_) return;
+  for (auto* h : handles_) db_->DestroyColumnFamilyHandle(h).PermitUncheckedError();
+  db_->Close().PermitUncheckedError();
+}
+
+Status EventLog::LoadMeta() {
+  auto read_u64 = [&](const char* key, uint64_t* out) -> Status {
+    std::string v;
+    auto s = db_->Get(rocksdb::ReadOptions(), meta_, key, &v);
+    if (s.IsNotFound()) {
+      *out = 0;
+      return Status::Ok();
+    }
+    OUTPOST_RETURN_IF_ERROR(FromRocks(s, key));
+    if (v.size() != 8) return Status::Corruption(std::string("meta key ") + key + " is not 8 bytes");
+    *out = DecodeU64(v);
+    return Status::Ok();
+  };
+  OUTPOST_RETURN_IF_ERROR(read_u64(kHeadKey, &head_));
+  OUTPOST_RETURN_IF_ERROR(read_u64(kAckedKey, &acked_));
+  OUTPOST_RETURN_IF_ERROR(read_u64(kIncarnationKey, &incarnation_));
+  if (acked_ > head_) {
+    return Status::Corruption("acked watermark " + std::to_string(acked_) + " beyond head " +
+                              std::to_string(head_));
+  }
+  return Status::Ok();
+}
+
+Result<uint64_t> EventLog::Append(const std::vector<std::string>& events,
+                                  const std::vector<StateWrite>& state) {
+  rocksdb::WriteBatch batch;
+  uint64_t seq = head_;
+  for (const auto& e : events) {
+    ++seq;
+    batch.Put(log_, EncodeU64(seq), e);
+  }
+  for (const auto& w : state) {
+    if (w.value) {
+      batch.Put(state_, w.key, *w.value);
+    } else {
+      batch.Delete(state_, w.key);
+    }
+  }
+  if (seq != head_) batch.Put(meta_, kHeadKey, EncodeU64(seq));
+  rocksdb::WriteOptions wo;
+  wo.sync = sync_;
+  OUTPOST_RETURN_IF_ERROR(FromRocks(db_->Write(wo, &batch), "append to event log"));
+  head_ = seq;
+  return seq;
+}
+
+Result<std::vector<LogRecord>> EventLog::ReadAfter(uint64_t after, size_t max_count,
+                                                   size_t max_bytes) const {
+  std::vector<LogRecord> out;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), log_));
+  size_t bytes = 0;
+  uint64_t expect = after + 1;
+  for (it->Seek(EncodeU64(after + 1)); it->Valid() && out.size() < max_count; it->Next()) {
+    uint64_t seq = DecodeU64(it->key().ToStringView());
+    if (seq != expect) {
+      return Status::Corruption("event log gap: expected seq " + std::to_string(expect) +
+                                ", found " + std::to_string(seq));
+    }
+    if (!out.empty() && bytes + it->value().size() > max_bytes) break;
+    bytes += it->value().size();
+    out.push_back({seq, it->value().ToString()});
+    ++expect;
+  }
+  OUTPOST_RETURN_IF_ERROR(FromRocks(it->status(), "read event log"));
+  return out;
+}
+
+Status EventLog::AckAndTrim(uint64_t seq) {
+  if (seq > head_) {
+    return Status::InvalidArgument("ack " + std::to_string(seq) + " beyond head " +
+                                   std::to_string(head_));
+  }
+  if (seq <= acked_) return Status::Ok();  // duplicate or stale ack
+  rocksdb::WriteBatch batch;
+  batch.Put(meta_, kAckedKey, EncodeU64(seq));
+  batch.DeleteRange(log_, EncodeU64(0), EncodeU64(seq + 1));
+  rocksdb::WriteOptions wo;
+  wo.sync = sync_;
+  OUTPOST_RETURN_IF_ERROR(FromRocks(db_->Write(wo, &batch), "ack event log"));
+  acked_ = seq;
+  return Status::Ok();
+}
+
+Result<std::optional<std::string>> EventLog::GetState(std::string_view key) const {
+  std::string v;
+  auto s = db_->Get(rocksdb::ReadOptions(), state_, rocksdb::Slice(key.data(), key.size()), &v);
+  if (s.IsNotFound()) return std::optional<std::string>();
+  OUTPOST_RETURN_IF_ERROR(FromRocks(s, "read state"));
+  return std::optional<std::string>(std::move(v));
+}
+
+Status EventLog::ScanState(std::string_view prefix,
+                           const std::function<void(std::string_view, std::string_view)>& fn) const {
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), state_));
+  rocksdb::Slice p(prefix.data(), prefix.size());
+  for (it->Seek(p); it->Valid() && it->key().starts_with(p); it->Next()) {
+    fn(it->key().ToStringView(), it->value().ToStringView());
+  }
+  return FromRocks(it->status(), "scan state");
+}
+
+uint64_t EventLog::ApproximateSize() const {
+  uint64_t total = 0, v = 0;
+  for (auto* h : handles_) {
+    if (db_->GetIntProperty(h, "rocksdb.total-sst-files-size", &v)) total += v;
+  }
+  if (db_->GetIntProperty("rocksdb.cur-size-all-mem-tables", &v)) total += v;
+  return total;
+}
+
+}  // namespace outpost

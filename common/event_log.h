@@ -1,0 +1,102 @@
+// EventLog: a site's durable, gapless, ordered event log on RocksDB, with the
+// materialized state that the events produce, written together.
+//
+// Column families:
+//   log    big-endian u64 sequence -> event bytes (gapless; trimmed only after ack)
+//   state  caller keys -> materialized state (runs, tasks, output tails)
+//   meta   watermarks and identity ("head", "acked", "incarnation", ...)
+//
+// Append() writes the new events, the state changes they cause, and the new head
+// watermark in ONE WriteBatch with the WAL synced, so after a crash either all of a
+// change is there or none of it is. AckAndTrim() records the peer's acknowledgement and
+// deletes what it covers. The database is opened on an injected rocksdb::Env, so tests
+// and the simulator run it in memory (rocksdb::NewMemEnv) or with faults.
+//
+// Thread-safety: one owner thread. RocksDB itself is thread-safe, but head_/acked_ are not.
+#pragma once
+
+#include <rocksdb/db.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/status.h"
+
+namespace outpost {
+
+struct StateWrite {
+  std::string key;
+  std::optional<std::string> value;  // nullopt deletes the key
+};
+
+struct LogRecord {
+  uint64_t seq;
+  std::string payload;
+};
+
+class EventLog {
+ public:
+  struct Options {
+    rocksdb::Env* env = nullptr;     // nullptr: rocksdb::Env::Default()
+    bool sync = true;                // fsync the WAL on every Append (never off in production)
+    size_t write_buffer_bytes = 1 << 20;  // per column family; small for gateways
+    size_t block_cache_bytes = 1 << 20;
+    uint64_t new_incarnation = 0;    // stored when the database is created
+  };
+
+  static Result<std::unique_ptr<EventLog>> Open(const std::string& path, const Options& options);
+  ~EventLog();
+  EventLog(const EventLog&) = delete;
+  EventLog& operator=(const EventLog&) = delete;
+
+  // Appends `events` (sequence numbers head+1, head+2, ...) and applies `state` in one
+  // synced WriteBatch. Returns the new head. Events may be empty (state-only change).
+  Result<uint64_t> Append(const std::vector<std::string>& events,
+                          const std::vector<StateWrite>& state);
+
+  // Up to `max_count` records with seq > `after`, stopping before `max_bytes` is passed
+  // (at least one record is returned if any exists).
+  Result<std::vector<LogRecord>> ReadAfter(uint64_t after, size_t max_count,
+                                           size_t max_bytes) const;
+
+  // Records that the peer has durably applied everything up to `seq` and trims it.
+  Status AckAndTrim(uint64_t seq);
+
+  uint64_t head() const { return head_; }
+  uint64_t acked() const { return acked_; }
+  uint64_t incarnation() const { return incarnation_; }
+
+  Result<std::optional<std::string>> GetState(std::string_view key) const;
+  // Calls fn(key, value) for every state key starting with `prefix`, in key order.
+  Status ScanState(std::string_view prefix,
+                   const std::function<void(std::string_view, std::string_view)>& fn) const;
+
+  // Approximate bytes on disk (SST + WAL) for quotas and reporting.
+  uint64_t ApproximateSize() const;
+
+ private:
+  EventLog() = default;
+  Status LoadMeta();
+
+  std::unique_ptr<rocksdb::DB> db_;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles_;
+  rocksdb::ColumnFamilyHandle* log_ = nullptr;
+  rocksdb::ColumnFamilyHandle* state_ = nullptr;
+  rocksdb::ColumnFamilyHandle* meta_ = nullptr;
+  bool sync_ = true;
+  uint64_t head_ = 0;
+  uint64_t acked_ = 0;
+  uint64_t incarnation_ = 0;
+};
+
+// Big-endian fixed-width encoding, so byte order of keys equals numeric order on every
+// architecture.
+std::string EncodeU64(uint64_t v);
+uint64_t DecodeU64(std::string_view s);
+
+}  // namespace outpost

@@ -1,0 +1,441 @@
+#include "common/workflow.h"
+
+#include <sodium.h>
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cctype>
+#include <functional>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+namespace outpost {
+namespace {
+
+bool IsName(std::string_view s, size_t max_len) {
+  if (s.empty() || s.size() > max_len) return false;
+  if (!std::isalnum(static_cast<unsigned char>(s[0]))) return false;
+  for (char c : s) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.') {
+      return false;
+    }
+  }
+  return true;
+}
+
+// Collects validation errors with their position.
+class Problems {
+ public:
+  explicit Problems(std::string_view file) : file_(file) {}
+  void Add(const YAML::Mark& mark, const std::string& task, const std::string& reason) {
+    std::ostringstream os;
+    os << file_;
+    if (!mark.is_null()) os << ":" << mark.line + 1 << ":" << mark.column + 1;
+    os << ": ";
+    if (!task.empty()) os << "task '" << task << "': ";
+    os << reason;
+    lines_.push_back(os.str());
+  }
+  bool empty() const { return lines_.empty(); }
+  Status ToStatus() const {
+    std::string all;
+    for (const auto& l : lines_) {
+      if (!all.empty()) all += "\n";
+      all += l;
+    }
+    return Status::InvalidArgument(all);
+  }
+
+ private:
+  std::string file_;
+  std::vector<std::string> lines_;
+};
+
+const char* KindName(const YAML::Node& n) {
+  switch (n.Type()) {
+    case YAML::NodeType::Map: return "a map";
+    case YAML::NodeType::Sequence: return "a list";
+    case YAML::NodeType::Scalar: return "a scalar";
+    case YAML::NodeType::Null: return "empty";
+    default: return "undefined";
+  }
+}
+
+struct Ctx {
+  Problems* p;
+  std::string task;
+
+  bool Scalar(const YAML::Node& n, const std::string& key, std::string* out) {
+    if (!n.IsScalar()) {
+      p->Add(n.Mark(), task, "'" + key + "' must be a string, got " + KindName(n));
+      return false;
+    }
+    *out = n.Scalar();
+    return true;
+  }
+  bool Int(const YAML::Node& n, const std::string& key, int lo, int hi, int* out) {
+    long long v = 0;
+    if (!n.IsScalar() || !YAML::convert<long long>::decode(n, v) || v < lo || v > hi) {
+      p->Add(n.Mark(), task,
+             "'" + key + "' must be an integer from " + std::to_string(lo) + " to " +
+                 std::to_string(hi) + ", got '" + (n.IsScalar() ? n.Scalar() : KindName(n)) +
+                 "'");
+      return false;
+    }
+    *out = static_cast<int>(v);
+    return true;
+  }
+  bool Number(const YAML::Node& n, const std::string& key, double lo, double hi, double* out) {
+    double v = 0;
+    if (!n.IsScalar() || !YAML::convert<double>::decode(n, v) || !(v >= lo && v <= hi)) {
+      p->Add(n.Mark(), task,
+             "'" + key + "' must be a number from " + std::to_string(lo) + " to " +
+                 std::to_string(hi));
+      return false;
+    }
+    *out = v;
+    return true;
+  }
+  bool Duration(const YAML::Node& n, const std::string& key, DurationMs* out) {
+    std::string s;
+    if (!Scalar(n, key, &s)) return false;
+    auto d = ParseDuration(s);
+    if (!d.ok()) {
+      p->Add(n.Mark(), task, "'" + key + "': " + d.status().message());
+      return false;
+    }
+    *out = *d;
+    return true;
+  }
+  bool StringList(const YAML::Node& n, const std::string& key, std::vector<std::string>* out) {
+    if (!n.IsSequence()) {
+      p->Add(n.Mark(), task, "'" + key + "' must be a list of strings, got " + KindName(n));
+      return false;
+    }
+    for (const auto& item : n) {
+      std::string s;
+      if (!Scalar(item, key + "[]", &s)) return false;
+      out->push_back(s);
+    }
+    return true;
+  }
+  // Checks every key of map `n` is in `allowed`.
+  void KnownKeys(const YAML::Node& n, const std::set<std::string>& allowed, const char* where) {
+    for (const auto& kv : n) {
+      const std::string k = kv.first.IsScalar() ? kv.first.Scalar() : "?";
+      if (!allowed.count(k)) {
+        std::string list;
+        for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
+        p->Add(kv.first.Mark(), task,
+               "unknown key '" + k + "' in " + where + " (expected one of: " + list + ")");
+      }
+    }
+  }
+};
+
+void ParseRetry(Ctx& c, const YAML::Node& n, RetryPolicy* r) {
+  if (n.IsScalar()) {  // `retry: 3` shorthand
+    c.Int(n, "retry", 0, 1000, &r->max);
+    return;
+  }
+  if (!n.IsMap()) {
+    c.p->Add(n.Mark(), c.task, std::string("'retry' must be a map or a count, got ") + KindName(n));
+    return;
+  }
+  c.KnownKeys(n, {"max", "backoff", "factor", "max_backoff", "jitter"}, "retry");
+  if (n["max"]) c.Int(n["max"], "retry.max", 0, 1000, &r->max);
+  if (n["backoff"]) c.Duration(n["backoff"], "retry.backoff", &r->backoff.initial);
+  if (n["factor"]) c.Number(n["factor"], "retry.factor", 1.0, 100.0, &r->backoff.factor);
+  if (n["max_backoff"]) c.Duration(n["max_backoff"], "retry.max_backoff", &r->backoff.max);
+  if (n["jitter"]) {
+    bool j = false;
+    if (!n["jitter"].IsScalar() || !YAML::convert<bool>::decode(n["jitter"], j)) {
+      c.p->Add(n["jitter"].Mark(), c.task, "'retry.jitter' must be true or false");
+    }
+    r->backoff.full_jitter = j;
+  }
+}
+
+void ParseTask(Problems* p, const YAML::Node& n, TaskDef* t) {
+  Ctx c{p, ""};
+  t->line = n.Mark().line + 1;
+  if (!n.IsMap()) {
+    p->Add(n.Mark(), "", std::string("each task must be a map, got ") + KindName(n));
+    return;
+  }
+  if (!n["id"]) {
+    p->Add(n.Mark(), "", "task has no 'id'");
+  } else if (c.Scalar(n["id"], "id", &t->id) && !IsName(t->id, 63)) {
+    p->Add(n["id"].Mark(), "",
+           "task id '" + t->id + "' must be 1-63 letters, digits, '-', '_' or '.'");
+  }
+  c.task = t->id;
+  c.KnownKeys(n, {"id", "run", "shell", "needs", "when", "timeout", "retry", "env", "workdir"},
+              "task");
+  const bool has_run = static_cast<bool>(n["run"]), has_shell = static_cast<bool>(n["shell"]);
+  if (has_run == has_shell) {
+    p->Add(n.Mark(), t->id, "needs exactly one of 'run' (argv list) or 'shell' (command line)");
+  }
+  if (has_run) {
+    if (n["run"].IsScalar()) {
+      p->Add(n["run"].Mark(), t->id,
+             "'run' must be a list (argv); use 'shell' for a command line");
+    } else if (c.StringList(n["run"], "run", &t->run) && t->run.empty()) {
+      p->Add(n["run"].Mark(), t->id, "'run' must not be empty");
+    }
+  }
+  if (has_shell && c.Scalar(n["shell"], "shell", &t->shell) && t->shell.empty()) {
+    p->Add(n["shell"].Mark(), t->id, "'shell' must not be empty");
+  }
+  if (n["needs"]) {
+    if (n["needs"].IsScalar()) {
+      t->needs.push_back(n["needs"].Scalar());
+    } else {
+      c.StringList(n["needs"], "needs", &t->needs);
+    }
+  }
+  if (n["when"]) {
+    std::string w;
+    if (c.Scalar(n["when"], "when", &w)) {
+      if (w == "success") t->when = When::kSuccess;
+      else if (w == "failure") t->when = When::kFailure;
+      else if (w == "always") t->when = When::kAlways;
+      else p->Add(n["when"].Mark(), t->id, "'when' must be success, failure or always, got '" + w + "'");
+    }
+  }
+  if (n["timeout"]) c.Duration(n["timeout"], "timeout", &t->timeout);
+  if (n["retry"]) ParseRetry(c, n["retry"], &t->retry);
+  if (n["env"]) {
+    if (!n["env"].IsMap()) {
+      p->Add(n["env"].Mark(), t->id, std::string("'env' must be a map, got ") + KindName(n["env"]));
+    } else {
+      for (const auto& kv : n["env"]) {
+        std::string k, v;
+        if (c.Scalar(kv.first, "env key", &k) && c.Scalar(kv.second, "env." + k, &v)) {
+          if (k.empty() || k.find('=') != std::string::npos) {
+            p->Add(kv.first.Mark(), t->id, "env name '" + k + "' is not valid");
+          } else {
+            t->env.emplace_back(k, v);
+          }
+        }
+      }
+    }
+  }
+  if (n["workdir"]) c.Scalar(n["workdir"], "workdir", &t->workdir);
+}
+
+// Depth-first search for a cycle; returns it as "a -> b -> a", or "" if none.
+std::string FindCycle(const WorkflowDef& def) {
+  std::map<std::string, const TaskDef*> by_id;
+  for (const auto& t : def.tasks) by_id[t.id] = &t;
+  std::map<std::string, int> color;  // 0 white, 1 on stack, 2 done
+  std::vector<std::string> stack;
+  std::string found;
+  std::function<bool(const std::string&)> visit = [&](const std::string& id) {
+    color[id] = 1;
+    stack.push_back(id);
+    for (const auto& dep : by_id[id]->needs) {
+      if (!by_id.count(dep)) continue;
+      if (color[dep] == 1) {
+        auto it = std::find(stack.begin(), stack.end(), dep);
+        for (; it != stack.end(); ++it) found += *it + " -> ";
+        found += dep;
+        return true;
+      }
+      if (color[dep] == 0 && visit(dep)) return true;
+    }
+    stack.pop_back();
+    color[id] = 2;
+    return false;
+  };
+  for (const auto& t : def.tasks) {
+    if (color[t.id] == 0 && visit(t.id)) return found;
+  }
+  return "";
+}
+
+}  // namespace
+
+const char* WhenName(When w) {
+  switch (w) {
+    case When::kSuccess: return "success";
+    case When::kFailure: return "failure";
+    case When::kAlways: return "always";
+  }
+  return "?";
+}
+
+const TaskDef* WorkflowDef::FindTask(std::string_view id) const {
+  for (const auto& t : tasks) {
+    if (t.id == id) return &t;
+  }
+  return nullptr;
+}
+
+Result<std::map<std::string, std::string>> WorkflowDef::ResolveParams(
+    const std::map<std::string, std::string>& given) const {
+  std::map<std::string, std::string> out;
+  for (const auto& [k, v] : given) {
+    bool known = false;
+    for (const auto& p : params) known = known || p.name == k;
+    if (!known) return Status::InvalidArgument("workflow '" + name + "' has no param '" + k + "'");
+    out[k] = v;
+  }
+  for (const auto& p : params) {
+    if (out.count(p.name)) continue;
+    if (!p.default_value) {
+      return Status::InvalidArgument("workflow '" + name + "' needs param '" + p.name + "'");
+    }
+    out[p.name] = *p.default_value;
+  }
+  return out;
+}
+
+Result<DurationMs> ParseDuration(std::string_view text) {
+  if (text.empty()) return Status::InvalidArgument("empty duration");
+  DurationMs total = 0;
+  size_t i = 0;
+  while (i < text.size()) {
+    size_t start = i;
+    long long n = 0;
+    while (i < text.size() && std::isdigit(static_cast<unsigned char>(text[i]))) {
+      n = n * 10 + (text[i] - '0');
+      if (n > 1'000'000'000LL) return Status::InvalidArgument("duration '" + std::string(text) + "' is too large");
+      ++i;
+    }
+    if (i == start) {
+      return Status::InvalidArgument("bad duration '" + std::string(text) +
+                                     "' (use e.g. 500ms, 30s, 5m, 2h, 1d, 1h30m)");
+    }
+    size_t ustart = i;
+    while (i < text.size() && std::isalpha(static_cast<unsigned char>(text[i]))) ++i;
+    std::string_view unit = text.substr(ustart, i - ustart);
+    DurationMs mult;
+    if (unit == "ms") mult = 1;
+    else if (unit == "s") mult = 1000;
+    else if (unit == "m") mult = 60'000;
+    else if (unit == "h") mult = 3'600'000;
+    else if (unit == "d") mult = 86'400'000;
+    else {
+      return Status::InvalidArgument("bad duration '" + std::string(text) +
+                                     "': unit must be ms, s, m, h or d");
+    }
+    total += n * mult;
+  }
+  if (total <= 0) return Status::InvalidArgument("duration '" + std::string(text) + "' must be positive");
+  return total;
+}
+
+std::string HexHash(std::string_view data) {
+  unsigned char out[16];
+  crypto_generichash(out, sizeof out, reinterpret_cast<const unsigned char*>(data.data()),
+                     data.size(), nullptr, 0);
+  static const char* kHex = "0123456789abcdef";
+  std::string hex;
+  for (unsigned char b : out) {
+    hex += kHex[b >> 4];
+    hex += kHex[b & 15];
+  }
+  return hex;
+}
+
+Result<WorkflowDef> ParseWorkflow(std::string_view yaml, std::string_view filename) {
+  Problems p(filename);
+  YAML::Node root;
+  try {
+    root = YAML::Load(std::string(yaml));
+  } catch (const YAML::Exception& e) {
+    p.Add(e.mark, "", "YAML syntax: " + e.msg);
+    return p.ToStatus();
+  }
+  WorkflowDef def;
+  def.source = std::string(yaml);
+  def.hash = HexHash(yaml);
+  if (!root.IsMap()) {
+    p.Add(root.Mark(), "", std::string("a workflow file must be a map, got ") + KindName(root));
+    return p.ToStatus();
+  }
+  try {
+    Ctx c{&p, ""};
+    c.KnownKeys(root, {"name", "description", "timeout", "params", "tasks"}, "workflow");
+    if (!root["name"]) {
+      p.Add(root.Mark(), "", "workflow has no 'name'");
+    } else if (c.Scalar(root["name"], "name", &def.name) && !IsName(def.name, 63)) {
+      p.Add(root["name"].Mark(), "",
+            "workflow name '" + def.name + "' must be 1-63 letters, digits, '-', '_' or '.'");
+    }
+    if (root["description"]) {
+      std::string ignored;
+      c.Scalar(root["description"], "description", &ignored);
+    }
+    if (root["timeout"]) c.Duration(root["timeout"], "timeout", &def.timeout);
+    if (root["params"]) {
+      if (!root["params"].IsMap()) {
+        p.Add(root["params"].Mark(), "", "'params' must be a map of name: default");
+      } else {
+        for (const auto& kv : root["params"]) {
+          ParamDef pd;
+          if (!c.Scalar(kv.first, "param name", &pd.name)) continue;
+          if (!IsName(pd.name, 63)) p.Add(kv.first.Mark(), "", "param name '" + pd.name + "' is not valid");
+          if (kv.second.IsScalar()) {
+            pd.default_value = kv.second.Scalar();
+          } else if (!kv.second.IsNull()) {
+            p.Add(kv.second.Mark(), "", "param '" + pd.name + "' default must be a string or empty (required)");
+          }
+          def.params.push_back(pd);
+        }
+      }
+    }
+    if (!root["tasks"]) {
+      p.Add(root.Mark(), "", "workflow has no 'tasks'");
+    } else if (!root["tasks"].IsSequence() || root["tasks"].size() == 0) {
+      p.Add(root["tasks"].Mark(), "", "'tasks' must be a non-empty list");
+    } else {
+      std::map<std::string, int> seen;
+      for (const auto& tn : root["tasks"]) {
+        TaskDef t;
+        ParseTask(&p, tn, &t);
+        if (t.id.empty()) continue;
+        if (seen.count(t.id)) {
+          p.Add(tn.Mark(), t.id, "duplicate task id (first defined on line " +
+                                     std::to_string(seen[t.id]) + ")");
+          continue;
+        }
+        seen[t.id] = t.line;
+        def.tasks.push_back(std::move(t));
+      }
+      for (const auto& t : def.tasks) {
+        for (const auto& dep : t.needs) {
+          if (!seen.count(dep)) {
+            p.Add(YAML::Mark::null_mark(), t.id,
+                  "line " + std::to_string(t.line) + ": needs unknown task '" + dep + "'");
+          } else if (dep == t.id) {
+            p.Add(YAML::Mark::null_mark(), t.id, "line " + std::to_string(t.line) + ": needs itself");
+          }
+        }
+      }
+      if (p.empty()) {
+        std::string cycle = FindCycle(def);
+        if (!cycle.empty()) p.Add(YAML::Mark::null_mark(), "", "dependency cycle: " + cycle);
+      }
+    }
+  } catch (const YAML::Exception& e) {
+    p.Add(e.mark, "", std::string("YAML: ") + e.msg);
+  }
+  if (!p.empty()) return p.ToStatus();
+  return def;
+}
+
+Result<WorkflowDef> LoadWorkflowFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Status::NotFound("cannot read workflow file '" + path + "'");
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  if (ss.str().size() > (1 << 20)) {
+    return Status::InvalidArgument("workflow file '" + path + "' is larger than 1 MiB");
+  }
+  return ParseWorkflow(ss.str(), path);
+}
+
+}  // namespace outpost

@@ -1,0 +1,294 @@
+#include "site-agent/agent.h"
+
+#include <poll.h>
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
+#include "common/control.h"
+#include "common/ulid.h"
+
+namespace outpost {
+
+using json = nlohmann::json;
+
+namespace {
+
+json TimeJson(TimeMs t) { return t > 0 ? json(FormatTime(t)) : json(nullptr); }
+
+}  // namespace
+
+json RunViewToJson(const RunView& v) {
+  json tasks = json::array();
+  for (const auto& t : v.tasks) {
+    json jt = {{"id", t.id},
+               {"state", TaskStateName(t.task_state())},
+               {"attempts", t.attempts},
+               {"exit_code", t.attempts > 0 ? json(t.exit_code) : json(nullptr)},
+               {"signal", t.signal},
+               {"started", TimeJson(t.started)},
+               {"finished", TimeJson(t.finished)},
+               {"message", t.message}};
+    if (t.task_state() == TaskState::kWaiting) jt["retry_at"] = TimeJson(t.retry_at);
+    tasks.push_back(std::move(jt));
+  }
+  return {{"id", v.run.id},
+          {"workflow", v.run.workflow},
+          {"hash", v.run.hash},
+          {"state", RunStateName(v.run.run_state())},
+          {"params", v.run.params},
+          {"created", TimeJson(v.run.created)},
+          {"finished", TimeJson(v.run.finished)},
+          {"cancel_requested", v.run.cancel_requested},
+          {"message", v.run.message},
+          {"tasks", std::move(tasks)}};
+}
+
+Agent::Agent(const AgentConfig& config, const Clock& clock, uint64_t seed)
+    : config_(config), clock_(clock), rng_(seed) {}
+
+Agent::~Agent() {
+  for (auto& [id, c] : clients_) close(c.fd);
+  if (listen_fd_ >= 0) {
+    close(listen_fd_);
+    unlink(socket_path().c_str());
+  }
+  if (term_fd_ >= 0) close(term_fd_);
+}
+
+Result<std::unique_ptr<Agent>> Agent::Open(const AgentConfig& config, const Clock& clock,
+                                           uint64_t seed) {
+  std::unique_ptr<Agent> a(new Agent(config, clock, seed));
+  std::error_code ec;
+  std::filesystem::create_directories(config.data_dir, ec);
+  if (ec) return Status::IoError("create data dir " + config.data_dir + ": " + ec.message());
+  chmod(config.data_dir.c_str(), 0700);
+
+  EventLog::Options lo;
+  lo.new_incarnation = a->rng_.Next();
+  OUTPOST_ASSIGN_OR_RETURN(auto log, EventLog::Open(config.data_dir + "/db", lo));
+  a->store_ = std::make_unique<AgentStore>(std::move(log));
+  a->engine_ = std::make_unique<Engine>(clock, &a->rng_,
+                                        EngineOptions{config.max_parallel, config.kill_grace});
+  ProcessExecutor::Options eo;
+  eo.output_cap = config.output_cap;
+  OUTPOST_ASSIGN_OR_RETURN(a->executor_, ProcessExecutor::Create(eo));
+
+  sigset_t mask;
+  sigemptyset(&mask);
+  sigaddset(&mask, SIGTERM);
+  sigaddset(&mask, SIGINT);
+  a->term_fd_ = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+  if (a->term_fd_ < 0) return Status::IoError(std::string("signalfd: ") + strerror(errno));
+
+  // Resume unfinished runs. Process groups left running by a killed agent are killed
+  // first, so an interrupted attempt never runs twice at once.
+  OUTPOST_ASSIGN_OR_RETURN(auto unfinished, a->store_->LoadUnfinished());
+  for (auto& v : unfinished) {
+    for (const auto& t : v.tasks) {
+      if (t.task_state() == TaskState::kRunning && t.pid > 0 &&
+          KillOrphanGroup(t.pid, v.run.id, t.id, t.attempts)) {
+        ++a->counters_.orphans_killed;
+        spdlog::warn("agent.orphan_killed run={} task={} attempt={} pgid={}", v.run.id, t.id,
+                     t.attempts, t.pid);
+      }
+    }
+    const std::string id = v.run.id;
+    Status s = a->engine_->Restore(std::move(v.run), std::move(v.tasks), &a->pending_);
+    if (!s.ok()) {
+      spdlog::error("agent.restore_failed run={} error=\"{}\"", id, s.ToString());
+    } else {
+      spdlog::info("agent.run_restored run={}", id);
+    }
+  }
+  OUTPOST_ASSIGN_OR_RETURN(a->listen_fd_, ListenUnix(a->socket_path()));
+  spdlog::info("agent.started site={} data_dir={} incarnation={:016x} log_head={} restored={}",
+               config.site, config.data_dir, a->store_->log().incarnation(),
+               a->store_->log().head(), unfinished.size());
+  return a;
+}
+
+Status Agent::Run() {
+  bool stop = false;
+  Flush();  // restored runs
+  while (!stop) {
+    std::vector<pollfd> fds;
+    fds.push_back({term_fd_, POLLIN, 0});
+    fds.push_back({executor_->signal_fd(), POLLIN, 0});
+    fds.push_back({listen_fd_, POLLIN, 0});
+    const size_t pipes_begin = fds.size();
+    for (int fd : executor_->pipe_fds()) fds.push_back({fd, POLLIN, 0});
+    const size_t clients_begin = fds.size();
+    std::vector<uint64_t> client_ids;
+    for (const auto& [id, c] : clients_) {
+      fds.push_back({c.fd, static_cast<short>(POLLIN | (c.out.empty() ? 0 : POLLOUT)), 0});
+      client_ids.push_back(id);
+    }
+    const TimeMs now = clock_.Now();
+    TimeMs wake = engine_->NextDeadline();
+    if (!pending_.empty() || !after_commit_.empty()) {
+      wake = commit_retry_at_ > now ? commit_retry_at_ : now;
+    }
+    int timeout = -1;
+    if (wake > 0) timeout = static_cast<int>(std::clamp<TimeMs>(wake - now, 0, 60'000));
+    int rc = poll(fds.data(), fds.size(), timeout);
+    if (rc < 0 && errno != EINTR) return Status::IoError(std::string("poll: ") + strerror(errno));
+
+    if (rc > 0) {
+      if (fds[0].revents) HandleSignals(&stop);
+      if (fds[1].revents) executor_->OnSignalReadable();
+      for (size_t i = pipes_begin; i < clients_begin; ++i) {
+        if (fds[i].revents) executor_->OnPipeReadable(fds[i].fd);
+      }
+      if (fds[2].revents) AcceptClients();
+      for (size_t i = clients_begin; i < fds.size(); ++i) {
+        const uint64_t id = client_ids[i - clients_begin];
+        if (fds[i].revents & POLLOUT) WriteClient(id);
+        if (fds[i].revents & (POLLIN | POLLHUP | POLLERR)) ReadClient(id);
+      }
+    }
+    std::vector<std::pair<AttemptKey, ExitInfo>> exits;
+    executor_->TakeExits(&exits);
+    for (const auto& [key, info] : exits) engine_->OnExit(key, info, &pending_);
+    engine_->Tick(&pending_);
+    Flush();
+  }
+  executor_->KillAll(SIGTERM);
+  spdlog::info("agent.stopped running_attempts_killed={}", executor_->running());
+  return Status::Ok();
+}
+
+void Agent::HandleSignals(bool* stop) {
+  signalfd_siginfo info;
+  while (read(term_fd_, &info, sizeof info) == sizeof info) {
+    spdlog::info("agent.signal signo={}", info.ssi_signo);
+    *stop = true;
+  }
+}
+
+void Agent::Flush() {
+  if (pending_.empty() && after_commit_.empty()) return;
+  if (commit_retry_at_ > clock_.Now()) return;
+  Status s = store_->Commit(pending_, *engine_);
+  if (!s.ok()) {
+    ++counters_.commit_failures;
+    commit_retry_at_ = clock_.Now() + 1000;
+    spdlog::error("agent.commit_failed error=\"{}\" retry_in_ms=1000 held_events={}",
+                  s.ToString(), pending_.events.size());
+    return;
+  }
+  commit_retry_at_ = 0;
+  Effects done = std::move(pending_);
+  pending_ = Effects();
+  for (const auto& k : done.kills) executor_->Kill(k.key, k.signal);
+  for (const auto& sp : done.starts) {
+    auto pid = executor_->Start(sp);
+    if (pid.ok()) {
+      engine_->OnSpawned(sp.key, *pid, &pending_);
+    } else {
+      ++counters_.spawn_failures;
+      spdlog::warn("agent.spawn_failed run={} task={} error=\"{}\"", sp.key.run, sp.key.task,
+                   pid.status().message());
+      ExitInfo ex;
+      ex.exit_code = -1;
+      ex.spawn_error = pid.status().message();
+      engine_->OnExit(sp.key, ex, &pending_);
+    }
+  }
+  for (auto& [client, reply] : after_commit_) Reply(client, reply);
+  after_commit_.clear();
+  for (const auto& id : done.finished_runs) {
+    const RunRecord* r = engine_->FindRun(id);
+    spdlog::info("run.finished run={} workflow={} state={}", id, r ? r->workflow : "?",
+                 r ? RunStateName(r->run_state()) : "?");
+    engine_->Forget(id);
+    auto w = waiters_.find(id);
+    if (w == waiters_.end()) continue;
+    auto view = store_->GetRun(id);
+    for (uint64_t c : w->second) {
+      if (view.ok() && *view) {
+        Reply(c, {{"ok", true}, {"run", RunViewToJson(**view)}});
+      } else {
+        Reply(c, {{"ok", false}, {"error", "run " + id + " could not be read back"}});
+      }
+    }
+    waiters_.erase(w);
+  }
+}
+
+void Agent::AcceptClients() {
+  for (;;) {
+    int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) return;
+    if (clients_.size() >= 256) {
+      spdlog::warn("control.refused reason=too_many_clients");
+      close(fd);
+      continue;
+    }
+    clients_[next_client_++] = Client{fd, {}, {}};
+  }
+}
+
+void Agent::ReadClient(uint64_t id) {
+  auto it = clients_.find(id);
+  if (it == clients_.end()) return;
+  char buf[65536];
+  for (;;) {
+    ssize_t n = read(it->second.fd, buf, sizeof buf);
+    if (n > 0) {
+      it->second.in.append(buf, static_cast<size_t>(n));
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) break;
+    close(it->second.fd);  // EOF or error: the client is gone
+    clients_.erase(it);
+    return;
+  }
+  std::string& in = it->second.in;
+  size_t nl;
+  while ((nl = in.find('\n')) != std::string::npos) {
+    std::string line = in.substr(0, nl);
+    in.erase(0, nl + 1);
+    HandleRequest(id, line);
+    if (!clients_.count(id)) return;
+  }
+  if (in.size() > kMaxControlLine) {
+    ++counters_.bad_requests;
+    Reply(id, {{"ok", false}, {"error", "request longer than the control line limit"}});
+    in.clear();
+  }
+}
+
+void Agent::WriteClient(uint64_t id) {
+  auto it = clients_.find(id);
+  if (it == clients_.end()) return;
+  auto& c = it->second;
+  while (!c.out.empty()) {
+    ssize_t n = send(c.fd, c.out.data(), c.out.size(), MSG_NOSIGNAL);
+    if (n > 0) {
+      c.out.erase(0, static_cast<size_t>(n));
+      continue;
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+    close(c.fd);
+    clients_.erase(it);
+    return;
+  }
+}
+
+void Agent::Reply(uint64_t client, const json& j) {
+  auto it = clients_.find(client);
+  if (it == clients_.end()) return;
+  it->second.out += j.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
+  WriteClient(client);
+}
+
+}  // namespace outpost

@@ -1,0 +1,159 @@
+// Engine: the site agent's workflow engine, a sans-I/O state machine.
+//
+// Inputs: StartRun (a validated definition and params), OnSpawned / OnExit (what the
+// executor reports), Cancel, Tick (the clock has moved; due deadlines fire), Restore
+// (a run loaded from the store after a restart). Outputs, collected in Effects: events
+// to append, run/task records that changed, processes to start and kill. The engine
+// never spawns, sleeps, reads the wall clock or touches the disk; the driver (the agent
+// daemon, a test, the simulator) does that with the Effects, in this order:
+//   1. append events + changed records in one synced WriteBatch,
+//   2. then start and kill processes,
+// so a task is never running without the log saying so (at-least-once attempts).
+//
+// State machine of a task:
+//   pending --deps final, `when` holds--> (queued) --slot free--> running
+//   pending --deps final, `when` fails--> skipped
+//   running --exit 0--> succeeded
+//   running --fail/timeout, attempts <= retry.max--> waiting --retry_at--> (queued)
+//   running --fail/timeout, no retries left--> failed
+//   any non-final --cancel--> cancelled (running ones after their process group exits)
+// A run is finished when all its tasks are: cancelled if a cancel was asked for (failed
+// if that cancel came from the workflow timeout), failed if any task failed, else
+// succeeded.
+//
+// Timers: each record carries its own deadlines (retry_at, deadline, kill_at, run
+// deadline); NextDeadline() tells the driver when to call Tick().
+//
+// Thread-safety: none; one driver thread owns an Engine.
+#pragma once
+
+#include <deque>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "common/clock.h"
+#include "common/event.h"
+#include "common/random.h"
+#include "common/status.h"
+#include "common/workflow.h"
+#include "site-agent/run_state.h"
+
+namespace outpost {
+
+struct AttemptKey {
+  std::string run;
+  std::string task;
+  int attempt = 0;
+  bool operator==(const AttemptKey&) const = default;
+};
+
+struct StartProcess {
+  AttemptKey key;
+  std::vector<std::string> argv;
+  std::vector<std::pair<std::string, std::string>> env;  // added to the agent's environment
+  std::string workdir;
+};
+
+struct KillProcess {
+  AttemptKey key;
+  int signal = 0;
+};
+
+struct ExitInfo {
+  int exit_code = -1;  // -1 when killed by a signal or never started
+  int signal = 0;
+  std::string output;       // tail of stdout+stderr, already capped by the executor
+  std::string spawn_error;  // non-empty: the process could not be started
+};
+
+struct Effects {
+  std::vector<Event> events;
+  std::set<std::string> dirty_runs;                         // run ids
+  std::set<std::pair<std::string, std::string>> dirty_tasks;  // (run, task)
+  std::vector<StartProcess> starts;
+  std::vector<KillProcess> kills;
+  std::vector<std::string> finished_runs;  // reached a final state in this step
+
+  bool empty() const {
+    return events.empty() && dirty_runs.empty() && dirty_tasks.empty() && starts.empty() &&
+           kills.empty();
+  }
+};
+
+struct EngineOptions {
+  int max_parallel = 4;         // task attempts running at once on this site
+  DurationMs kill_grace = 5000;  // TERM -> KILL escalation
+};
+
+struct EngineCounters {
+  uint64_t runs_started = 0;
+  uint64_t runs_finished = 0;
+  uint64_t attempts_started = 0;
+  uint64_t attempts_interrupted = 0;
+  uint64_t stale_exits = 0;  // exits for attempts the engine no longer runs
+};
+
+class Engine {
+ public:
+  Engine(const Clock& clock, Rng* rng, EngineOptions options);
+
+  // Starts a run of `def` with id `run_id`. Params are resolved against the definition.
+  Status StartRun(std::shared_ptr<const WorkflowDef> def, const std::string& run_id,
+                  const std::map<std::string, std::string>& params, Effects* fx);
+
+  // Resumes a run loaded from the store. Attempts that were running are recorded as
+  // interrupted and retried under their policy.
+  Status Restore(RunRecord run, std::vector<TaskRecord> tasks, Effects* fx);
+
+  void OnSpawned(const AttemptKey& key, int pid, Effects* fx);
+  void OnExit(const AttemptKey& key, const ExitInfo& exit, Effects* fx);
+  Status Cancel(const std::string& run_id, const std::string& reason, Effects* fx);
+  void Tick(Effects* fx);
+
+  // The earliest time Tick() has work to do, or 0 if none.
+  TimeMs NextDeadline() const;
+
+  // Records of an active run, or nullptr if the engine does not hold it (finished runs
+  // are dropped with Forget() once the driver has persisted them).
+  const RunRecord* FindRun(const std::string& run_id) const;
+  const TaskRecord* FindTask(const std::string& run_id, const std::string& task) const;
+  void Forget(const std::string& run_id);
+
+  size_t active_runs() const { return runs_.size(); }
+  int running_attempts() const { return running_; }
+  const EngineCounters& counters() const { return counters_; }
+
+ private:
+  struct Active {
+    RunRecord rec;
+    std::shared_ptr<const WorkflowDef> def;
+    std::vector<TaskRecord> tasks;  // in definition order
+    std::vector<bool> queued;       // in ready_
+    std::map<std::string, size_t> index;
+  };
+
+  Event MakeEvent(EventType type, const Active& a, const TaskRecord* t) const;
+  void Evaluate(Active& a, Effects* fx);  // pending tasks whose deps are final
+  void Dispatch(Effects* fx);             // queued tasks into free slots
+  void StartAttempt(Active& a, size_t i, Effects* fx);
+  void AttemptFailed(Active& a, size_t i, const std::string& why, Effects* fx);
+  void FinishTask(Active& a, size_t i, TaskState s, const std::string& why, Effects* fx);
+  void MaybeFinishRun(Active& a, Effects* fx);
+  void CancelInternal(Active& a, const std::string& reason, Effects* fx);
+  void Touch(const Active& a, size_t i, Effects* fx) const {
+    fx->dirty_tasks.emplace(a.rec.id, a.tasks[i].id);
+  }
+
+  const Clock& clock_;
+  Rng* rng_;
+  EngineOptions options_;
+  std::map<std::string, Active> runs_;
+  std::deque<std::pair<std::string, size_t>> ready_;
+  int running_ = 0;
+  EngineCounters counters_;
+};
+
+}  // namespace outpost

@@ -1,0 +1,81 @@
+// Executor: starts and kills task processes and reports their exits.
+//
+// The interface is what the engine's driver needs; ProcessExecutor is the real one
+// (posix_spawn, process groups, pipes, SIGCHLD through a signalfd), the simulator and
+// tests provide others.
+//
+// ProcessExecutor contract:
+//  - every attempt runs in its own process group (pgid = pid), stdin from /dev/null,
+//    stdout and stderr merged into one pipe whose last `output_cap` bytes are kept;
+//  - Kill() signals the whole group;
+//  - the process that owns a ProcessExecutor must have SIGCHLD blocked in every thread
+//    (main() blocks it before anything starts a thread) so the signalfd sees it.
+//
+// Thread-safety: one owner thread.
+#pragma once
+
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/status.h"
+#include "site-agent/engine.h"
+
+namespace outpost {
+
+class Executor {
+ public:
+  virtual ~Executor() = default;
+  // Starts the process; returns its pid (which is also its process group id).
+  virtual Result<int> Start(const StartProcess& spec) = 0;
+  virtual void Kill(const AttemptKey& key, int signal) = 0;
+  // Moves finished attempts into `out`.
+  virtual void TakeExits(std::vector<std::pair<AttemptKey, ExitInfo>>* out) = 0;
+};
+
+class ProcessExecutor final : public Executor {
+ public:
+  struct Options {
+    size_t output_cap = 64 * 1024;
+  };
+  static Result<std::unique_ptr<ProcessExecutor>> Create(Options options);
+  ~ProcessExecutor() override;
+
+  Result<int> Start(const StartProcess& spec) override;
+  void Kill(const AttemptKey& key, int signal) override;
+  void TakeExits(std::vector<std::pair<AttemptKey, ExitInfo>>* out) override;
+
+  // For the driver's poll loop: the signalfd and every open output pipe.
+  int signal_fd() const { return sigfd_; }
+  std::vector<int> pipe_fds() const;
+  // Call when signal_fd() is readable: reaps exited children.
+  void OnSignalReadable();
+  // Call when a pipe fd is readable (or hung up).
+  void OnPipeReadable(int fd);
+  size_t running() const { return procs_.size(); }
+  // Kills every process group still running (agent shutdown).
+  void KillAll(int signal);
+
+ private:
+  struct Proc {
+    AttemptKey key;
+    int pipe_fd = -1;
+    std::string output;
+  };
+  explicit ProcessExecutor(Options o) : options_(o) {}
+  void Drain(Proc& p);
+  void AppendOutput(Proc& p, const char* data, size_t n);
+
+  Options options_;
+  int sigfd_ = -1;
+  std::map<int, Proc> procs_;  // by pid
+  std::vector<std::pair<AttemptKey, ExitInfo>> exits_;
+};
+
+// Kills the process group `pgid` left over from before a restart, but only if its leader
+// still carries OUTPOST_RUN_ID=run and OUTPOST_ATTEMPT=attempt in its environment (so a
+// reused pid is never killed). Returns true if it signalled something.
+bool KillOrphanGroup(int pgid, const std::string& run, const std::string& task, int attempt);
+
+}  // namespace outpost
