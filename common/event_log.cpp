@@ -146,6 +146,7 @@ Result<std::vector<LogRecord>> EventLog::ReadAfter(uint64_t after, size_t max_co
   std::vector<LogRecord> out;
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), log_));
   size_t bytes = 0;
+  if (after < acked_) after = acked_;  // everything up to acked_ is trimmed
   uint64_t expect = after + 1;
   for (it->Seek(EncodeU64(after + 1)); it->Valid() && out.size() < max_count; it->Next()) {
     uint64_t seq = DecodeU64(it->key().ToStringView());

@@ -59,7 +59,7 @@ class EventLog {
   Result<uint64_t> Append(const std::vector<std::string>& events,
                           const std::vector<StateWrite>& state);
 
-  // Up to `max_count` records with seq > `after`, stopping before `max_bytes` is passed
+  // Up to `max_count` records with seq > max(after, acked()), stopping before `max_bytes` is passed
   // (at least one record is returned if any exists).
   Result<std::vector<LogRecord>> ReadAfter(uint64_t after, size_t max_count,
                                            size_t max_bytes) const;

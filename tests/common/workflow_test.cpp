@@ -1,1 +1,160 @@
+// One test per kind of invalid workflow file, each checking the message a user sees.
+#include "common/workflow.h"
+
 #include <gtest/gtest.h>
+
+#include <algorithm>
+
+namespace outpost {
+namespace {
+
+std::string ErrorOf(const std::string& yaml) {
+  auto d = ParseWorkflow(yaml, "wf.yaml");
+  EXPECT_FALSE(d.ok()) << "expected an error for:\n" << yaml;
+  return d.ok() ? "" : d.status().message();
+}
+
+TEST(WorkflowTest, ParsesAFullDefinition) {
+  auto d = ParseWorkflow(R"(
+name: full
+timeout: 1h30m
+params: {region: eu, token: ~}
+tasks:
+  - id: a
+    run: [echo, hi]
+    env: {X: "1"}
+    workdir: /tmp
+    timeout: 500ms
+    retry: {max: 3, backoff: 2s, factor: 3, max_backoff: 1m, jitter: true}
+  - id: b
+    shell: echo b
+    needs: a
+    when: always
+)", "wf.yaml");
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  EXPECT_EQ(d->name, "full");
+  EXPECT_EQ(d->timeout, 90 * 60 * 1000);
+  ASSERT_EQ(d->tasks.size(), 2u);
+  const auto& a = d->tasks[0];
+  EXPECT_EQ(a.run, std::vector<std::string>({"echo", "hi"}));
+  EXPECT_EQ(a.timeout, 500);
+  EXPECT_EQ(a.retry.max, 3);
+  EXPECT_EQ(a.retry.backoff.initial, 2000);
+  EXPECT_EQ(a.retry.backoff.factor, 3.0);
+  EXPECT_EQ(a.retry.backoff.max, 60000);
+  EXPECT_TRUE(a.retry.backoff.full_jitter);
+  EXPECT_EQ(a.env[0], std::make_pair(std::string("X"), std::string("1")));
+  EXPECT_EQ(d->tasks[1].needs, std::vector<std::string>({"a"}));
+  EXPECT_EQ(d->tasks[1].when, When::kAlways);
+  EXPECT_EQ(d->tasks[1].line, 12);
+  EXPECT_EQ(d->hash.size(), 32u);
+  auto params = d->ResolveParams({{"token", "t"}});
+  ASSERT_TRUE(params.ok());
+  EXPECT_EQ((*params)["region"], "eu");
+}
+
+TEST(WorkflowTest, SameSourceSameHash) {
+  const char* y = "name: w\ntasks:\n  - {id: t, run: [x]}\n";
+  EXPECT_EQ(ParseWorkflow(y, "a")->hash, ParseWorkflow(y, "b")->hash);
+  EXPECT_NE(ParseWorkflow(y, "a")->hash,
+            ParseWorkflow("name: w\ntasks:\n  - {id: t, run: [y]}\n", "a")->hash);
+}
+
+TEST(WorkflowTest, YamlSyntaxErrorNamesFileAndLine) {
+  EXPECT_EQ(ErrorOf("name: w\ntasks: [\n  {id: a\n"), "wf.yaml:4:1: YAML syntax: end of map flow not found");
+}
+
+TEST(WorkflowTest, UnknownKeyIsNamedWithItsLine) {
+  std::string e = ErrorOf("name: w\ntasks:\n  - id: a\n    run: [x]\n    retires: 3\n");
+  EXPECT_NE(e.find("wf.yaml:5:5: task 'a': unknown key 'retires' in task"), std::string::npos) << e;
+  e = ErrorOf("name: w\nschedul: x\ntasks:\n  - {id: a, run: [x]}\n");
+  EXPECT_NE(e.find("wf.yaml:2:1: unknown key 'schedul' in workflow"), std::string::npos) << e;
+}
+
+TEST(WorkflowTest, WrongTypeIsReported) {
+  std::string e = ErrorOf("name: w\ntasks:\n  - id: a\n    run: [x]\n    retry: {max: lots}\n");
+  EXPECT_NE(e.find("wf.yaml:5:18: task 'a': 'retry.max' must be an integer from 0 to 1000, got 'lots'"),
+            std::string::npos) << e;
+  e = ErrorOf("name: w\ntasks:\n  - id: a\n    run: echo hi\n");
+  EXPECT_NE(e.find("'run' must be a list (argv); use 'shell' for a command line"), std::string::npos) << e;
+  e = ErrorOf("name: w\ntasks:\n  - id: a\n    shell: [x]\n");
+  EXPECT_NE(e.find("task 'a': 'shell' must be a string, got a list"), std::string::npos) << e;
+  e = ErrorOf("name: w\ntasks: {a: 1}\n");
+  EXPECT_NE(e.find("'tasks' must be a non-empty list"), std::string::npos) << e;
+}
+
+TEST(WorkflowTest, DuplicateTaskIdPointsAtBothLines) {
+  std::string e = ErrorOf("name: w\ntasks:\n  - {id: a, run: [x]}\n  - {id: a, run: [y]}\n");
+  EXPECT_NE(e.find("wf.yaml:4:5: task 'a': duplicate task id (first defined on line 3)"),
+            std::string::npos) << e;
+}
+
+TEST(WorkflowTest, UnknownDependencyIsNamed) {
+  std::string e = ErrorOf("name: w\ntasks:\n  - {id: a, run: [x], needs: [bild]}\n");
+  EXPECT_NE(e.find("task 'a': line 3: needs unknown task 'bild'"), std::string::npos) << e;
+}
+
+TEST(WorkflowTest, CycleIsPrinted) {
+  std::string e = ErrorOf(R"(name: w
+tasks:
+  - {id: a, run: [x], needs: [c]}
+  - {id: b, run: [x], needs: [a]}
+  - {id: c, run: [x], needs: [b]}
+  - {id: d, run: [x]}
+)");
+  EXPECT_NE(e.find("dependency cycle: a -> c -> b -> a"), std::string::npos) << e;
+  e = ErrorOf("name: w\ntasks:\n  - {id: a, run: [x], needs: [a]}\n");
+  EXPECT_NE(e.find("needs itself"), std::string::npos) << e;
+}
+
+TEST(WorkflowTest, BadDurationIsExplained) {
+  std::string e = ErrorOf("name: w\ntasks:\n  - {id: a, run: [x], timeout: 10 minutes}\n");
+  EXPECT_NE(e.find("wf.yaml:3:32: task 'a': 'timeout': bad duration '10 minutes'"),
+            std::string::npos) << e;
+  e = ErrorOf("name: w\ntimeout: 5x\ntasks:\n  - {id: a, run: [x]}\n");
+  EXPECT_NE(e.find("unit must be ms, s, m, h or d"), std::string::npos) << e;
+  e = ErrorOf("name: w\ntasks:\n  - {id: a, run: [x], timeout: 0s}\n");
+  EXPECT_NE(e.find("must be positive"), std::string::npos) << e;
+}
+
+TEST(WorkflowTest, MissingPiecesAreNamed) {
+  EXPECT_NE(ErrorOf("tasks:\n  - {id: a, run: [x]}\n").find("workflow has no 'name'"), std::string::npos);
+  EXPECT_NE(ErrorOf("name: w\n").find("workflow has no 'tasks'"), std::string::npos);
+  EXPECT_NE(ErrorOf("name: w\ntasks:\n  - {run: [x]}\n").find("task has no 'id'"), std::string::npos);
+  EXPECT_NE(ErrorOf("name: w\ntasks:\n  - {id: a}\n").find("needs exactly one of 'run'"), std::string::npos);
+  EXPECT_NE(ErrorOf("name: w\ntasks:\n  - {id: a, run: [x], shell: y}\n").find("needs exactly one of"), std::string::npos);
+  EXPECT_NE(ErrorOf("- a\n- b\n").find("a workflow file must be a map, got a list"), std::string::npos);
+}
+
+TEST(WorkflowTest, BadWhenAndNamesAreRejected) {
+  std::string e = ErrorOf("name: w\ntasks:\n  - {id: a, run: [x], when: sometimes}\n");
+  EXPECT_NE(e.find("'when' must be success, failure or always, got 'sometimes'"), std::string::npos) << e;
+  e = ErrorOf("name: 'bad name'\ntasks:\n  - {id: 'a b', run: [x]}\n");
+  EXPECT_NE(e.find("workflow name 'bad name' must be"), std::string::npos) << e;
+  EXPECT_NE(e.find("task id 'a b' must be"), std::string::npos) << e;
+}
+
+TEST(WorkflowTest, ReportsEveryProblemAtOnce) {
+  std::string e = ErrorOf("name: w\ntasks:\n  - {id: a, run: [x], timeout: soon}\n  - {id: b, runn: [x]}\n");
+  EXPECT_EQ(std::count(e.begin(), e.end(), '\n'), 2) << e;  // three lines
+}
+
+TEST(WorkflowTest, MissingFileIsNotFound) {
+  auto d = LoadWorkflowFile("/nonexistent/wf.yaml");
+  EXPECT_EQ(d.status().code(), Code::kNotFound);
+  EXPECT_NE(d.status().message().find("/nonexistent/wf.yaml"), std::string::npos);
+}
+
+TEST(DurationTest, ParsesUnitsAndSums) {
+  EXPECT_EQ(*ParseDuration("250ms"), 250);
+  EXPECT_EQ(*ParseDuration("30s"), 30000);
+  EXPECT_EQ(*ParseDuration("1h30m"), 5400000);
+  EXPECT_EQ(*ParseDuration("1d"), 86400000);
+  EXPECT_FALSE(ParseDuration("").ok());
+  EXPECT_FALSE(ParseDuration("10").ok());
+  EXPECT_FALSE(ParseDuration("-5s").ok());
+  EXPECT_FALSE(ParseDuration("99999999999s").ok());
+}
+
+}  // namespace
+}  // namespace outpost
