@@ -1,0 +1,280 @@
+// Integration tests: the real outpost-agent and outpostctl binaries, real processes,
+// RocksDB on disk, the control socket. Waits are bounded polls, never bare sleeps.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "common/control.h"
+
+namespace outpost {
+namespace {
+
+using json = nlohmann::json;
+namespace fs = std::filesystem;
+
+class AgentProcessTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    static int n = 0;
+    dir_ = fs::temp_directory_path() /
+           ("outpost_it_" + std::to_string(getpid()) + "_" + std::to_string(++n));
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+  }
+  void TearDown() override {
+    if (pid_ > 0) StopAgent(SIGKILL);
+    if (!HasFailure()) fs::remove_all(dir_);
+    else std::cerr << "agent data and log kept in " << dir_ << "\n";
+  }
+
+  std::string DataDir() const { return (dir_ / "agent").string(); }
+  std::string Socket() const { return DataDir() + "/agent.sock"; }
+
+  void StartAgent() {
+    pid_ = fork();
+    ASSERT_GE(pid_, 0);
+    if (pid_ == 0) {
+      std::string log = (dir_ / "agent.log").string();
+      freopen(log.c_str(), "a", stdout);
+      freopen(log.c_str(), "a", stderr);
+      execl(OUTPOST_AGENT_BIN, OUTPOST_AGENT_BIN, "--data-dir", DataDir().c_str(), "--site",
+            "it", "--kill-grace-ms", "300", "--max-parallel", "4", static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    for (int i = 0; i < 500; ++i) {  // up to ~10 s
+      if (ControlCall(Socket(), {{"op", "status"}}, 1000).ok()) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    FAIL() << "agent did not come up; see " << dir_ / "agent.log";
+  }
+  int StopAgent(int sig) {
+    kill(pid_, sig);
+    int status = 0;
+    waitpid(pid_, &status, 0);
+    pid_ = -1;
+    return status;
+  }
+
+  json Call(const json& req, int timeout_ms = 10000) {
+    auto r = ControlCall(Socket(), req, timeout_ms);
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    return r.ok() ? *r : json::object();
+  }
+  std::string StartRun(const std::string& yaml, json params = json::object()) {
+    json r = Call({{"op", "run.start"}, {"source", yaml}, {"file", "test.yaml"}, {"params", params}});
+    EXPECT_TRUE(r.value("ok", false)) << r.dump();
+    return r.value("id", "");
+  }
+  json WaitRun(const std::string& id) {
+    json r = Call({{"op", "run.wait"}, {"id", id}}, 60000);
+    return r.value("run", json::object());
+  }
+  json Task(const json& run, const std::string& id) {
+    for (const auto& t : run["tasks"]) {
+      if (t["id"] == id) return t;
+    }
+    ADD_FAILURE() << "no task " << id << " in " << run.dump();
+    return json::object();
+  }
+  // Polls run.show until `task` is in `state` (up to ~10 s).
+  bool WaitTaskState(const std::string& run, const std::string& task, const std::string& state) {
+    for (int i = 0; i < 500; ++i) {
+      json r = Call({{"op", "run.show"}, {"id", run}});
+      if (r.contains("run") && Task(r["run"], task)["state"] == state) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return false;
+  }
+  static bool WaitGone(pid_t pid) {
+    for (int i = 0; i < 300; ++i) {
+      if (kill(pid, 0) != 0) return true;
+      std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+      std::string s;
+      std::getline(stat, s);
+      auto close_paren = s.rfind(')');
+      if (close_paren != std::string::npos && s.size() > close_paren + 2 && s[close_paren + 2] == 'Z') {
+        return true;  // a zombie waiting for init to reap it is dead enough
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return false;
+  }
+  int ReadPid(const std::string& file) {
+    for (int i = 0; i < 500; ++i) {
+      std::ifstream in(file);
+      int pid = 0;
+      if (in >> pid && pid > 0) return pid;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return 0;
+  }
+  int Ctl(const std::string& args, std::string* out) {
+    std::string file = (dir_ / "ctl.out").string();
+    std::string cmd = std::string(OUTPOSTCTL_BIN) + " --local --data-dir " + DataDir() + " " +
+                      args + " > " + file + " 2>&1";
+    int rc = system(cmd.c_str());
+    std::ifstream in(file);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    *out = ss.str();
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+  }
+
+  fs::path dir_;
+  pid_t pid_ = -1;
+};
+
+TEST_F(AgentProcessTest, SigkillMidRunThenRestartFinishesWithoutRerunningSucceededTasks) {
+  StartAgent();
+  const std::string marks = (dir_ / "marks").string();
+  const std::string pidfile = (dir_ / "slow.pid").string();
+  const std::string yaml = R"(
+name: crash
+tasks:
+  - id: first
+    shell: echo "first $OUTPOST_ATTEMPT" >> )" + marks + R"(
+  - id: slow
+    needs: [first]
+    shell: |
+      echo "slow $OUTPOST_ATTEMPT" >> )" + marks + R"(
+      if [ "$OUTPOST_ATTEMPT" = 1 ]; then echo $$ > )" + pidfile + R"(; exec sleep 300; fi
+    retry: {max: 2, backoff: 100ms}
+  - id: last
+    needs: [slow]
+    shell: echo "last $OUTPOST_ATTEMPT" >> )" + marks + R"(
+)";
+  const std::string id = StartRun(yaml);
+  ASSERT_TRUE(WaitTaskState(id, "slow", "running"));
+  const int slow_pid = ReadPid(pidfile);
+  ASSERT_GT(slow_pid, 0);
+
+  int status = StopAgent(SIGKILL);
+  ASSERT_TRUE(WIFSIGNALED(status));
+  ASSERT_EQ(kill(slow_pid, 0), 0) << "the attempt should outlive the killed agent";
+
+  StartAgent();
+  json run = WaitRun(id);
+  EXPECT_EQ(run["state"], "succeeded") << run.dump(2);
+  EXPECT_EQ(Task(run, "first")["attempts"], 1);
+  EXPECT_EQ(Task(run, "slow")["attempts"], 2);
+  EXPECT_EQ(Task(run, "last")["attempts"], 1);
+  EXPECT_TRUE(WaitGone(slow_pid)) << "the interrupted attempt's process group was not killed";
+
+  std::ifstream in(marks);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  EXPECT_EQ(ss.str(), "first 1\nslow 1\nslow 2\nlast 1\n");
+  json st = Call({{"op", "status"}})["status"];
+  EXPECT_EQ(st["counters"]["attempts_interrupted"], 1);
+  EXPECT_EQ(st["counters"]["orphans_killed"], 1);
+}
+
+TEST_F(AgentProcessTest, TimeoutKillsTheWholeProcessGroup) {
+  StartAgent();
+  const std::string pidfile = (dir_ / "bg.pid").string();
+  const std::string id = StartRun(R"(
+name: timeout
+tasks:
+  - id: hang
+    shell: "trap '' TERM; sleep 300 & echo $! > )" + pidfile + R"(; wait; wait"
+    timeout: 300ms
+)");
+  const int bg = ReadPid(pidfile);
+  ASSERT_GT(bg, 0);
+  json run = WaitRun(id);
+  EXPECT_EQ(run["state"], "failed");
+  json t = Task(run, "hang");
+  EXPECT_EQ(t["state"], "failed");
+  EXPECT_EQ(t["signal"], SIGKILL) << "the shell ignores TERM, so KILL must follow the grace";
+  EXPECT_NE(t["message"].get<std::string>().find("timed out"), std::string::npos);
+  EXPECT_TRUE(WaitGone(bg)) << "background child survived the timeout";
+}
+
+TEST_F(AgentProcessTest, CancelKillsRunningTasksAndSkipsTheRest) {
+  StartAgent();
+  const std::string id = StartRun(R"(
+name: cancel
+tasks:
+  - {id: long, run: [sleep, "300"]}
+  - {id: after, run: ["true"], needs: [long]}
+)");
+  ASSERT_TRUE(WaitTaskState(id, "long", "running"));
+  json r = Call({{"op", "run.cancel"}, {"id", id}});
+  EXPECT_TRUE(r.value("ok", false)) << r.dump();
+  json run = WaitRun(id);
+  EXPECT_EQ(run["state"], "cancelled");
+  EXPECT_EQ(Task(run, "long")["state"], "cancelled");
+  EXPECT_EQ(Task(run, "after")["state"], "cancelled");
+  // Cancelling a finished run is a no-op that says so.
+  r = Call({{"op", "run.cancel"}, {"id", id}});
+  EXPECT_TRUE(r.value("ok", false));
+  EXPECT_EQ(r["state"], "cancelled");
+}
+
+TEST_F(AgentProcessTest, OutpostctlStartsWaitsShowsAndReportsFailure) {
+  StartAgent();
+  fs::path ok = dir_ / "ok.yaml", bad = dir_ / "bad.yaml", broken = dir_ / "broken.yaml";
+  std::ofstream(ok) << "name: ok\nparams: {who: world}\ntasks:\n"
+                       "  - {id: greet, shell: 'echo hello $OUTPOST_PARAM_WHO'}\n";
+  std::ofstream(bad) << "name: bad\ntasks:\n  - {id: boom, shell: 'echo no; exit 4'}\n";
+  std::ofstream(broken) << "name: broken\ntasks:\n  - {id: a, run: [x], needs: [ghost]}\n";
+  std::string out;
+  EXPECT_EQ(Ctl("run start " + ok.string() + " --param who=site --wait --json", &out), 0) << out;
+  json run = json::parse(out.substr(out.find('{')));
+  EXPECT_EQ(run["state"], "succeeded");
+  EXPECT_EQ(Task(run, "greet")["exit_code"], 0);
+  const std::string id = run["id"];
+  EXPECT_EQ(Ctl("run logs " + id + " greet", &out), 0);
+  EXPECT_EQ(out, "hello site\n");
+  EXPECT_EQ(Ctl("run show " + id, &out), 0);
+  EXPECT_NE(out.find("succeeded"), std::string::npos);
+  EXPECT_EQ(Ctl("run list --json", &out), 0);
+  EXPECT_NE(out.find(id), std::string::npos);
+
+  EXPECT_EQ(Ctl("run start " + bad.string() + " --wait", &out), 1) << out;
+  EXPECT_NE(out.find("failed"), std::string::npos);
+  EXPECT_EQ(Ctl("workflow validate " + broken.string(), &out), 2);
+  EXPECT_NE(out.find(broken.string() + ": task 'a': line 3: needs unknown task 'ghost'"),
+            std::string::npos) << out;
+  EXPECT_EQ(Ctl("run start " + ok.string() + " --param nope=1", &out), 2);
+  EXPECT_NE(out.find("has no param 'nope'"), std::string::npos) << out;
+  EXPECT_EQ(Ctl("run show no-such-run", &out), 1);
+}
+
+TEST_F(AgentProcessTest, HostileControlInputIsRefusedAndCounted) {
+  StartAgent();
+  auto fd = ConnectUnix(Socket());
+  ASSERT_TRUE(fd.ok());
+  std::string junk = "this is not json\n{\"op\": 42}\n[1,2]\n";
+  ASSERT_EQ(write(*fd, junk.data(), junk.size()), static_cast<ssize_t>(junk.size()));
+  std::string got;
+  char buf[4096];
+  while (std::count(got.begin(), got.end(), '\n') < 3) {
+    ssize_t n = read(*fd, buf, sizeof buf);
+    if (n <= 0) break;
+    got.append(buf, n);
+  }
+  close(*fd);
+  EXPECT_EQ(std::count(got.begin(), got.end(), '\n'), 3) << got;
+  EXPECT_NE(got.find("not a JSON object"), std::string::npos);
+  EXPECT_NE(got.find("unknown op"), std::string::npos);
+  json r = Call({{"op", "run.start"}, {"source", "name: [unclosed"}, {"file", "x.yaml"}});
+  EXPECT_FALSE(r.value("ok", true));
+  EXPECT_NE(r["error"].get<std::string>().find("x.yaml:"), std::string::npos);
+  json st = Call({{"op", "status"}})["status"];
+  EXPECT_EQ(st["counters"]["bad_requests"], 3);
+  struct stat sb;
+  ASSERT_EQ(stat(Socket().c_str(), &sb), 0);
+  EXPECT_EQ(sb.st_mode & 0777, 0600u);
+}
+
+}  // namespace
+}  // namespace outpost

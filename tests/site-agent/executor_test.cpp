@@ -1,0 +1,133 @@
+// ProcessExecutor tests with real processes. This binary has its own main() that blocks
+// SIGCHLD before any thread exists, as outpost-agent's main() does.
+#include "site-agent/executor.h"
+
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+
+namespace outpost {
+namespace {
+
+class ExecutorTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ProcessExecutor::Options o;
+    o.output_cap = 1024;
+    auto ex = ProcessExecutor::Create(o);
+    ASSERT_TRUE(ex.ok()) << ex.status().ToString();
+    ex_ = std::move(ex).value();
+  }
+  // Drives the executor's fds until `n` exits arrived or 10 s passed.
+  std::vector<std::pair<AttemptKey, ExitInfo>> WaitExits(size_t n) {
+    std::vector<std::pair<AttemptKey, ExitInfo>> out;
+    auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (out.size() < n && std::chrono::steady_clock::now() < until) {
+      std::vector<pollfd> fds{{ex_->signal_fd(), POLLIN, 0}};
+      for (int fd : ex_->pipe_fds()) fds.push_back({fd, POLLIN, 0});
+      poll(fds.data(), fds.size(), 100);
+      for (size_t i = 1; i < fds.size(); ++i) {
+        if (fds[i].revents) ex_->OnPipeReadable(fds[i].fd);
+      }
+      if (fds[0].revents) ex_->OnSignalReadable();
+      ex_->TakeExits(&out);
+    }
+    return out;
+  }
+  StartProcess Spec(std::vector<std::string> argv) {
+    StartProcess s;
+    s.key = {"run", "task", 1};
+    s.argv = std::move(argv);
+    return s;
+  }
+  std::unique_ptr<ProcessExecutor> ex_;
+};
+
+TEST_F(ExecutorTest, CapturesExitCodeOutputAndEnvironment) {
+  auto s = Spec({"/bin/sh", "-c", "echo out; echo err >&2; echo $MY_VAR; pwd; exit 7"});
+  s.env = {{"MY_VAR", "hello"}};
+  s.workdir = "/tmp";
+  ASSERT_TRUE(ex_->Start(s).ok());
+  auto exits = WaitExits(1);
+  ASSERT_EQ(exits.size(), 1u);
+  EXPECT_EQ(exits[0].first, s.key);
+  EXPECT_EQ(exits[0].second.exit_code, 7);
+  EXPECT_EQ(exits[0].second.signal, 0);
+  EXPECT_EQ(exits[0].second.output, "out\nerr\nhello\n/tmp\n");
+}
+
+TEST_F(ExecutorTest, KeepsOnlyTheTailOfLongOutput) {
+  ASSERT_TRUE(ex_->Start(Spec({"/bin/sh", "-c", "seq 1 20000; echo LAST"})).ok());
+  auto exits = WaitExits(1);
+  ASSERT_EQ(exits.size(), 1u);
+  const std::string& out = exits[0].second.output;
+  EXPECT_EQ(out.size(), 1024u);
+  EXPECT_EQ(out.substr(out.size() - 5), "LAST\n");
+}
+
+TEST_F(ExecutorTest, MissingProgramAndWorkdirAreSpawnErrors) {
+  auto r = ex_->Start(Spec({"/nonexistent/program"}));
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("/nonexistent/program"), std::string::npos);
+  auto s = Spec({"true"});
+  s.workdir = "/nonexistent/dir";
+  r = ex_->Start(s);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("/nonexistent/dir"), std::string::npos);
+}
+
+TEST_F(ExecutorTest, KillSignalsTheWholeProcessGroup) {
+  std::string pidfile = "/tmp/outpost_exec_test_" + std::to_string(getpid());
+  auto s = Spec({"/bin/sh", "-c", "sleep 300 & echo $! > " + pidfile + "; wait"});
+  auto pid = ex_->Start(s);
+  ASSERT_TRUE(pid.ok());
+  EXPECT_EQ(getpgid(*pid), *pid);  // its own group
+  int bg = 0;
+  for (int i = 0; i < 100 && bg == 0; ++i) {  // wait for the shell to write the pid
+    std::ifstream in(pidfile);
+    in >> bg;
+    if (bg == 0) usleep(20000);
+  }
+  ASSERT_GT(bg, 0);
+  EXPECT_EQ(getpgid(bg), *pid);  // the background child shares the group
+  ex_->Kill(s.key, SIGTERM);
+  auto exits = WaitExits(1);
+  ASSERT_EQ(exits.size(), 1u);
+  EXPECT_EQ(exits[0].second.signal, SIGTERM);
+  bool gone = false;
+  for (int i = 0; i < 200 && !gone; ++i) {  // reparented to init, then reaped
+    gone = kill(bg, 0) != 0;
+    if (!gone) usleep(10000);
+  }
+  EXPECT_TRUE(gone) << "background child " << bg << " survived the group kill";
+  unlink(pidfile.c_str());
+}
+
+TEST_F(ExecutorTest, OrphanKillChecksTheEnvironmentFirst) {
+  auto s = Spec({"sleep", "300"});
+  s.env = {{"OUTPOST_RUN_ID", "r9"}, {"OUTPOST_TASK_ID", "t"}, {"OUTPOST_ATTEMPT", "2"}};
+  auto pid = ex_->Start(s);
+  ASSERT_TRUE(pid.ok());
+  EXPECT_FALSE(KillOrphanGroup(*pid, "r9", "t", 1));   // wrong attempt: leave it
+  EXPECT_FALSE(KillOrphanGroup(*pid, "r1", "t", 2));   // wrong run
+  EXPECT_TRUE(KillOrphanGroup(*pid, "r9", "t", 2));
+  auto exits = WaitExits(1);
+  ASSERT_EQ(exits.size(), 1u);
+  EXPECT_EQ(exits[0].second.signal, SIGKILL);
+}
+
+}  // namespace
+}  // namespace outpost
+
+int main(int argc, char** argv) {
+  sigset_t mask;
+  sigemptyset(&mask);
+  sigaddset(&mask, SIGCHLD);
+  pthread_sigmask(SIG_BLOCK, &mask, nullptr);
+  ::testing::InitGoogleTest(&argc, argv);
+  return RUN_ALL_TESTS();
+}
