@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what Outpost needs from Debian's packages (only what is missing) and builds.
+#   scripts/setup.sh [BUILD_DIR] [extra cmake args...]
+# Idempotent: a second run installs nothing and rebuilds only what changed (ninja, ccache).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PACKAGES=(build-essential cmake ninja-build ccache pkg-config git
+  libzmq3-dev cppzmq-dev libmsgpack-cxx-dev librocksdb-dev libsodium-dev libspdlog-dev
+  libboost-program-options-dev libgtest-dev libyaml-cpp-dev nlohmann-json3-dev)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+BUILD_DIR=${1:-build}
+shift || true
+cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" >/dev/null
+ninja -C "$BUILD_DIR"

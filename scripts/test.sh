@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs, builds with -Werror and runs the whole test suite (unit, executor and
+# integration tests with the real binaries) in parallel.
+#   scripts/test.sh              # RelWithDebInfo build in build/
+#   scripts/test.sh --sanitize   # ASan + UBSan build in build-asan/
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ "${1:-}" = "--sanitize" ]; then
+  scripts/setup.sh build-asan -DOUTPOST_WERROR=ON -DOUTPOST_SANITIZE=ON
+  export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
+  export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+  cd build-asan
+else
+  scripts/setup.sh build -DOUTPOST_WERROR=ON
+  cd build
+fi
+ctest -j"$(nproc)" --output-on-failure --timeout 300
