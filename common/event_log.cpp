@@ -39,10 +39,18 @@ uint64_t DecodeU64(std::string_view s) {
 
 Result<std::unique_ptr<EventLog>> EventLog::Open(const std::string& path,
                                                  const Options& options) {
+  std::unique_ptr<EventLog> log(new EventLog());
+  log->path_ = path;
+  log->options_ = options;
+  OUTPOST_RETURN_IF_ERROR(log->OpenDb());
+  return log;
+}
+
+Status EventLog::OpenDb() {
   rocksdb::Options db_opts;
   db_opts.create_if_missing = true;
   db_opts.create_missing_column_families = true;
-  db_opts.env = options.env ? options.env : rocksdb::Env::Default();
+  db_opts.env = options_.env ? options_.env : rocksdb::Env::Default();
   db_opts.max_open_files = 64;
   db_opts.keep_log_file_num = 2;
   db_opts.max_background_jobs = 1;
@@ -50,10 +58,10 @@ Result<std::unique_ptr<EventLog>> EventLog::Open(const std::string& path,
   db_opts.max_total_wal_size = 8 << 20;
 
   rocksdb::ColumnFamilyOptions cf_opts;
-  cf_opts.write_buffer_size = options.write_buffer_bytes;
+  cf_opts.write_buffer_size = options_.write_buffer_bytes;
   cf_opts.max_write_buffer_number = 2;
   rocksdb::BlockBasedTableOptions table;
-  table.block_cache = rocksdb::NewLRUCache(options.block_cache_bytes);
+  table.block_cache = rocksdb::NewLRUCache(options_.block_cache_bytes);
   cf_opts.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
 
   std::vector<rocksdb::ColumnFamilyDescriptor> cfs = {
@@ -62,38 +70,41 @@ Result<std::unique_ptr<EventLog>> EventLog::Open(const std::string& path,
       {"state", cf_opts},
       {"meta", cf_opts},
   };
-  std::unique_ptr<EventLog> log(new EventLog());
-  log->sync_ = options.sync;
+  sync_ = options_.sync;
   rocksdb::DB* raw = nullptr;
+  handles_.clear();
   OUTPOST_RETURN_IF_ERROR(
-      FromRocks(rocksdb::DB::Open(db_opts, path, cfs, &log->handles_, &raw), "open event log")
-          .WithContext(path));
-  log->db_.reset(raw);
-  log->log_ = log->handles_[1];
-  log->state_ = log->handles_[2];
-  log->meta_ = log->handles_[3];
+      FromRocks(rocksdb::DB::Open(db_opts, path_, cfs, &handles_, &raw), "open event log")
+          .WithContext(path_));
+  db_.reset(raw);
+  log_ = handles_[1];
+  state_ = handles_[2];
+  meta_ = handles_[3];
 
   // A new database gets its incarnation in the same synced write that creates it.
   std::string value;
-  auto s = log->db_->Get(rocksdb::ReadOptions(), log->meta_, kIncarnationKey, &value);
+  auto s = db_->Get(rocksdb::ReadOptions(), meta_, kIncarnationKey, &value);
   if (s.IsNotFound()) {
     rocksdb::WriteOptions wo;
     wo.sync = true;
     OUTPOST_RETURN_IF_ERROR(FromRocks(
-        log->db_->Put(wo, log->meta_, kIncarnationKey, EncodeU64(options.new_incarnation)),
+        db_->Put(wo, meta_, kIncarnationKey, EncodeU64(options_.new_incarnation)),
         "write incarnation"));
   } else {
     OUTPOST_RETURN_IF_ERROR(FromRocks(s, "read incarnation"));
   }
-  OUTPOST_RETURN_IF_ERROR(log->LoadMeta());
-  return log;
+  return LoadMeta();
 }
 
-EventLog::~EventLog() {
+void EventLog::CloseDb() {
   if (!db_) return;
   for (auto* h : handles_) db_->DestroyColumnFamilyHandle(h).PermitUncheckedError();
+  handles_.clear();
   db_->Close().PermitUncheckedError();
+  db_.reset();
 }
+
+EventLog::~EventLog() { CloseDb(); }
 
 Status EventLog::LoadMeta() {
   auto read_u64 = [&](const char* key, uint64_t* out) -> Status {
@@ -118,13 +129,38 @@ Status EventLog::LoadMeta() {
   return Status::Ok();
 }
 
+Status EventLog::RecoverIfNeeded() {
+  if (!needs_resume_) return Status::Ok();
+  // A failed WAL write (full disk, I/O error) leaves RocksDB in a background-error state
+  // that Resume() does not always clear. Reopening replays the WAL and tells what is
+  // really durable: if the failed batch reached the disk after all (say fsync reported an
+  // error after the data landed), its events are already in the log, and the retry must
+  // skip them rather than append them twice.
+  const uint64_t head_before = head_;
+  CloseDb();
+  Status s = OpenDb();
+  if (!s.ok()) return s.WithContext("reopen event log after a write error");
+  if (head_ < head_before) {
+    return Status::Corruption("event log head went back from " + std::to_string(head_before) +
+                              " to " + std::to_string(head_) + " after reopening");
+  }
+  already_durable_ = head_ - head_before;
+  needs_resume_ = false;
+  return Status::Ok();
+}
+
 Result<uint64_t> EventLog::Append(const std::vector<std::string>& events,
                                   const std::vector<StateWrite>& state) {
+  OUTPOST_RETURN_IF_ERROR(RecoverIfNeeded());
+  const size_t skip = already_durable_;
+  if (skip > events.size()) {
+    return Status::Corruption("a retried batch is shorter than what already reached the log");
+  }
   rocksdb::WriteBatch batch;
   uint64_t seq = head_;
-  for (const auto& e : events) {
+  for (size_t i = skip; i < events.size(); ++i) {
     ++seq;
-    batch.Put(log_, EncodeU64(seq), e);
+    batch.Put(log_, EncodeU64(seq), events[i]);
   }
   for (const auto& w : state) {
     if (w.value) {
@@ -136,7 +172,12 @@ Result<uint64_t> EventLog::Append(const std::vector<std::string>& events,
   if (seq != head_) batch.Put(meta_, kHeadKey, EncodeU64(seq));
   rocksdb::WriteOptions wo;
   wo.sync = sync_;
-  OUTPOST_RETURN_IF_ERROR(FromRocks(db_->Write(wo, &batch), "append to event log"));
+  Status st = FromRocks(db_->Write(wo, &batch), "append to event log");
+  if (!st.ok()) {
+    needs_resume_ = true;
+    return st;
+  }
+  already_durable_ = 0;
   head_ = seq;
   return seq;
 }
@@ -169,12 +210,17 @@ Status EventLog::AckAndTrim(uint64_t seq) {
                                    std::to_string(head_));
   }
   if (seq <= acked_) return Status::Ok();  // duplicate or stale ack
+  OUTPOST_RETURN_IF_ERROR(RecoverIfNeeded());
   rocksdb::WriteBatch batch;
   batch.Put(meta_, kAckedKey, EncodeU64(seq));
   batch.DeleteRange(log_, EncodeU64(0), EncodeU64(seq + 1));
   rocksdb::WriteOptions wo;
   wo.sync = sync_;
-  OUTPOST_RETURN_IF_ERROR(FromRocks(db_->Write(wo, &batch), "ack event log"));
+  Status st = FromRocks(db_->Write(wo, &batch), "ack event log");
+  if (!st.ok()) {
+    needs_resume_ = true;
+    return st;
+  }
   acked_ = seq;
   return Status::Ok();
 }

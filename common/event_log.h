@@ -56,6 +56,10 @@ class EventLog {
 
   // Appends `events` (sequence numbers head+1, head+2, ...) and applies `state` in one
   // synced WriteBatch. Returns the new head. Events may be empty (state-only change).
+  // On failure head() is unchanged and the caller retries later with the same events,
+  // optionally followed by more (a full disk returns kResourceExhausted). If the failed
+  // write turns out to have reached the disk, the retry appends only what follows it,
+  // so no event is ever stored twice.
   Result<uint64_t> Append(const std::vector<std::string>& events,
                           const std::vector<StateWrite>& state);
 
@@ -81,7 +85,10 @@ class EventLog {
 
  private:
   EventLog() = default;
+  Status OpenDb();
+  void CloseDb();
   Status LoadMeta();
+  Status RecoverIfNeeded();
 
   std::unique_ptr<rocksdb::DB> db_;
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;
@@ -92,6 +99,10 @@ class EventLog {
   uint64_t head_ = 0;
   uint64_t acked_ = 0;
   uint64_t incarnation_ = 0;
+  std::string path_;
+  Options options_;
+  bool needs_resume_ = false;    // a write failed; reopen before the next one
+  uint64_t already_durable_ = 0;  // events of the failed batch found durable on reopen
 };
 
 // Big-endian fixed-width encoding, so byte order of keys equals numeric order on every

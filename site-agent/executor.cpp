@@ -191,7 +191,7 @@ bool KillOrphanGroup(int pgid, const std::string& run, const std::string& task, 
   if (!in) return false;
   std::stringstream ss;
   ss << in.rdbuf();
-  const std::string env = ss.str();
+  const std::string env = ss.str();  // empty while a new image is still being set up
   auto has = [&env](const std::string& kv) {
     size_t pos = env.find(kv);
     return pos != std::string::npos && (pos == 0 || env[pos - 1] == '\0') &&

@@ -26,6 +26,7 @@ int main(int argc, char** argv) {
   opts.add_options()
       ("help,h", "print this help and exit")
       ("config", po::value(&config_file), "INI file with any of these options; flags win")
+      ("check-config", "validate the options and exit")
       ("data-dir", po::value(&c.data_dir)->required(),
        "directory for the event log, keys and the control socket (agent.sock)")
       ("site", po::value(&c.site)->default_value("local"),
@@ -54,13 +55,23 @@ int main(int argc, char** argv) {
     std::cerr << "outpost-agent: " << e.what() << "\n(see outpost-agent --help)\n";
     return 2;
   }
-  if (c.max_parallel < 1 || c.max_parallel > 1024 || kill_grace_ms < 0 || c.output_cap < 1024 ||
-      c.site.empty()) {
-    std::cerr << "outpost-agent: an option is out of range (see --help)\n";
+  std::string bad;
+  if (c.max_parallel < 1 || c.max_parallel > 1024) bad = "max-parallel must be 1-1024";
+  if (kill_grace_ms < 0) bad = "kill-grace-ms must not be negative";
+  if (c.output_cap < 1024) bad = "output-cap must be at least 1024";
+  if (c.site.empty()) bad = "site must not be empty";
+  auto level = spdlog::level::from_str(log_level);
+  if (level == spdlog::level::off && log_level != "off") bad = "unknown log-level '" + log_level + "'";
+  if (!bad.empty()) {
+    std::cerr << "outpost-agent: " << bad << " (see --help)\n";
     return 2;
   }
+  if (vm.count("check-config")) {
+    std::cout << "outpost-agent: configuration ok\n";
+    return 0;
+  }
   c.kill_grace = kill_grace_ms;
-  spdlog::set_level(spdlog::level::from_str(log_level));
+  spdlog::set_level(level);
 
   outpost::SystemClock clock;
   auto agent = outpost::Agent::Open(c, clock, outpost::SeedFromOs());

@@ -111,3 +111,70 @@ TEST(EncodingTest, BigEndianKeysSortNumerically) {
 
 }  // namespace
 }  // namespace outpost
+
+#include "tests/common/fault_fs.h"
+
+namespace outpost {
+namespace {
+
+TEST(EventLogFaultTest, FullDiskFailsCleanlyAndTheSameBatchLandsOnceAfterwards) {
+  std::unique_ptr<rocksdb::Env> mem(rocksdb::NewMemEnv(rocksdb::Env::Default()));
+  auto fs = std::make_shared<testing::FaultFs>(mem->GetFileSystem());
+  std::unique_ptr<rocksdb::Env> env = rocksdb::NewCompositeEnv(fs);
+  EventLog::Options o;
+  o.env = env.get();
+  auto log = EventLog::Open("/mem/full", o);
+  ASSERT_TRUE(log.ok()) << log.status().ToString();
+  ASSERT_TRUE((*log)->Append({"e1"}, {{"k", "1"}}).ok());
+
+  fs->SetNoSpace(true);
+  auto r = (*log)->Append({"e2", "e3"}, {{"k", "2"}});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kResourceExhausted) << r.status().ToString();
+  EXPECT_EQ((*log)->head(), 1u);
+  EXPECT_FALSE((*log)->Append({"e2", "e3"}, {{"k", "2"}}).ok());  // still full
+
+  fs->SetNoSpace(false);
+  auto again = (*log)->Append({"e2", "e3"}, {{"k", "2"}});
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_EQ(*again, 3u);
+  auto recs = (*log)->ReadAfter(0, 10, 1 << 20);
+  ASSERT_TRUE(recs.ok());
+  ASSERT_EQ(recs->size(), 3u);
+  EXPECT_EQ((*recs)[1].payload, "e2");
+  EXPECT_EQ((*recs)[2].payload, "e3");
+  EXPECT_EQ(**(*log)->GetState("k"), "2");
+}
+
+}  // namespace
+}  // namespace outpost
+
+namespace outpost {
+namespace {
+
+TEST(EventLogFaultTest, BatchThatLandedDespiteAnErrorIsNotAppendedTwice) {
+  std::unique_ptr<rocksdb::Env> mem(rocksdb::NewMemEnv(rocksdb::Env::Default()));
+  auto fs = std::make_shared<testing::FaultFs>(mem->GetFileSystem());
+  std::unique_ptr<rocksdb::Env> env = rocksdb::NewCompositeEnv(fs);
+  EventLog::Options o;
+  o.env = env.get();
+  auto log = EventLog::Open("/mem/sync", o);
+  ASSERT_TRUE(log.ok());
+  ASSERT_TRUE((*log)->Append({"e1"}, {}).ok());
+  fs->SetFailSync(true);
+  ASSERT_FALSE((*log)->Append({"e2"}, {}).ok());  // written, but reported as failed
+  fs->SetFailSync(false);
+  // The caller retries its batch, now grown by one more event.
+  auto r = (*log)->Append({"e2", "e3"}, {});
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  auto recs = (*log)->ReadAfter(0, 10, 1 << 20);
+  ASSERT_TRUE(recs.ok());
+  std::vector<std::string> payloads;
+  for (const auto& rec : *recs) payloads.push_back(rec.payload);
+  // Whether or not e2 reached the disk the first time, it is in the log exactly once.
+  EXPECT_EQ(payloads, std::vector<std::string>({"e1", "e2", "e3"}));
+  EXPECT_EQ(*r, 3u);
+}
+
+}  // namespace
+}  // namespace outpost

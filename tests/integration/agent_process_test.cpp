@@ -249,6 +249,31 @@ TEST_F(AgentProcessTest, OutpostctlStartsWaitsShowsAndReportsFailure) {
   EXPECT_EQ(Ctl("run show no-such-run", &out), 1);
 }
 
+TEST_F(AgentProcessTest, ConfigFileIsValidatedAndUnknownKeysAreRefused) {
+  auto run = [&](const std::string& args) {
+    std::string cmd = std::string(OUTPOST_AGENT_BIN) + " " + args + " > " +
+                      (dir_ / "cfg.out").string() + " 2>&1";
+    int rc = system(cmd.c_str());
+    std::ifstream in(dir_ / "cfg.out");
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return std::make_pair(WIFEXITED(rc) ? WEXITSTATUS(rc) : -1, ss.str());
+  };
+  auto [rc, out] = run("--config " OUTPOST_SOURCE_DIR "/config/agent.conf --check-config");
+  EXPECT_EQ(rc, 0) << out;
+  fs::path bad = dir_ / "bad.conf";
+  std::ofstream(bad) << "data-dir = /tmp/x\nmax-paralel = 3\n";
+  std::tie(rc, out) = run("--config " + bad.string() + " --check-config");
+  EXPECT_EQ(rc, 2);
+  EXPECT_NE(out.find("max-paralel"), std::string::npos) << out;
+  std::tie(rc, out) = run("--data-dir /tmp/x --max-parallel 0 --check-config");
+  EXPECT_EQ(rc, 2);
+  EXPECT_NE(out.find("max-parallel must be 1-1024"), std::string::npos) << out;
+  std::tie(rc, out) = run("--help");
+  EXPECT_EQ(rc, 0);
+  EXPECT_NE(out.find("--kill-grace-ms"), std::string::npos) << out;
+}
+
 TEST_F(AgentProcessTest, HostileControlInputIsRefusedAndCounted) {
   StartAgent();
   auto fd = ConnectUnix(Socket());

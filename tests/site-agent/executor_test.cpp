@@ -112,6 +112,13 @@ TEST_F(ExecutorTest, OrphanKillChecksTheEnvironmentFirst) {
   s.env = {{"OUTPOST_RUN_ID", "r9"}, {"OUTPOST_TASK_ID", "t"}, {"OUTPOST_ATTEMPT", "2"}};
   auto pid = ex_->Start(s);
   ASSERT_TRUE(pid.ok());
+  // posix_spawn returns when the child starts exec; its /proc environ is readable a
+  // moment later. (An orphan found at agent restart is long past that point.)
+  for (int i = 0; i < 500; ++i) {
+    std::ifstream env("/proc/" + std::to_string(*pid) + "/environ");
+    if (env.peek() != std::ifstream::traits_type::eof()) break;
+    usleep(2000);
+  }
   EXPECT_FALSE(KillOrphanGroup(*pid, "r9", "t", 1));   // wrong attempt: leave it
   EXPECT_FALSE(KillOrphanGroup(*pid, "r1", "t", 2));   // wrong run
   EXPECT_TRUE(KillOrphanGroup(*pid, "r9", "t", 2));
