@@ -1,7 +1,5 @@
 #include "common/event_log.h"
 
-#include <rocksdb/cache.h>
-#include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
 
 namespace outpost {
@@ -10,13 +8,6 @@ namespace {
 constexpr char kHeadKey[] = "head";
 constexpr char kAckedKey[] = "acked";
 constexpr char kIncarnationKey[] = "incarnation";
-
-Status FromRocks(const rocksdb::Status& s, const char* what) {
-  if (s.ok()) return Status::Ok();
-  if (s.IsNoSpace()) return Status::ResourceExhausted(std::string(what) + ": " + s.ToString());
-  if (s.IsCorruption()) return Status::Corruption(std::string(what) + ": " + s.ToString());
-  return Status::IoError(std::string(what) + ": " + s.ToString());
-}
 
 }  // namespace
 
@@ -47,36 +38,14 @@ Result<std::unique_ptr<EventLog>> EventLog::Open(const std::string& path,
 }
 
 Status EventLog::OpenDb() {
-  rocksdb::Options db_opts;
-  db_opts.create_if_missing = true;
-  db_opts.create_missing_column_families = true;
-  db_opts.env = options_.env ? options_.env : rocksdb::Env::Default();
-  db_opts.max_open_files = 64;
-  db_opts.keep_log_file_num = 2;
-  db_opts.max_background_jobs = 1;
-  db_opts.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
-  db_opts.max_total_wal_size = 8 << 20;
-
-  rocksdb::ColumnFamilyOptions cf_opts;
-  cf_opts.write_buffer_size = options_.write_buffer_bytes;
-  cf_opts.max_write_buffer_number = 2;
-  rocksdb::BlockBasedTableOptions table;
-  table.block_cache = rocksdb::NewLRUCache(options_.block_cache_bytes);
-  cf_opts.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
-
-  std::vector<rocksdb::ColumnFamilyDescriptor> cfs = {
-      {rocksdb::kDefaultColumnFamilyName, cf_opts},
-      {"log", cf_opts},
-      {"state", cf_opts},
-      {"meta", cf_opts},
-  };
+  RocksOptions ro;
+  ro.env = options_.env;
+  ro.write_buffer_bytes = options_.write_buffer_bytes;
+  ro.block_cache_bytes = options_.block_cache_bytes;
+  OUTPOST_ASSIGN_OR_RETURN(rocks_, OpenRocks(path_, {"log", "state", "meta"}, ro));
+  db_ = rocks_.db.get();
+  handles_ = rocks_.cfs;
   sync_ = options_.sync;
-  rocksdb::DB* raw = nullptr;
-  handles_.clear();
-  OUTPOST_RETURN_IF_ERROR(
-      FromRocks(rocksdb::DB::Open(db_opts, path_, cfs, &handles_, &raw), "open event log")
-          .WithContext(path_));
-  db_.reset(raw);
   log_ = handles_[1];
   state_ = handles_[2];
   meta_ = handles_[3];
@@ -97,11 +66,9 @@ Status EventLog::OpenDb() {
 }
 
 void EventLog::CloseDb() {
-  if (!db_) return;
-  for (auto* h : handles_) db_->DestroyColumnFamilyHandle(h).PermitUncheckedError();
+  rocks_.Close();
+  db_ = nullptr;
   handles_.clear();
-  db_->Close().PermitUncheckedError();
-  db_.reset();
 }
 
 EventLog::~EventLog() { CloseDb(); }

@@ -25,6 +25,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/rocks.h"
 #include "common/status.h"
 
 namespace outpost {
@@ -90,7 +91,8 @@ class EventLog {
   Status LoadMeta();
   Status RecoverIfNeeded();
 
-  std::unique_ptr<rocksdb::DB> db_;
+  RocksHandles rocks_;
+  rocksdb::DB* db_ = nullptr;  // owned by rocks_
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;
   rocksdb::ColumnFamilyHandle* log_ = nullptr;
   rocksdb::ColumnFamilyHandle* state_ = nullptr;

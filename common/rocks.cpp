@@ -1,0 +1,52 @@
+#include "common/rocks.h"
+
+#include <rocksdb/cache.h>
+#include <rocksdb/table.h>
+
+namespace outpost {
+
+Status FromRocks(const rocksdb::Status& s, const std::string& what) {
+  if (s.ok()) return Status::Ok();
+  if (s.IsNoSpace()) return Status::ResourceExhausted(what + ": " + s.ToString());
+  if (s.IsCorruption()) return Status::Corruption(what + ": " + s.ToString());
+  return Status::IoError(what + ": " + s.ToString());
+}
+
+void RocksHandles::Close() {
+  if (!db) return;
+  for (auto* h : cfs) db->DestroyColumnFamilyHandle(h).PermitUncheckedError();
+  cfs.clear();
+  db->Close().PermitUncheckedError();
+  db.reset();
+}
+
+Result<RocksHandles> OpenRocks(const std::string& path, const std::vector<std::string>& names,
+                               const RocksOptions& options) {
+  rocksdb::Options db_opts;
+  db_opts.create_if_missing = true;
+  db_opts.create_missing_column_families = true;
+  db_opts.env = options.env ? options.env : rocksdb::Env::Default();
+  db_opts.max_open_files = 64;
+  db_opts.keep_log_file_num = 2;
+  db_opts.max_background_jobs = 1;
+  db_opts.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
+  db_opts.max_total_wal_size = 8 << 20;
+
+  rocksdb::ColumnFamilyOptions cf_opts;
+  cf_opts.write_buffer_size = options.write_buffer_bytes;
+  cf_opts.max_write_buffer_number = 2;
+  rocksdb::BlockBasedTableOptions table;
+  table.block_cache = rocksdb::NewLRUCache(options.block_cache_bytes);
+  cf_opts.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+
+  std::vector<rocksdb::ColumnFamilyDescriptor> cfs = {{rocksdb::kDefaultColumnFamilyName, cf_opts}};
+  for (const auto& n : names) cfs.emplace_back(n, cf_opts);
+  RocksHandles h;
+  rocksdb::DB* raw = nullptr;
+  OUTPOST_RETURN_IF_ERROR(
+      FromRocks(rocksdb::DB::Open(db_opts, path, cfs, &h.cfs, &raw), "open database " + path));
+  h.db.reset(raw);
+  return h;
+}
+
+}  // namespace outpost

@@ -1,0 +1,41 @@
+// Opening RocksDB the Outpost way: column families by name, options sized for a small
+// device (1 MiB write buffers and block cache by default), on an injected Env, and
+// RocksDB statuses turned into Outpost Status values. Used by the site's EventLog and
+// the hub's store.
+#pragma once
+
+#include <rocksdb/db.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+
+namespace outpost {
+
+struct RocksOptions {
+  rocksdb::Env* env = nullptr;  // nullptr: rocksdb::Env::Default()
+  size_t write_buffer_bytes = 1 << 20;
+  size_t block_cache_bytes = 1 << 20;
+};
+
+struct RocksHandles {
+  std::unique_ptr<rocksdb::DB> db;
+  std::vector<rocksdb::ColumnFamilyHandle*> cfs;  // in the order of `names`; [0] is default
+
+  RocksHandles() = default;
+  RocksHandles(RocksHandles&&) = default;
+  RocksHandles& operator=(RocksHandles&&) = default;
+  ~RocksHandles() { Close(); }
+  void Close();
+};
+
+// Opens (creating if missing) the database at `path` with the default column family
+// followed by `names`.
+Result<RocksHandles> OpenRocks(const std::string& path, const std::vector<std::string>& names,
+                               const RocksOptions& options);
+
+Status FromRocks(const rocksdb::Status& s, const std::string& what);
+
+}  // namespace outpost
