@@ -15,6 +15,9 @@ const char* EventTypeName(EventType t) {
     case EventType::kRunFinished: return "run.finished";
     case EventType::kAttemptSpawnFailed: return "attempt.spawn_failed";
     case EventType::kTimeoutKill: return "attempt.timeout_kill";
+    case EventType::kCommandRejected: return "command.rejected";
+    case EventType::kWorkflowPlaced: return "workflow.placed";
+    case EventType::kWorkflowRemoved: return "workflow.removed";
   }
   return "unknown";
 }

@@ -7,7 +7,9 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
+#include <vector>
 
 #include "common/clock.h"
 #include "common/codec.h"
@@ -26,6 +28,9 @@ enum class EventType : uint8_t {
   kRunFinished = 9,       // the run reached a final state
   kAttemptSpawnFailed = 10,  // the process could not be started
   kTimeoutKill = 11,      // a timeout fired and the attempt's process group is being killed
+  kCommandRejected = 12,  // a hub command could not be applied (message says why)
+  kWorkflowPlaced = 13,   // the hub placed a workflow definition on this site
+  kWorkflowRemoved = 14,  // the hub removed a placed workflow from this site
 };
 
 const char* EventTypeName(EventType t);
@@ -42,8 +47,13 @@ struct Event {
   std::string message;   // human-readable detail (reason, error)
   std::string output;    // output tail for kAttemptFinished
   std::string workflow;  // for kRunCreated
+  // kRunCreated: the resolved params, the task ids in definition order, and the hub's
+  // request id when the hub asked for the run (empty for local runs).
+  std::map<std::string, std::string> params;
+  std::vector<std::string> tasks;
+  std::string request;
   MSGPACK_DEFINE_MAP(time, type, run, task, attempt, state, exit_code, signal, message, output,
-                     workflow);
+                     workflow, params, tasks, request);
 };
 
 }  // namespace outpost

@@ -155,6 +155,7 @@ void SyncSession::Pump(SyncOutput* o) {
     Message b;
     b.t = static_cast<uint8_t>(MsgType::kBatch);
     b.first_seq = next_send_;
+    b.up_head = out_->head();  // lets the receiver report how far behind it is
     b.entries.reserve(recs->size());
     for (auto& r : *recs) b.entries.push_back(std::move(r.payload));
     const uint64_t last = next_send_ + b.entries.size() - 1;

@@ -28,7 +28,8 @@ Event Engine::MakeEvent(EventType type, const Active& a, const TaskRecord* t) co
 }
 
 Status Engine::StartRun(std::shared_ptr<const WorkflowDef> def, const std::string& run_id,
-                        const std::map<std::string, std::string>& params, Effects* fx) {
+                        const std::map<std::string, std::string>& params, Effects* fx,
+                        const std::string& request) {
   if (runs_.count(run_id)) return Status::AlreadyExists("run '" + run_id + "' already exists");
   OUTPOST_ASSIGN_OR_RETURN(auto resolved, def->ResolveParams(params));
   const TimeMs now = clock_.Now();
@@ -38,6 +39,7 @@ Status Engine::StartRun(std::shared_ptr<const WorkflowDef> def, const std::strin
   a.rec.hash = def->hash;
   a.rec.source = def->source;
   a.rec.params = std::move(resolved);
+  a.rec.request = request;
   a.rec.state = static_cast<uint8_t>(RunState::kRunning);
   a.rec.created = now;
   a.rec.started = now;
@@ -55,6 +57,9 @@ Status Engine::StartRun(std::shared_ptr<const WorkflowDef> def, const std::strin
   Event created = MakeEvent(EventType::kRunCreated, a, nullptr);
   created.workflow = a.rec.workflow;
   created.message = a.rec.hash;
+  created.params = a.rec.params;
+  created.request = request;
+  for (const auto& t : a.tasks) created.tasks.push_back(t.id);
   fx->events.push_back(std::move(created));
   fx->events.push_back(MakeEvent(EventType::kRunStarted, a, nullptr));
   fx->dirty_runs.insert(run_id);

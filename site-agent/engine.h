@@ -101,8 +101,10 @@ class Engine {
   Engine(const Clock& clock, Rng* rng, EngineOptions options);
 
   // Starts a run of `def` with id `run_id`. Params are resolved against the definition.
+  // `request` is the hub's request id (empty for a local run).
   Status StartRun(std::shared_ptr<const WorkflowDef> def, const std::string& run_id,
-                  const std::map<std::string, std::string>& params, Effects* fx);
+                  const std::map<std::string, std::string>& params, Effects* fx,
+                  const std::string& request = "");
 
   // Resumes a run loaded from the store. Attempts that were running are recorded as
   // interrupted and retried under their policy.

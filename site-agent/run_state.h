@@ -66,8 +66,9 @@ struct RunRecord {
   bool cancel_requested = false;
   bool timed_out = false;
   std::string message;
+  std::string request;  // the hub's request id, empty for local runs
   MSGPACK_DEFINE_MAP(id, workflow, hash, source, params, state, created, started, finished,
-                     deadline, cancel_requested, timed_out, message);
+                     deadline, cancel_requested, timed_out, message, request);
 
   RunState run_state() const { return static_cast<RunState>(state); }
 };

@@ -1,0 +1,147 @@
+// HubCore: the hub's logic as a sans-I/O state machine over the HubStore.
+//
+// Inputs: AuthorizeSite (ZAP asks whether a key may connect), OnSiteFrame (a frame from
+// an authenticated site connection, with the identity ZAP gave it), OnOperator (a JSON
+// request from an authenticated operator), Tick (the clock moved).
+// Outputs (HubOutput): frames to send to site connections, by routing id.
+// The driver (hub/hub_server.cpp with ZeroMQ, or the simulator) owns sockets and time.
+//
+// Per site the hub runs one SyncSession: upstream it applies the site's events to its
+// copy of the site's log and to the materialized run view in one synced write, then
+// acknowledges; downstream it serves the site's command log from the store.
+//
+// Identity: a site is whoever ZAP authenticated; every frame's identity is checked
+// against the current registry, so revoking a site refuses its open connection at once.
+// Fields in messages never name the sender.
+//
+// Thread-safety: none; one driver thread.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/clock.h"
+#include "common/command.h"
+#include "common/event.h"
+#include "common/random.h"
+#include "common/sync_session.h"
+#include "hub/hub_store.h"
+
+namespace outpost {
+
+struct HubOptions {
+  SyncOptions sync;
+  bool accept_unknown = false;  // unknown keys wait as pending sites for `site accept`
+  size_t max_list = 1000;       // rows a list query returns at most
+};
+
+struct HubCounters {
+  uint64_t frames_received = 0;
+  uint64_t frames_malformed = 0;      // did not decode (bad msgpack, bomb, oversized, bad version)
+  uint64_t frames_refused = 0;        // identity not enrolled (revoked after the handshake)
+  uint64_t frames_stale = 0;          // from a connection the site has since replaced
+  uint64_t events_applied = 0;
+  uint64_t events_undecodable = 0;    // stored raw, not materialized
+  uint64_t commands_enqueued = 0;
+  uint64_t store_errors = 0;
+  uint64_t keys_refused = 0;          // ZAP refusals
+  uint64_t operator_requests = 0;
+  uint64_t operator_errors = 0;
+};
+
+struct HubOutput {
+  struct Frame {
+    std::string peer;
+    Message message;
+  };
+  std::vector<Frame> send;
+};
+
+class HubCore {
+ public:
+  static Result<std::unique_ptr<HubCore>> Open(HubStore* store, const Clock& clock, Rng* rng,
+                                               HubOptions options);
+  ~HubCore();
+
+  // ZAP for the site endpoint: the site's name for an enrolled key, nullopt otherwise.
+  // With accept_unknown, an unknown key is recorded as a pending site (and refused).
+  std::optional<std::string> AuthorizeSite(const std::string& public_z85);
+
+  void OnSiteFrame(const std::string& identity, const std::string& peer,
+                   std::string_view payload, HubOutput* out);
+  // The transport reports the connection of `peer` is gone (if it can tell).
+  void OnSiteDisconnected(const std::string& peer);
+  void Tick(HubOutput* out);
+  TimeMs NextDeadline() const;
+
+  // One operator request (docs/protocol.md, "Operator API"); always returns a JSON object
+  // with "ok" and either the result or "error".
+  nlohmann::json OnOperator(const std::string& operator_name, const nlohmann::json& request,
+                            HubOutput* out);
+
+  const HubCounters& counters() const { return counters_; }
+  nlohmann::json StatusJson() const;
+  bool online(const std::string& site) const;
+
+ private:
+  class Upstream;
+  class Downstream;
+  struct Conn;
+
+  HubCore(HubStore* store, const Clock& clock, Rng* rng, HubOptions options);
+
+  SiteRecord* FindSite(const std::string& name);
+  Conn* ConnFor(const std::string& site);
+  void Drop(const std::string& site, const std::string& why);
+  void Handle(const std::string& site, const std::string& peer, const Message& m,
+              HubOutput* out);
+  void Emit(const std::string& site, const SyncOutput& so, HubOutput* out);
+  Status NewIncarnation(SiteRecord& site, uint64_t incarnation);
+  void Audit(HubStore::Txn* txn, nlohmann::json event);
+  // Appends commands to a site's downstream log (in txn; the caller commits, then
+  // calls Commit* to publish the new head).
+  void Enqueue(SiteRecord& site, const Command& c, HubStore::Txn* txn);
+  // Placement commands that bring `site` in line with the applied definitions.
+  void Reconcile(SiteRecord& site, HubStore::Txn* txn);
+  void PokeSites(const std::vector<std::string>& sites, HubOutput* out);
+  Status CommitSites(HubStore::Txn& txn, std::map<std::string, SiteRecord>& changed);
+  void MaterializeEvent(const std::string& site, uint64_t seq, const Event& e,
+                        std::map<std::string, HubRun>* runs, HubStore::Txn* txn);
+
+  nlohmann::json SiteJson(const SiteRecord& s) const;
+  nlohmann::json OpSiteAdd(const nlohmann::json& r, HubOutput* out);
+  nlohmann::json OpSiteAccept(const nlohmann::json& r, HubOutput* out);
+  nlohmann::json OpSiteRevoke(const nlohmann::json& r);
+  nlohmann::json OpSiteLabel(const nlohmann::json& r, HubOutput* out);
+  nlohmann::json OpWorkflowApply(const std::string& op, const nlohmann::json& r, HubOutput* out);
+  nlohmann::json OpWorkflowRemove(const nlohmann::json& r, HubOutput* out);
+  nlohmann::json OpRunStart(const std::string& op, const nlohmann::json& r, HubOutput* out);
+  nlohmann::json OpRunCancel(const std::string& op, const nlohmann::json& r, HubOutput* out);
+  nlohmann::json OpRunList(const nlohmann::json& r);
+
+  HubStore* store_;
+  const Clock& clock_;
+  Rng* rng_;
+  HubOptions options_;
+  std::map<std::string, SiteRecord> sites_;
+  std::map<std::string, std::string> by_key_;  // public key -> site name
+  std::map<std::string, WorkflowRecord> defs_;
+  std::map<std::string, std::unique_ptr<Conn>> conns_;  // site -> live session
+  HubCounters counters_;
+  uint64_t audit_next_ = 1;
+};
+
+// True if `labels` has every k=v of `selector` (an empty selector matches everything).
+bool SelectorMatches(const std::map<std::string, std::string>& selector,
+                     const std::map<std::string, std::string>& labels);
+// "k=v,k2=v2" -> map; error names the bad part.
+Result<std::map<std::string, std::string>> ParseSelector(const std::string& text);
+// Site names are DNS labels: 1-63 of [a-z0-9-], not starting or ending with '-'.
+bool ValidSiteName(const std::string& name);
+
+}  // namespace outpost

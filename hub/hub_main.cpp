@@ -1,0 +1,107 @@
+// outpost-hub: parses options, blocks the signals the hub reads through signalfd, and
+// runs the HubServer.
+#include <signal.h>
+#include <spdlog/spdlog.h>
+
+#include <boost/program_options.hpp>
+#include <iostream>
+
+#include "hub/hub_server.h"
+
+namespace po = boost::program_options;
+
+int main(int argc, char** argv) {
+  sigset_t mask;
+  sigemptyset(&mask);
+  for (int s : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&mask, s);
+  pthread_sigmask(SIG_BLOCK, &mask, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  outpost::HubConfig c;
+  std::string config_file, log_level;
+  int64_t offline_after_ms = c.core.sync.dead_after, ping_ms = c.core.sync.idle_ping;
+  int64_t resend_ms = c.core.sync.resend_after;
+  po::options_description opts("outpost-hub options (also valid as key = value in --config)");
+  opts.add_options()
+      ("help,h", "print this help and exit")
+      ("config", po::value(&config_file), "INI file with any of these options; flags win")
+      ("check-config", "validate the options and exit")
+      ("show-key", "print the hub's public key (creating the keypair if needed) and exit")
+      ("data-dir", po::value(&c.data_dir)->required(),
+       "directory for the hub store, keys, operators/ and hub.endpoints")
+      ("sites-endpoint", po::value(&c.sites_endpoint)->default_value(c.sites_endpoint),
+       "where agents connect (CURVE, enrolled site keys only); port 0 picks one")
+      ("operators-endpoint", po::value(&c.operators_endpoint)->default_value(c.operators_endpoint),
+       "where outpostctl connects (CURVE, keys in DATA_DIR/operators/*.pub)")
+      ("accept-unknown", po::bool_switch(&c.core.accept_unknown),
+       "record unknown site keys as pending sites for `outpostctl site accept`")
+      ("offline-after-ms", po::value(&offline_after_ms)->default_value(offline_after_ms),
+       "a site silent this long is marked offline and its session dropped")
+      ("ping-ms", po::value(&ping_ms)->default_value(ping_ms),
+       "idle time before a session sends PING")
+      ("resend-ms", po::value(&resend_ms)->default_value(resend_ms),
+       "unacknowledged batches are resent after this long")
+      ("io-threads", po::value(&c.io_threads)->default_value(c.io_threads), "ZeroMQ I/O threads")
+      ("max-sockets", po::value(&c.max_sockets)->default_value(c.max_sockets),
+       "ZeroMQ socket limit (raise the fd limit to match)")
+      ("log-level", po::value(&log_level)->default_value("info"),
+       "trace, debug, info, warn, error");
+  po::variables_map vm;
+  try {
+    po::store(po::parse_command_line(argc, argv, opts), vm);
+    if (vm.count("help")) {
+      std::cout << "usage: outpost-hub --data-dir DIR [options]\n\n" << opts << "\n";
+      return 0;
+    }
+    if (vm.count("config")) {
+      po::store(po::parse_config_file<char>(vm["config"].as<std::string>().c_str(), opts, false), vm);
+    }
+    po::notify(vm);
+  } catch (const std::exception& e) {
+    std::cerr << "outpost-hub: " << e.what() << "\n(see outpost-hub --help)\n";
+    return 2;
+  }
+  std::string bad;
+  if (offline_after_ms < 1000) bad = "offline-after-ms must be at least 1000";
+  if (ping_ms < 100 || ping_ms >= offline_after_ms) bad = "ping-ms must be 100 .. offline-after-ms";
+  if (resend_ms < 100) bad = "resend-ms must be at least 100";
+  if (c.io_threads < 1 || c.io_threads > 64) bad = "io-threads must be 1-64";
+  auto level = spdlog::level::from_str(log_level);
+  if (level == spdlog::level::off && log_level != "off") bad = "unknown log-level '" + log_level + "'";
+  if (!bad.empty()) {
+    std::cerr << "outpost-hub: " << bad << " (see --help)\n";
+    return 2;
+  }
+  if (vm.count("check-config")) {
+    std::cout << "outpost-hub: configuration ok\n";
+    return 0;
+  }
+  if (vm.count("show-key")) {
+    std::error_code ec;
+    std::filesystem::create_directories(c.data_dir + "/keys", ec);
+    auto keys = outpost::LoadOrCreateKeys(c.data_dir + "/keys", "hub");
+    if (!keys.ok()) {
+      std::cerr << "outpost-hub: " << keys.status().ToString() << "\n";
+      return 1;
+    }
+    std::cout << keys->public_z85 << "\n";
+    return 0;
+  }
+  c.core.sync.dead_after = offline_after_ms;
+  c.core.sync.idle_ping = ping_ms;
+  c.core.sync.resend_after = resend_ms;
+  spdlog::set_level(level);
+
+  outpost::SystemClock clock;
+  auto hub = outpost::HubServer::Open(c, clock, outpost::SeedFromOs());
+  if (!hub.ok()) {
+    spdlog::critical("hub.open_failed error=\"{}\"", hub.status().ToString());
+    return 1;
+  }
+  outpost::Status s = (*hub)->Run();
+  if (!s.ok()) {
+    spdlog::critical("hub.failed error=\"{}\"", s.ToString());
+    return 1;
+  }
+  return 0;
+}

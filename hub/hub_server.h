@@ -1,0 +1,70 @@
+// HubServer: the outpost-hub daemon's driver. It owns the ZeroMQ context, the ZAP
+// handler, the site and operator endpoints and a signalfd, and feeds HubCore from one
+// zmq_poll loop on one thread. It is the only hub code that touches sockets.
+//
+// Files under the data directory:
+//   db/                     the hub store (RocksDB)
+//   keys/hub.key, hub.pub   the hub's CURVE keypair (made at first start, secret 0600)
+//   operators/*.pub         operator public keys allowed on the operator endpoint;
+//                           the file name (without .pub) is the operator's name
+//   admin/admin.key, .pub   made at first start when operators/ is empty, so a local
+//                           outpostctl --hub-dir DIR works out of the box
+//   hub.endpoints           JSON {"sites": ..., "operators": ...} with the bound ports
+//
+// Thread-safety: one thread calls Run().
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+
+#include "common/clock.h"
+#include "common/random.h"
+#include "common/zmq_link.h"
+#include "hub/hub_core.h"
+#include "hub/hub_store.h"
+
+namespace outpost {
+
+struct HubConfig {
+  std::string data_dir;
+  std::string sites_endpoint = "tcp://0.0.0.0:7400";
+  std::string operators_endpoint = "tcp://127.0.0.1:7401";
+  HubOptions core;
+  int io_threads = 2;
+  int max_sockets = 16384;
+  bool make_admin_key = true;
+};
+
+class HubServer {
+ public:
+  // SIGTERM, SIGINT and SIGHUP must already be blocked in every thread.
+  static Result<std::unique_ptr<HubServer>> Open(const HubConfig& config, const Clock& clock,
+                                                 uint64_t seed);
+  ~HubServer();
+  // Serves until SIGTERM or SIGINT; SIGHUP reloads operators/.
+  Status Run();
+
+ private:
+  HubServer(const HubConfig& config, const Clock& clock, uint64_t seed);
+  Status LoadOperators();
+  void ServeSites();
+  void ServeOperators();
+  void Send(HubOutput& out);
+
+  HubConfig config_;
+  const Clock& clock_;
+  Rng rng_;
+  std::unique_ptr<HubStore> store_;
+  std::unique_ptr<HubCore> core_;
+  std::unique_ptr<ZmqContext> ctx_;
+  std::unique_ptr<ZapHandler> zap_;
+  std::unique_ptr<Listener> sites_;
+  std::unique_ptr<Listener> operators_;
+  std::map<std::string, std::string> operator_keys_;  // public key -> operator name
+  int signal_fd_ = -1;
+  uint64_t send_failures_ = 0;
+  uint64_t operator_bad_requests_ = 0;
+};
+
+}  // namespace outpost
