@@ -746,7 +746,7 @@ json HubCore::OnOperator(const std::string& who, const json& r, HubOutput* out) 
     } else if (op == "site.accept") {
       reply = OpSiteAccept(r, out);
     } else if (op == "site.revoke") {
-      reply = OpSiteRevoke(r);
+      reply = OpSiteRevoke(r, out);
     } else if (op == "site.label") {
       reply = OpSiteLabel(r, out);
     } else if (op == "site.list") {
@@ -902,7 +902,7 @@ json HubCore::OpSiteAccept(const json& r, HubOutput* out) {
   return OpSiteAdd(add, out);
 }
 
-json HubCore::OpSiteRevoke(const json& r) {
+json HubCore::OpSiteRevoke(const json& r, HubOutput* out) {
   const std::string name = Str(r, "name");
   SiteRecord* s = FindSite(name);
   if (!s) return Error("no site named '" + name + "'", "not_found");
@@ -915,7 +915,14 @@ json HubCore::OpSiteRevoke(const json& r) {
   Audit(&txn, {{"event", "site.revoked"}, {"site", name}});
   std::map<std::string, SiteRecord> changed{{name, copy}};
   if (Status st = CommitSites(txn, changed); !st.ok()) return Error(st);
-  // Its open connection is refused from the next frame on; drop the session now.
+  // Cut the open connection now: the site is told, its session dropped, and every
+  // further frame on that connection is refused.
+  if (Conn* c = ConnFor(name)) {
+    Message err;
+    err.t = static_cast<uint8_t>(MsgType::kError);
+    err.message = "site '" + name + "' has been revoked";
+    out->send.push_back({c->peer, err});
+  }
   Drop(name, "revoked");
   spdlog::warn("hub.site_revoked site={}", name);
   return {{"ok", true}, {"site", SiteJson(sites_.at(name))}};

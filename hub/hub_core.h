@@ -116,7 +116,7 @@ class HubCore {
   nlohmann::json SiteJson(const SiteRecord& s) const;
   nlohmann::json OpSiteAdd(const nlohmann::json& r, HubOutput* out);
   nlohmann::json OpSiteAccept(const nlohmann::json& r, HubOutput* out);
-  nlohmann::json OpSiteRevoke(const nlohmann::json& r);
+  nlohmann::json OpSiteRevoke(const nlohmann::json& r, HubOutput* out);
   nlohmann::json OpSiteLabel(const nlohmann::json& r, HubOutput* out);
   nlohmann::json OpWorkflowApply(const std::string& op, const nlohmann::json& r, HubOutput* out);
   nlohmann::json OpWorkflowRemove(const nlohmann::json& r, HubOutput* out);

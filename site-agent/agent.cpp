@@ -12,6 +12,8 @@
 #include <cstring>
 #include <filesystem>
 
+#include <zmq.h>
+
 #include "common/control.h"
 #include "common/ulid.h"
 
@@ -109,6 +111,7 @@ Result<std::unique_ptr<Agent>> Agent::Open(const AgentConfig& config, const Cloc
     }
   }
   OUTPOST_ASSIGN_OR_RETURN(a->listen_fd_, ListenUnix(a->socket_path()));
+  OUTPOST_RETURN_IF_ERROR(a->OpenSync());
   spdlog::info("agent.started site={} data_dir={} incarnation={:016x} log_head={} restored={}",
                config.site, config.data_dir, a->store_->log().incarnation(),
                a->store_->log().head(), unfinished.size());
@@ -119,39 +122,54 @@ Status Agent::Run() {
   bool stop = false;
   Flush();  // restored runs
   while (!stop) {
-    std::vector<pollfd> fds;
-    fds.push_back({term_fd_, POLLIN, 0});
-    fds.push_back({executor_->signal_fd(), POLLIN, 0});
-    fds.push_back({listen_fd_, POLLIN, 0});
-    const size_t pipes_begin = fds.size();
-    for (int fd : executor_->pipe_fds()) fds.push_back({fd, POLLIN, 0});
-    const size_t clients_begin = fds.size();
+    // zmq_poll takes both plain fds and ZeroMQ sockets.
+    std::vector<zmq_pollitem_t> items;
+    auto add_fd = [&items](int fd, short events) { items.push_back({nullptr, fd, events, 0}); };
+    add_fd(term_fd_, ZMQ_POLLIN);
+    add_fd(executor_->signal_fd(), ZMQ_POLLIN);
+    add_fd(listen_fd_, ZMQ_POLLIN);
+    const size_t pipes_begin = items.size();
+    for (int fd : executor_->pipe_fds()) add_fd(fd, ZMQ_POLLIN);
+    const size_t clients_begin = items.size();
     std::vector<uint64_t> client_ids;
     for (const auto& [id, c] : clients_) {
-      fds.push_back({c.fd, static_cast<short>(POLLIN | (c.out.empty() ? 0 : POLLOUT)), 0});
+      add_fd(c.fd, static_cast<short>(ZMQ_POLLIN | (c.out.empty() ? 0 : ZMQ_POLLOUT)));
       client_ids.push_back(id);
+    }
+    const size_t hub_begin = items.size();
+    if (hub_) {
+      items.push_back({hub_->socket(), 0, ZMQ_POLLIN, 0});
+      items.push_back({hub_->monitor(), 0, ZMQ_POLLIN, 0});
     }
     const TimeMs now = clock_.Now();
     TimeMs wake = engine_->NextDeadline();
+    auto earliest = [&wake](TimeMs t) {
+      if (t > 0 && (wake == 0 || t < wake)) wake = t;
+    };
     if (!pending_.empty() || !after_commit_.empty()) {
-      wake = commit_retry_at_ > now ? commit_retry_at_ : now;
+      earliest(commit_retry_at_ > now ? commit_retry_at_ : now);
     }
-    int timeout = -1;
-    if (wake > 0) timeout = static_cast<int>(std::clamp<TimeMs>(wake - now, 0, 60'000));
-    int rc = poll(fds.data(), fds.size(), timeout);
-    if (rc < 0 && errno != EINTR) return Status::IoError(std::string("poll: ") + strerror(errno));
-
+    if (session_) {
+      earliest(session_->NextDeadline());
+      earliest(reconnect_at_);
+    }
+    long timeout = -1;
+    if (wake > 0) timeout = static_cast<long>(std::clamp<TimeMs>(wake - now, 0, 60'000));
+    int rc = zmq_poll(items.data(), static_cast<int>(items.size()), timeout);
+    if (rc < 0 && zmq_errno() != EINTR) {
+      return Status::IoError(std::string("zmq_poll: ") + zmq_strerror(zmq_errno()));
+    }
     if (rc > 0) {
-      if (fds[0].revents) HandleSignals(&stop);
-      if (fds[1].revents) executor_->OnSignalReadable();
+      if (items[0].revents) HandleSignals(&stop);
+      if (items[1].revents) executor_->OnSignalReadable();
       for (size_t i = pipes_begin; i < clients_begin; ++i) {
-        if (fds[i].revents) executor_->OnPipeReadable(fds[i].fd);
+        if (items[i].revents) executor_->OnPipeReadable(items[i].fd);
       }
-      if (fds[2].revents) AcceptClients();
-      for (size_t i = clients_begin; i < fds.size(); ++i) {
+      if (items[2].revents) AcceptClients();
+      for (size_t i = clients_begin; i < hub_begin; ++i) {
         const uint64_t id = client_ids[i - clients_begin];
-        if (fds[i].revents & POLLOUT) WriteClient(id);
-        if (fds[i].revents & (POLLIN | POLLHUP | POLLERR)) ReadClient(id);
+        if (items[i].revents & ZMQ_POLLOUT) WriteClient(id);
+        if (items[i].revents & (ZMQ_POLLIN | ZMQ_POLLERR)) ReadClient(id);
       }
     }
     std::vector<std::pair<AttemptKey, ExitInfo>> exits;
@@ -159,6 +177,10 @@ Status Agent::Run() {
     for (const auto& [key, info] : exits) engine_->OnExit(key, info, &pending_);
     engine_->Tick(&pending_);
     Flush();
+    if (session_) {
+      ServeHub();
+      SyncTick();
+    }
   }
   executor_->KillAll(SIGTERM);
   spdlog::info("agent.stopped running_attempts_killed={}", executor_->running());
@@ -176,13 +198,17 @@ void Agent::HandleSignals(bool* stop) {
 void Agent::Flush() {
   if (pending_.empty() && after_commit_.empty()) return;
   if (commit_retry_at_ > clock_.Now()) return;
-  Status s = store_->Commit(pending_, *engine_);
+  CommitPending({}).IgnoreError();  // logged, counted and retried inside
+}
+
+Status Agent::CommitPending(const std::vector<StateWrite>& extra) {
+  Status s = store_->Commit(pending_, *engine_, extra);
   if (!s.ok()) {
     ++counters_.commit_failures;
     commit_retry_at_ = clock_.Now() + 1000;
     spdlog::error("agent.commit_failed error=\"{}\" retry_in_ms=1000 held_events={}",
                   s.ToString(), pending_.events.size());
-    return;
+    return s;
   }
   commit_retry_at_ = 0;
   Effects done = std::move(pending_);
@@ -221,6 +247,8 @@ void Agent::Flush() {
     }
     waiters_.erase(w);
   }
+  if (!done.events.empty()) log_grew_ = true;  // SyncTick ships it
+  return Status::Ok();
 }
 
 void Agent::AcceptClients() {

@@ -20,7 +20,10 @@
 #include <nlohmann/json.hpp>
 
 #include "common/clock.h"
+#include "common/command.h"
 #include "common/random.h"
+#include "common/sync_session.h"
+#include "common/zmq_link.h"
 #include "site-agent/agent_store.h"
 #include "site-agent/engine.h"
 #include "site-agent/executor.h"
@@ -33,6 +36,11 @@ struct AgentConfig {
   int max_parallel = 4;
   DurationMs kill_grace = 5000;
   size_t output_cap = 64 * 1024;
+  // Sync with a hub (both empty: the agent runs alone).
+  std::string hub_endpoint;  // e.g. tcp://hub.example:7400
+  std::string hub_key;       // the hub's Z85 public key, pinned
+  SyncOptions sync;
+  DurationMs reconnect_max = 30'000;
 };
 
 struct AgentCounters {
@@ -40,6 +48,13 @@ struct AgentCounters {
   uint64_t bad_requests = 0;
   uint64_t spawn_failures = 0;
   uint64_t orphans_killed = 0;
+  uint64_t hub_frames_malformed = 0;
+  uint64_t hub_auth_failures = 0;
+  uint64_t hub_sessions = 0;
+  uint64_t hub_send_failures = 0;
+  uint64_t commands_applied = 0;
+  uint64_t commands_rejected = 0;
+  uint64_t commands_duplicate = 0;
 };
 
 class Agent {
@@ -62,9 +77,23 @@ class Agent {
     std::string in;
     std::string out;
   };
+  class LogStream;
+  class Inbox;
   Agent(const AgentConfig& config, const Clock& clock, uint64_t seed);
 
   void Flush();
+  // Commits pending_ (plus `extra` state writes), then starts and kills processes and
+  // answers the requests it held. On failure pending_ is kept for a retry.
+  Status CommitPending(const std::vector<StateWrite>& extra);
+  // Hub sync (site-agent/agent_sync.cpp).
+  Status OpenSync();
+  void Connect();
+  void ServeHub();
+  void SyncTick();
+  void SendToHub(const SyncOutput& so);
+  Status ApplyCommands(uint64_t first_seq, const std::vector<std::string>& entries);
+  void ApplyCommand(const Command& c, std::vector<StateWrite>* extra);
+  nlohmann::json SyncJson() const;
   void HandleSignals(bool* stop);
   void AcceptClients();
   void ReadClient(uint64_t id);
@@ -89,6 +118,49 @@ class Agent {
   Effects pending_;
   TimeMs commit_retry_at_ = 0;
   AgentCounters counters_;
+
+  // Hub sync; all null when no hub is configured.
+  CurveKeys keys_;
+  std::unique_ptr<ZmqContext> zmq_;
+  std::unique_ptr<Connector> hub_;
+  std::unique_ptr<LogStream> up_stream_;
+  std::unique_ptr<Inbox> inbox_;
+  std::unique_ptr<SyncSession> session_;
+  uint64_t down_applied_ = 0;  // inbox watermark (state key sync/down_applied)
+  TimeMs reconnect_at_ = 0;    // 0: connected or connecting
+  int reconnect_attempt_ = 0;
+  bool drop_link_ = false;  // the session ended: tear the connection down in SyncTick
+  bool log_grew_ = false;   // events committed since the session last looked
+  std::string last_hub_error_;
+};
+
+// The upstream stream: the site's event log, trimmed as the hub acknowledges it.
+class Agent::LogStream : public OutgoingStream {
+ public:
+  explicit LogStream(EventLog* log) : log_(log) {}
+  uint64_t head() const override { return log_->head(); }
+  uint64_t acked() const override { return log_->acked(); }
+  Result<std::vector<LogRecord>> Read(uint64_t after, size_t max_count,
+                                      size_t max_bytes) const override {
+    return log_->ReadAfter(after, max_count, max_bytes);
+  }
+  Status Acknowledge(uint64_t seq) override { return log_->AckAndTrim(seq); }
+
+ private:
+  EventLog* log_;
+};
+
+// The downstream stream: hub commands, applied with the inbox watermark in one write.
+class Agent::Inbox : public IncomingStream {
+ public:
+  explicit Inbox(Agent* agent) : agent_(agent) {}
+  uint64_t applied() const override { return agent_->down_applied_; }
+  Status Apply(uint64_t first_seq, const std::vector<std::string>& entries) override {
+    return agent_->ApplyCommands(first_seq, entries);
+  }
+
+ private:
+  Agent* agent_;
 };
 
 nlohmann::json RunViewToJson(const RunView& v);

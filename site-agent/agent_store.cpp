@@ -4,7 +4,8 @@
 
 namespace outpost {
 
-Status AgentStore::Commit(const Effects& fx, const Engine& engine) {
+Status AgentStore::Commit(const Effects& fx, const Engine& engine,
+                          const std::vector<StateWrite>& extra) {
   std::vector<std::string> events;
   std::vector<StateWrite> writes;
   events.reserve(fx.events.size());
@@ -24,6 +25,7 @@ Status AgentStore::Commit(const Effects& fx, const Engine& engine) {
       writes.push_back({TaskKey(run, task), Encode(*t)});
     }
   }
+  writes.insert(writes.end(), extra.begin(), extra.end());
   if (events.empty() && writes.empty()) return Status::Ok();
   return log_->Append(events, writes).status();
 }

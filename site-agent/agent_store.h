@@ -25,8 +25,9 @@ class AgentStore {
   explicit AgentStore(std::unique_ptr<EventLog> log) : log_(std::move(log)) {}
 
   // Appends fx's events and the engine's current records for fx's dirty runs/tasks, and
-  // the output tail of every finished attempt, in one synced write.
-  Status Commit(const Effects& fx, const Engine& engine);
+  // the output tail of every finished attempt, and `extra` (the inbox watermark and
+  // placed workflows when a hub command is applied), in one synced write.
+  Status Commit(const Effects& fx, const Engine& engine, const std::vector<StateWrite>& extra = {});
 
   // Unfinished runs with their tasks, for Engine::Restore after a restart.
   Result<std::vector<RunView>> LoadUnfinished() const;

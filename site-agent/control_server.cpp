@@ -42,7 +42,8 @@ json Agent::StatusJson() const {
             {"commit_failures", counters_.commit_failures},
             {"bad_requests", counters_.bad_requests},
             {"spawn_failures", counters_.spawn_failures},
-            {"orphans_killed", counters_.orphans_killed}}}};
+            {"orphans_killed", counters_.orphans_killed}}},
+          {"hub", SyncJson()}};
 }
 
 void Agent::HandleRequest(uint64_t client, const std::string& line) {

@@ -4,8 +4,10 @@
 #include <spdlog/spdlog.h>
 
 #include <boost/program_options.hpp>
+#include <filesystem>
 #include <iostream>
 
+#include "common/zmq_link.h"
 #include "site-agent/agent.h"
 
 namespace po = boost::program_options;
@@ -21,6 +23,8 @@ int main(int argc, char** argv) {
   outpost::AgentConfig c;
   std::string config_file, log_level;
   int64_t kill_grace_ms = c.kill_grace;
+  int64_t ping_ms = c.sync.idle_ping, dead_ms = c.sync.dead_after, resend_ms = c.sync.resend_after;
+  int64_t reconnect_max_ms = c.reconnect_max;
   // The one option table: drives --help, the config file and validation.
   po::options_description opts("outpost-agent options (also valid as key = value in --config)");
   opts.add_options()
@@ -37,6 +41,19 @@ int main(int argc, char** argv) {
        "time between SIGTERM and SIGKILL when a task times out or is cancelled")
       ("output-cap", po::value(&c.output_cap)->default_value(64 * 1024),
        "bytes of each attempt's output kept (the tail)")
+      ("hub", po::value(&c.hub_endpoint),
+       "hub site endpoint to sync with, e.g. tcp://hub:7400 (unset: run alone)")
+      ("hub-key", po::value(&c.hub_key),
+       "the hub's public key (40 Z85 characters) or a file holding it; pinned")
+      ("show-key", "print this agent's public key (creating DATA_DIR/agent.key at first use) and exit")
+      ("sync-ping-ms", po::value(&ping_ms)->default_value(ping_ms),
+       "idle time before the session sends PING")
+      ("sync-dead-ms", po::value(&dead_ms)->default_value(dead_ms),
+       "silence after which the hub is considered gone and the link remade")
+      ("sync-resend-ms", po::value(&resend_ms)->default_value(resend_ms),
+       "unacknowledged batches are resent after this long")
+      ("reconnect-max-ms", po::value(&reconnect_max_ms)->default_value(reconnect_max_ms),
+       "cap of the jittered backoff between reconnects")
       ("log-level", po::value(&log_level)->default_value("info"),
        "trace, debug, info, warn, error");
   po::variables_map vm;
@@ -60,6 +77,10 @@ int main(int argc, char** argv) {
   if (kill_grace_ms < 0) bad = "kill-grace-ms must not be negative";
   if (c.output_cap < 1024) bad = "output-cap must be at least 1024";
   if (c.site.empty()) bad = "site must not be empty";
+  if (ping_ms < 100 || dead_ms <= ping_ms) bad = "sync-ping-ms must be >= 100 and below sync-dead-ms";
+  if (resend_ms < 100) bad = "sync-resend-ms must be at least 100";
+  if (reconnect_max_ms < 100) bad = "reconnect-max-ms must be at least 100";
+  if (!c.hub_endpoint.empty() && c.hub_key.empty()) bad = "--hub needs --hub-key";
   auto level = spdlog::level::from_str(log_level);
   if (level == spdlog::level::off && log_level != "off") bad = "unknown log-level '" + log_level + "'";
   if (!bad.empty()) {
@@ -71,6 +92,21 @@ int main(int argc, char** argv) {
     return 0;
   }
   c.kill_grace = kill_grace_ms;
+  c.sync.idle_ping = ping_ms;
+  c.sync.dead_after = dead_ms;
+  c.sync.resend_after = resend_ms;
+  c.reconnect_max = reconnect_max_ms;
+  if (vm.count("show-key")) {
+    std::error_code ec;
+    std::filesystem::create_directories(c.data_dir, ec);
+    auto keys = outpost::LoadOrCreateKeys(c.data_dir, "agent");
+    if (!keys.ok()) {
+      std::cerr << "outpost-agent: " << keys.status().ToString() << "\n";
+      return 1;
+    }
+    std::cout << keys->public_z85 << "\n";
+    return 0;
+  }
   spdlog::set_level(level);
 
   outpost::SystemClock clock;

@@ -1,0 +1,301 @@
+// The agent's side of hub sync: one DEALER connection (common/zmq_link.h), one
+// SyncSession in the site role, the event log as the upstream stream and the inbox of
+// hub commands as the downstream one. Everything here runs on the agent's loop thread.
+//
+// Connection life: connect -> (CURVE handshake) -> HELLO/WELCOME -> established. When a
+// session ends (the hub refused it, went silent, or broke the protocol) the socket is
+// closed and a new one made after a full-jitter backoff, so the hub's ZAP handler sees
+// the key again: a revoked site stays cut off. Runs never wait for the hub.
+#include <spdlog/spdlog.h>
+
+#include "site-agent/agent.h"
+
+namespace outpost {
+
+using json = nlohmann::json;
+
+namespace {
+
+constexpr char kDownAppliedKey[] = "sync/down_applied";
+
+const char* SessionStateName(SyncSession::State s) {
+  switch (s) {
+    case SyncSession::State::kDisconnected: return "disconnected";
+    case SyncSession::State::kHandshaking: return "handshaking";
+    case SyncSession::State::kEstablished: return "established";
+  }
+  return "unknown";
+}
+
+}  // namespace
+
+Status Agent::OpenSync() {
+  // Every agent has its keypair from the first start, hub or not, so it can be enrolled
+  // before it is pointed at a hub.
+  OUTPOST_ASSIGN_OR_RETURN(keys_, LoadOrCreateKeys(config_.data_dir, "agent"));
+  OUTPOST_ASSIGN_OR_RETURN(auto raw, store_->log().GetState(kDownAppliedKey));
+  if (raw) {
+    if (raw->size() != 8) return Status::Corruption("inbox watermark has " + std::to_string(raw->size()) + " bytes");
+    down_applied_ = DecodeU64(*raw);
+  }
+  if (config_.hub_endpoint.empty()) return Status::Ok();
+  if (config_.hub_key.empty()) {
+    return Status::InvalidArgument("--hub needs --hub-key (the hub's public key or its file)");
+  }
+  auto hub_key = ReadPublicKey(config_.hub_key);
+  if (!hub_key.ok()) return hub_key.status().WithContext("hub-key");
+  config_.hub_key = *hub_key;
+  OUTPOST_ASSIGN_OR_RETURN(zmq_, ZmqContext::Create(1, 64));
+  up_stream_ = std::make_unique<LogStream>(&store_->log());
+  inbox_ = std::make_unique<Inbox>(this);
+  session_ = std::make_unique<SyncSession>(SyncSession::Role::kSite, clock_, config_.sync,
+                                           up_stream_.get(), inbox_.get(), config_.site,
+                                           store_->log().incarnation());
+  Connect();
+  spdlog::info("agent.sync hub={} key={} inbox_applied={}", config_.hub_endpoint, keys_.public_z85,
+               down_applied_);
+  return Status::Ok();
+}
+
+void Agent::Connect() {
+  hub_.reset();
+  reconnect_at_ = 0;
+  Connector::Options o;
+  o.endpoint = config_.hub_endpoint;
+  o.server_public_z85 = config_.hub_key;
+  o.keys = keys_;
+  o.heartbeat_ms = static_cast<int>(std::max<DurationMs>(1000, config_.sync.idle_ping));
+  o.heartbeat_timeout_ms = static_cast<int>(std::max<DurationMs>(3000, config_.sync.dead_after));
+  o.reconnect_max_ms = static_cast<int>(config_.reconnect_max);
+  auto c = Connector::Connect(*zmq_, o);
+  if (!c.ok()) {
+    last_hub_error_ = c.status().message();
+    spdlog::error("agent.hub_connect_failed error=\"{}\"", last_hub_error_);
+    reconnect_at_ = clock_.Now() + config_.reconnect_max;
+    return;
+  }
+  hub_ = std::move(c).value();
+}
+
+void Agent::SendToHub(const SyncOutput& so) {
+  if (hub_) {
+    for (const auto& m : so.send) {
+      Status s = hub_->Send(EncodeMessage(m));
+      if (!s.ok()) {
+        // Not connected or the queue is full: the session resends from the log.
+        ++counters_.hub_send_failures;
+        spdlog::debug("agent.hub_send_failed type={} error=\"{}\"", MsgTypeName(m.t), s.message());
+      }
+    }
+  }
+  if (so.disconnect) {
+    last_hub_error_ = so.disconnect_reason;
+    spdlog::warn("agent.hub_session_ended reason=\"{}\"", so.disconnect_reason);
+    drop_link_ = true;
+  }
+}
+
+void Agent::ServeHub() {
+  if (!hub_) return;
+  std::vector<Connector::Event> events;
+  hub_->Drain(&events);
+  for (auto& ev : events) {
+    if (drop_link_) break;  // the rest belongs to a connection being closed
+    SyncOutput so;
+    switch (ev.kind) {
+      case Connector::EventKind::kConnected:
+        ++counters_.hub_sessions;
+        spdlog::info("agent.hub_connected hub={}", config_.hub_endpoint);
+        session_->OnConnected(&so);
+        break;
+      case Connector::EventKind::kDisconnected:
+        if (session_->state() != SyncSession::State::kDisconnected) {
+          spdlog::warn("agent.hub_disconnected hub={}", config_.hub_endpoint);
+        }
+        session_->OnDisconnected();
+        break;
+      case Connector::EventKind::kAuthFailed:
+        ++counters_.hub_auth_failures;
+        last_hub_error_ = "the hub refused this agent's key (not enrolled, or revoked)";
+        spdlog::error("agent.hub_auth_failed hub={} key={} hint=\"outpostctl site add NAME --key {}\"",
+                      config_.hub_endpoint, keys_.public_z85, keys_.public_z85);
+        break;
+      case Connector::EventKind::kFrame: {
+        Message m;
+        Status s = DecodeMessage(ev.payload, &m);
+        if (!s.ok()) {
+          ++counters_.hub_frames_malformed;
+          spdlog::warn("agent.hub_frame_malformed bytes={} error=\"{}\"", ev.payload.size(),
+                       s.message());
+          break;
+        }
+        const bool was = session_->established();
+        session_->OnMessage(m, &so);
+        if (!was && session_->established()) {
+          reconnect_attempt_ = 0;
+          last_hub_error_.clear();
+          spdlog::info("agent.hub_session_established events_unacked={} inbox_applied={}",
+                       store_->log().head() - store_->log().acked(), down_applied_);
+        }
+        break;
+      }
+    }
+    SendToHub(so);
+  }
+}
+
+void Agent::SyncTick() {
+  const TimeMs now = clock_.Now();
+  if (drop_link_) {
+    drop_link_ = false;
+    session_->OnDisconnected();
+    hub_.reset();
+    ++reconnect_attempt_;
+    BackoffPolicy p;
+    p.initial = 500;
+    p.factor = 2;
+    p.max = config_.reconnect_max;
+    p.full_jitter = true;
+    reconnect_at_ = now + std::max<DurationMs>(100, BackoffDelay(p, reconnect_attempt_, &rng_));
+    spdlog::info("agent.hub_reconnect_in_ms delay={} attempt={}", reconnect_at_ - now,
+                 reconnect_attempt_);
+  }
+  if (!hub_ && reconnect_at_ > 0 && now >= reconnect_at_) Connect();
+  if (!hub_) return;
+  SyncOutput so;
+  session_->Tick(&so);
+  if (log_grew_) {
+    log_grew_ = false;
+    session_->Poke(&so);
+  }
+  SendToHub(so);
+}
+
+Status Agent::ApplyCommands(uint64_t first_seq, const std::vector<std::string>& entries) {
+  std::vector<StateWrite> extra;
+  for (size_t i = 0; i < entries.size(); ++i) {
+    Command c;
+    Status s = DecodeCommand(entries[i], &c);
+    if (!s.ok()) {
+      // Consumed and recorded, so one bad entry cannot stall the stream.
+      ++counters_.commands_rejected;
+      Event e;
+      e.time = clock_.Now();
+      e.type = static_cast<uint8_t>(EventType::kCommandRejected);
+      e.message = "command " + std::to_string(first_seq + i) + " does not decode: " + s.message();
+      pending_.events.push_back(std::move(e));
+      spdlog::warn("agent.command_undecodable seq={} error=\"{}\"", first_seq + i, s.message());
+      continue;
+    }
+    ApplyCommand(c, &extra);
+  }
+  const uint64_t last = first_seq + entries.size() - 1;
+  extra.push_back({kDownAppliedKey, EncodeU64(last)});
+  OUTPOST_RETURN_IF_ERROR(CommitPending(extra));
+  down_applied_ = last;
+  return Status::Ok();
+}
+
+void Agent::ApplyCommand(const Command& c, std::vector<StateWrite>* extra) {
+  auto reject = [&](const std::string& why) {
+    ++counters_.commands_rejected;
+    Event e;
+    e.time = clock_.Now();
+    e.type = static_cast<uint8_t>(EventType::kCommandRejected);
+    e.run = c.run;
+    e.workflow = c.workflow;
+    e.request = c.request;
+    e.message = std::string(CommandTypeName(c.type)) + ": " + why;
+    pending_.events.push_back(std::move(e));
+    spdlog::warn("agent.command_rejected type={} run={} workflow={} reason=\"{}\"",
+                 CommandTypeName(c.type), c.run, c.workflow, why);
+  };
+  switch (c.command_type()) {
+    case CommandType::kStartRun: {
+      auto existing = store_->GetRun(c.run);
+      if (engine_->FindRun(c.run) || (existing.ok() && *existing)) {
+        ++counters_.commands_duplicate;  // at most one run per request
+        spdlog::info("agent.command_duplicate run={} request={}", c.run, c.request);
+        return;
+      }
+      auto def = ParseWorkflow(c.source, "hub:" + c.workflow);
+      if (!def.ok()) return reject(def.status().message());
+      auto shared = std::make_shared<const WorkflowDef>(std::move(def).value());
+      Status s = engine_->StartRun(shared, c.run, c.params, &pending_, c.request);
+      if (!s.ok()) return reject(s.message());
+      ++counters_.commands_applied;
+      spdlog::info("run.created run={} workflow={} request={} by={} source=hub", c.run, c.workflow,
+                   c.request, c.author);
+      return;
+    }
+    case CommandType::kCancelRun:
+      ++counters_.commands_applied;
+      if (engine_->FindRun(c.run)) {
+        engine_->Cancel(c.run, c.reason, &pending_).IgnoreError();  // FindRun said it is active
+        spdlog::info("run.cancel run={} by={} source=hub", c.run, c.author);
+      } else {
+        // Finished while the cancel was on its way (or never known): a no-op by rule.
+        spdlog::info("agent.cancel_noop run={} reason=not_active", c.run);
+      }
+      return;
+    case CommandType::kPlaceWorkflow: {
+      auto def = ParseWorkflow(c.source, "hub:" + c.workflow);
+      if (!def.ok()) return reject(def.status().message());
+      ++counters_.commands_applied;
+      extra->push_back({"wf/" + c.workflow, Encode(c)});
+      Event e;
+      e.time = clock_.Now();
+      e.type = static_cast<uint8_t>(EventType::kWorkflowPlaced);
+      e.workflow = c.workflow;
+      e.message = c.hash;
+      pending_.events.push_back(std::move(e));
+      spdlog::info("workflow.placed workflow={} hash={} by={}", c.workflow, c.hash.substr(0, 12),
+                   c.author);
+      return;
+    }
+    case CommandType::kRemoveWorkflow: {
+      ++counters_.commands_applied;
+      extra->push_back({"wf/" + c.workflow, std::nullopt});
+      Event e;
+      e.time = clock_.Now();
+      e.type = static_cast<uint8_t>(EventType::kWorkflowRemoved);
+      e.workflow = c.workflow;
+      pending_.events.push_back(std::move(e));
+      spdlog::info("workflow.removed workflow={}", c.workflow);
+      return;
+    }
+  }
+  reject("unknown command type " + std::to_string(c.type));
+}
+
+json Agent::SyncJson() const {
+  const auto& log = store_->log();
+  json j = {{"configured", session_ != nullptr},
+            {"public_key", keys_.public_z85},
+            {"events_unacked", log.head() - log.acked()},
+            {"commands_applied_through", down_applied_}};
+  if (!session_) return j;
+  const auto& c = session_->counters();
+  j["endpoint"] = config_.hub_endpoint;
+  j["state"] = SessionStateName(session_->state());
+  j["last_error"] = last_hub_error_;
+  j["counters"] = {{"batches_sent", c.batches_sent},
+                   {"entries_sent", c.entries_sent},
+                   {"batches_received", c.batches_received},
+                   {"entries_applied", c.entries_applied},
+                   {"duplicates_dropped", c.duplicates_dropped},
+                   {"gaps_refused", c.gaps_refused},
+                   {"resends", c.resends},
+                   {"protocol_errors", c.protocol_errors},
+                   {"store_errors", c.store_errors},
+                   {"sessions", counters_.hub_sessions},
+                   {"auth_failures", counters_.hub_auth_failures},
+                   {"frames_malformed", counters_.hub_frames_malformed},
+                   {"send_failures", counters_.hub_send_failures},
+                   {"commands_applied", counters_.commands_applied},
+                   {"commands_rejected", counters_.commands_rejected},
+                   {"commands_duplicate", counters_.commands_duplicate}};
+  return j;
+}
+
+}  // namespace outpost
