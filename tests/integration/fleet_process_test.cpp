@@ -1,0 +1,459 @@
+// Integration tests of a fleet: the real outpost-hub, three real outpost-agent processes
+// and outpostctl, over CURVE on loopback. Waits are bounded polls, never bare sleeps.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "common/codec.h"
+#include "common/control.h"
+#include "common/wire.h"
+#include "common/zmq_link.h"
+
+namespace outpost {
+namespace {
+
+using json = nlohmann::json;
+namespace fs = std::filesystem;
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+bool Eventually(const std::function<bool()>& cond, int timeout_ms = 20000) {
+  const auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (std::chrono::steady_clock::now() < end) {
+    if (cond()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return cond();
+}
+
+pid_t Spawn(const std::vector<std::string>& argv, const std::string& log) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    freopen(log.c_str(), "a", stdout);
+    freopen(log.c_str(), "a", stderr);
+    std::vector<char*> args;
+    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    execv(args[0], args.data());
+    _exit(127);
+  }
+  return pid;
+}
+
+void Stop(pid_t* pid, int sig) {
+  if (*pid <= 0) return;
+  kill(*pid, sig);
+  int status = 0;
+  waitpid(*pid, &status, 0);
+  *pid = -1;
+}
+
+class FleetTest : public ::testing::Test {
+ protected:
+  struct Site {
+    std::string name;
+    std::string role;
+    pid_t pid = -1;
+  };
+
+  void SetUp() override {
+    static int n = 0;
+    dir_ = fs::temp_directory_path() /
+           ("outpost_fleet_" + std::to_string(getpid()) + "_" + std::to_string(++n));
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    sites_ = {{"alpha", "web"}, {"beta", "web"}, {"gamma", "db"}};
+  }
+  void TearDown() override {
+    for (auto& s : sites_) Stop(&s.pid, SIGKILL);
+    Stop(&hub_pid_, SIGKILL);
+    if (!HasFailure()) {
+      fs::remove_all(dir_);
+    } else {
+      std::cerr << "fleet data and logs kept in " << dir_ << "\n";
+    }
+  }
+
+  std::string HubDir() const { return (dir_ / "hub").string(); }
+  std::string SiteDir(const std::string& s) const { return (dir_ / s).string(); }
+
+  // Starts the hub; the first start picks free ports, later starts reuse them.
+  void StartHub() {
+    std::string sites_ep = "tcp://127.0.0.1:0", ops_ep = "tcp://127.0.0.1:0";
+    if (!sites_endpoint_.empty()) {
+      sites_ep = sites_endpoint_;
+      ops_ep = ops_endpoint_;
+    }
+    fs::remove(HubDir() + "/hub.endpoints");
+    hub_pid_ = Spawn({OUTPOST_HUB_BIN, "--data-dir", HubDir(), "--sites-endpoint", sites_ep,
+                      "--operators-endpoint", ops_ep, "--offline-after-ms", "3000", "--ping-ms",
+                      "500", "--resend-ms", "1000"},
+                     (dir_ / "hub.log").string());
+    ASSERT_TRUE(Eventually([&] { return fs::exists(HubDir() + "/hub.endpoints"); }, 10000))
+        << "hub did not come up; see " << dir_ / "hub.log";
+    json ep = json::parse(ReadAll(HubDir() + "/hub.endpoints"));
+    sites_endpoint_ = ep["sites"];
+    ops_endpoint_ = ep["operators"];
+    hub_key_ = ep["hub_key"];
+  }
+
+  void StartAgent(Site& s, const std::string& data_dir = "") {
+    const std::string dir = data_dir.empty() ? SiteDir(s.name) : data_dir;
+    s.pid = Spawn({OUTPOST_AGENT_BIN, "--data-dir", dir, "--site", s.name, "--hub",
+                   sites_endpoint_, "--hub-key", hub_key_, "--sync-ping-ms", "500",
+                   "--sync-dead-ms", "3000", "--sync-resend-ms", "1000", "--reconnect-max-ms",
+                   "1000", "--kill-grace-ms", "300"},
+                  (dir_ / (s.name + ".log")).string());
+    ASSERT_TRUE(Eventually([&] {
+      return ControlCall(dir + "/agent.sock", {{"op", "status"}}, 1000).ok();
+    }, 10000)) << "agent " << s.name << " did not come up";
+  }
+
+  std::string AgentKey(const std::string& dir) {
+    std::string out;
+    Run(std::string(OUTPOST_AGENT_BIN) + " --data-dir " + dir + " --show-key", &out);
+    while (!out.empty() && out.back() == '\n') out.pop_back();
+    return out;
+  }
+
+  int Run(const std::string& cmd, std::string* out) {
+    const std::string file = (dir_ / "cmd.out").string();
+    int rc = system((cmd + " > " + file + " 2>" + file + ".err").c_str());
+    *out = ReadAll(file);
+    last_err_ = ReadAll(file + ".err");
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+  }
+  // outpostctl against the hub; returns the exit code and parses --json output.
+  int Ctl(const std::string& args, json* out = nullptr) {
+    std::string text;
+    int rc = Run(std::string(OUTPOSTCTL_BIN) + " --hub-dir " + HubDir() + " --timeout-ms 10000 --json " +
+                     args,
+                 &text);
+    if (out) *out = json::parse(text, nullptr, false);
+    return rc;
+  }
+  json Agent(const std::string& site, const json& req) {
+    auto r = ControlCall(SiteDir(site) + "/agent.sock", req, 10000);
+    return r.ok() ? *r : json::object();
+  }
+
+  // Hub up, three agents up and enrolled with role labels, all online.
+  void StartFleet() {
+    StartHub();
+    for (auto& s : sites_) {
+      std::string key = AgentKey(SiteDir(s.name));
+      ASSERT_EQ(Ctl("site add " + s.name + " --key '" + key + "' --label role=" + s.role), 0)
+          << last_err_;
+      StartAgent(s);
+    }
+    ASSERT_TRUE(AllOnline()) << ReadAll((dir_ / "hub.log").string());
+  }
+  bool AllOnline() {
+    return Eventually([&] {
+      json st;
+      if (Ctl("status", &st) != 0) return false;
+      return st["sites"]["online"] == sites_.size();
+    });
+  }
+
+  std::string WriteWorkflow(const std::string& name, const std::string& yaml) {
+    const std::string path = (dir_ / (name + ".yaml")).string();
+    std::ofstream(path) << yaml;
+    return path;
+  }
+
+  // Every site's events are at the hub exactly once, and the hub's view of each run
+  // equals the site's own record of it.
+  void ExpectConverged() {
+    for (const auto& s : sites_) {
+      ASSERT_TRUE(Eventually([&] {
+        json st = Agent(s.name, {{"op", "status"}});
+        json hub;
+        if (Ctl("site show " + s.name, &hub) != 0 || !st.contains("status")) return false;
+        return hub["events_received"] == st["status"]["log_head"] &&
+               st["status"]["log_acked"] == st["status"]["log_head"] &&
+               hub["events_behind"] == 0;
+      }, 30000)) << "site " << s.name << " did not converge";
+      json st = Agent(s.name, {{"op", "status"}});
+      json hub;
+      Ctl("site show " + s.name, &hub);
+      EXPECT_EQ(hub["events_received"], st["status"]["log_head"]) << s.name;
+      json local = Agent(s.name, {{"op", "run.list"}, {"limit", 1000}});
+      for (const auto& r : local["runs"]) {
+        json mine = Agent(s.name, {{"op", "run.show"}, {"id", r["id"]}})["run"];
+        json theirs;
+        ASSERT_EQ(Ctl("run show " + r["id"].get<std::string>(), &theirs), 0) << last_err_;
+        EXPECT_EQ(theirs["state"], mine["state"]) << r["id"];
+        EXPECT_EQ(theirs["site"], s.name);
+        ASSERT_EQ(theirs["tasks"].size(), mine["tasks"].size()) << r["id"];
+        for (size_t i = 0; i < mine["tasks"].size(); ++i) {
+          EXPECT_EQ(theirs["tasks"][i]["id"], mine["tasks"][i]["id"]);
+          EXPECT_EQ(theirs["tasks"][i]["state"], mine["tasks"][i]["state"]) << r["id"];
+          EXPECT_EQ(theirs["tasks"][i]["attempts"], mine["tasks"][i]["attempts"]) << r["id"];
+        }
+      }
+    }
+  }
+
+  fs::path dir_;
+  std::vector<Site> sites_;
+  pid_t hub_pid_ = -1;
+  std::string sites_endpoint_, ops_endpoint_, hub_key_, last_err_;
+};
+
+const char* kHello = R"(
+name: hello
+tasks:
+  - id: greet
+    shell: echo "hello from $OUTPOST_RUN_ID"
+  - id: done
+    run: [true]
+    needs: [greet]
+)";
+
+TEST_F(FleetTest, WorkflowAppliedByLabelRunsOnlyOnMatchingSitesAndFollowsLabelChanges) {
+  StartFleet();
+  json r;
+  ASSERT_EQ(Ctl("workflow apply " + WriteWorkflow("hello", kHello) + " --target role=web", &r), 0)
+      << last_err_;
+  EXPECT_EQ(r["sites"], json::array({"alpha", "beta"}));
+
+  ASSERT_EQ(Ctl("run start hello --wait", &r), 0) << last_err_;
+  ASSERT_EQ(r.size(), 2u);
+  std::set<std::string> ran;
+  for (const auto& run : r) {
+    EXPECT_EQ(run["state"], "succeeded");
+    ran.insert(run["site"]);
+  }
+  EXPECT_EQ(ran, (std::set<std::string>{"alpha", "beta"}));
+  EXPECT_TRUE(Agent("gamma", {{"op", "run.list"}})["runs"].empty());
+  // The output the site captured is readable at the hub.
+  json logs;
+  ASSERT_EQ(Ctl("run logs " + r[0]["id"].get<std::string>() + " greet", &logs), 0);
+  EXPECT_NE(logs["output"].get<std::string>().find("hello from " + r[0]["id"].get<std::string>()),
+            std::string::npos);
+
+  // gamma does not have it: asking for it there is a conflict (exit 5), not a silent no-op.
+  EXPECT_EQ(Ctl("run start hello --site gamma"), 5);
+  // gamma gains the label, so it gains the workflow; alpha loses it.
+  ASSERT_EQ(Ctl("site label gamma role=web"), 0);
+  ASSERT_EQ(Ctl("site label alpha role-"), 0);
+  ASSERT_EQ(Ctl("workflow list", &r), 0);
+  EXPECT_EQ(r[0]["sites"], json::array({"beta", "gamma"}));
+  ASSERT_EQ(Ctl("run start hello --site gamma --wait", &r), 0) << last_err_;
+  EXPECT_EQ(r[0]["site"], "gamma");
+  EXPECT_EQ(Ctl("run start hello --site alpha"), 5);
+
+  // A retried request id makes no second run.
+  json first, again;
+  ASSERT_EQ(Ctl("run start hello --request req-42", &first), 0);
+  ASSERT_EQ(Ctl("run start hello --request req-42", &again), 0);
+  EXPECT_EQ(first["runs"], again["runs"]);
+  EXPECT_EQ(again["duplicate"], true);
+  // Unknown things give distinct exit codes.
+  EXPECT_EQ(Ctl("run show no-such-run"), 4);
+  EXPECT_EQ(Ctl("run start no-such-workflow"), 4);
+  ExpectConverged();
+}
+
+TEST_F(FleetTest, AgentsKeepWorkingWithTheHubDownAndEveryEventArrivesOnceAfterItReturns) {
+  StartFleet();
+  const std::string gate = (dir_ / "gate").string();
+  const std::string yaml = std::string(R"(
+name: gated
+tasks:
+  - id: wait
+    shell: "for i in $(seq 1 400); do [ -e )") + gate + R"( ] && exit 0; sleep 0.05; done; exit 1"
+  - id: after
+    run: [true]
+    needs: [wait]
+)";
+  ASSERT_EQ(Ctl("workflow apply " + WriteWorkflow("gated", yaml)), 0) << last_err_;
+  json r;
+  ASSERT_EQ(Ctl("run start gated", &r), 0) << last_err_;
+  ASSERT_EQ(r["runs"].size(), 3u);
+  // Every site has the run before the hub goes away.
+  for (const auto& s : sites_) {
+    ASSERT_TRUE(Eventually([&] { return !Agent(s.name, {{"op", "run.list"}})["runs"].empty(); }));
+  }
+  Stop(&hub_pid_, SIGTERM);
+  // With no hub: the requested runs finish, and new local runs start and finish.
+  std::ofstream(gate) << "go";
+  for (const auto& s : sites_) {
+    for (const auto& id : r["runs"]) {
+      if (id.get<std::string>().rfind(s.name + "-", 0) != 0) continue;
+      json done = Agent(s.name, {{"op", "run.wait"}, {"id", id}});
+      EXPECT_EQ(done["run"]["state"], "succeeded") << done.dump();
+    }
+    json local = Agent(s.name, {{"op", "run.start"}, {"source", kHello}, {"file", "hello.yaml"}});
+    ASSERT_TRUE(local.value("ok", false)) << local.dump();
+    EXPECT_EQ(Agent(s.name, {{"op", "run.wait"}, {"id", local["id"]}})["run"]["state"], "succeeded");
+    json st = Agent(s.name, {{"op", "status"}});
+    EXPECT_GT(st["status"]["log_head"].get<uint64_t>(), st["status"]["log_acked"].get<uint64_t>());
+  }
+  StartHub();
+  ASSERT_TRUE(AllOnline());
+  ExpectConverged();
+  json runs;
+  ASSERT_EQ(Ctl("run list --workflow gated --state succeeded", &runs), 0);
+  EXPECT_EQ(runs.size(), 3u);
+  ASSERT_EQ(Ctl("run list --workflow hello", &runs), 0);
+  EXPECT_EQ(runs.size(), 3u);  // the offline runs, reported once each
+}
+
+TEST_F(FleetTest, SigkillOfAgentAndHubMidSyncLosesAndDuplicatesNothing) {
+  StartFleet();
+  // Many small tasks: a steady stream of events while processes are killed.
+  std::string yaml = "name: busy\ntasks:\n";
+  for (int i = 0; i < 60; ++i) {
+    // An attempt running when the agent is killed is retried under its policy.
+    yaml += "  - id: t" + std::to_string(i) +
+            "\n    run: [sleep, '0.02']\n    retry: {max: 3, backoff: 10ms}\n";
+  }
+  ASSERT_EQ(Ctl("workflow apply " + WriteWorkflow("busy", yaml)), 0) << last_err_;
+  auto alpha_head = [&] {
+    json st = Agent("alpha", {{"op", "status"}});
+    return st.contains("status") ? st["status"]["log_head"].get<uint64_t>() : 0;
+  };
+  for (int round = 0; round < 3; ++round) {
+    const uint64_t before = alpha_head();
+    json r;
+    ASSERT_EQ(Ctl("run start busy --request round-" + std::to_string(round), &r), 0) << last_err_;
+    // Kill the hub and alpha while alpha's run is producing events and shipping them.
+    ASSERT_TRUE(Eventually([&] { return alpha_head() > before + 20; }));
+    Stop(&hub_pid_, SIGKILL);
+    Stop(&sites_[0].pid, SIGKILL);
+    StartAgent(sites_[0]);
+    StartHub();
+    ASSERT_TRUE(AllOnline());
+  }
+  for (const auto& s : sites_) {
+    json local = Agent(s.name, {{"op", "run.list"}, {"limit", 100}});
+    for (const auto& run : local["runs"]) {
+      EXPECT_EQ(Agent(s.name, {{"op", "run.wait"}, {"id", run["id"]}})["run"]["state"], "succeeded");
+    }
+    EXPECT_EQ(local["runs"].size(), 3u) << s.name;  // one run per request id, never two
+  }
+  // The kills did land mid-run: alpha retried attempts that were running.
+  int retried = 0;
+  const json runs = Agent("alpha", {{"op", "run.list"}});
+  for (const auto& run : runs["runs"]) {
+    const json shown = Agent("alpha", {{"op", "run.show"}, {"id", run["id"]}});
+    for (const auto& t : shown["run"]["tasks"]) retried += t["attempts"].get<int>() > 1 ? 1 : 0;
+  }
+  EXPECT_GT(retried, 0);
+  ExpectConverged();
+}
+
+TEST_F(FleetTest, UnknownKeyNeverReachesTheHubAndARevokedSiteIsCutOff) {
+  StartFleet();
+  json before;
+  ASSERT_EQ(Ctl("status", &before), 0);
+  // An agent whose key was never enrolled.
+  Site stranger{"stranger", "web"};
+  StartAgent(stranger);
+  ASSERT_TRUE(Eventually([&] {
+    json st = Agent("stranger", {{"op", "status"}});
+    return st.contains("status") && st["status"]["hub"]["counters"]["auth_failures"] > 0;
+  }));
+  json after;
+  ASSERT_EQ(Ctl("status", &after), 0);
+  EXPECT_GT(after["counters"]["keys_refused"], before["counters"]["keys_refused"]);
+  EXPECT_EQ(after["counters"]["frames_refused"], 0);
+  EXPECT_EQ(after["sites"]["enrolled"], 3);
+  Stop(&stranger.pid, SIGKILL);
+
+  // Revoking beta cuts its open connection: its session ends and new events stay home.
+  json show;
+  ASSERT_EQ(Ctl("site show beta", &show), 0);
+  const auto received = show["events_received"];
+  ASSERT_EQ(Ctl("site revoke beta"), 0);
+  ASSERT_TRUE(Eventually([&] {
+    json st = Agent("beta", {{"op", "status"}});
+    return st.contains("status") && st["status"]["hub"]["state"] != "established" &&
+           st["status"]["hub"]["counters"]["auth_failures"] > 0;
+  })) << Agent("beta", {{"op", "status"}}).dump();
+  json local = Agent("beta", {{"op", "run.start"}, {"source", kHello}, {"file", "hello.yaml"}});
+  EXPECT_EQ(Agent("beta", {{"op", "run.wait"}, {"id", local["id"]}})["run"]["state"], "succeeded");
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // give a leak time to show
+  ASSERT_EQ(Ctl("site show beta", &show), 0);
+  EXPECT_EQ(show["events_received"], received);
+  EXPECT_EQ(show["online"], false);
+}
+
+TEST_F(FleetTest, MalformedOversizedAndBombFramesFromAnEnrolledKeyAreRefusedAndCounted) {
+  StartHub();
+  auto keys = GenerateCurveKeys();
+  ASSERT_TRUE(keys.ok());
+  ASSERT_EQ(Ctl("site add rogue --key '" + keys->public_z85 + "'"), 0) << last_err_;
+  auto ctx = ZmqContext::Create(1, 16);
+  ASSERT_TRUE(ctx.ok());
+  Connector::Options o;
+  o.endpoint = sites_endpoint_;
+  o.server_public_z85 = hub_key_;
+  o.keys = *keys;
+  o.max_message_bytes = 64 << 20;
+  auto conn = Connector::Connect(**ctx, o);
+  ASSERT_TRUE(conn.ok());
+  ASSERT_TRUE(Eventually([&] {
+    std::vector<Connector::Event> ev;
+    (*conn)->Drain(&ev);
+    for (const auto& e : ev) {
+      if (e.kind == Connector::EventKind::kConnected) return true;
+    }
+    return false;
+  }));
+  std::string bomb = "\xdd\xff\xff\xff\xff";  // array32 claiming 4 billion elements
+  std::string deep(200, '\x91');              // 200 nested one-element arrays
+  deep += '\xc0';
+  Message hello;
+  hello.t = static_cast<uint8_t>(MsgType::kHello);
+  hello.v = 99;  // a protocol version this hub does not speak
+  std::vector<std::string> frames = {"not msgpack at all", bomb, deep,
+                                     std::string(kMaxFrameBytes + 1024, 'x'),
+                                     EncodeMessage(hello) + "trailing"};
+  for (const auto& f : frames) ASSERT_TRUE((*conn)->Send(f).ok());
+  hello.v = kProtocolVersion;
+  hello.incarnation = 7;
+  Message wrong_version = hello;
+  wrong_version.v = 99;
+  ASSERT_TRUE((*conn)->Send(EncodeMessage(wrong_version)).ok());
+  json st;
+  ASSERT_TRUE(Eventually([&] {
+    return Ctl("status", &st) == 0 && st["counters"]["frames_malformed"] == 6;
+  })) << st.dump();
+  // Each refusal was answered with an ERROR; the hub is up and still serves a valid HELLO.
+  ASSERT_TRUE((*conn)->Send(EncodeMessage(hello)).ok());
+  bool welcomed = Eventually([&] {
+    std::vector<Connector::Event> ev;
+    (*conn)->Drain(&ev);
+    for (const auto& e : ev) {
+      Message m;
+      if (e.kind == Connector::EventKind::kFrame && DecodeMessage(e.payload, &m).ok() &&
+          m.type() == MsgType::kWelcome) {
+        return true;
+      }
+    }
+    return false;
+  });
+  EXPECT_TRUE(welcomed);
+  EXPECT_EQ(kill(hub_pid_, 0), 0);
+  conn->reset();
+}
+
+}  // namespace
+}  // namespace outpost
