@@ -1,8 +1,10 @@
-// outpostctl: the operator's command line. With --local it talks to the agent on this
-// machine through the control socket in the agent's data directory.
+// outpostctl: the operator's command line. By default it talks to the hub's operator
+// endpoint over CURVE (JSON requests, docs/protocol.md "Operator API"); with --local it
+// talks to the agent on this machine through the control socket in its data directory.
 //
-// Exit codes: 0 success; 1 the operation failed (or, with --wait, the run did not
-// succeed); 2 usage or validation error; 3 the agent could not be reached.
+// Exit codes: 0 success; 1 the operation failed (or, with --wait, a run did not
+// succeed); 2 usage or validation error; 3 the agent or hub could not be reached or
+// refused our key; 4 no such site, workflow or run; 5 conflict with the current state.
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
@@ -397,10 +399,10 @@ void PrintHubRun(const json& run) {
 }
 
 void PrintSites(const json& sites) {
-  printf("%-20s %-9s %-8s %-20s %-8s %-8s %s\n", "SITE", "STATE", "ONLINE", "LAST SEEN", "BEHIND",
+  printf("%-20s %-9s %-8s %-25s %-8s %-8s %s\n", "SITE", "STATE", "ONLINE", "LAST SEEN", "BEHIND",
          "PENDING", "LABELS");
   for (const auto& s : sites) {
-    printf("%-20s %-9s %-8s %-20s %-8s %-8s %s\n", Cell(s["name"]).c_str(), Cell(s["state"]).c_str(),
+    printf("%-20s %-9s %-8s %-25s %-8s %-8s %s\n", Cell(s["name"]).c_str(), Cell(s["state"]).c_str(),
            s["online"].get<bool>() ? "yes" : "no", Cell(s["last_seen"]).c_str(),
            Cell(s["events_behind"]).c_str(), Cell(s["commands_pending"]).c_str(),
            Labels(s["labels"]).c_str());
@@ -509,10 +511,10 @@ int HubDispatch(const Args& a) {
            Cell(st["events_behind"]).c_str(), Cell(st["commands_pending"]).c_str());
     printf("runs      %s\n", Labels(st["runs"]).c_str());
     printf("workflows %s\n\n", Cell(st["workflows"]).c_str());
-    printf("%-20s %-8s %-20s %-8s %-8s %-8s %s\n", "SITE", "ONLINE", "LAST SEEN", "EVENTS", "BEHIND",
+    printf("%-20s %-8s %-25s %-8s %-8s %-8s %s\n", "SITE", "ONLINE", "LAST SEEN", "EVENTS", "BEHIND",
            "PENDING", "LABELS");
     for (const auto& r : st["site_rows"]) {
-      printf("%-20s %-8s %-20s %-8s %-8s %-8s %s\n", Cell(r["name"]).c_str(),
+      printf("%-20s %-8s %-25s %-8s %-8s %-8s %s\n", Cell(r["name"]).c_str(),
              r["online"].get<bool>() ? "yes" : "no", Cell(r["last_seen"]).c_str(),
              Cell(r["events_received"]).c_str(), Cell(r["events_behind"]).c_str(),
              Cell(r["commands_pending"]).c_str(), Labels(r["labels"]).c_str());

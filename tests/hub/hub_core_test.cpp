@@ -1,0 +1,400 @@
+// HubCore under a manual clock with its store on an in-memory Env, talking to simulated
+// sites (a real SyncSession in the site role over in-memory streams) through the wire
+// codec. No sockets, no sleeps.
+#include "hub/hub_core.h"
+
+#include <gtest/gtest.h>
+#include <rocksdb/env.h>
+
+#include "../common/mem_streams.h"
+#include "common/zmq_link.h"
+
+namespace outpost {
+namespace {
+
+using json = nlohmann::json;
+using testing::MemIncoming;
+using testing::MemOutgoing;
+
+const char* kWf = R"(
+name: deploy
+params:
+  version: "1"
+tasks:
+  - id: fetch
+    run: [true]
+  - id: install
+    run: [true]
+    needs: [fetch]
+)";
+
+struct FakeSite {
+  FakeSite(const std::string& n, uint64_t inc, const Clock& clock)
+      : name(n),
+        session(SyncSession::Role::kSite, clock, SyncOptions{}, &up, &down, n, inc) {}
+  std::string name;
+  std::string peer = "peer-" + name;
+  MemOutgoing up;
+  MemIncoming down;
+  SyncSession session;
+
+  std::vector<Command> Commands() const {
+    std::vector<Command> out;
+    for (const auto& e : down.applied_entries()) {
+      Command c;
+      EXPECT_TRUE(DecodeCommand(e, &c).ok());
+      out.push_back(c);
+    }
+    return out;
+  }
+  void Emit(Event e) { up.Append(Encode(e)); }
+};
+
+class HubCoreTest : public ::testing::Test {
+ protected:
+  HubCoreTest() : env_(rocksdb::NewMemEnv(rocksdb::Env::Default())), rng_(42) { Open(); }
+
+  void Open() {
+    core_.reset();
+    store_.reset();
+    HubStore::Options so;
+    so.env = env_.get();
+    auto s = HubStore::Open("/hub", so);
+    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    store_ = std::move(s).value();
+    auto c = HubCore::Open(store_.get(), clock_, &rng_, options_);
+    ASSERT_TRUE(c.ok()) << c.status().ToString();
+    core_ = std::move(c).value();
+  }
+
+  json Op(json req, const std::string& who = "tester") {
+    HubOutput out;
+    json r = core_->OnOperator(who, req, &out);
+    Deliver(out);
+    return r;
+  }
+
+  std::string AddSite(const std::string& name, const std::string& role) {
+    auto keys = GenerateCurveKeys();
+    EXPECT_TRUE(keys.ok());
+    json r = Op({{"op", "site.add"}, {"name", name}, {"key", keys->public_z85},
+                 {"labels", {{"role", role}}}});
+    EXPECT_TRUE(r["ok"].get<bool>()) << r.dump();
+    return keys->public_z85;
+  }
+
+  // Frames from the hub to the sites' peers.
+  void Deliver(const HubOutput& out) {
+    for (const auto& f : out.send) {
+      for (auto* s : sites_) {
+        if (s->peer != f.peer) continue;
+        // Through the codec both ways, as on the wire.
+        Message m;
+        ASSERT_TRUE(DecodeMessage(EncodeMessage(f.message), &m).ok());
+        if (m.type() == MsgType::kError) last_error_ = m.message;
+        SyncOutput so;
+        s->session.OnMessage(m, &so);
+        pending_[s].push_back(std::move(so));
+      }
+    }
+  }
+  // Runs the conversation until nobody has anything to say (bounded).
+  void Settle() {
+    for (int i = 0; i < 1000; ++i) {
+      bool any = false;
+      for (auto* s : sites_) {
+        SyncOutput so;
+        s->session.Poke(&so);
+        pending_[s].push_back(std::move(so));
+      }
+      auto batch = std::move(pending_);
+      pending_.clear();
+      for (auto& [site, outs] : batch) {
+        for (auto& so : outs) {
+          for (const auto& m : so.send) {
+            any = true;
+            HubOutput out;
+            core_->OnSiteFrame(site->name, site->peer, EncodeMessage(m), &out);
+            Deliver(out);
+          }
+        }
+      }
+      if (!any) return;
+    }
+    FAIL() << "conversation did not settle";
+  }
+  void Connect(FakeSite* s) {
+    if (std::find(sites_.begin(), sites_.end(), s) == sites_.end()) sites_.push_back(s);
+    SyncOutput so;
+    s->session.OnConnected(&so);
+    pending_[s].push_back(std::move(so));
+    Settle();
+  }
+  void Disconnect(FakeSite* s) {
+    s->session.OnDisconnected();
+    sites_.erase(std::find(sites_.begin(), sites_.end(), s));
+  }
+
+  std::unique_ptr<rocksdb::Env> env_;
+  ManualClock clock_;
+  Rng rng_;
+  HubOptions options_;
+  std::unique_ptr<HubStore> store_;
+  std::unique_ptr<HubCore> core_;
+  std::vector<FakeSite*> sites_;
+  std::map<FakeSite*, std::vector<SyncOutput>> pending_;
+  std::string last_error_;
+};
+
+TEST_F(HubCoreTest, PlacementFollowsTargetsAndLabelsAndSurvivesAHubRestart) {
+  AddSite("a", "web");
+  AddSite("b", "db");
+  FakeSite a("a", 1, clock_), b("b", 2, clock_);
+  Connect(&a);
+  Connect(&b);
+  json r = Op({{"op", "workflow.apply"}, {"source", kWf}, {"target", {{"role", "web"}}}});
+  ASSERT_TRUE(r["ok"].get<bool>()) << r.dump();
+  EXPECT_EQ(r["sites"], json::array({"a"}));
+  Settle();
+  ASSERT_EQ(a.Commands().size(), 1u);
+  EXPECT_EQ(a.Commands()[0].command_type(), CommandType::kPlaceWorkflow);
+  EXPECT_EQ(a.Commands()[0].workflow, "deploy");
+  EXPECT_TRUE(b.Commands().empty());
+
+  // b gains the label: it gains the workflow. a loses it: it is told to remove it.
+  ASSERT_TRUE(Op({{"op", "site.label"}, {"name", "b"}, {"set", {{"role", "web"}}}})["ok"].get<bool>());
+  ASSERT_TRUE(Op({{"op", "site.label"}, {"name", "a"}, {"remove", {"role"}}})["ok"].get<bool>());
+  Settle();
+  ASSERT_EQ(b.Commands().size(), 1u);
+  EXPECT_EQ(b.Commands()[0].command_type(), CommandType::kPlaceWorkflow);
+  ASSERT_EQ(a.Commands().size(), 2u);
+  EXPECT_EQ(a.Commands()[1].command_type(), CommandType::kRemoveWorkflow);
+  // Applying the same definition again changes nothing anywhere.
+  r = Op({{"op", "workflow.apply"}, {"source", kWf}, {"target", {{"role", "web"}}}});
+  EXPECT_TRUE(r["unchanged"].get<bool>());
+  Settle();
+  EXPECT_EQ(a.Commands().size(), 2u);
+  EXPECT_EQ(b.Commands().size(), 1u);
+
+  // The hub restarts: registry, placement and watermarks come back from the store.
+  Disconnect(&a);
+  Disconnect(&b);
+  Open();
+  r = Op({{"op", "workflow.list"}});
+  EXPECT_EQ(r["workflows"][0]["sites"], json::array({"b"}));
+  Connect(&b);
+  Settle();
+  EXPECT_EQ(b.Commands().size(), 1u);  // nothing delivered twice
+  EXPECT_TRUE(core_->online("b"));
+}
+
+TEST_F(HubCoreTest, RunRequestsAreIdempotentAndTheViewFollowsTheSitesEvents) {
+  AddSite("a", "web");
+  FakeSite a("a", 1, clock_);
+  Connect(&a);
+  ASSERT_TRUE(Op({{"op", "workflow.apply"}, {"source", kWf}})["ok"].get<bool>());
+  json r = Op({{"op", "run.start"}, {"workflow", "deploy"}, {"request", "r-1"},
+               {"params", {{"version", "7"}}}});
+  ASSERT_TRUE(r["ok"].get<bool>()) << r.dump();
+  ASSERT_EQ(r["runs"].size(), 1u);
+  const std::string run = r["runs"][0];
+  json again = Op({{"op", "run.start"}, {"workflow", "deploy"}, {"request", "r-1"}});
+  EXPECT_TRUE(again["duplicate"].get<bool>());
+  EXPECT_EQ(again["runs"], r["runs"]);
+  Settle();
+  auto cmds = a.Commands();
+  ASSERT_EQ(cmds.size(), 2u);  // place + one start, not two
+  EXPECT_EQ(cmds[1].command_type(), CommandType::kStartRun);
+  EXPECT_EQ(cmds[1].run, run);
+  EXPECT_EQ(cmds[1].request, "r-1");
+  EXPECT_EQ(cmds[1].params.at("version"), "7");
+
+  // Not yet reported by the site: pending and undelivered.
+  json show = Op({{"op", "run.show"}, {"id", run}});
+  EXPECT_EQ(show["run"]["state"], "pending");
+  EXPECT_FALSE(show["run"]["delivered"].get<bool>());
+  EXPECT_EQ(show["run"]["tasks"].size(), 2u);
+
+  // The site runs it and reports.
+  Event e;
+  e.run = run;
+  e.time = clock_.Now();
+  e.type = static_cast<uint8_t>(EventType::kRunCreated);
+  e.workflow = "deploy";
+  e.request = "r-1";
+  e.tasks = {"fetch", "install"};
+  a.Emit(e);
+  e.type = static_cast<uint8_t>(EventType::kRunStarted);
+  a.Emit(e);
+  for (const char* t : {"fetch", "install"}) {
+    Event te = e;
+    te.task = t;
+    te.attempt = 1;
+    te.type = static_cast<uint8_t>(EventType::kAttemptStarted);
+    te.state = "running";
+    a.Emit(te);
+    te.type = static_cast<uint8_t>(EventType::kAttemptFinished);
+    te.exit_code = 0;
+    te.output = std::string("out of ") + t;
+    a.Emit(te);
+    te.type = static_cast<uint8_t>(EventType::kTaskFinished);
+    te.state = "succeeded";
+    a.Emit(te);
+  }
+  Settle();
+  show = Op({{"op", "run.show"}, {"id", run}});
+  EXPECT_EQ(show["run"]["state"], "running");
+  EXPECT_TRUE(show["run"]["delivered"].get<bool>());
+  EXPECT_EQ(show["run"]["tasks"][1]["state"], "succeeded");
+  EXPECT_EQ(show["run"]["tasks"][1]["attempts"], 1);
+  EXPECT_EQ(Op({{"op", "run.logs"}, {"id", run}, {"task", "install"}})["output"], "out of install");
+
+  // A cancel while it runs is sent; once it finished, a cancel is a no-op.
+  json c = Op({{"op", "run.cancel"}, {"id", run}});
+  EXPECT_FALSE(c["noop"].get<bool>());
+  Settle();
+  EXPECT_EQ(a.Commands().back().command_type(), CommandType::kCancelRun);
+  e.type = static_cast<uint8_t>(EventType::kRunFinished);
+  e.state = "succeeded";  // it finished before the cancel reached it
+  a.Emit(e);
+  Settle();
+  c = Op({{"op", "run.cancel"}, {"id", run}});
+  EXPECT_TRUE(c["noop"].get<bool>());
+  EXPECT_EQ(Op({{"op", "run.show"}, {"id", run}})["run"]["state"], "succeeded");
+  EXPECT_EQ(a.up.acked(), a.up.head());
+  EXPECT_EQ(core_->counters().events_applied, a.up.head());
+}
+
+TEST_F(HubCoreTest, RunStartRefusesSitesWithoutTheWorkflowAndBadParams) {
+  AddSite("a", "web");
+  AddSite("b", "db");
+  ASSERT_TRUE(Op({{"op", "workflow.apply"}, {"source", kWf}, {"target", {{"role", "web"}}}})["ok"]
+                  .get<bool>());
+  json r = Op({{"op", "run.start"}, {"workflow", "deploy"}, {"site", "b"}});
+  EXPECT_EQ(r["code"], "conflict");
+  r = Op({{"op", "run.start"}, {"workflow", "deploy"}, {"params", {{"nope", "1"}}}});
+  EXPECT_FALSE(r["ok"].get<bool>());
+  EXPECT_NE(r["error"].get<std::string>().find("nope"), std::string::npos) << r.dump();
+  r = Op({{"op", "run.start"}, {"workflow", "missing"}});
+  EXPECT_EQ(r["code"], "not_found");
+  // Commands queue for an offline site; status shows them pending.
+  r = Op({{"op", "run.start"}, {"workflow", "deploy"}});
+  ASSERT_TRUE(r["ok"].get<bool>());
+  EXPECT_EQ(r["sites"], json::array({"a"}));
+  json st = Op({{"op", "status"}});
+  EXPECT_EQ(st["status"]["commands_pending"], 2);  // place + start for a
+  EXPECT_EQ(st["status"]["sites"]["offline"], 2);
+}
+
+TEST_F(HubCoreTest, RevokedAndUnknownIdentitiesAreRefusedAndMalformedFramesCounted) {
+  const std::string key = AddSite("a", "web");
+  EXPECT_EQ(core_->AuthorizeSite(key), "a");
+  FakeSite a("a", 1, clock_);
+  Connect(&a);
+  EXPECT_TRUE(core_->online("a"));
+
+  HubOutput out;
+  core_->OnSiteFrame("a", a.peer, "\xdd\xff\xff\xff\xff", &out);  // msgpack bomb
+  EXPECT_EQ(core_->counters().frames_malformed, 1u);
+  ASSERT_EQ(out.send.size(), 1u);
+  EXPECT_EQ(out.send[0].message.type(), MsgType::kError);
+  EXPECT_FALSE(core_->online("a"));  // the session is reset; the site says HELLO again
+  Disconnect(&a);
+  Connect(&a);
+  EXPECT_TRUE(core_->online("a"));
+
+  ASSERT_TRUE(Op({{"op", "site.revoke"}, {"name", "a"}})["ok"].get<bool>());
+  EXPECT_FALSE(core_->online("a"));
+  EXPECT_EQ(a.session.state(), SyncSession::State::kDisconnected);  // told at once
+  EXPECT_NE(last_error_.find("revoked"), std::string::npos);
+  EXPECT_EQ(core_->AuthorizeSite(key), std::nullopt);
+  a.Emit(Event{});
+  const uint64_t before = core_->counters().events_applied;
+  Disconnect(&a);
+  Connect(&a);  // the open connection keeps talking: every frame is refused
+  EXPECT_GT(core_->counters().frames_refused, 0u);
+  EXPECT_EQ(core_->counters().events_applied, before);
+  EXPECT_EQ(core_->AuthorizeSite("no-such-key-0000000000000000000000000000"), std::nullopt);
+}
+
+TEST_F(HubCoreTest, UnknownKeysWaitAsPendingUntilAccepted) {
+  options_.accept_unknown = true;
+  Open();
+  auto keys = GenerateCurveKeys();
+  ASSERT_TRUE(keys.ok());
+  EXPECT_EQ(core_->AuthorizeSite(keys->public_z85), std::nullopt);
+  json list = Op({{"op", "site.list"}});
+  ASSERT_EQ(list["sites"].size(), 1u);
+  EXPECT_EQ(list["sites"][0]["state"], "pending");
+  const std::string pending = list["sites"][0]["name"];
+  json r = Op({{"op", "site.accept"}, {"name", pending}, {"as", "plant-7"},
+               {"labels", {{"role", "db"}}}});
+  ASSERT_TRUE(r["ok"].get<bool>()) << r.dump();
+  EXPECT_EQ(core_->AuthorizeSite(keys->public_z85), "plant-7");
+  list = Op({{"op", "site.list"}});
+  ASSERT_EQ(list["sites"].size(), 1u);
+  EXPECT_EQ(list["sites"][0]["name"], "plant-7");
+  EXPECT_EQ(list["sites"][0]["state"], "enrolled");
+  // Bad names and keys are refused with the reason.
+  r = Op({{"op", "site.add"}, {"name", "Bad_Name"}, {"key", keys->public_z85}});
+  EXPECT_NE(r["error"].get<std::string>().find("site name"), std::string::npos);
+  r = Op({{"op", "site.add"}, {"name", "other"}, {"key", keys->public_z85}});
+  EXPECT_EQ(r["code"], "conflict");
+}
+
+TEST_F(HubCoreTest, NewIncarnationStartsANewStreamAndRedeliversUnacknowledgedCommands) {
+  AddSite("a", "web");
+  ASSERT_TRUE(Op({{"op", "workflow.apply"}, {"source", kWf}})["ok"].get<bool>());
+  FakeSite a1("a", 111, clock_);
+  for (int i = 0; i < 5; ++i) a1.Emit(Event{});
+  Connect(&a1);
+  EXPECT_EQ(a1.up.acked(), 5u);
+  Disconnect(&a1);
+  // While the site is away it loses its disk; a run is requested meanwhile.
+  json r = Op({{"op", "run.start"}, {"workflow", "deploy"}});
+  ASSERT_TRUE(r["ok"].get<bool>());
+  FakeSite a2("a", 222, clock_);
+  a2.Emit(Event{});
+  Connect(&a2);
+  // The new history is a new stream: its event 1 is applied, not taken for a duplicate.
+  EXPECT_EQ(a2.up.acked(), 1u);
+  json site = Op({{"op", "site.show"}, {"name", "a"}});
+  EXPECT_EQ(site["site"]["events_received"], 6);
+  EXPECT_EQ(site["site"]["incarnation"], "00000000000000de");
+  // The old copy is kept, never merged.
+  auto old = store_->ReadUp("a", 111, 0, 100);
+  ASSERT_TRUE(old.ok());
+  EXPECT_EQ(old->size(), 5u);
+  // The new database gets the placement again and the start it never acknowledged.
+  auto cmds = a2.Commands();
+  ASSERT_EQ(cmds.size(), 2u);
+  EXPECT_EQ(cmds[0].command_type(), CommandType::kPlaceWorkflow);
+  EXPECT_EQ(cmds[1].command_type(), CommandType::kStartRun);
+  json events = Op({{"op", "events"}, {"limit", 100}});
+  bool recorded = false;
+  for (const auto& e : events["events"]) recorded = recorded || e["event"] == "site.new_incarnation";
+  EXPECT_TRUE(recorded);
+}
+
+TEST_F(HubCoreTest, ASilentSiteGoesOfflineUnderTheManualClock) {
+  AddSite("a", "web");
+  FakeSite a("a", 1, clock_);
+  Connect(&a);
+  EXPECT_TRUE(core_->online("a"));
+  EXPECT_GT(core_->NextDeadline(), 0);
+  clock_.Advance(SyncOptions{}.idle_ping);
+  HubOutput out;
+  core_->Tick(&out);
+  ASSERT_FALSE(out.send.empty());
+  EXPECT_EQ(out.send[0].message.type(), MsgType::kPing);
+  EXPECT_TRUE(core_->online("a"));
+  clock_.Advance(SyncOptions{}.dead_after);
+  out.send.clear();
+  core_->Tick(&out);
+  EXPECT_FALSE(core_->online("a"));
+  json events = Op({{"op", "events"}});
+  EXPECT_EQ(events["events"].back()["event"], "site.offline");
+}
+
+}  // namespace
+}  // namespace outpost
