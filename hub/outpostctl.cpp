@@ -51,7 +51,9 @@ fleet commands (through the hub's operator endpoint):
   key create FILE                             make an operator keypair FILE.key / FILE.pub
 
 local commands (--local, the agent on this machine, no hub needed):
-  run start FILE [--param k=v]... [--wait]    start a run; print its id
+  run start FILE|NAME [--param k=v]... [--wait]  start a run of a file, or of a workflow the
+                                              hub placed here (by name); print its id
+  workflow list                               workflows the hub placed on this site
   run list [--limit N] | run show ID | run logs ID TASK [--attempt N] | run cancel ID
   status
   workflow validate FILE                      check a workflow file (no agent or hub needed)
@@ -210,19 +212,25 @@ bool Call(const Args& a, const json& req, json* resp, int* code, int timeout_ms)
 }
 
 int RunStart(const Args& a) {
-  if (a.words.size() != 3) return Usage("run start needs FILE");
-  auto def = outpost::LoadWorkflowFile(a.words[2]);
-  if (!def.ok()) {
-    std::cerr << def.status().message() << "\n";
-    return kExitUsage;
+  if (a.words.size() != 3) return Usage("run start needs FILE or the name of a placed workflow");
+  json req;
+  if (!std::filesystem::exists(a.words[2]) && a.words[2].find('/') == std::string::npos) {
+    // Not a file: a workflow the hub placed on this site, started by name.
+    req = {{"op", "run.start"}, {"workflow", a.words[2]}, {"params", a.params}};
+  } else {
+    auto def = outpost::LoadWorkflowFile(a.words[2]);
+    if (!def.ok()) {
+      std::cerr << def.status().message() << "\n";
+      return kExitUsage;
+    }
+    auto params = def->ResolveParams(a.params);
+    if (!params.ok()) {
+      std::cerr << "outpostctl: " << params.status().message() << "\n";
+      return kExitUsage;
+    }
+    req = {{"op", "run.start"}, {"source", def->source}, {"file", a.words[2]},
+           {"params", a.params}};
   }
-  auto params = def->ResolveParams(a.params);
-  if (!params.ok()) {
-    std::cerr << "outpostctl: " << params.status().message() << "\n";
-    return kExitUsage;
-  }
-  json req = {{"op", "run.start"}, {"source", def->source}, {"file", a.words[2]},
-              {"params", a.params}};
   json resp;
   int code = 0;
   if (!Call(a, req, &resp, &code, a.timeout_ms)) return code;
@@ -677,6 +685,20 @@ int Dispatch(const Args& a) {
   if (w[0] == "status" && w.size() == 1) {
     if (!Call(a, {{"op", "status"}}, &resp, &code, a.timeout_ms)) return code;
     Print(resp["status"]);
+    return 0;
+  }
+  if (w.size() == 2 && w[0] == "workflow" && w[1] == "list") {
+    if (!Call(a, {{"op", "workflow.list"}}, &resp, &code, a.timeout_ms)) return code;
+    if (a.as_json) {
+      Print(resp["workflows"]);
+    } else {
+      printf("%-24s %-14s %-12s %s\n", "WORKFLOW", "HASH", "PLACED BY", "PLACED");
+      for (const auto& d : resp["workflows"]) {
+        printf("%-24s %-14s %-12s %s\n", d["name"].get<std::string>().c_str(),
+               d["hash"].get<std::string>().substr(0, 12).c_str(),
+               d["placed_by"].get<std::string>().c_str(), d["placed"].get<std::string>().c_str());
+      }
+    }
     return 0;
   }
   if (w[0] != "run" || w.size() < 2) return Usage("unknown command");

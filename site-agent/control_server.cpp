@@ -59,9 +59,41 @@ void Agent::HandleRequest(uint64_t client, const std::string& line) {
 
   if (op == "status") {
     Reply(client, {{"ok", true}, {"status", StatusJson()}});
+  } else if (op == "workflow.list") {
+    // Workflows the hub placed on this site; each can be started locally by name.
+    json list = json::array();
+    Status bad;
+    Status s = store_->log().ScanState("wf/", [&](std::string_view, std::string_view v) {
+      Command c;
+      if (Status d = DecodeCommand(v, &c); !d.ok()) {
+        bad = d;
+        return;
+      }
+      list.push_back({{"name", c.workflow},
+                      {"hash", c.hash},
+                      {"placed_by", c.author},
+                      {"placed", FormatTime(c.time)}});
+    });
+    if (!s.ok() || !bad.ok()) {
+      Reply(client, Error((s.ok() ? bad : s).ToString()));
+    } else {
+      Reply(client, {{"ok", true}, {"workflows", list}});
+    }
   } else if (op == "run.start") {
-    const std::string file = Str(req, "file").empty() ? "<request>" : Str(req, "file");
-    auto def = ParseWorkflow(Str(req, "source"), file);
+    std::string source = Str(req, "source");
+    std::string file = Str(req, "file").empty() ? "<request>" : Str(req, "file");
+    if (const std::string name = Str(req, "workflow"); !name.empty()) {
+      // A workflow the hub placed here runs by name, with or without the hub.
+      auto placed = store_->log().GetState("wf/" + name);
+      Command c;
+      if (!placed.ok() || !*placed || !DecodeCommand(**placed, &c).ok()) {
+        Reply(client, Error("no workflow named '" + name + "' is placed on this site"));
+        return;
+      }
+      source = c.source;
+      file = "placed:" + name;
+    }
+    auto def = ParseWorkflow(source, file);
     if (!def.ok()) {
       Reply(client, Error(def.status().message()));
       return;

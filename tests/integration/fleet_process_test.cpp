@@ -305,12 +305,20 @@ tasks:
     json st = Agent(s.name, {{"op", "status"}});
     EXPECT_GT(st["status"]["log_head"].get<uint64_t>(), st["status"]["log_acked"].get<uint64_t>());
   }
+  // A workflow the hub placed earlier starts locally by name while the hub is away.
+  json placed = Agent("alpha", {{"op", "workflow.list"}});
+  ASSERT_EQ(placed["workflows"].size(), 1u) << placed.dump();
+  EXPECT_EQ(placed["workflows"][0]["name"], "gated");
+  json by_name = Agent("alpha", {{"op", "run.start"}, {"workflow", "gated"}});
+  ASSERT_TRUE(by_name.value("ok", false)) << by_name.dump();
+  EXPECT_EQ(Agent("alpha", {{"op", "run.wait"}, {"id", by_name["id"]}})["run"]["state"], "succeeded");
+  EXPECT_FALSE(Agent("alpha", {{"op", "run.start"}, {"workflow", "nope"}}).value("ok", true));
   StartHub();
   ASSERT_TRUE(AllOnline());
   ExpectConverged();
   json runs;
   ASSERT_EQ(Ctl("run list --workflow gated --state succeeded", &runs), 0);
-  EXPECT_EQ(runs.size(), 3u);
+  EXPECT_EQ(runs.size(), 4u);  // three requested, one started locally by name
   ASSERT_EQ(Ctl("run list --workflow hello", &runs), 0);
   EXPECT_EQ(runs.size(), 3u);  // the offline runs, reported once each
 }
