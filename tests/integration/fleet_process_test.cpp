@@ -463,5 +463,24 @@ TEST_F(FleetTest, MalformedOversizedAndBombFramesFromAnEnrolledKeyAreRefusedAndC
   conn->reset();
 }
 
+TEST_F(FleetTest, ExampleConfigsAreValidAndBadOptionsAreRefused) {
+  std::string out;
+  EXPECT_EQ(Run(std::string(OUTPOST_HUB_BIN) + " --config " OUTPOST_SOURCE_DIR
+                    "/config/hub.conf --check-config", &out), 0) << last_err_;
+  EXPECT_EQ(Run(std::string(OUTPOST_AGENT_BIN) + " --config " OUTPOST_SOURCE_DIR
+                    "/config/agent.conf --check-config", &out), 0) << last_err_;
+  const std::string bad = (dir_ / "bad.conf").string();
+  std::ofstream(bad) << "data-dir = /tmp/x\nsites-endpont = tcp://127.0.0.1:1\n";
+  EXPECT_EQ(Run(std::string(OUTPOST_HUB_BIN) + " --config " + bad + " --check-config", &out), 2);
+  EXPECT_NE(last_err_.find("sites-endpont"), std::string::npos) << last_err_;
+  // An agent pointed at a hub without the hub's key is refused before it starts.
+  EXPECT_EQ(Run(std::string(OUTPOST_AGENT_BIN) + " --data-dir " + (dir_ / "a").string() +
+                    " --hub tcp://127.0.0.1:1 --check-config", &out), 2);
+  // outpostctl with no hub to talk to says so (usage), and with a wrong hub dir: unreachable.
+  EXPECT_EQ(Run(std::string(OUTPOSTCTL_BIN) + " site list", &out), 2);
+  EXPECT_EQ(Run(std::string(OUTPOSTCTL_BIN) + " --hub-dir " + (dir_ / "nohub").string() +
+                    " site list", &out), 3);
+}
+
 }  // namespace
 }  // namespace outpost
