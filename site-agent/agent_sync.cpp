@@ -9,14 +9,13 @@
 #include <spdlog/spdlog.h>
 
 #include "site-agent/agent.h"
+#include "site-agent/commands.h"
 
 namespace outpost {
 
 using json = nlohmann::json;
 
 namespace {
-
-constexpr char kDownAppliedKey[] = "sync/down_applied";
 
 const char* SessionStateName(SyncSession::State s) {
   switch (s) {
@@ -33,7 +32,7 @@ Status Agent::OpenSync() {
   // Every agent has its keypair from the first start, hub or not, so it can be enrolled
   // before it is pointed at a hub.
   OUTPOST_ASSIGN_OR_RETURN(keys_, LoadOrCreateKeys(config_.data_dir, "agent"));
-  OUTPOST_ASSIGN_OR_RETURN(auto raw, store_->log().GetState(kDownAppliedKey));
+  OUTPOST_ASSIGN_OR_RETURN(auto raw, store_->log().GetState(kInboxWatermarkKey));
   if (raw) {
     if (raw->size() != 8) return Status::Corruption("inbox watermark has " + std::to_string(raw->size()) + " bytes");
     down_applied_ = DecodeU64(*raw);
@@ -179,93 +178,39 @@ Status Agent::ApplyCommands(uint64_t first_seq, const std::vector<std::string>& 
     if (!s.ok()) {
       // Consumed and recorded, so one bad entry cannot stall the stream.
       ++counters_.commands_rejected;
-      Event e;
-      e.time = clock_.Now();
-      e.type = static_cast<uint8_t>(EventType::kCommandRejected);
-      e.message = "command " + std::to_string(first_seq + i) + " does not decode: " + s.message();
-      pending_.events.push_back(std::move(e));
+      RecordUndecodableCommand(first_seq + i, s, clock_, &pending_);
       spdlog::warn("agent.command_undecodable seq={} error=\"{}\"", first_seq + i, s.message());
       continue;
     }
     ApplyCommand(c, &extra);
   }
   const uint64_t last = first_seq + entries.size() - 1;
-  extra.push_back({kDownAppliedKey, EncodeU64(last)});
+  extra.push_back({kInboxWatermarkKey, EncodeU64(last)});
   OUTPOST_RETURN_IF_ERROR(CommitPending(extra));
   down_applied_ = last;
   return Status::Ok();
 }
 
 void Agent::ApplyCommand(const Command& c, std::vector<StateWrite>* extra) {
-  auto reject = [&](const std::string& why) {
-    ++counters_.commands_rejected;
-    Event e;
-    e.time = clock_.Now();
-    e.type = static_cast<uint8_t>(EventType::kCommandRejected);
-    e.run = c.run;
-    e.workflow = c.workflow;
-    e.request = c.request;
-    e.message = std::string(CommandTypeName(c.type)) + ": " + why;
-    pending_.events.push_back(std::move(e));
-    spdlog::warn("agent.command_rejected type={} run={} workflow={} reason=\"{}\"",
-                 CommandTypeName(c.type), c.run, c.workflow, why);
-  };
-  switch (c.command_type()) {
-    case CommandType::kStartRun: {
-      auto existing = store_->GetRun(c.run);
-      if (engine_->FindRun(c.run) || (existing.ok() && *existing)) {
-        ++counters_.commands_duplicate;  // at most one run per request
-        spdlog::info("agent.command_duplicate run={} request={}", c.run, c.request);
-        return;
-      }
-      auto def = ParseWorkflow(c.source, "hub:" + c.workflow);
-      if (!def.ok()) return reject(def.status().message());
-      auto shared = std::make_shared<const WorkflowDef>(std::move(def).value());
-      Status s = engine_->StartRun(shared, c.run, c.params, &pending_, c.request);
-      if (!s.ok()) return reject(s.message());
+  CommandOutcome o = ApplyHubCommand(c, *engine_, *store_, clock_, &pending_, extra);
+  switch (o.kind) {
+    case CommandOutcome::kApplied:
+    case CommandOutcome::kNoop:
       ++counters_.commands_applied;
-      spdlog::info("run.created run={} workflow={} request={} by={} source=hub", c.run, c.workflow,
-                   c.request, c.author);
-      return;
-    }
-    case CommandType::kCancelRun:
-      ++counters_.commands_applied;
-      if (engine_->FindRun(c.run)) {
-        engine_->Cancel(c.run, c.reason, &pending_).IgnoreError();  // FindRun said it is active
-        spdlog::info("run.cancel run={} by={} source=hub", c.run, c.author);
-      } else {
-        // Finished while the cancel was on its way (or never known): a no-op by rule.
-        spdlog::info("agent.cancel_noop run={} reason=not_active", c.run);
-      }
-      return;
-    case CommandType::kPlaceWorkflow: {
-      auto def = ParseWorkflow(c.source, "hub:" + c.workflow);
-      if (!def.ok()) return reject(def.status().message());
-      ++counters_.commands_applied;
-      extra->push_back({"wf/" + c.workflow, Encode(c)});
-      Event e;
-      e.time = clock_.Now();
-      e.type = static_cast<uint8_t>(EventType::kWorkflowPlaced);
-      e.workflow = c.workflow;
-      e.message = c.hash;
-      pending_.events.push_back(std::move(e));
-      spdlog::info("workflow.placed workflow={} hash={} by={}", c.workflow, c.hash.substr(0, 12),
-                   c.author);
-      return;
-    }
-    case CommandType::kRemoveWorkflow: {
-      ++counters_.commands_applied;
-      extra->push_back({"wf/" + c.workflow, std::nullopt});
-      Event e;
-      e.time = clock_.Now();
-      e.type = static_cast<uint8_t>(EventType::kWorkflowRemoved);
-      e.workflow = c.workflow;
-      pending_.events.push_back(std::move(e));
-      spdlog::info("workflow.removed workflow={}", c.workflow);
-      return;
-    }
+      spdlog::info("agent.command type={} run={} workflow={} request={} by={}{}",
+                   CommandTypeName(c.type), c.run, c.workflow, c.request, c.author,
+                   o.kind == CommandOutcome::kNoop ? " noop=\"" + o.message + "\"" : "");
+      break;
+    case CommandOutcome::kDuplicate:
+      ++counters_.commands_duplicate;  // at most one run per request
+      spdlog::info("agent.command_duplicate run={} request={}", c.run, c.request);
+      break;
+    case CommandOutcome::kRejected:
+      ++counters_.commands_rejected;
+      spdlog::warn("agent.command_rejected type={} run={} workflow={} reason=\"{}\"",
+                   CommandTypeName(c.type), c.run, c.workflow, o.message);
+      break;
   }
-  reject("unknown command type " + std::to_string(c.type));
 }
 
 json Agent::SyncJson() const {

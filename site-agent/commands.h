@@ -1,0 +1,35 @@
+// Applying the hub's commands on a site: the one implementation shared by the agent
+// daemon and the simulator. Sans-I/O: it changes the engine, appends events and state
+// writes, and leaves committing them (with the inbox watermark, in one WriteBatch) to
+// the caller.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "common/clock.h"
+#include "common/command.h"
+#include "common/event_log.h"
+#include "site-agent/agent_store.h"
+#include "site-agent/engine.h"
+
+namespace outpost {
+
+struct CommandOutcome {
+  enum Kind { kApplied, kDuplicate, kRejected, kNoop } kind = kApplied;
+  std::string message;  // why, for rejections and no-ops
+};
+
+// Applies `c`: a run start (deduplicated by run id against the engine and the store), a
+// cancel (a no-op if the run is not active), a placement or a removal (state key
+// "wf/<name>"). A rejection is recorded as a command.rejected event in fx.
+CommandOutcome ApplyHubCommand(const Command& c, Engine& engine, const AgentStore& store,
+                               const Clock& clock, Effects* fx, std::vector<StateWrite>* extra);
+
+// A command entry that does not decode is consumed and recorded as a rejection.
+void RecordUndecodableCommand(uint64_t seq, const Status& why, const Clock& clock, Effects* fx);
+
+// The state key of the inbox watermark.
+constexpr char kInboxWatermarkKey[] = "sync/down_applied";
+
+}  // namespace outpost
