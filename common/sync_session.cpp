@@ -32,15 +32,19 @@ void SyncSession::OnConnected(SyncOutput* o) {
   inflight_.clear();
   last_heard_ = now;
   last_sent_ = now;
-  if (role_ == Role::kSite) {
-    Message hello;
-    hello.t = static_cast<uint8_t>(MsgType::kHello);
-    hello.site = site_;
-    hello.incarnation = incarnation_;
-    hello.up_head = out_->head();
-    hello.down_applied = in_->applied();
-    Send(o, std::move(hello), now, &last_sent_);
-  }
+  if (role_ == Role::kSite) SendHello(o);
+}
+
+void SyncSession::SendHello(SyncOutput* o) {
+  const TimeMs now = clock_.Now();
+  hello_sent_ = now;
+  Message hello;
+  hello.t = static_cast<uint8_t>(MsgType::kHello);
+  hello.site = site_;
+  hello.incarnation = incarnation_;
+  hello.up_head = out_->head();
+  hello.down_applied = in_->applied();
+  Send(o, std::move(hello), now, &last_sent_);
 }
 
 void SyncSession::OnDisconnected() {
@@ -175,6 +179,11 @@ void SyncSession::HandleBatch(const Message& m, SyncOutput* o) {
   if (n == 0) return SendAck(o);
   const uint64_t last = m.first_seq + n - 1;
   if (m.first_seq > applied + 1) {
+    if (options_.fault_apply_gaps) {
+      // The mutation the simulator must catch: the gap is papered over.
+      if (in_->Apply(applied + 1, m.entries).ok()) counters_.entries_applied += n;
+      return SendAck(o);
+    }
     ++counters_.gaps_refused;  // an earlier batch was lost; the ack tells the sender
     return SendAck(o);
   }
@@ -225,6 +234,11 @@ void SyncSession::Tick(SyncOutput* o) {
   if (now - last_heard_ >= options_.dead_after) {
     return Fail("no message from the peer for " + std::to_string(now - last_heard_) + " ms", o);
   }
+  if (role_ == Role::kSite && state_ == State::kHandshaking &&
+      now - hello_sent_ >= options_.resend_after) {
+    ++counters_.resends;  // the HELLO or its WELCOME was lost
+    SendHello(o);
+  }
   if (now - last_heard_ >= options_.idle_ping && now - last_sent_ >= options_.idle_ping) {
     Message ping;
     ping.t = static_cast<uint8_t>(MsgType::kPing);
@@ -246,6 +260,9 @@ TimeMs SyncSession::NextDeadline() const {
   next = std::min(next, std::max(last_heard_, last_sent_) + options_.idle_ping);
   if (state_ == State::kEstablished && !inflight_.empty()) {
     next = std::min(next, last_progress_ + options_.resend_after);
+  }
+  if (role_ == Role::kSite && state_ == State::kHandshaking) {
+    next = std::min(next, hello_sent_ + options_.resend_after);
   }
   return next;
 }

@@ -24,7 +24,9 @@
 //
 // States: disconnected -> (site: HELLO sent) handshaking -> established; any message
 // after silence resets the liveness timer; `idle_ping` of silence sends PING and
-// `dead_after` of silence drops the link.
+// `dead_after` of silence drops the link. A site still handshaking after `resend_after`
+// sends HELLO again: a lost WELCOME must not leave a live link idle forever (PINGs keep
+// it from ever looking dead).
 //
 // Thread-safety: none; one driver thread.
 #pragma once
@@ -68,6 +70,9 @@ struct SyncOptions {
   DurationMs resend_after = 10'000;
   DurationMs idle_ping = 5'000;
   DurationMs dead_after = 30'000;
+  // Mutation check only (outpost-sim --mutate apply-gaps): apply a batch that starts
+  // past the watermark as if it were next. Never set outside the simulator.
+  bool fault_apply_gaps = false;
 };
 
 struct SyncCounters {
@@ -113,6 +118,7 @@ class SyncSession {
 
  private:
   void Established(uint64_t peer_applied, SyncOutput* o);
+  void SendHello(SyncOutput* o);
   void Pump(SyncOutput* o);
   void HandleBatch(const Message& m, SyncOutput* o);
   void HandleAck(const Message& m, SyncOutput* o);
@@ -134,6 +140,7 @@ class SyncSession {
   TimeMs last_progress_ = 0;         // last time an ack moved or a batch went out idle
   TimeMs last_heard_ = 0;
   TimeMs last_sent_ = 0;
+  TimeMs hello_sent_ = 0;            // site: when the last HELLO went out
   Message peer_hello_;
   SyncCounters counters_;
 };

@@ -112,6 +112,16 @@ class HubCore::Upstream : public IncomingStream {
   Upstream(HubCore* hub, std::string site) : hub_(hub), site_(std::move(site)) {}
   uint64_t applied() const override { return hub_->sites_.at(site_).up_applied; }
   Status Apply(uint64_t first_seq, const std::vector<std::string>& entries) override {
+    if (hub_->options_.fault_ack_before_durable) {
+      // The mutation the simulator must catch: the watermark moves (and the ACK goes
+      // out) before anything is on disk.
+      hub_->sites_[site_].up_applied = first_seq + entries.size() - 1;
+      hub_->deferred_.push_back({site_, {first_seq, entries}});
+      return Status::Ok();
+    }
+    return ApplyDurably(first_seq, entries);
+  }
+  Status ApplyDurably(uint64_t first_seq, const std::vector<std::string>& entries) {
     SiteRecord copy = hub_->sites_.at(site_);
     HubStore::Txn txn;
     std::map<std::string, HubRun> runs;
@@ -201,6 +211,7 @@ Result<std::unique_ptr<HubCore>> HubCore::Open(HubStore* store, const Clock& clo
   std::vector<SiteRecord> sites;
   OUTPOST_RETURN_IF_ERROR(store->LoadSites(&sites));
   for (auto& s : sites) {
+    if (options.fault_forget_watermark) s.up_applied = 0;  // mutation check only
     h->by_key_[s.key] = s.name;
     h->sites_[s.name] = std::move(s);
   }
@@ -444,6 +455,11 @@ void HubCore::OnSiteDisconnected(const std::string& peer) {
 }
 
 void HubCore::Tick(HubOutput* out) {
+  auto deferred = std::move(deferred_);
+  deferred_.clear();
+  for (auto& [site, batch] : deferred) {
+    Upstream(this, site).ApplyDurably(batch.first, batch.second).IgnoreError();
+  }
   std::vector<std::string> names;
   for (const auto& [site, c] : conns_) names.push_back(site);
   for (const auto& site : names) {
@@ -456,7 +472,7 @@ void HubCore::Tick(HubOutput* out) {
 }
 
 TimeMs HubCore::NextDeadline() const {
-  TimeMs best = 0;
+  TimeMs best = deferred_.empty() ? 0 : clock_.Now() + 100;
   for (const auto& [site, c] : conns_) {
     TimeMs d = c->session->NextDeadline();
     if (d > 0 && (best == 0 || d < best)) best = d;

@@ -38,6 +38,9 @@ struct HubOptions {
   SyncOptions sync;
   bool accept_unknown = false;  // unknown keys wait as pending sites for `site accept`
   size_t max_list = 1000;       // rows a list query returns at most
+  // Mutation check only (outpost-sim --mutate ...), never set in outpost-hub:
+  bool fault_ack_before_durable = false;  // acknowledge upstream batches, write them at Tick
+  bool fault_forget_watermark = false;    // start with every upstream watermark at 0
 };
 
 struct HubCounters {
@@ -87,6 +90,10 @@ class HubCore {
   const HubCounters& counters() const { return counters_; }
   nlohmann::json StatusJson() const;
   bool online(const std::string& site) const;
+  const SiteRecord* site(const std::string& name) const {
+    auto it = sites_.find(name);
+    return it == sites_.end() ? nullptr : &it->second;
+  }
 
  private:
   class Upstream;
@@ -134,6 +141,8 @@ class HubCore {
   std::map<std::string, std::unique_ptr<Conn>> conns_;  // site -> live session
   HubCounters counters_;
   uint64_t audit_next_ = 1;
+  // fault_ack_before_durable: batches acknowledged but not yet written.
+  std::vector<std::pair<std::string, std::pair<uint64_t, std::vector<std::string>>>> deferred_;
 };
 
 // True if `labels` has every k=v of `selector` (an empty selector matches everything).

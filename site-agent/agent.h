@@ -27,6 +27,7 @@
 #include "site-agent/agent_store.h"
 #include "site-agent/engine.h"
 #include "site-agent/executor.h"
+#include "site-agent/log_stream.h"
 
 namespace outpost {
 
@@ -77,7 +78,6 @@ class Agent {
     std::string in;
     std::string out;
   };
-  class LogStream;
   class Inbox;
   Agent(const AgentConfig& config, const Clock& clock, uint64_t seed);
 
@@ -123,7 +123,7 @@ class Agent {
   CurveKeys keys_;
   std::unique_ptr<ZmqContext> zmq_;
   std::unique_ptr<Connector> hub_;
-  std::unique_ptr<LogStream> up_stream_;
+  std::unique_ptr<EventLogStream> up_stream_;
   std::unique_ptr<Inbox> inbox_;
   std::unique_ptr<SyncSession> session_;
   uint64_t down_applied_ = 0;  // inbox watermark (state key sync/down_applied)
@@ -132,22 +132,6 @@ class Agent {
   bool drop_link_ = false;  // the session ended: tear the connection down in SyncTick
   bool log_grew_ = false;   // events committed since the session last looked
   std::string last_hub_error_;
-};
-
-// The upstream stream: the site's event log, trimmed as the hub acknowledges it.
-class Agent::LogStream : public OutgoingStream {
- public:
-  explicit LogStream(EventLog* log) : log_(log) {}
-  uint64_t head() const override { return log_->head(); }
-  uint64_t acked() const override { return log_->acked(); }
-  Result<std::vector<LogRecord>> Read(uint64_t after, size_t max_count,
-                                      size_t max_bytes) const override {
-    return log_->ReadAfter(after, max_count, max_bytes);
-  }
-  Status Acknowledge(uint64_t seq) override { return log_->AckAndTrim(seq); }
-
- private:
-  EventLog* log_;
 };
 
 // The downstream stream: hub commands, applied with the inbox watermark in one write.

@@ -45,7 +45,7 @@ Status Agent::OpenSync() {
   if (!hub_key.ok()) return hub_key.status().WithContext("hub-key");
   config_.hub_key = *hub_key;
   OUTPOST_ASSIGN_OR_RETURN(zmq_, ZmqContext::Create(1, 64));
-  up_stream_ = std::make_unique<LogStream>(&store_->log());
+  up_stream_ = std::make_unique<EventLogStream>(&store_->log());
   inbox_ = std::make_unique<Inbox>(this);
   session_ = std::make_unique<SyncSession>(SyncSession::Role::kSite, clock_, config_.sync,
                                            up_stream_.get(), inbox_.get(), config_.site,

@@ -332,6 +332,30 @@ TEST(SyncSessionTest, IdleLinkPingsAndASilentPeerIsDropped) {
   EXPECT_NE(out.disconnect_reason.find("no message from the peer"), std::string::npos);
 }
 
+// Found by the simulator (storm.yaml, seed 7): the WELCOME is lost on a link that stays
+// up. PINGs and PONGs keep both ends looking alive, so liveness never drops the link; the
+// site must say HELLO again or it never syncs.
+TEST(SyncSessionTest, LostWelcomeOnALiveLinkIsRecoveredByResendingHello) {
+  SyncOptions o;
+  o.idle_ping = 1000;
+  o.dead_after = 3000;
+  o.resend_after = 2500;
+  Pair p(o);
+  for (int i = 1; i <= 3; ++i) p.site_out_.Append("e" + std::to_string(i));
+  p.Connect();
+  p.Deliver(0);  // HELLO reaches the hub, which answers WELCOME...
+  ASSERT_EQ(p.wire_.size(), 1u);
+  p.wire_.clear();  // ...and the WELCOME is lost
+  for (int i = 0; i < 10 && !p.site_.established(); ++i) {
+    p.clock_.Advance(500);
+    p.TickBoth();
+    p.Settle();
+  }
+  EXPECT_TRUE(p.site_.established());
+  EXPECT_GE(p.site_.counters().resends, 1u);
+  EXPECT_TRUE(p.Converged());
+}
+
 // Cuts the link after exactly k frames have been delivered, for every k through the
 // handshake and the first batches, then reconnects: the streams always converge.
 TEST(SyncSessionTest, DisconnectAtEveryPointConverges) {

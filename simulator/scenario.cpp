@@ -1,0 +1,239 @@
+#include "simulator/scenario.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "common/workflow.h"
+
+namespace outpost::sim {
+
+namespace {
+
+class Parser {
+ public:
+  explicit Parser(std::string file) : file_(std::move(file)) {}
+
+  Status Error(const YAML::Node& n, const std::string& what) const {
+    const auto m = n.Mark();
+    return Status::InvalidArgument(file_ + ":" + std::to_string(m.line + 1) + ":" +
+                                   std::to_string(m.column + 1) + ": " + what);
+  }
+  // Rejects keys not in `allowed`, so a typo is an error rather than a default.
+  Status Keys(const YAML::Node& n, const std::set<std::string>& allowed, const std::string& ctx) {
+    if (!n.IsMap()) return Error(n, ctx + " must be a map");
+    for (const auto& kv : n) {
+      const std::string k = kv.first.as<std::string>();
+      if (!allowed.count(k)) return Error(kv.first, "unknown key '" + k + "' in " + ctx);
+    }
+    return Status::Ok();
+  }
+  Status Duration(const YAML::Node& n, const char* key, DurationMs* out) {
+    if (!n[key]) return Status::Ok();
+    auto d = ParseDuration(n[key].as<std::string>());
+    if (!d.ok()) return Error(n[key], std::string(key) + ": " + d.status().message());
+    *out = *d;
+    return Status::Ok();
+  }
+  template <typename T>
+  Status Scalar(const YAML::Node& n, const char* key, T* out) {
+    if (!n[key]) return Status::Ok();
+    try {
+      *out = n[key].as<T>();
+    } catch (const YAML::Exception&) {
+      return Error(n[key], std::string(key) + " has the wrong type");
+    }
+    return Status::Ok();
+  }
+  Status Labels(const YAML::Node& n, const char* key, std::map<std::string, std::string>* out) {
+    if (!n[key]) return Status::Ok();
+    if (!n[key].IsMap()) return Error(n[key], std::string(key) + " must be a map of labels");
+    for (const auto& kv : n[key]) (*out)[kv.first.as<std::string>()] = kv.second.as<std::string>();
+    return Status::Ok();
+  }
+  Status Periodics(const YAML::Node& n, const char* key, std::vector<Periodic>* out) {
+    if (!n[key]) return Status::Ok();
+    if (!n[key].IsSequence()) return Error(n[key], std::string(key) + " must be a list");
+    for (const auto& p : n[key]) {
+      OUTPOST_RETURN_IF_ERROR(Keys(p, {"workflow", "every", "at", "target"}, key));
+      Periodic v;
+      OUTPOST_RETURN_IF_ERROR(Scalar(p, "workflow", &v.workflow));
+      OUTPOST_RETURN_IF_ERROR(Duration(p, "every", &v.every));
+      DurationMs at = -1;
+      if (p["at"]) OUTPOST_RETURN_IF_ERROR(Duration(p, "at", &at));
+      v.at = at;
+      OUTPOST_RETURN_IF_ERROR(Labels(p, "target", &v.target));
+      if (v.workflow.empty()) return Error(p, std::string(key) + " entry needs a workflow");
+      if (v.every == 0 && v.at < 0) return Error(p, std::string(key) + " entry needs every or at");
+      out->push_back(v);
+    }
+    return Status::Ok();
+  }
+  Status Windows(const YAML::Node& n, const char* key, std::vector<Window>* out) {
+    if (!n[key]) return Status::Ok();
+    if (!n[key].IsSequence()) return Error(n[key], std::string(key) + " must be a list");
+    for (const auto& w : n[key]) {
+      OUTPOST_RETURN_IF_ERROR(Keys(w, {"sites", "at", "for", "direction", "period"}, key));
+      Window v;
+      OUTPOST_RETURN_IF_ERROR(Scalar(w, "sites", &v.sites));
+      OUTPOST_RETURN_IF_ERROR(Duration(w, "at", &v.at));
+      OUTPOST_RETURN_IF_ERROR(Duration(w, "for", &v.duration));
+      OUTPOST_RETURN_IF_ERROR(Scalar(w, "direction", &v.direction));
+      OUTPOST_RETURN_IF_ERROR(Duration(w, "period", &v.period));
+      if (v.direction != "both" && v.direction != "up" && v.direction != "down") {
+        return Error(w["direction"], "direction must be both, up or down");
+      }
+      if (v.duration <= 0) return Error(w, std::string(key) + " entry needs a positive 'for'");
+      out->push_back(v);
+    }
+    return Status::Ok();
+  }
+  Status Crash(const YAML::Node& n, const char* key, CrashSpec* out) {
+    if (!n[key]) return Status::Ok();
+    OUTPOST_RETURN_IF_ERROR(Keys(n[key], {"every", "down"}, key));
+    OUTPOST_RETURN_IF_ERROR(Duration(n[key], "every", &out->every));
+    OUTPOST_RETURN_IF_ERROR(Duration(n[key], "down", &out->down));
+    return Status::Ok();
+  }
+
+  Result<Scenario> Parse(const std::string& text) {
+    YAML::Node root;
+    try {
+      root = YAML::Load(text);
+    } catch (const YAML::Exception& e) {
+      return Status::InvalidArgument(file_ + ":" + std::to_string(e.mark.line + 1) + ": " + e.msg);
+    }
+    Scenario s;
+    s.file = file_;
+    OUTPOST_RETURN_IF_ERROR(Keys(root,
+                                 {"name", "seed", "duration", "converge_within", "sync", "sites",
+                                  "workflows", "local_runs", "requests", "duplicate_requests",
+                                  "network", "partitions", "hub_outages", "flapping", "crashes",
+                                  "clock_skew", "max_parallel"},
+                                 "the scenario"));
+    OUTPOST_RETURN_IF_ERROR(Scalar(root, "name", &s.name));
+    OUTPOST_RETURN_IF_ERROR(Scalar(root, "seed", &s.seed));
+    OUTPOST_RETURN_IF_ERROR(Duration(root, "duration", &s.duration));
+    OUTPOST_RETURN_IF_ERROR(Duration(root, "converge_within", &s.converge_within));
+    OUTPOST_RETURN_IF_ERROR(Scalar(root, "duplicate_requests", &s.duplicate_requests));
+    OUTPOST_RETURN_IF_ERROR(Scalar(root, "max_parallel", &s.max_parallel));
+    OUTPOST_RETURN_IF_ERROR(Duration(root, "clock_skew", &s.max_clock_skew));
+    if (root["sync"]) {
+      const auto& y = root["sync"];
+      OUTPOST_RETURN_IF_ERROR(Keys(y, {"ping", "dead", "resend", "window", "batch"}, "sync"));
+      OUTPOST_RETURN_IF_ERROR(Duration(y, "ping", &s.sync.idle_ping));
+      OUTPOST_RETURN_IF_ERROR(Duration(y, "dead", &s.sync.dead_after));
+      OUTPOST_RETURN_IF_ERROR(Duration(y, "resend", &s.sync.resend_after));
+      OUTPOST_RETURN_IF_ERROR(Scalar(y, "window", &s.sync.window));
+      OUTPOST_RETURN_IF_ERROR(Scalar(y, "batch", &s.sync.batch_count));
+    }
+    if (!root["sites"] || !root["sites"].IsSequence()) return Error(root, "sites: a list is required");
+    for (const auto& g : root["sites"]) {
+      OUTPOST_RETURN_IF_ERROR(Keys(g, {"prefix", "count", "labels"}, "sites"));
+      SiteGroup sg;
+      OUTPOST_RETURN_IF_ERROR(Scalar(g, "prefix", &sg.prefix));
+      OUTPOST_RETURN_IF_ERROR(Scalar(g, "count", &sg.count));
+      OUTPOST_RETURN_IF_ERROR(Labels(g, "labels", &sg.labels));
+      if (sg.prefix.empty() || sg.count < 1 || sg.count > 100000) {
+        return Error(g, "a site group needs a prefix and a count of 1-100000");
+      }
+      s.sites.push_back(sg);
+    }
+    if (root["workflows"]) {
+      for (const auto& w : root["workflows"]) {
+        OUTPOST_RETURN_IF_ERROR(Keys(w, {"definition", "target"}, "workflows"));
+        WorkflowSpec ws;
+        OUTPOST_RETURN_IF_ERROR(Scalar(w, "definition", &ws.source));
+        OUTPOST_RETURN_IF_ERROR(Labels(w, "target", &ws.target));
+        auto def = ParseWorkflow(ws.source, file_ + " (workflow at line " +
+                                                std::to_string(w.Mark().line + 1) + ")");
+        if (!def.ok()) return def.status();
+        ws.name = def->name;
+        s.workflows.push_back(ws);
+      }
+    }
+    OUTPOST_RETURN_IF_ERROR(Periodics(root, "local_runs", &s.local_runs));
+    OUTPOST_RETURN_IF_ERROR(Periodics(root, "requests", &s.requests));
+    for (const auto* list : {&s.local_runs, &s.requests}) {
+      for (const auto& p : *list) {
+        bool known = false;
+        for (const auto& w : s.workflows) known = known || w.name == p.workflow;
+        if (!known) return Status::InvalidArgument(file_ + ": unknown workflow '" + p.workflow + "'");
+      }
+    }
+    if (root["network"]) {
+      const auto& net = root["network"];
+      OUTPOST_RETURN_IF_ERROR(Keys(net, {"latency", "jitter", "bandwidth", "drop", "disconnects", "links"},
+                                   "network"));
+      LinkSpec base;
+      OUTPOST_RETURN_IF_ERROR(ParseLink(net, &base));
+      s.links.push_back(base);
+      if (net["links"]) {
+        for (const auto& l : net["links"]) {
+          OUTPOST_RETURN_IF_ERROR(
+              Keys(l, {"sites", "latency", "jitter", "bandwidth", "drop", "disconnects"}, "links"));
+          LinkSpec ls = base;
+          OUTPOST_RETURN_IF_ERROR(Scalar(l, "sites", &ls.sites));
+          OUTPOST_RETURN_IF_ERROR(ParseLink(l, &ls));
+          s.links.push_back(ls);
+        }
+      }
+    } else {
+      s.links.push_back(LinkSpec{});
+    }
+    OUTPOST_RETURN_IF_ERROR(Windows(root, "partitions", &s.partitions));
+    OUTPOST_RETURN_IF_ERROR(Windows(root, "hub_outages", &s.hub_outages));
+    OUTPOST_RETURN_IF_ERROR(Windows(root, "flapping", &s.flapping));
+    if (root["crashes"]) {
+      OUTPOST_RETURN_IF_ERROR(Keys(root["crashes"], {"agents", "hub"}, "crashes"));
+      OUTPOST_RETURN_IF_ERROR(Crash(root["crashes"], "agents", &s.agent_crashes));
+      OUTPOST_RETURN_IF_ERROR(Crash(root["crashes"], "hub", &s.hub_crashes));
+    }
+    return s;
+  }
+
+  Status ParseLink(const YAML::Node& n, LinkSpec* l) {
+    OUTPOST_RETURN_IF_ERROR(Duration(n, "latency", &l->latency));
+    OUTPOST_RETURN_IF_ERROR(Duration(n, "jitter", &l->jitter));
+    OUTPOST_RETURN_IF_ERROR(Scalar(n, "drop", &l->drop));
+    if (n["bandwidth"]) {
+      // "256kbit", "1mbit", "10mbit" or a number of bits per second.
+      std::string b = n["bandwidth"].as<std::string>();
+      uint64_t mult = 1;
+      if (b.ends_with("kbit")) mult = 1000, b.resize(b.size() - 4);
+      else if (b.ends_with("mbit")) mult = 1'000'000, b.resize(b.size() - 4);
+      char* end = nullptr;
+      const double v = strtod(b.c_str(), &end);
+      if (b.empty() || *end != '\0' || v <= 0) return Error(n["bandwidth"], "bandwidth like 256kbit or 10mbit");
+      l->bandwidth_bps = static_cast<uint64_t>(v * static_cast<double>(mult));
+    }
+    if (n["disconnects"]) {
+      OUTPOST_RETURN_IF_ERROR(Keys(n["disconnects"], {"every", "for"}, "disconnects"));
+      OUTPOST_RETURN_IF_ERROR(Duration(n["disconnects"], "every", &l->disconnect_every));
+      OUTPOST_RETURN_IF_ERROR(Duration(n["disconnects"], "for", &l->disconnect_for));
+    }
+    if (l->drop < 0 || l->drop > 0.5) return Error(n, "drop must be 0-0.5");
+    return Status::Ok();
+  }
+
+ private:
+  std::string file_;
+};
+
+}  // namespace
+
+Result<Scenario> ParseScenario(const std::string& yaml, const std::string& file) {
+  return Parser(file).Parse(yaml);
+}
+
+Result<Scenario> LoadScenario(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return Status::NotFound("cannot read scenario " + path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ParseScenario(ss.str(), path);
+}
+
+}  // namespace outpost::sim

@@ -1,0 +1,85 @@
+// A simulator scenario: the fleet, its workflows and the faults to put it through.
+// Parsed from YAML (docs/simulator.md has the reference); every error names the file,
+// the line and the key.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/clock.h"
+#include "common/status.h"
+#include "common/sync_session.h"
+
+namespace outpost::sim {
+
+struct SiteGroup {
+  std::string prefix;  // sites are prefix-1, prefix-2, ...
+  int count = 1;
+  std::map<std::string, std::string> labels;
+};
+
+struct WorkflowSpec {
+  std::string source;  // the YAML definition; `run: [sim, DURATION, FAILURE_RATE]` tasks
+  std::map<std::string, std::string> target;
+  std::string name;    // filled from the definition
+};
+
+struct Periodic {
+  std::string workflow;
+  DurationMs every = 0;
+  std::map<std::string, std::string> target;  // requests: which sites
+  TimeMs at = -1;                             // requests: a single one at this time
+};
+
+struct LinkSpec {
+  std::string sites = "all";  // "all", a group prefix, or a site name
+  DurationMs latency = 20;
+  DurationMs jitter = 10;
+  uint64_t bandwidth_bps = 0;  // 0: unlimited
+  double drop = 0;             // probability a frame is lost
+  DurationMs disconnect_every = 0;  // mean time between connection resets (0: none)
+  DurationMs disconnect_for = 0;
+};
+
+struct Window {
+  std::string sites = "all";
+  TimeMs at = 0;
+  DurationMs duration = 0;
+  std::string direction = "both";  // partitions: both | up (site->hub lost) | down
+  DurationMs period = 0;           // flapping: down for period/2, up for period/2
+};
+
+struct CrashSpec {
+  DurationMs every = 0;  // mean time between crashes (0: none)
+  DurationMs down = 0;   // how long it stays down
+};
+
+struct Scenario {
+  std::string name;
+  std::string file;
+  uint64_t seed = 1;
+  DurationMs duration = 3'600'000;
+  DurationMs converge_within = 1'800'000;
+  SyncOptions sync;
+  std::vector<SiteGroup> sites;
+  std::vector<WorkflowSpec> workflows;
+  std::vector<Periodic> local_runs;  // each matching site starts the workflow by itself
+  std::vector<Periodic> requests;    // the hub asks for runs
+  double duplicate_requests = 0;     // share of requests sent twice with the same id
+  std::vector<LinkSpec> links;       // later entries override earlier ones
+  std::vector<Window> partitions;
+  std::vector<Window> hub_outages;
+  std::vector<Window> flapping;
+  CrashSpec agent_crashes;
+  CrashSpec hub_crashes;
+  DurationMs max_clock_skew = 0;
+  int max_parallel = 4;
+};
+
+Result<Scenario> LoadScenario(const std::string& path);
+Result<Scenario> ParseScenario(const std::string& yaml, const std::string& file);
+
+}  // namespace outpost::sim

@@ -1,0 +1,25 @@
+// EventLogStream: a site's event log as the upstream stream of a SyncSession — read from
+// it, and trim it as the hub acknowledges. Shared by the agent daemon and the simulator.
+#pragma once
+
+#include "common/event_log.h"
+#include "common/sync_session.h"
+
+namespace outpost {
+
+class EventLogStream : public OutgoingStream {
+ public:
+  explicit EventLogStream(EventLog* log) : log_(log) {}
+  uint64_t head() const override { return log_->head(); }
+  uint64_t acked() const override { return log_->acked(); }
+  Result<std::vector<LogRecord>> Read(uint64_t after, size_t max_count,
+                                      size_t max_bytes) const override {
+    return log_->ReadAfter(after, max_count, max_bytes);
+  }
+  Status Acknowledge(uint64_t seq) override { return log_->AckAndTrim(seq); }
+
+ private:
+  EventLog* log_;
+};
+
+}  // namespace outpost
