@@ -116,6 +116,7 @@ class HubCore::Upstream : public IncomingStream {
       // The mutation the simulator must catch: the watermark moves (and the ACK goes
       // out) before anything is on disk.
       hub_->sites_[site_].up_applied = first_seq + entries.size() - 1;
+      if (hub_->deferred_.empty()) hub_->deferred_since_ = hub_->clock_.Now();
       hub_->deferred_.push_back({site_, {first_seq, entries}});
       return Status::Ok();
     }
@@ -455,10 +456,13 @@ void HubCore::OnSiteDisconnected(const std::string& peer) {
 }
 
 void HubCore::Tick(HubOutput* out) {
-  auto deferred = std::move(deferred_);
-  deferred_.clear();
-  for (auto& [site, batch] : deferred) {
-    Upstream(this, site).ApplyDurably(batch.first, batch.second).IgnoreError();
+  if (!deferred_.empty() && clock_.Now() - deferred_since_ >= 1000) {
+    // fault_ack_before_durable: a lazy group commit, a second after the ACKs went out.
+    auto deferred = std::move(deferred_);
+    deferred_.clear();
+    for (auto& [site, batch] : deferred) {
+      Upstream(this, site).ApplyDurably(batch.first, batch.second).IgnoreError();
+    }
   }
   std::vector<std::string> names;
   for (const auto& [site, c] : conns_) names.push_back(site);
@@ -472,7 +476,7 @@ void HubCore::Tick(HubOutput* out) {
 }
 
 TimeMs HubCore::NextDeadline() const {
-  TimeMs best = deferred_.empty() ? 0 : clock_.Now() + 100;
+  TimeMs best = deferred_.empty() ? 0 : deferred_since_ + 1000;
   for (const auto& [site, c] : conns_) {
     TimeMs d = c->session->NextDeadline();
     if (d > 0 && (best == 0 || d < best)) best = d;

@@ -143,6 +143,7 @@ class HubCore {
   uint64_t audit_next_ = 1;
   // fault_ack_before_durable: batches acknowledged but not yet written.
   std::vector<std::pair<std::string, std::pair<uint64_t, std::vector<std::string>>>> deferred_;
+  TimeMs deferred_since_ = 0;
 };
 
 // True if `labels` has every k=v of `selector` (an empty selector matches everything).
