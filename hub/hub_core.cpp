@@ -464,8 +464,13 @@ void HubCore::Tick(HubOutput* out) {
       Upstream(this, site).ApplyDurably(batch.first, batch.second).IgnoreError();
     }
   }
+  // Only sessions with a timer due are ticked (a hub holds thousands of idle sessions).
+  const TimeMs now = clock_.Now();
   std::vector<std::string> names;
-  for (const auto& [site, c] : conns_) names.push_back(site);
+  for (const auto& [site, c] : conns_) {
+    const TimeMs d = c->session->NextDeadline();
+    if (d > 0 && d <= now) names.push_back(site);
+  }
   for (const auto& site : names) {
     Conn* c = ConnFor(site);
     if (!c) continue;

@@ -389,7 +389,6 @@ void Simulation::SiteSend(Site& s, const SyncOutput& so) {
       hub_->OnSiteFrame(s.name, s.name + "#" + std::to_string(epoch), bytes, &out);
       CheckPrefix(s);
       HubEmit(out);
-      HubActivity();
     });
   }
   if (so.disconnect) SiteDrop(s, so.disconnect_reason);
@@ -463,7 +462,7 @@ Status Simulation::OpenHub() {
   ho.fault_forget_watermark = opt_.mutation == Mutation::kForgetWatermark;
   OUTPOST_ASSIGN_OR_RETURN(hub_, HubCore::Open(hub_store_.get(), clock_, &hub_rng_, ho));
   hub_alive_ = true;
-  hub_wake_ = 0;
+  HubTicker();
   Trace("hub open");
   // Sites whose reconnect loop gave up waiting are nudged as the hub comes back.
   for (auto& s : sites_) {
@@ -523,19 +522,25 @@ void Simulation::HubEmit(const HubOutput& out) {
   }
 }
 
+// The hub's timers run from a once-a-second tick, like a daemon polling with a one second
+// timeout: computing the earliest deadline of thousands of sessions after every frame
+// would cost more than the frames.
 void Simulation::HubActivity() {
   if (!hub_alive_) return;
   HubOutput out;
   hub_->Tick(&out);
   HubEmit(out);
-  const TimeMs d = hub_->NextDeadline();
-  if (d == 0 || (hub_wake_ > clock_.Now() && hub_wake_ <= d)) return;
-  hub_wake_ = std::max(d, clock_.Now() + 1);
-  const TimeMs w = hub_wake_;
-  At(w, [this, w] {
-    if (hub_wake_ == w) hub_wake_ = 0;
+}
+
+void Simulation::HubTicker() {
+  if (hub_ticker_) return;
+  hub_ticker_ = true;
+  auto tick = std::make_shared<std::function<void()>>();
+  *tick = [this, tick] {
     HubActivity();
-  });
+    At(clock_.Now() + 1000, *tick);
+  };
+  At(clock_.Now() + 1000, *tick);
 }
 
 // Continuous: the hub's durable copy of a site's log is a prefix of the site's log.

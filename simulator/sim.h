@@ -114,6 +114,7 @@ class Simulation {
   void CrashHub();
   void HubEmit(const HubOutput& out);
   void HubActivity();
+  void HubTicker();
   void CheckPrefix(Site& s);
   void Request(const Periodic& p, int n);
 
@@ -136,7 +137,7 @@ class Simulation {
   std::unique_ptr<HubStore> hub_store_;
   std::unique_ptr<HubCore> hub_;
   bool hub_alive_ = false;
-  TimeMs hub_wake_ = 0;
+  bool hub_ticker_ = false;
   bool healed_ = false;
   Report report_;
   std::map<std::string, bool> violated_;
