@@ -301,7 +301,8 @@ void Connector::Drain(std::vector<Event>* out) {
     memcpy(&ev, parts[0].data(), sizeof ev);  // native byte order, from this process
     if (ev == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) out->push_back({EventKind::kConnected, {}});
     else if (ev == ZMQ_EVENT_DISCONNECTED) out->push_back({EventKind::kDisconnected, {}});
-    else out->push_back({EventKind::kAuthFailed, {}});
+    else if (ev == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) out->push_back({EventKind::kAuthFailed, {}});
+    else out->push_back({EventKind::kHandshakeFailed, {}});
   }
   while (RecvMultipart(sock_, &parts, nullptr)) {
     if (parts.size() == 1) out->push_back({EventKind::kFrame, std::move(parts[0])});

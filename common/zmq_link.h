@@ -125,7 +125,9 @@ class Connector {
     int heartbeat_timeout_ms = 15000;
     int handshake_ms = 30000;
   };
-  enum class EventKind { kConnected, kDisconnected, kAuthFailed, kFrame };
+  // kAuthFailed: the server refused our key (ZAP). kHandshakeFailed: the handshake broke
+  // for another reason (the link dropped or garbled it); libzmq reconnects by itself.
+  enum class EventKind { kConnected, kDisconnected, kAuthFailed, kHandshakeFailed, kFrame };
   struct Event {
     EventKind kind;
     std::string payload;  // kFrame

@@ -6,6 +6,8 @@
 // broken, as the mutation check wants); 1 the opposite; 2 a usage or scenario error.
 #include <spdlog/spdlog.h>
 
+#include <signal.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -13,13 +15,16 @@
 
 #include <nlohmann/json.hpp>
 
+#include "simulator/real_mode.h"
 #include "simulator/sim.h"
 
 namespace {
 
 const char* kUsage =
     "usage: outpost-sim SCENARIO [--seed N] [--mutate none|ack-before-durable|apply-gaps|"
-    "forget-watermark] [--expect-violation] [--json]\n";
+    "forget-watermark] [--expect-violation] [--json]\n"
+    "       outpost-sim --real [--sites N] [--seconds S] [--seed N] [--keep]\n"
+    "           the real outpost-hub and outpost-agent processes through a TCP fault proxy\n";
 
 }  // namespace
 
@@ -28,6 +33,11 @@ int main(int argc, char** argv) {
   outpost::sim::Options opt;
   bool seed_given = false, expect_violation = false, as_json = false;
   std::string mutation = "none";
+  bool real = false;
+  outpost::sim::RealOptions ro;
+  ro.hub_bin = OUTPOST_HUB_BIN;
+  ro.agent_bin = OUTPOST_AGENT_BIN;
+  ro.ctl_bin = OUTPOSTCTL_BIN;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--seed" && i + 1 < argc) {
@@ -37,6 +47,14 @@ int main(int argc, char** argv) {
       mutation = argv[++i];
     } else if (a == "--expect-violation") {
       expect_violation = true;
+    } else if (a == "--real") {
+      real = true;
+    } else if (a == "--sites" && i + 1 < argc) {
+      ro.sites = atoi(argv[++i]);
+    } else if (a == "--seconds" && i + 1 < argc) {
+      ro.seconds = atoi(argv[++i]);
+    } else if (a == "--keep") {
+      ro.keep = true;
     } else if (a == "--json") {
       as_json = true;
     } else if (a == "-h" || a == "--help") {
@@ -48,6 +66,39 @@ int main(int argc, char** argv) {
       std::cerr << "outpost-sim: unknown argument '" << a << "'\n" << kUsage;
       return 2;
     }
+  }
+  if (real) {
+    if (ro.sites < 1 || ro.sites > 50 || ro.seconds < 5 || ro.seconds > 3600) {
+      std::cerr << "outpost-sim: --real wants 1-50 --sites and 5-3600 --seconds\n";
+      return 2;
+    }
+    ro.seed = seed_given ? opt.seed : 1;
+    signal(SIGPIPE, SIG_IGN);
+    const outpost::sim::Report r = outpost::sim::RunReal(ro);
+    printf("mode       real processes through a TCP fault proxy   seed %llu\n",
+           static_cast<unsigned long long>(r.seed));
+    printf("time       %.1f s wall\n", r.wall_seconds);
+    printf("fleet      %zu sites; %llu agent SIGKILLs, %llu hub SIGKILLs, %llu resets or cuts\n",
+           r.sites, static_cast<unsigned long long>(r.agent_crashes),
+           static_cast<unsigned long long>(r.hub_crashes), static_cast<unsigned long long>(r.resets));
+    printf("work       %llu runs (%llu succeeded); %llu local (%llu while cut off); %llu hub requests\n",
+           static_cast<unsigned long long>(r.runs), static_cast<unsigned long long>(r.runs_succeeded),
+           static_cast<unsigned long long>(r.local_runs),
+           static_cast<unsigned long long>(r.local_runs_offline),
+           static_cast<unsigned long long>(r.requests));
+    printf("wire       %llu events; %llu bytes through the proxy, %llu swallowed by black holes\n",
+           static_cast<unsigned long long>(r.events), static_cast<unsigned long long>(r.wire_bytes),
+           static_cast<unsigned long long>(r.frames_dropped));
+    if (r.convergence_ms >= 0) printf("converged  %.1f s after the heal\n", r.convergence_ms / 1000.0);
+    for (const auto& i : r.invariants) {
+      printf("  [%s] %s%s%s\n", i.ok ? " ok " : "FAIL", i.name.c_str(), i.detail.empty() ? "" : ": ",
+             i.detail.c_str());
+    }
+    if (!r.ok()) {
+      fprintf(stderr, "outpost-sim: invariant violated (real mode, seed %llu)\n",
+              static_cast<unsigned long long>(r.seed));
+    }
+    return r.ok() ? 0 : 1;
   }
   if (path.empty()) {
     std::cerr << kUsage;

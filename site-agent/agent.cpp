@@ -50,6 +50,7 @@ json RunViewToJson(const RunView& v) {
           {"finished", TimeJson(v.run.finished)},
           {"cancel_requested", v.run.cancel_requested},
           {"message", v.run.message},
+          {"request", v.run.request},
           {"tasks", std::move(tasks)}};
 }
 

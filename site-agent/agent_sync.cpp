@@ -66,6 +66,9 @@ void Agent::Connect() {
   o.heartbeat_ms = static_cast<int>(std::max<DurationMs>(1000, config_.sync.idle_ping));
   o.heartbeat_timeout_ms = static_cast<int>(std::max<DurationMs>(3000, config_.sync.dead_after));
   o.reconnect_max_ms = static_cast<int>(config_.reconnect_max);
+  // A handshake that stalls (a path that went black mid-way) is abandoned as soon as a
+  // silent session would be.
+  o.handshake_ms = static_cast<int>(std::max<DurationMs>(3000, config_.sync.dead_after));
   auto c = Connector::Connect(*zmq_, o);
   if (!c.ok()) {
     last_hub_error_ = c.status().message();
@@ -118,6 +121,9 @@ void Agent::ServeHub() {
         last_hub_error_ = "the hub refused this agent's key (not enrolled, or revoked)";
         spdlog::error("agent.hub_auth_failed hub={} key={} hint=\"outpostctl site add NAME --key {}\"",
                       config_.hub_endpoint, keys_.public_z85, keys_.public_z85);
+        break;
+      case Connector::EventKind::kHandshakeFailed:
+        spdlog::warn("agent.hub_handshake_failed hub={} (link trouble; retrying)", config_.hub_endpoint);
         break;
       case Connector::EventKind::kFrame: {
         Message m;
