@@ -30,11 +30,12 @@ for p in "${HOST_PKGS[@]}"; do
 done
 if ! dpkg --print-foreign-architectures | grep -qx "$DEB"; then
   $SUDO dpkg --add-architecture "$DEB"
-  $SUDO apt-get update -qq
+  # A mirror mid-sync can fail one index (security, say); what it lists is retried below.
+  $SUDO apt-get update -qq || echo "cross: apt-get update reported errors; continuing with what it fetched"
 fi
 if [ ${#missing[@]} -gt 0 ]; then
   echo "cross: installing ${missing[*]}"
-  $SUDO apt-get update -qq
+  $SUDO apt-get update -qq || echo "cross: apt-get update reported errors; continuing with what it fetched"
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
@@ -77,10 +78,12 @@ $TRIPLE-strip -o "$BUILD/dist/outpostctl" "$BUILD/hub/outpostctl"
 file "$BUILD/dist/outpost-agent" | sed 's/,.*BuildID.*//'
 ls -l "$BUILD/dist"
 
-# 4. The agent's unit tests under qemu-user.
+# 4. The agent's unit tests under qemu-user. (The executor's tests, which check process
+# groups and spawn errors of real child processes, are built but need a real ARM kernel:
+# qemu-user emulates posix_spawn's vfork as a plain fork, so neither setpgid in the child
+# nor exec errors reach the parent as they do on the device.)
 if [ $RUN_TESTS -eq 1 ]; then
   echo "cross: running the agent's unit tests under $QEMU"
   export QEMU_LD_PREFIX=$SYSROOT
   $QEMU "$BUILD/tests/outpost_agent_unit_tests" --gtest_brief=1
-  $QEMU "$BUILD/tests/outpost_executor_tests" --gtest_brief=1
 fi

@@ -26,10 +26,14 @@ Result<Mutation> ParseMutation(const std::string& n) {
 
 const char* MutationName(Mutation m) {
   switch (m) {
-    case Mutation::kNone: return "none";
-    case Mutation::kAckBeforeDurable: return "ack-before-durable";
-    case Mutation::kApplyGaps: return "apply-gaps";
-    case Mutation::kForgetWatermark: return "forget-watermark";
+    case Mutation::kNone:
+      return "none";
+    case Mutation::kAckBeforeDurable:
+      return "ack-before-durable";
+    case Mutation::kApplyGaps:
+      return "apply-gaps";
+    case Mutation::kForgetWatermark:
+      return "forget-watermark";
   }
   return "?";
 }
@@ -228,7 +232,7 @@ void Simulation::CrashSite(Site& s) {
   s.connected = false;
   ++s.epoch;
   s.reconnect_pending = false;
-  s.wake = 0;  // its pending wake-up died with it
+  s.wake = 0;         // its pending wake-up died with it
   s.running.clear();  // its processes die with it (simulated; real ones are killed at restart)
   s.session.reset();
   s.inbox.reset();
@@ -410,8 +414,7 @@ void Simulation::ScheduleReconnect(Site& s) {
   p.initial = 500;
   p.max = 30'000;
   p.full_jitter = true;
-  const DurationMs delay =
-      std::max<DurationMs>(100, BackoffDelay(p, ++s.reconnect_attempt, &rng_));
+  const DurationMs delay = std::max<DurationMs>(100, BackoffDelay(p, ++s.reconnect_attempt, &rng_));
   const uint64_t gen = s.generation;
   At(clock_.Now() + delay, [this, &s, gen] {
     if (s.generation != gen) return;
@@ -536,10 +539,11 @@ void Simulation::HubTicker() {
   if (hub_ticker_) return;
   hub_ticker_ = true;
   auto tick = std::make_shared<std::function<void()>>();
-  *tick = [this, tick] {
+  *tick = [this, self_fn = tick.get()] {
     HubActivity();
-    At(clock_.Now() + 1000, *tick);
+    At(clock_.Now() + 1000, *self_fn);
   };
+  recurring_.push_back(tick);
   At(clock_.Now() + 1000, *tick);
 }
 
@@ -586,7 +590,8 @@ void Simulation::Request(const Periodic& p, int n) {
       json again = hub_->OnOperator("sim", req, &o2);
       HubEmit(o2);
       if (!again.value("duplicate", false) || again["runs"] != first_runs) {
-        Violation("no request id made two runs", "a retried request made new runs: " + again.dump());
+        Violation("no request id made two runs",
+                  "a retried request made new runs: " + again.dump());
       }
     });
   }
@@ -658,8 +663,8 @@ void Simulation::FinalChecks() {
     // Every command applied exactly once.
     if (rec->down_head != s->down_applied) {
       Violation("every hub command applied exactly once",
-                s->name + ": hub sent " + std::to_string(rec->down_head) + " commands, site applied " +
-                    std::to_string(s->down_applied));
+                s->name + ": hub sent " + std::to_string(rec->down_head) +
+                    " commands, site applied " + std::to_string(s->down_applied));
     }
     // No request made two runs; the hub's view equals the site's own state.
     auto runs = s->store->ListRuns(SIZE_MAX);
@@ -672,7 +677,8 @@ void Simulation::FinalChecks() {
       auto mine = s->store->GetRun(r.id);
       auto theirs = hub_store_->GetRun(r.id);
       if (!mine.ok() || !*mine || !theirs.ok() || !*theirs) {
-        Violation("hub view equals each site's state", s->name + ": run " + r.id + " missing at the hub");
+        Violation("hub view equals each site's state",
+                  s->name + ": run " + r.id + " missing at the hub");
         continue;
       }
       const auto& m = **mine;
@@ -693,19 +699,21 @@ void Simulation::FinalChecks() {
   report_.events = events;
   // Runs the hub asked for exist exactly where it asked.
   if (hub_alive_) {
-    hub_store_->ScanRuns([&](const HubRun& r) {
-      auto it = by_name_.find(r.site);
-      if (it == by_name_.end() || !it->second->alive) return true;
-      auto mine = it->second->store->GetRun(r.id);
-      if (!r.request.empty() && (!mine.ok() || !*mine)) {
-        Violation("every hub command applied exactly once",
-                  "requested run " + r.id + " never reached " + r.site);
-      }
-      return true;
-    }).IgnoreError();
+    hub_store_
+        ->ScanRuns([&](const HubRun& r) {
+          auto it = by_name_.find(r.site);
+          if (it == by_name_.end() || !it->second->alive) return true;
+          auto mine = it->second->store->GetRun(r.id);
+          if (!r.request.empty() && (!mine.ok() || !*mine)) {
+            Violation("every hub command applied exactly once",
+                      "requested run " + r.id + " never reached " + r.site);
+          }
+          return true;
+        })
+        .IgnoreError();
   }
-  const bool faults = !sc_.partitions.empty() || !sc_.hub_outages.empty() ||
-                      sc_.hub_crashes.every > 0;
+  const bool faults =
+      !sc_.partitions.empty() || !sc_.hub_outages.empty() || sc_.hub_crashes.every > 0;
   if (faults && !sc_.local_runs.empty() && report_.local_runs_offline == 0) {
     Violation("sites ran work while cut off", "no local run started while a site was disconnected");
   }
@@ -731,11 +739,11 @@ Report Simulation::Run() {
   // The fleet: enrolled, labelled, with workflows applied by label.
   for (const auto& g : sc_.sites) {
     for (int i = 1; i <= g.count; ++i) {
-      const DurationMs skew =
-          sc_.max_clock_skew > 0
-              ? static_cast<DurationMs>(rng_.Uniform(static_cast<uint64_t>(2 * sc_.max_clock_skew))) -
-                    sc_.max_clock_skew
-              : 0;
+      const DurationMs skew = sc_.max_clock_skew > 0
+                                  ? static_cast<DurationMs>(rng_.Uniform(
+                                        static_cast<uint64_t>(2 * sc_.max_clock_skew))) -
+                                        sc_.max_clock_skew
+                                  : 0;
       auto s = std::make_unique<Site>(clock_, skew, rng_.Next());
       s->name = g.prefix + "-" + std::to_string(i);
       s->labels = g.labels;
@@ -745,9 +753,12 @@ Report Simulation::Run() {
         if (Matches(l.sites, s->name)) s->link = l;
       }
       HubOutput out;
-      json r = hub_->OnOperator("sim", {{"op", "site.add"}, {"name", s->name}, {"key", SimKey(&rng_)},
-                                        {"labels", s->labels}}, &out);
-      if (!r.value("ok", false)) Violation("no store errors", "enroll " + s->name + ": " + r.dump());
+      json r = hub_->OnOperator(
+          "sim",
+          {{"op", "site.add"}, {"name", s->name}, {"key", SimKey(&rng_)}, {"labels", s->labels}},
+          &out);
+      if (!r.value("ok", false))
+        Violation("no store errors", "enroll " + s->name + ": " + r.dump());
       by_name_[s->name] = s.get();
       sites_.push_back(std::move(s));
     }
@@ -755,8 +766,8 @@ Report Simulation::Run() {
   report_.sites = sites_.size();
   for (const auto& w : sc_.workflows) {
     HubOutput out;
-    json r = hub_->OnOperator("sim", {{"op", "workflow.apply"}, {"source", w.source},
-                                      {"target", w.target}}, &out);
+    json r = hub_->OnOperator(
+        "sim", {{"op", "workflow.apply"}, {"source", w.source}, {"target", w.target}}, &out);
     if (!r.value("ok", false)) Violation("no store errors", "apply " + w.name + ": " + r.dump());
   }
   const TimeMs t0 = clock_.Now();
@@ -776,17 +787,18 @@ Report Simulation::Run() {
       }
       if (!SelectorMatches(w->target, s.labels) || !SelectorMatches(p.target, s.labels)) continue;
       auto tick = std::make_shared<std::function<void()>>();
-      *tick = [this, &s, w, p, end, tick] {
+      *tick = [this, &s, w, p, end, self_fn = tick.get()] {
         if (clock_.Now() >= end) return;
         StartLocalRun(s, *w);
-        At(clock_.Now() + p.every, *tick);
+        At(clock_.Now() + p.every, *self_fn);
       };
+      recurring_.push_back(tick);
       At(t0 + static_cast<TimeMs>(rng_.Uniform(static_cast<uint64_t>(p.every))), *tick);
     }
     // Crashes and connection resets, exponential interarrival.
     if (sc_.agent_crashes.every > 0) {
       auto crash = std::make_shared<std::function<void()>>();
-      *crash = [this, &s, end, crash] {
+      *crash = [this, &s, end, self_fn = crash.get()] {
         if (clock_.Now() >= end) return;
         CrashSite(s);
         At(clock_.Now() + sc_.agent_crashes.down, [this, &s] {
@@ -798,19 +810,21 @@ Report Simulation::Run() {
           Activity(s);
           ScheduleReconnect(s);
         });
-        At(clock_.Now() + sc_.agent_crashes.down + Exp(&rng_, sc_.agent_crashes.every), *crash);
+        At(clock_.Now() + sc_.agent_crashes.down + Exp(&rng_, sc_.agent_crashes.every), *self_fn);
       };
+      recurring_.push_back(crash);
       At(t0 + Exp(&rng_, sc_.agent_crashes.every), *crash);
     }
     if (s.link.disconnect_every > 0) {
       auto reset = std::make_shared<std::function<void()>>();
-      *reset = [this, &s, end, reset] {
+      *reset = [this, &s, end, self_fn = reset.get()] {
         if (clock_.Now() >= end) return;
         ++report_.resets;
         s.link_down_until = clock_.Now() + s.link.disconnect_for;
         SiteDrop(s, "connection reset");
-        At(clock_.Now() + Exp(&rng_, s.link.disconnect_every), *reset);
+        At(clock_.Now() + Exp(&rng_, s.link.disconnect_every), *self_fn);
       };
+      recurring_.push_back(reset);
       At(t0 + Exp(&rng_, s.link.disconnect_every), *reset);
     }
   }
@@ -825,11 +839,12 @@ Report Simulation::Run() {
       auto tick = std::make_shared<std::function<void()>>();
       auto counter = std::make_shared<int>(0);
       const int base = 1000000 * (++request_n);
-      *tick = [this, p, end, tick, counter, base] {
+      *tick = [this, p, end, self_fn = tick.get(), counter, base] {
         if (clock_.Now() >= end) return;
         Request(p, base + ++*counter);
-        At(clock_.Now() + p.every, *tick);
+        At(clock_.Now() + p.every, *self_fn);
       };
+      recurring_.push_back(tick);
       At(t0 + p.every, *tick);
     }
   }
@@ -837,22 +852,25 @@ Report Simulation::Run() {
     At(t0 + w.at, [this] { CrashHub(); });
     At(t0 + w.at + w.duration, [this] {
       if (!hub_alive_ && !healed_) {
-        if (Status s = OpenHub(); !s.ok()) Violation("no store errors", "hub reopen: " + s.ToString());
+        if (Status s = OpenHub(); !s.ok())
+          Violation("no store errors", "hub reopen: " + s.ToString());
       }
     });
   }
   if (sc_.hub_crashes.every > 0) {
     auto crash = std::make_shared<std::function<void()>>();
-    *crash = [this, end, crash] {
+    *crash = [this, end, self_fn = crash.get()] {
       if (clock_.Now() >= end) return;
       CrashHub();
       At(clock_.Now() + sc_.hub_crashes.down, [this] {
         if (!hub_alive_ && !healed_) {
-          if (Status s = OpenHub(); !s.ok()) Violation("no store errors", "hub reopen: " + s.ToString());
+          if (Status s = OpenHub(); !s.ok())
+            Violation("no store errors", "hub reopen: " + s.ToString());
         }
       });
-      At(clock_.Now() + sc_.hub_crashes.down + Exp(&rng_, sc_.hub_crashes.every), *crash);
+      At(clock_.Now() + sc_.hub_crashes.down + Exp(&rng_, sc_.hub_crashes.every), *self_fn);
     };
+    recurring_.push_back(crash);
     At(t0 + Exp(&rng_, sc_.hub_crashes.every), *crash);
   }
   // Scenario windows shift to absolute time.
@@ -864,14 +882,15 @@ Report Simulation::Run() {
   bool converged = false;
   // The convergence check runs every simulated second after the heal.
   auto check = std::make_shared<std::function<void()>>();
-  *check = [this, &converged, end, check, deadline] {
+  *check = [this, &converged, end, self_fn = check.get(), deadline] {
     if (Converged()) {
       converged = true;
       report_.convergence_ms = clock_.Now() - end;
       return;
     }
-    if (clock_.Now() < deadline) At(clock_.Now() + 1000, *check);
+    if (clock_.Now() < deadline) At(clock_.Now() + 1000, *self_fn);
   };
+  recurring_.push_back(check);
   At(end + 1, *check);
 
   while (!queue_.empty() && !converged) {
@@ -887,8 +906,9 @@ Report Simulation::Run() {
     for (auto& s : sites_) {
       if (!hub_alive_) break;
       const SiteRecord* rec = hub_->site(s->name);
-      if (s->alive && rec && (rec->up_applied != s->store->log().head() ||
-                              !s->session->established() || s->engine->active_runs() > 0)) {
+      if (s->alive && rec &&
+          (rec->up_applied != s->store->log().head() || !s->session->established() ||
+           s->engine->active_runs() > 0)) {
         who = s->name + " (site head " + std::to_string(s->store->log().head()) + ", hub applied " +
               std::to_string(rec->up_applied) + ", session " +
               (s->session->established() ? "established" : "down") +

@@ -138,6 +138,9 @@ class Simulation {
   std::unique_ptr<HubCore> hub_;
   bool hub_alive_ = false;
   bool hub_ticker_ = false;
+  // Recurring actions (ticks, crashes, resets); their lambdas refer to themselves by
+  // raw pointer, this owns them.
+  std::vector<std::shared_ptr<std::function<void()>>> recurring_;
   bool healed_ = false;
   Report report_;
   std::map<std::string, bool> violated_;

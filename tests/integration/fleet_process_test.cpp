@@ -463,6 +463,31 @@ TEST_F(FleetTest, MalformedOversizedAndBombFramesFromAnEnrolledKeyAreRefusedAndC
   conn->reset();
 }
 
+// The example configs document every option of the daemons' option tables.
+TEST_F(FleetTest, ExampleConfigsExplainEveryOption) {
+  for (const auto& [bin, conf] : {std::pair<std::string, std::string>{OUTPOST_HUB_BIN, "hub.conf"},
+                                  {OUTPOST_AGENT_BIN, "agent.conf"}}) {
+    std::string help;
+    ASSERT_EQ(Run(bin + " --help", &help), 0);
+    const std::string text = ReadAll(std::string(OUTPOST_SOURCE_DIR) + "/config/" + conf);
+    std::istringstream lines(help);
+    std::string line;
+    int options = 0;
+    while (std::getline(lines, line)) {
+      const auto start = line.find_first_not_of(' ');
+      if (start == std::string::npos || line.compare(start, 2, "--") != 0) continue;
+      std::string name = line.substr(start + 2);
+      name = name.substr(0, name.find_first_of(" \t"));
+      if (name == "help" || name == "config" || name == "check-config" || name == "show-key") continue;
+      ++options;
+      EXPECT_TRUE(text.find("\n" + name + " =") != std::string::npos ||
+                  text.find("# " + name + " =") != std::string::npos)
+          << conf << " does not explain --" << name;
+    }
+    EXPECT_GT(options, 5) << bin;
+  }
+}
+
 TEST_F(FleetTest, ExampleConfigsAreValidAndBadOptionsAreRefused) {
   std::string out;
   EXPECT_EQ(Run(std::string(OUTPOST_HUB_BIN) + " --config " OUTPOST_SOURCE_DIR

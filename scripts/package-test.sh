@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Builds the native Debian packages, installs outpost-agent and outpost-cli on this
+# machine, runs the agent from the package with the packaged configuration as the
+# packaged user, checks that an edited conffile survives a reinstall, that removing keeps
+# the agent's state and that purging deletes it. Changes the system: run it as root on a
+# machine (or CI runner) where that is fine. CI runs it after the test suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ "$(id -u)" -eq 0 ] || { echo "package-test: must run as root" >&2; exit 2; }
+scripts/setup.sh build >/dev/null
+(cd build && rm -f ./*.deb && cpack >/dev/null)
+AGENT=$(ls build/outpost-agent_*.deb) CLI=$(ls build/outpost-cli_*.deb)
+fail() { echo "package-test: FAIL: $*" >&2; exit 1; }
+step() { echo "package-test: $*"; }
+
+cleanup() {
+  [ -n "${PID:-}" ] && kill "$PID" 2>/dev/null || true
+  DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq outpost-agent outpost-cli >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+
+step "installing $AGENT and $CLI"
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "./$AGENT" "./$CLI" >/dev/null
+[ -x /usr/bin/outpost-agent ] && [ -x /usr/bin/outpostctl ] || fail "binaries not installed"
+[ -f /etc/outpost/agent.conf ] || fail "config not installed"
+[ -f /usr/lib/systemd/system/outpost-agent.service ] || fail "unit not installed"
+getent passwd outpost >/dev/null || fail "no outpost user"
+[ "$(stat -c '%U %a' /var/lib/outpost-agent)" = "outpost 700" ] || fail "state dir owner/mode"
+/usr/bin/outpost-agent --config /etc/outpost/agent.conf --check-config >/dev/null || fail "packaged config invalid"
+
+step "running the packaged agent as the outpost user with the packaged config"
+runuser -u outpost -- /usr/bin/outpost-agent --config /etc/outpost/agent.conf --log-level warn &
+PID=$!
+for _ in $(seq 100); do [ -S /var/lib/outpost-agent/agent.sock ] && break; sleep 0.1; done
+OUT=$(runuser -u outpost -- outpostctl --local --data-dir /var/lib/outpost-agent --json \
+  run start /usr/share/outpost/workflows/hello.yaml --wait) || fail "run did not succeed: $OUT"
+echo "$OUT" | grep -q '"state": "succeeded"' || fail "run state: $OUT"
+[ -f /var/lib/outpost-agent/agent.key ] && [ "$(stat -c %a /var/lib/outpost-agent/agent.key)" = 600 ] \
+  || fail "agent key missing or not 0600"
+kill "$PID"; wait "$PID" 2>/dev/null || true; PID=
+
+step "an edited conffile survives a reinstall"
+echo "# edited by the operator" >> /etc/outpost/agent.conf
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --reinstall -o Dpkg::Options::=--force-confold "./$AGENT" >/dev/null
+grep -q "edited by the operator" /etc/outpost/agent.conf || fail "conffile overwritten"
+
+step "remove keeps the state, purge deletes it"
+DEBIAN_FRONTEND=noninteractive apt-get remove -y -qq outpost-agent >/dev/null
+[ ! -e /usr/bin/outpost-agent ] || fail "binary left after remove"
+[ -d /var/lib/outpost-agent/db ] || fail "state lost on remove"
+DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq outpost-agent >/dev/null
+[ ! -e /var/lib/outpost-agent ] || fail "state left after purge"
+step "ok"
