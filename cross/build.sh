@@ -7,8 +7,9 @@
 # build-cross/ARCH-sysroot instead of installing them multiarch: librocksdb-dev,
 # libyaml-cpp-dev and libgflags-dev cannot be installed for two architectures at once,
 # and installing the arm64 ones would remove the host's (docs/operations.md).
-# Output: build-cross/ARCH/site-agent/outpost-agent, build-cross/ARCH/hub/outpostctl
-# (and stripped copies in build-cross/ARCH/dist/).
+# Output: build-cross/ARCH/site-agent/outpost-agent, build-cross/ARCH/hub/outpostctl,
+# stripped copies in build-cross/ARCH/dist/, and the packages
+# build-cross/ARCH/outpost-{agent,cli}_VERSION_{arm64,armhf}.deb.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ARCH=${1:-}
@@ -77,6 +78,7 @@ $TRIPLE-strip -o "$BUILD/dist/outpost-agent" "$BUILD/site-agent/outpost-agent"
 $TRIPLE-strip -o "$BUILD/dist/outpostctl" "$BUILD/hub/outpostctl"
 file "$BUILD/dist/outpost-agent" | sed 's/,.*BuildID.*//'
 ls -l "$BUILD/dist"
+(cd "$BUILD" && rm -f ./*.deb && cpack >/dev/null && ls -l ./*.deb)  # outpost-agent and outpost-cli
 
 # 4. The agent's unit tests under qemu-user. (The executor's tests, which check process
 # groups and spawn errors of real child processes, are built but need a real ARM kernel:

@@ -10,7 +10,7 @@ TICK=$(getconf CLK_TCK)
 
 measure() {  # measure LABEL CMD...  -> idle RSS and CPU of the started process
   local label=$1; shift
-  local dir; dir=$(mktemp -d /tmp/outpost-footprint.XXXXXX)
+  local dir; dir=$(mktemp -d "${TMPDIR:-/tmp}/outpost-footprint.XXXXXX")
   "$@" --data-dir "$dir" --site footprint --log-level warn >/dev/null 2>&1 &
   local pid=$!
   for _ in $(seq 100); do [ -S "$dir/agent.sock" ] && break; sleep 0.1; done
@@ -20,10 +20,11 @@ measure() {  # measure LABEL CMD...  -> idle RSS and CPU of the started process
   sleep "$SECS"
   read -r -a s1 < "/proc/$pid/stat"; c1=$(( ${s1[13]} + ${s1[14]} )); t1=$(date +%s.%N)
   rss=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
+  anon=$(awk '/RssAnon/ {print $2}' "/proc/$pid/status")
   kill "$pid"; wait "$pid" 2>/dev/null || true
   rm -rf "$dir"
-  awk -v l="$label" -v r="$rss" -v c=$((c1 - c0)) -v tk="$TICK" -v a="$t0" -v b="$t1" \
-    'BEGIN { printf "| %s | %.1f MB | %.3f%% (%d ticks in %.0f s) |\n", l, r/1024, 100*c/tk/(b-a), c, b-a }'
+  awk -v l="$label" -v r="$rss" -v an="$anon" -v c=$((c1 - c0)) -v tk="$TICK" -v a="$t0" -v b="$t1" \
+    'BEGIN { printf "| %s | %.1f MB | %.1f MB | %.3f%% (%d ticks in %.0f s) |\n", l, r/1024, an/1024, 100*c/tk/(b-a), c, b-a }'
 }
 
 echo "## Binary sizes (stripped) and libraries"
@@ -43,13 +44,15 @@ done
 echo
 echo "## Idle agent (no hub, no runs), measured over ${SECS} s"
 echo
-echo "| run | RSS | CPU |"
-echo "|---|---|---|"
+echo "| run | RSS | of which anonymous | CPU |"
+echo "|---|---|---|---|"
 measure "native x86-64" build/site-agent/outpost-agent
 for arch in aarch64 armhf; do
   bin=build-cross/$arch/site-agent/outpost-agent
   [ -f "$bin" ] || continue
   deb=$([ $arch = aarch64 ] && echo arm64 || echo armhf)
   qemu=$([ $arch = aarch64 ] && echo qemu-aarch64 || echo qemu-arm)
+  # (armhf: qemu-arm needs tmpfs for RocksDB's readdir, see cross/build.sh)
+  TMPDIR=$([ $arch = armhf ] && echo /dev/shm || echo "${TMPDIR:-/tmp}") \
   QEMU_LD_PREFIX=$PWD/build-cross/$deb-sysroot measure "$arch under $qemu (RSS includes the emulator)" "$qemu" "$bin"
 done
