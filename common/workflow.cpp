@@ -1,5 +1,9 @@
 #include "common/workflow.h"
 
+#include <set>
+
+#include "common/template.h"
+
 #include <sodium.h>
 #include <yaml-cpp/yaml.h>
 
@@ -225,6 +229,50 @@ void ParseTask(Problems* p, const YAML::Node& n, TaskDef* t) {
   if (n["workdir"]) c.Scalar(n["workdir"], "workdir", &t->workdir);
 }
 
+// Every {{ ... }} in run, shell, env values and workdir must parse; params must be
+// declared; tasks.ID must be upstream of the task that uses it (its value exists only
+// once that task finished).
+void CheckTemplates(const WorkflowDef& def, Problems* p) {
+  std::set<std::string> params;
+  for (const auto& pd : def.params) params.insert(pd.name);
+  for (const auto& t : def.tasks) {
+    std::set<std::string> upstream;
+    std::vector<std::string> todo(t.needs.begin(), t.needs.end());
+    while (!todo.empty()) {
+      std::string id = todo.back();
+      todo.pop_back();
+      if (!upstream.insert(id).second) continue;
+      if (const TaskDef* d = def.FindTask(id)) todo.insert(todo.end(), d->needs.begin(), d->needs.end());
+    }
+    std::vector<std::string> texts = t.run;
+    texts.push_back(t.shell);
+    texts.push_back(t.workdir);
+    for (const auto& [k, v] : t.env) texts.push_back(v);
+    const std::string where = "line " + std::to_string(t.line) + ": ";
+    for (const auto& text : texts) {
+      if (!HasTemplate(text)) continue;
+      auto pieces = ParseTemplate(text);
+      if (!pieces.ok()) {
+        p->Add(YAML::Mark::null_mark(), t.id, where + pieces.status().message());
+        continue;
+      }
+      for (const auto& piece : *pieces) {
+        if (!piece.is_ref) continue;
+        const TemplateRef& r = piece.ref;
+        if (r.kind == TemplateRef::Kind::kParam && !params.count(r.name)) {
+          p->Add(YAML::Mark::null_mark(), t.id, where + r.text + ": no param '" + r.name + "' is declared");
+        } else if (r.kind == TemplateRef::Kind::kTaskOutput && !def.FindTask(r.name)) {
+          p->Add(YAML::Mark::null_mark(), t.id, where + r.text + ": no task '" + r.name + "'");
+        } else if (r.kind == TemplateRef::Kind::kTaskOutput && !upstream.count(r.name)) {
+          p->Add(YAML::Mark::null_mark(), t.id,
+                 where + r.text + ": task '" + r.name + "' is not upstream of '" + t.id +
+                     "' (add it to needs)");
+        }
+      }
+    }
+  }
+}
+
 // Depth-first search for a cycle; returns it as "a -> b -> a", or "" if none.
 std::string FindCycle(const WorkflowDef& def) {
   std::map<std::string, const TaskDef*> by_id;
@@ -419,6 +467,7 @@ Result<WorkflowDef> ParseWorkflow(std::string_view yaml, std::string_view filena
         std::string cycle = FindCycle(def);
         if (!cycle.empty()) p.Add(YAML::Mark::null_mark(), "", "dependency cycle: " + cycle);
       }
+      if (p.empty()) CheckTemplates(def, &p);
     }
   } catch (const YAML::Exception& e) {
     p.Add(e.mark, "", std::string("YAML: ") + e.msg);

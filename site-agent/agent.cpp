@@ -8,6 +8,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <fcntl.h>
+
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -15,6 +17,7 @@
 #include <zmq.h>
 
 #include "common/control.h"
+#include "common/template.h"
 #include "common/ulid.h"
 
 namespace outpost {
@@ -37,7 +40,8 @@ json RunViewToJson(const RunView& v) {
                {"signal", t.signal},
                {"started", TimeJson(t.started)},
                {"finished", TimeJson(t.finished)},
-               {"message", t.message}};
+               {"message", t.message},
+               {"outputs", t.outputs}};
     if (t.task_state() == TaskState::kWaiting) jt["retry_at"] = TimeJson(t.retry_at);
     tasks.push_back(std::move(jt));
   }
@@ -70,7 +74,7 @@ Result<std::unique_ptr<Agent>> Agent::Open(const AgentConfig& config, const Cloc
                                            uint64_t seed) {
   std::unique_ptr<Agent> a(new Agent(config, clock, seed));
   std::error_code ec;
-  std::filesystem::create_directories(config.data_dir, ec);
+  std::filesystem::create_directories(config.data_dir + "/outputs", ec);
   if (ec) return Status::IoError("create data dir " + config.data_dir + ": " + ec.message());
   chmod(config.data_dir.c_str(), 0700);
 
@@ -79,7 +83,7 @@ Result<std::unique_ptr<Agent>> Agent::Open(const AgentConfig& config, const Cloc
   OUTPOST_ASSIGN_OR_RETURN(auto log, EventLog::Open(config.data_dir + "/db", lo));
   a->store_ = std::make_unique<AgentStore>(std::move(log));
   a->engine_ = std::make_unique<Engine>(clock, &a->rng_,
-                                        EngineOptions{config.max_parallel, config.kill_grace});
+                                        EngineOptions{config.max_parallel, config.kill_grace, config.site, config.labels});
   ProcessExecutor::Options eo;
   eo.output_cap = config.output_cap;
   OUTPOST_ASSIGN_OR_RETURN(a->executor_, ProcessExecutor::Create(eo));
@@ -175,7 +179,10 @@ Status Agent::Run() {
     }
     std::vector<std::pair<AttemptKey, ExitInfo>> exits;
     executor_->TakeExits(&exits);
-    for (const auto& [key, info] : exits) engine_->OnExit(key, info, &pending_);
+    for (auto& [key, info] : exits) {
+      CollectOutputs(key, &info);
+      engine_->OnExit(key, info, &pending_);
+    }
     engine_->Tick(&pending_);
     Flush();
     if (session_) {
@@ -186,6 +193,33 @@ Status Agent::Run() {
   executor_->KillAll(SIGTERM);
   spdlog::info("agent.stopped running_attempts_killed={}", executor_->running());
   return Status::Ok();
+}
+
+std::string Agent::OutputFile(const AttemptKey& k) const {
+  // Run and task ids are names without '/', so this stays inside outputs/.
+  return config_.data_dir + "/outputs/" + k.run + "." + k.task + "." + std::to_string(k.attempt);
+}
+
+void Agent::CollectOutputs(const AttemptKey& k, ExitInfo* info) {
+  const std::string path = OutputFile(k);
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) return;  // published nothing
+  std::string text;
+  char buf[8192];
+  ssize_t n;
+  while ((n = read(fd, buf, sizeof buf)) > 0 && text.size() <= 64 * 1024) {
+    text.append(buf, static_cast<size_t>(n));
+  }
+  close(fd);
+  unlink(path.c_str());
+  auto parsed = ParseOutputs(text);
+  if (parsed.ok()) {
+    info->outputs = std::move(parsed).value();
+  } else {
+    info->output_error = parsed.status().message();
+    spdlog::warn("agent.outputs_invalid run={} task={} attempt={} error=\"{}\"", k.run, k.task,
+                 k.attempt, info->output_error);
+  }
 }
 
 void Agent::HandleSignals(bool* stop) {
@@ -215,7 +249,11 @@ Status Agent::CommitPending(const std::vector<StateWrite>& extra) {
   Effects done = std::move(pending_);
   pending_ = Effects();
   for (const auto& k : done.kills) executor_->Kill(k.key, k.signal);
-  for (const auto& sp : done.starts) {
+  for (auto sp : done.starts) {
+    // Each attempt gets its own file to publish key=value outputs into.
+    const std::string out = OutputFile(sp.key);
+    unlink(out.c_str());
+    sp.env.emplace_back("OUTPOST_OUTPUT", out);
     auto pid = executor_->Start(sp);
     if (pid.ok()) {
       engine_->OnSpawned(sp.key, *pid, &pending_);

@@ -37,6 +37,7 @@ struct AgentConfig {
   int max_parallel = 4;
   DurationMs kill_grace = 5000;
   size_t output_cap = 64 * 1024;
+  std::map<std::string, std::string> labels;  // {{ site.labels.KEY }} in templates
   // Sync with a hub (both empty: the agent runs alone).
   std::string hub_endpoint;  // e.g. tcp://hub.example:7400
   std::string hub_key;       // the hub's Z85 public key, pinned
@@ -82,6 +83,8 @@ class Agent {
   Agent(const AgentConfig& config, const Clock& clock, uint64_t seed);
 
   void Flush();
+  std::string OutputFile(const AttemptKey& k) const;
+  void CollectOutputs(const AttemptKey& k, ExitInfo* info);
   // Commits pending_ (plus `extra` state writes), then starts and kills processes and
   // answers the requests it held. On failure pending_ is kept for a retry.
   Status CommitPending(const std::vector<StateWrite>& extra);

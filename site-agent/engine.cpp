@@ -1,5 +1,7 @@
 #include "site-agent/engine.h"
 
+#include "common/template.h"
+
 #include <signal.h>
 
 #include <algorithm>
@@ -176,9 +178,54 @@ void Engine::Dispatch(Effects* fx) {
   }
 }
 
+bool Engine::Render(const Active& a, const TaskDef& td, StartProcess* sp, std::string* why) const {
+  TemplateContext ctx;
+  ctx.params = &a.rec.params;
+  ctx.site_name = options_.site_name;
+  ctx.site_labels = &options_.site_labels;
+  ctx.outputs = [&a](const std::string& task) -> const std::map<std::string, std::string>* {
+    auto it = a.index.find(task);
+    return it == a.index.end() ? nullptr : &a.tasks[it->second].outputs;
+  };
+  auto render = [&](const std::string& in, std::string* out) {
+    auto r = RenderTemplate(in, ctx);
+    if (!r.ok()) {
+      *why = r.status().message();
+      return false;
+    }
+    *out = std::move(r).value();
+    return true;
+  };
+  if (!td.run.empty()) {
+    sp->argv.resize(td.run.size());
+    for (size_t k = 0; k < td.run.size(); ++k) {
+      if (!render(td.run[k], &sp->argv[k])) return false;
+    }
+  } else {
+    std::string cmd;
+    if (!render(td.shell, &cmd)) return false;
+    sp->argv = {"/bin/sh", "-c", cmd};
+  }
+  for (const auto& [k, v] : td.env) {
+    std::string value;
+    if (!render(v, &value)) return false;
+    sp->env.emplace_back(k, std::move(value));
+  }
+  return render(td.workdir, &sp->workdir);
+}
+
 void Engine::StartAttempt(Active& a, size_t i, Effects* fx) {
   auto& t = a.tasks[i];
   const TaskDef& td = a.def->tasks[i];
+  StartProcess sp;
+  std::string why;
+  if (!Render(a, td, &sp, &why)) {
+    // Nothing to retry: the same references would fail the same way.
+    FinishTask(a, i, TaskState::kFailed, "cannot start: " + why, fx);
+    Evaluate(a, fx);
+    MaybeFinishRun(a, fx);
+    return;
+  }
   const TimeMs now = clock_.Now();
   t.state = static_cast<uint8_t>(TaskState::kRunning);
   ++t.attempts;
@@ -191,30 +238,26 @@ void Engine::StartAttempt(Active& a, size_t i, Effects* fx) {
   t.kill_at = 0;
   t.pid = 0;
   t.message.clear();
+  t.outputs.clear();
   t.deadline = td.timeout > 0 ? now + td.timeout : 0;
   ++running_;
   ++counters_.attempts_started;
   Touch(a, i, fx);
   fx->events.push_back(MakeEvent(EventType::kAttemptStarted, a, &t));
 
-  StartProcess sp;
   sp.key = {a.rec.id, t.id, t.attempts};
-  if (!td.run.empty()) {
-    sp.argv = td.run;
-  } else {
-    sp.argv = {"/bin/sh", "-c", td.shell};
-  }
-  sp.env = td.env;
   for (const auto& [k, v] : a.rec.params) {
     std::string name = "OUTPOST_PARAM_";
-    for (char c : k) name += (c == '-' || c == '.') ? '_' : static_cast<char>(std::toupper(c));
+    for (char c : k) {
+      name += (c == '-' || c == '.') ? '_'
+                                     : static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    }
     sp.env.emplace_back(name, v);
   }
   sp.env.emplace_back("OUTPOST_WORKFLOW", a.rec.workflow);
   sp.env.emplace_back("OUTPOST_RUN_ID", a.rec.id);
   sp.env.emplace_back("OUTPOST_TASK_ID", t.id);
   sp.env.emplace_back("OUTPOST_ATTEMPT", std::to_string(t.attempts));
-  sp.workdir = td.workdir;
   fx->starts.push_back(std::move(sp));
 }
 
@@ -262,8 +305,9 @@ void Engine::OnExit(const AttemptKey& key, const ExitInfo& exit, Effects* fx) {
   fx->events.push_back(std::move(fin));
 
   const bool ok = exit.spawn_error.empty() && exit.exit_code == 0 && exit.signal == 0 &&
-                  !t.timed_out;
+                  !t.timed_out && exit.output_error.empty();
   if (ok) {
+    t.outputs = exit.outputs;
     FinishTask(a, i, TaskState::kSucceeded, "", fx);
   } else if (a.rec.cancel_requested) {
     FinishTask(a, i, TaskState::kCancelled, "killed: run cancelled", fx);
@@ -271,6 +315,8 @@ void Engine::OnExit(const AttemptKey& key, const ExitInfo& exit, Effects* fx) {
     std::string why;
     if (!exit.spawn_error.empty()) why = "could not start: " + exit.spawn_error;
     else if (t.timed_out) why = "timed out";
+    else if (!exit.output_error.empty() && exit.exit_code == 0 && exit.signal == 0)
+      why = "invalid $OUTPOST_OUTPUT: " + exit.output_error;
     else if (exit.signal != 0) why = "killed by signal " + std::to_string(exit.signal);
     else why = "exit code " + std::to_string(exit.exit_code);
     AttemptFailed(a, i, why, fx);

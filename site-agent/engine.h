@@ -67,6 +67,8 @@ struct ExitInfo {
   int signal = 0;
   std::string output;       // tail of stdout+stderr, already capped by the executor
   std::string spawn_error;  // non-empty: the process could not be started
+  std::map<std::string, std::string> outputs;  // what it wrote to $OUTPOST_OUTPUT
+  std::string output_error;  // non-empty: $OUTPOST_OUTPUT held something that is not key=value
 };
 
 struct Effects {
@@ -86,6 +88,8 @@ struct Effects {
 struct EngineOptions {
   int max_parallel = 4;         // task attempts running at once on this site
   DurationMs kill_grace = 5000;  // TERM -> KILL escalation
+  std::string site_name;        // {{ site.name }}
+  std::map<std::string, std::string> site_labels;  // {{ site.labels.KEY }}
 };
 
 struct EngineCounters {
@@ -141,6 +145,9 @@ class Engine {
   void Evaluate(Active& a, Effects* fx);  // pending tasks whose deps are final
   void Dispatch(Effects* fx);             // queued tasks into free slots
   void StartAttempt(Active& a, size_t i, Effects* fx);
+  // Fills argv, env and workdir with templates rendered; false and *why when one of them
+  // refers to something that does not exist.
+  bool Render(const Active& a, const TaskDef& td, StartProcess* sp, std::string* why) const;
   void AttemptFailed(Active& a, size_t i, const std::string& why, Effects* fx);
   void FinishTask(Active& a, size_t i, TaskState s, const std::string& why, Effects* fx);
   void MaybeFinishRun(Active& a, Effects* fx);

@@ -22,6 +22,7 @@ int main(int argc, char** argv) {
 
   outpost::AgentConfig c;
   std::string config_file, log_level;
+  std::vector<std::string> labels;
   int64_t kill_grace_ms = c.kill_grace;
   int64_t ping_ms = c.sync.idle_ping, dead_ms = c.sync.dead_after, resend_ms = c.sync.resend_after;
   int64_t reconnect_max_ms = c.reconnect_max;
@@ -41,6 +42,9 @@ int main(int argc, char** argv) {
        "time between SIGTERM and SIGKILL when a task times out or is cancelled")
       ("output-cap", po::value(&c.output_cap)->default_value(64 * 1024),
        "bytes of each attempt's output kept (the tail)")
+      ("label", po::value(&labels)->composing(),
+       "a label of this site as key=value (repeatable); templates read it as "
+       "{{ site.labels.KEY }}")
       ("hub", po::value(&c.hub_endpoint),
        "hub site endpoint to sync with, e.g. tcp://hub:7400 (unset: run alone)")
       ("hub-key", po::value(&c.hub_key),
@@ -81,6 +85,14 @@ int main(int argc, char** argv) {
   if (resend_ms < 100) bad = "sync-resend-ms must be at least 100";
   if (reconnect_max_ms < 100) bad = "reconnect-max-ms must be at least 100";
   if (!c.hub_endpoint.empty() && c.hub_key.empty()) bad = "--hub needs --hub-key";
+  for (const auto& l : labels) {
+    const auto eq = l.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      bad = "label '" + l + "' is not key=value";
+    } else {
+      c.labels[l.substr(0, eq)] = l.substr(eq + 1);
+    }
+  }
   auto level = spdlog::level::from_str(log_level);
   if (level == spdlog::level::off && log_level != "off") bad = "unknown log-level '" + log_level + "'";
   if (!bad.empty()) {

@@ -46,8 +46,9 @@ struct TaskRecord {
   int32_t pid = 0;         // process group of the running attempt, for orphan cleanup
   int32_t order = 0;       // position in the definition
   std::string message;
+  std::map<std::string, std::string> outputs;  // key=value lines the succeeded attempt published
   MSGPACK_DEFINE_MAP(id, state, attempts, exit_code, signal, started, finished, retry_at,
-                     deadline, kill_at, timed_out, pid, order, message);
+                     deadline, kill_at, timed_out, pid, order, message, outputs);
 
   TaskState task_state() const { return static_cast<TaskState>(state); }
 };

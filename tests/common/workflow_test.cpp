@@ -156,5 +156,62 @@ TEST(DurationTest, ParsesUnitsAndSums) {
   EXPECT_FALSE(ParseDuration("99999999999s").ok());
 }
 
+TEST(WorkflowTest, TemplatesAreCheckedAtValidation) {
+  auto ok = ParseWorkflow(R"(
+name: t
+params: {version: "1.0"}
+tasks:
+  - id: build
+    run: [echo, "{{ params.version }} on {{ site.name }} in {{ site.labels.zone }}"]
+  - id: ship
+    shell: echo {{ tasks.build.outputs.artifact }}
+    env: {V: "{{params.version}}"}
+    needs: [build]
+  - id: tell
+    run: [echo, "{{ tasks.build.outputs.artifact }}"]
+    needs: [ship]
+)", "wf.yaml");
+  EXPECT_TRUE(ok.ok()) << ok.status().ToString();
+
+  std::string e = ErrorOf(R"(
+name: t
+tasks:
+  - id: a
+    run: [echo, "{{ params.missing }}"]
+)");
+  EXPECT_NE(e.find("task 'a': line 4: {{ params.missing }}: no param 'missing' is declared"),
+            std::string::npos) << e;
+  e = ErrorOf(R"(
+name: t
+tasks:
+  - id: a
+    run: [echo, hi]
+  - id: b
+    run: [echo, "{{ tasks.a.outputs.x }}"]
+)");
+  EXPECT_NE(e.find("task 'a' is not upstream of 'b' (add it to needs)"), std::string::npos) << e;
+  e = ErrorOf(R"(
+name: t
+tasks:
+  - id: b
+    run: [echo, "{{ tasks.nope.outputs.x }}"]
+)");
+  EXPECT_NE(e.find("no task 'nope'"), std::string::npos) << e;
+  e = ErrorOf(R"(
+name: t
+tasks:
+  - id: b
+    shell: echo {{ secrets.token }}
+)");
+  EXPECT_NE(e.find("unknown reference {{ secrets.token }}"), std::string::npos) << e;
+  e = ErrorOf(R"(
+name: t
+tasks:
+  - id: b
+    shell: echo {{ params.x
+)");
+  EXPECT_NE(e.find("without a closing"), std::string::npos) << e;
+}
+
 }  // namespace
 }  // namespace outpost

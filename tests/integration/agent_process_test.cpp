@@ -301,5 +301,33 @@ TEST_F(AgentProcessTest, HostileControlInputIsRefusedAndCounted) {
   EXPECT_EQ(sb.st_mode & 0777, 0600u);
 }
 
+TEST_F(AgentProcessTest, TasksPublishOutputsThatDownstreamTasksRead) {
+  StartAgent();
+  const std::string id = StartRun(R"(
+name: outputs
+tasks:
+  - id: build
+    shell: |
+      echo "version=1.2.3" >> "$OUTPOST_OUTPUT"
+      echo "# a comment" >> "$OUTPOST_OUTPUT"
+      echo "url=http://artifacts/app-1.2.3.tar" >> "$OUTPOST_OUTPUT"
+  - id: ship
+    run: [echo, "got {{ tasks.build.outputs.version }} from {{ tasks.build.outputs.url }} at {{ site.name }}"]
+    needs: [build]
+  - id: bad
+    shell: echo "not a key value line" > "$OUTPOST_OUTPUT"
+)");
+  json run = WaitRun(id);
+  EXPECT_EQ(run["state"], "failed");  // `bad` published garbage
+  EXPECT_EQ(Task(run, "build")["outputs"]["version"], "1.2.3");
+  EXPECT_EQ(Task(run, "ship")["state"], "succeeded");
+  EXPECT_EQ(Task(run, "bad")["state"], "failed");
+  EXPECT_NE(Task(run, "bad")["message"].get<std::string>().find("invalid $OUTPOST_OUTPUT"),
+            std::string::npos);
+  json logs = Call({{"op", "run.logs"}, {"id", id}, {"task", "ship"}});
+  EXPECT_EQ(logs["output"], "got 1.2.3 from http://artifacts/app-1.2.3.tar at it\n");
+  EXPECT_TRUE(fs::is_empty(DataDir() + "/outputs"));  // collected and removed
+}
+
 }  // namespace
 }  // namespace outpost

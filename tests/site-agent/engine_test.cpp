@@ -6,6 +6,8 @@
 
 #include <algorithm>
 
+#include "common/template.h"
+
 namespace outpost {
 namespace {
 
@@ -17,7 +19,7 @@ std::shared_ptr<const WorkflowDef> Def(const std::string& yaml) {
 
 class EngineTest : public ::testing::Test {
  protected:
-  EngineTest() : rng_(42), engine_(clock_, &rng_, EngineOptions{4, 5000}) {}
+  EngineTest() : rng_(42), engine_(clock_, &rng_, EngineOptions{4, 5000, "test-site", {{"zone", "b"}}}) {}
 
   void Start(const std::string& yaml, const std::string& id = "r1",
              std::map<std::string, std::string> params = {}) {
@@ -318,7 +320,7 @@ tasks:
   std::vector<TaskRecord> tasks = {*engine_.FindTask("r1", "a"), *engine_.FindTask("r1", "b"),
                                    *engine_.FindTask("r1", "c")};
   Rng rng2(1);
-  Engine fresh(clock_, &rng2, EngineOptions{4, 5000});
+  Engine fresh(clock_, &rng2, EngineOptions{4, 5000, "test-site", {{"zone", "b"}}});
   Effects fx;
   ASSERT_TRUE(fresh.Restore(run, tasks, &fx).ok());
   // b has a retry left: waits for its backoff; c has none: failed.
@@ -346,7 +348,7 @@ TEST_F(EngineTest, RestoreOfPendingTasksQueuesThem) {
   RunRecord run = *engine_.FindRun("r1");
   std::vector<TaskRecord> tasks;  // only the header was stored
   Rng rng2(1);
-  Engine fresh(clock_, &rng2, EngineOptions{4, 5000});
+  Engine fresh(clock_, &rng2, EngineOptions{4, 5000, "test-site", {{"zone", "b"}}});
   Effects fx;
   ASSERT_TRUE(fresh.Restore(run, tasks, &fx).ok());
   ASSERT_EQ(fx.starts.size(), 1u);
@@ -359,6 +361,85 @@ TEST_F(EngineTest, ForgetDropsFinishedRuns) {
   engine_.Forget("r1");
   EXPECT_EQ(engine_.active_runs(), 0u);
   EXPECT_EQ(engine_.FindRun("r1"), nullptr);
+}
+
+TEST_F(EngineTest, OutputsFlowIntoDownstreamTemplates) {
+  Start(R"(
+name: t
+params: {version: "2.1"}
+tasks:
+  - id: build
+    run: [make]
+  - id: ship
+    run: [ship, "{{ tasks.build.outputs.artifact }}", "v{{ params.version }}", "{{ site.name }}"]
+    env: {ZONE: "{{ site.labels.zone }}"}
+    needs: [build]
+)");
+  ASSERT_EQ(RunningTasks(), std::vector<std::string>{"build"});
+  AttemptKey key = running_[0].key;
+  running_.clear();
+  fx_ = Effects();
+  ExitInfo ex;
+  ex.exit_code = 0;
+  ex.outputs = {{"artifact", "app-2.1.tar"}};
+  engine_.OnExit(key, ex, &fx_);
+  Absorb();
+  EXPECT_EQ(engine_.FindTask("r1", "build")->outputs.at("artifact"), "app-2.1.tar");
+  ASSERT_EQ(running_.size(), 1u);
+  EXPECT_EQ(running_[0].argv,
+            (std::vector<std::string>{"ship", "app-2.1.tar", "v2.1", "test-site"}));
+  auto zone = std::find(running_[0].env.begin(), running_[0].env.end(),
+                        std::pair<std::string, std::string>{"ZONE", "b"});
+  EXPECT_NE(zone, running_[0].env.end());
+}
+
+TEST_F(EngineTest, AMissingOutputFailsTheTaskWithoutAnAttempt) {
+  Start(R"(
+name: t
+tasks:
+  - id: build
+    run: [make]
+  - id: ship
+    run: [ship, "{{ tasks.build.outputs.artifact }}"]
+    needs: [build]
+    retry: 3
+)");
+  Exit("build", 0);  // published nothing
+  EXPECT_EQ(TaskState("ship"), "failed");
+  EXPECT_EQ(engine_.FindTask("r1", "ship")->attempts, 0);
+  EXPECT_NE(engine_.FindTask("r1", "ship")->message.find("did not publish output 'artifact'"),
+            std::string::npos);
+  EXPECT_EQ(RunStateOf(), "failed");
+}
+
+TEST_F(EngineTest, InvalidOutputsFailTheAttempt) {
+  Start(R"(
+name: t
+tasks:
+  - id: build
+    run: [make]
+)");
+  AttemptKey key = running_[0].key;
+  running_.clear();
+  fx_ = Effects();
+  ExitInfo ex;
+  ex.exit_code = 0;
+  ex.output_error = "output line 1 is not key=value";
+  engine_.OnExit(key, ex, &fx_);
+  EXPECT_EQ(TaskState("build"), "failed");
+  EXPECT_NE(engine_.FindTask("r1", "build")->message.find("invalid $OUTPOST_OUTPUT"),
+            std::string::npos);
+}
+
+TEST(TemplateTest, OutputsParseAndRefuseGarbage) {
+  auto ok = ParseOutputs("a=1\n# comment\n\nb.c-d_e=x=y\r\nempty=\n");
+  ASSERT_TRUE(ok.ok()) << ok.status().ToString();
+  EXPECT_EQ(ok->at("a"), "1");
+  EXPECT_EQ(ok->at("b.c-d_e"), "x=y");
+  EXPECT_EQ(ok->at("empty"), "");
+  EXPECT_FALSE(ParseOutputs("just text\n").ok());
+  EXPECT_FALSE(ParseOutputs("sp ace=1\n").ok());
+  EXPECT_FALSE(ParseOutputs(std::string(70 * 1024, 'a')).ok());
 }
 
 }  // namespace

@@ -1,0 +1,55 @@
+// Templates in a task's `run`, `shell`, `env` values and `workdir`:
+//   {{ params.NAME }}            a run parameter
+//   {{ site.name }}              this site's name
+//   {{ site.labels.KEY }}        one of this site's labels
+//   {{ tasks.ID.outputs.KEY }}   an output an upstream task published (key=value lines
+//                                written to the file named by $OUTPOST_OUTPUT)
+// Parsed and checked when a workflow is validated (an unknown param or a task that is not
+// upstream is an error, not an empty string); rendered when an attempt starts. A value
+// that does not exist at that point (a label the site lacks, an output the task did not
+// publish) fails the task with a message naming it — never an empty substitution.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/status.h"
+
+namespace outpost {
+
+struct TemplateRef {
+  enum class Kind { kParam, kSiteName, kSiteLabel, kTaskOutput } kind = Kind::kParam;
+  std::string name;  // param, label key, or task id
+  std::string key;   // output key (kTaskOutput)
+  std::string text;  // the reference as written, for messages
+};
+
+struct TemplatePiece {
+  std::string literal;  // used when !is_ref
+  bool is_ref = false;
+  TemplateRef ref;
+};
+
+// Splits `text` into literals and references; a malformed or unknown reference is an error.
+Result<std::vector<TemplatePiece>> ParseTemplate(std::string_view text);
+bool HasTemplate(std::string_view text);
+
+struct TemplateContext {
+  const std::map<std::string, std::string>* params = nullptr;
+  std::string site_name;
+  const std::map<std::string, std::string>* site_labels = nullptr;
+  // Outputs of a task in this run, or nullptr if it published none (or is unknown).
+  std::function<const std::map<std::string, std::string>*(const std::string& task)> outputs;
+};
+
+Result<std::string> RenderTemplate(std::string_view text, const TemplateContext& ctx);
+
+// Parses the key=value lines a task wrote to $OUTPOST_OUTPUT: keys are letters, digits,
+// '_', '-', '.'; blank lines and lines starting with '#' are skipped; anything else is an
+// error naming the line. At most 256 keys and 64 KiB.
+Result<std::map<std::string, std::string>> ParseOutputs(std::string_view text);
+
+}  // namespace outpost
