@@ -175,7 +175,7 @@ void ParseTask(Problems* p, const YAML::Node& n, TaskDef* t) {
            "task id '" + t->id + "' must be 1-63 letters, digits, '-', '_' or '.'");
   }
   c.task = t->id;
-  c.KnownKeys(n, {"id", "run", "shell", "needs", "when", "timeout", "retry", "env", "workdir"},
+  c.KnownKeys(n, {"id", "run", "shell", "needs", "when", "trigger", "timeout", "retry", "env", "workdir"},
               "task");
   const bool has_run = static_cast<bool>(n["run"]), has_shell = static_cast<bool>(n["shell"]);
   if (has_run == has_shell) {
@@ -197,6 +197,21 @@ void ParseTask(Problems* p, const YAML::Node& n, TaskDef* t) {
       t->needs.push_back(n["needs"].Scalar());
     } else {
       c.StringList(n["needs"], "needs", &t->needs);
+    }
+  }
+  if (n["trigger"]) {
+    std::string tr;
+    if (c.Scalar(n["trigger"], "trigger", &tr)) {
+      if (tr == "all_success") t->trigger = Trigger::kAllSuccess;
+      else if (tr == "all_done") t->trigger = Trigger::kAllDone;
+      else if (tr == "one_success") t->trigger = Trigger::kOneSuccess;
+      else if (tr == "one_failed") t->trigger = Trigger::kOneFailed;
+      else if (tr == "none_failed") t->trigger = Trigger::kNoneFailed;
+      else p->Add(n["trigger"].Mark(), t->id,
+                  "'trigger' must be all_success, all_done, one_success, one_failed or none_failed, got '" + tr + "'");
+    }
+    if (n["when"]) {
+      p->Add(n["trigger"].Mark(), t->id, "use either 'when' or 'trigger', not both");
     }
   }
   if (n["when"]) {
@@ -304,6 +319,17 @@ std::string FindCycle(const WorkflowDef& def) {
 }
 
 }  // namespace
+
+const char* TriggerName(Trigger t) {
+  switch (t) {
+    case Trigger::kAllSuccess: return "all_success";
+    case Trigger::kAllDone: return "all_done";
+    case Trigger::kOneSuccess: return "one_success";
+    case Trigger::kOneFailed: return "one_failed";
+    case Trigger::kNoneFailed: return "none_failed";
+  }
+  return "?";
+}
 
 const char* WhenName(When w) {
   switch (w) {

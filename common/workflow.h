@@ -24,6 +24,15 @@ namespace outpost {
 enum class When { kSuccess, kFailure, kAlways };
 const char* WhenName(When w);
 
+// When a task may start, from its upstream tasks' final states (as in Airflow):
+//   all_success  every upstream succeeded (the default)
+//   all_done     every upstream is final, whatever the outcome
+//   one_success  as soon as one upstream succeeded (skipped if none did)
+//   one_failed   as soon as one upstream failed (skipped if none did)
+//   none_failed  every upstream is final and none failed (skipped ones are fine)
+enum class Trigger { kAllSuccess, kAllDone, kOneSuccess, kOneFailed, kNoneFailed };
+const char* TriggerName(Trigger t);
+
 struct RetryPolicy {
   int max = 0;  // further attempts after the first
   BackoffPolicy backoff;
@@ -35,6 +44,7 @@ struct TaskDef {
   std::string shell;             // run with /bin/sh -c
   std::vector<std::string> needs;
   When when = When::kSuccess;
+  std::optional<Trigger> trigger;  // set: decides instead of `when`
   DurationMs timeout = 0;  // 0: none
   RetryPolicy retry;
   std::vector<std::pair<std::string, std::string>> env;

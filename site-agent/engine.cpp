@@ -126,36 +126,70 @@ void Engine::Evaluate(Active& a, Effects* fx) {
         continue;
       }
       const TaskDef& td = a.def->tasks[i];
-      bool all_final = true, any_failed = false, all_succeeded = true;
-      std::string blocker;
+      size_t n_final = 0, n_succeeded = 0, n_failed = 0;
+      std::string blocker, failed_dep;
       for (const auto& dep : td.needs) {
         const auto& d = a.tasks[a.index.at(dep)];
-        if (!IsFinal(d.task_state())) {
-          all_final = false;
-          break;
+        if (!IsFinal(d.task_state())) continue;
+        ++n_final;
+        if (d.task_state() == TaskState::kSucceeded) {
+          ++n_succeeded;
+        } else if (blocker.empty()) {
+          blocker = dep + " " + TaskStateName(d.task_state());
         }
-        if (d.task_state() == TaskState::kFailed) any_failed = true;
-        if (d.task_state() != TaskState::kSucceeded) {
-          all_succeeded = false;
-          if (blocker.empty()) blocker = dep + " " + TaskStateName(d.task_state());
+        if (d.task_state() == TaskState::kFailed) {
+          ++n_failed;
+          if (failed_dep.empty()) failed_dep = dep;
         }
       }
-      if (!all_final) continue;
-      bool run_it = false;
+      const bool all_final = n_final == td.needs.size();
+      const bool no_deps = td.needs.empty();
+      bool run_it = false, decided = true;
       std::string why;
-      switch (td.when) {
-        case When::kSuccess:
-          run_it = all_succeeded;
-          why = "skipped: upstream " + blocker;
-          break;
-        case When::kFailure:
-          run_it = any_failed;
-          why = "skipped: no upstream task failed";
-          break;
-        case When::kAlways:
-          run_it = true;
-          break;
+      if (td.trigger) {
+        switch (*td.trigger) {
+          case Trigger::kAllSuccess:
+            decided = all_final;
+            run_it = n_succeeded == td.needs.size();
+            why = "skipped: upstream " + blocker;
+            break;
+          case Trigger::kAllDone:
+            decided = all_final;
+            run_it = true;
+            break;
+          case Trigger::kOneSuccess:
+            run_it = no_deps || n_succeeded > 0;
+            decided = run_it || all_final;
+            why = "skipped: no upstream task succeeded";
+            break;
+          case Trigger::kOneFailed:
+            run_it = no_deps || n_failed > 0;
+            decided = run_it || all_final;
+            why = "skipped: no upstream task failed";
+            break;
+          case Trigger::kNoneFailed:
+            run_it = n_failed == 0;
+            decided = all_final || n_failed > 0;
+            why = "skipped: upstream " + failed_dep + " failed";
+            break;
+        }
+      } else {
+        decided = all_final;
+        switch (td.when) {
+          case When::kSuccess:
+            run_it = n_succeeded == td.needs.size();
+            why = "skipped: upstream " + blocker;
+            break;
+          case When::kFailure:
+            run_it = n_failed > 0;
+            why = "skipped: no upstream task failed";
+            break;
+          case When::kAlways:
+            run_it = true;
+            break;
+        }
       }
+      if (!decided) continue;
       if (run_it) {
         a.queued[i] = true;
         ready_.emplace_back(a.rec.id, i);

@@ -213,5 +213,26 @@ tasks:
   EXPECT_NE(e.find("without a closing"), std::string::npos) << e;
 }
 
+TEST(WorkflowTest, TriggerRulesAreValidated) {
+  std::string e = ErrorOf(R"(
+name: t
+tasks:
+  - id: a
+    run: [a]
+    trigger: most_success
+)");
+  EXPECT_NE(e.find("'trigger' must be all_success, all_done, one_success, one_failed or none_failed"),
+            std::string::npos) << e;
+  e = ErrorOf(R"(
+name: t
+tasks:
+  - id: a
+    run: [a]
+    trigger: all_done
+    when: always
+)");
+  EXPECT_NE(e.find("use either 'when' or 'trigger'"), std::string::npos) << e;
+}
+
 }  // namespace
 }  // namespace outpost

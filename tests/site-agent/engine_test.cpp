@@ -442,5 +442,63 @@ TEST(TemplateTest, OutputsParseAndRefuseGarbage) {
   EXPECT_FALSE(ParseOutputs(std::string(70 * 1024, 'a')).ok());
 }
 
+TEST_F(EngineTest, TriggerRulesDecideFromUpstreamStates) {
+  Start(R"(
+name: t
+tasks:
+  - id: a
+    run: [a]
+  - id: b
+    run: [b]
+  - id: any_ok
+    run: [x]
+    needs: [a, b]
+    trigger: one_success
+  - id: any_failed
+    run: [x]
+    needs: [a, b]
+    trigger: one_failed
+  - id: none_failed
+    run: [x]
+    needs: [a, b]
+    trigger: none_failed
+  - id: done
+    run: [x]
+    needs: [a, b]
+    trigger: all_done
+  - id: all_ok
+    run: [x]
+    needs: [a, b]
+    trigger: all_success
+)");
+  ASSERT_EQ(RunningTasks(), (std::vector<std::string>{"a", "b"}));
+  Exit("b", 0);
+  // one_success fires as soon as b succeeded, while a still runs.
+  EXPECT_EQ(RunningTasks(), (std::vector<std::string>{"a", "any_ok"}));
+  EXPECT_EQ(TaskState("none_failed"), "pending");
+  Exit("a", 2);
+  EXPECT_EQ(TaskState("none_failed"), "skipped");
+  EXPECT_EQ(TaskState("all_ok"), "skipped");
+  EXPECT_EQ(RunningTasks(), (std::vector<std::string>{"any_failed", "any_ok", "done"}));
+  for (const char* t : {"any_ok", "any_failed", "done"}) Exit(t, 0);
+  EXPECT_EQ(RunStateOf(), "failed");  // a failed
+}
+
+TEST_F(EngineTest, OneFailedIsSkippedWhenEverythingSucceeded) {
+  Start(R"(
+name: t
+tasks:
+  - id: a
+    run: [a]
+  - id: alert
+    run: [page]
+    needs: [a]
+    trigger: one_failed
+)");
+  Exit("a", 0);
+  EXPECT_EQ(TaskState("alert"), "skipped");
+  EXPECT_EQ(RunStateOf(), "succeeded");
+}
+
 }  // namespace
 }  // namespace outpost
