@@ -2,6 +2,7 @@
 
 #include <set>
 
+#include "common/expr.h"
 #include "common/template.h"
 
 #include <sodium.h>
@@ -220,7 +221,9 @@ void ParseTask(Problems* p, const YAML::Node& n, TaskDef* t) {
       if (w == "success") t->when = When::kSuccess;
       else if (w == "failure") t->when = When::kFailure;
       else if (w == "always") t->when = When::kAlways;
-      else p->Add(n["when"].Mark(), t->id, "'when' must be success, failure or always, got '" + w + "'");
+      else if (auto e = ParseExpr(w); e.ok()) t->when_expr = w;
+      else p->Add(n["when"].Mark(), t->id,
+                  "'when' must be success, failure, always or a condition; " + e.status().message());
     }
   }
   if (n["timeout"]) c.Duration(n["timeout"], "timeout", &t->timeout);
@@ -258,6 +261,23 @@ void CheckTemplates(const WorkflowDef& def, Problems* p) {
       todo.pop_back();
       if (!upstream.insert(id).second) continue;
       if (const TaskDef* d = def.FindTask(id)) todo.insert(todo.end(), d->needs.begin(), d->needs.end());
+    }
+    if (!t.when_expr.empty()) {
+      auto e = ParseExpr(t.when_expr);
+      std::vector<ExprValue> refs;
+      if (e.ok()) ExprRefs(*e, &refs);
+      for (const auto& v : refs) {
+        const TemplateRef& r = v.ref;
+        const std::string text = "'when' " + r.text;
+        if (r.kind == TemplateRef::Kind::kParam && !params.count(r.name)) {
+          p->Add(YAML::Mark::null_mark(), t.id, "line " + std::to_string(t.line) + ": " + text +
+                                                    ": no param '" + r.name + "' is declared");
+        } else if (r.kind == TemplateRef::Kind::kTaskOutput && !upstream.count(r.name)) {
+          p->Add(YAML::Mark::null_mark(), t.id,
+                 "line " + std::to_string(t.line) + ": " + text + ": task '" + r.name +
+                     "' is not upstream of '" + t.id + "' (add it to needs)");
+        }
+      }
     }
     std::vector<std::string> texts = t.run;
     texts.push_back(t.shell);

@@ -1,5 +1,6 @@
 #include "site-agent/engine.h"
 
+#include "common/expr.h"
 #include "common/template.h"
 
 #include <signal.h>
@@ -173,6 +174,19 @@ void Engine::Evaluate(Active& a, Effects* fx) {
             why = "skipped: upstream " + failed_dep + " failed";
             break;
         }
+      } else if (!td.when_expr.empty()) {
+        decided = all_final;
+        if (decided) {
+          auto verdict = EvalWhen(a, td);
+          if (!verdict.ok()) {
+            FinishTask(a, i, TaskState::kFailed, "cannot evaluate 'when': " + verdict.status().message(),
+                       fx);
+            changed = true;
+            continue;
+          }
+          run_it = *verdict;
+          why = "skipped: 'when' " + td.when_expr + " is false";
+        }
       } else {
         decided = all_final;
         switch (td.when) {
@@ -212,7 +226,7 @@ void Engine::Dispatch(Effects* fx) {
   }
 }
 
-bool Engine::Render(const Active& a, const TaskDef& td, StartProcess* sp, std::string* why) const {
+TemplateContext Engine::Values(const Active& a) const {
   TemplateContext ctx;
   ctx.params = &a.rec.params;
   ctx.site_name = options_.site_name;
@@ -221,6 +235,22 @@ bool Engine::Render(const Active& a, const TaskDef& td, StartProcess* sp, std::s
     auto it = a.index.find(task);
     return it == a.index.end() ? nullptr : &a.tasks[it->second].outputs;
   };
+  return ctx;
+}
+
+Result<bool> Engine::EvalWhen(const Active& a, const TaskDef& td) const {
+  OUTPOST_ASSIGN_OR_RETURN(auto e, ParseExpr(td.when_expr));
+  ExprContext ctx;
+  ctx.values = Values(a);
+  ctx.task_state = [&a](const std::string& task) -> std::string {
+    auto it = a.index.find(task);
+    return it == a.index.end() ? "" : TaskStateName(a.tasks[it->second].task_state());
+  };
+  return EvalExpr(e, ctx);
+}
+
+bool Engine::Render(const Active& a, const TaskDef& td, StartProcess* sp, std::string* why) const {
+  TemplateContext ctx = Values(a);
   auto render = [&](const std::string& in, std::string* out) {
     auto r = RenderTemplate(in, ctx);
     if (!r.ok()) {

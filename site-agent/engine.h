@@ -38,6 +38,7 @@
 #include "common/event.h"
 #include "common/random.h"
 #include "common/status.h"
+#include "common/template.h"
 #include "common/workflow.h"
 #include "site-agent/run_state.h"
 
@@ -148,6 +149,8 @@ class Engine {
   // Fills argv, env and workdir with templates rendered; false and *why when one of them
   // refers to something that does not exist.
   bool Render(const Active& a, const TaskDef& td, StartProcess* sp, std::string* why) const;
+  TemplateContext Values(const Active& a) const;
+  Result<bool> EvalWhen(const Active& a, const TaskDef& td) const;
   void AttemptFailed(Active& a, size_t i, const std::string& why, Effects* fx);
   void FinishTask(Active& a, size_t i, TaskState s, const std::string& why, Effects* fx);
   void MaybeFinishRun(Active& a, Effects* fx);

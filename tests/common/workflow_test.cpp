@@ -128,7 +128,10 @@ TEST(WorkflowTest, MissingPiecesAreNamed) {
 
 TEST(WorkflowTest, BadWhenAndNamesAreRejected) {
   std::string e = ErrorOf("name: w\ntasks:\n  - {id: a, run: [x], when: sometimes}\n");
-  EXPECT_NE(e.find("'when' must be success, failure or always, got 'sometimes'"), std::string::npos) << e;
+  EXPECT_NE(e.find("'when' must be success, failure, always or a condition; condition \"sometimes\": "
+                   "unknown value 'sometimes'"),
+            std::string::npos)
+      << e;
   e = ErrorOf("name: 'bad name'\ntasks:\n  - {id: 'a b', run: [x]}\n");
   EXPECT_NE(e.find("workflow name 'bad name' must be"), std::string::npos) << e;
   EXPECT_NE(e.find("task id 'a b' must be"), std::string::npos) << e;
@@ -232,6 +235,49 @@ tasks:
     when: always
 )");
   EXPECT_NE(e.find("use either 'when' or 'trigger'"), std::string::npos) << e;
+}
+
+TEST(WorkflowTest, WhenConditionsAreParsedAndChecked) {
+  auto ok = ParseWorkflow(R"(
+name: t
+params: {mode: full}
+tasks:
+  - id: check
+    run: [check]
+  - id: fix
+    run: [fix]
+    needs: [check]
+    when: tasks.check.outputs.healthy == 'no' && (params.mode != 'dry' || not site.name == "x")
+)", "wf.yaml");
+  EXPECT_TRUE(ok.ok()) << ok.status().ToString();
+  EXPECT_EQ(ok->tasks[1].when_expr,
+            "tasks.check.outputs.healthy == 'no' && (params.mode != 'dry' || not site.name == \"x\")");
+  std::string e = ErrorOf(R"(
+name: t
+tasks:
+  - id: a
+    run: [a]
+    when: tasks.a.outputs.x = 'y'
+)");
+  EXPECT_NE(e.find("'when' must be success, failure, always or a condition"), std::string::npos) << e;
+  e = ErrorOf(R"(
+name: t
+tasks:
+  - id: a
+    run: [a]
+  - id: b
+    run: [b]
+    when: tasks.a.state == 'failed'
+)");
+  EXPECT_NE(e.find("task 'a' is not upstream of 'b'"), std::string::npos) << e;
+  e = ErrorOf(R"(
+name: t
+tasks:
+  - id: a
+    run: [a]
+    when: params.nope == '1' or (site.name == 'x'
+)");
+  EXPECT_NE(e.find("missing ')'"), std::string::npos) << e;
 }
 
 }  // namespace

@@ -500,5 +500,45 @@ tasks:
   EXPECT_EQ(RunStateOf(), "succeeded");
 }
 
+TEST_F(EngineTest, WhenConditionsReadOutputsParamsAndStates) {
+  Start(R"(
+name: t
+params: {mode: full}
+tasks:
+  - id: check
+    run: [check]
+  - id: restart
+    run: [restart]
+    needs: [check]
+    when: tasks.check.outputs.healthy == 'no' && params.mode != "dry-run"
+  - id: report
+    run: [report]
+    needs: [check]
+    when: tasks.check.state == 'succeeded' and (tasks.check.outputs.healthy == 'yes' or site.labels.zone == 'b')
+  - id: never
+    run: [x]
+    needs: [check]
+    when: not (site.name == 'test-site')
+  - id: broken
+    run: [x]
+    needs: [check]
+    when: tasks.check.outputs.missing == 'x'
+)", "r1", {});
+  AttemptKey key = running_[0].key;
+  running_.clear();
+  fx_ = Effects();
+  ExitInfo ex;
+  ex.exit_code = 0;
+  ex.outputs = {{"healthy", "no"}};
+  engine_.OnExit(key, ex, &fx_);
+  Absorb();
+  EXPECT_EQ(RunningTasks(), (std::vector<std::string>{"report", "restart"}));
+  EXPECT_EQ(TaskState("never"), "skipped");
+  EXPECT_NE(engine_.FindTask("r1", "never")->message.find("is false"), std::string::npos);
+  EXPECT_EQ(TaskState("broken"), "failed");
+  EXPECT_NE(engine_.FindTask("r1", "broken")->message.find("did not publish output 'missing'"),
+            std::string::npos);
+}
+
 }  // namespace
 }  // namespace outpost
