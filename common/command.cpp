@@ -8,6 +8,7 @@ const char* CommandTypeName(uint8_t t) {
     case CommandType::kCancelRun: return "run.cancel";
     case CommandType::kPlaceWorkflow: return "workflow.place";
     case CommandType::kRemoveWorkflow: return "workflow.remove";
+    case CommandType::kApprove: return "run.approve";
   }
   return "unknown";
 }
@@ -21,7 +22,7 @@ Status DecodeCommand(std::string_view bytes, Command* out) {
   limits.max_map = 4096;
   limits.max_depth = 4;
   OUTPOST_RETURN_IF_ERROR(Decode(bytes, out, limits));
-  if (out->type < 1 || out->type > 4) {
+  if (out->type < 1 || out->type > 5) {
     return Status::Corruption("unknown command type " + std::to_string(out->type));
   }
   return Status::Ok();

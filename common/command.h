@@ -21,6 +21,7 @@ enum class CommandType : uint8_t {
   kCancelRun = 2,       // cancel run `run` (no-op if it already finished)
   kPlaceWorkflow = 3,   // keep definition `source` as workflow `workflow` on the site
   kRemoveWorkflow = 4,  // drop placed workflow `workflow` (runs in flight finish)
+  kApprove = 5,         // decide approval gate `task` of run `run`: `reason` approve|reject
 };
 
 const char* CommandTypeName(uint8_t t);
@@ -36,7 +37,8 @@ struct Command {
   std::map<std::string, std::string> params;
   std::string reason;  // cancel
   std::string author;  // operator identity that asked for it
-  MSGPACK_DEFINE_MAP(type, time, request, run, workflow, source, hash, params, reason, author);
+  std::string task;    // approve
+  MSGPACK_DEFINE_MAP(type, time, request, run, workflow, source, hash, params, reason, author, task);
 
   CommandType command_type() const { return static_cast<CommandType>(type); }
 };

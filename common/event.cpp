@@ -18,6 +18,8 @@ const char* EventTypeName(EventType t) {
     case EventType::kCommandRejected: return "command.rejected";
     case EventType::kWorkflowPlaced: return "workflow.placed";
     case EventType::kWorkflowRemoved: return "workflow.removed";
+    case EventType::kApprovalRequested: return "approval.requested";
+    case EventType::kApprovalDecided: return "approval.decided";
   }
   return "unknown";
 }

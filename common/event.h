@@ -31,6 +31,8 @@ enum class EventType : uint8_t {
   kCommandRejected = 12,  // a hub command could not be applied (message says why)
   kWorkflowPlaced = 13,   // the hub placed a workflow definition on this site
   kWorkflowRemoved = 14,  // the hub removed a placed workflow from this site
+  kApprovalRequested = 15,  // an approval gate is waiting (state awaiting_approval)
+  kApprovalDecided = 16,    // approved or rejected (message: decision and author) or timed out
 };
 
 const char* EventTypeName(EventType t);

@@ -176,10 +176,26 @@ void ParseTask(Problems* p, const YAML::Node& n, TaskDef* t) {
            "task id '" + t->id + "' must be 1-63 letters, digits, '-', '_' or '.'");
   }
   c.task = t->id;
-  c.KnownKeys(n, {"id", "run", "shell", "needs", "when", "trigger", "timeout", "retry", "env", "workdir"},
+  c.KnownKeys(n, {"id", "type", "run", "shell", "needs", "when", "trigger", "timeout", "retry", "env",
+                 "workdir"},
               "task");
   const bool has_run = static_cast<bool>(n["run"]), has_shell = static_cast<bool>(n["shell"]);
-  if (has_run == has_shell) {
+  if (n["type"]) {
+    std::string type;
+    if (c.Scalar(n["type"], "type", &type)) {
+      if (type == "approval") {
+        t->approval = true;
+      } else if (type != "command") {
+        p->Add(n["type"].Mark(), t->id, "'type' must be command or approval, got '" + type + "'");
+      }
+    }
+  }
+  if (t->approval) {
+    if (has_run || has_shell || n["retry"] || n["env"] || n["workdir"]) {
+      p->Add(n.Mark(), t->id,
+             "an approval task runs no process: no 'run', 'shell', 'retry', 'env' or 'workdir'");
+    }
+  } else if (has_run == has_shell) {
     p->Add(n.Mark(), t->id, "needs exactly one of 'run' (argv list) or 'shell' (command line)");
   }
   if (has_run) {

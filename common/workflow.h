@@ -45,6 +45,7 @@ struct TaskDef {
   std::vector<std::string> needs;
   When when = When::kSuccess;
   std::optional<Trigger> trigger;  // set: decides instead of `when`
+  bool approval = false;  // type: approval — waits for `run approve`, runs no process
   std::string when_expr;  // a condition (common/expr.h), checked once all upstream are final
   DurationMs timeout = 0;  // 0: none
   RetryPolicy retry;

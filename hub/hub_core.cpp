@@ -615,7 +615,9 @@ void HubCore::MaterializeEvent(const std::string& site, uint64_t seq, const Even
     }
     case EventType::kAttemptInterrupted:
     case EventType::kRetryScheduled:
-    case EventType::kTimeoutKill: {
+    case EventType::kTimeoutKill:
+    case EventType::kApprovalRequested:
+    case EventType::kApprovalDecided: {
       HubTask& t = task(e.task);
       t.state = e.state;
       t.message = e.message;
@@ -805,6 +807,8 @@ json HubCore::OnOperator(const std::string& who, const json& r, HubOutput* out) 
       reply = OpRunStart(who, r, out);
     } else if (op == "run.cancel") {
       reply = OpRunCancel(who, r, out);
+    } else if (op == "run.approve") {
+      reply = OpRunApprove(who, r, out);
     } else if (op == "run.list") {
       reply = OpRunList(r);
     } else if (op == "run.show") {
@@ -1201,6 +1205,43 @@ json HubCore::OpRunCancel(const std::string& who, const json& r, HubOutput* out)
   PokeSites({run.site}, out);
   return {{"ok", true}, {"run", RunJson(run)}, {"noop", false},
           {"message", online(run.site) ? "cancel sent" : "cancel queued until the site reconnects"}};
+}
+
+json HubCore::OpRunApprove(const std::string& who, const json& r, HubOutput* out) {
+  const std::string id = Str(r, "id"), task = Str(r, "task");
+  auto got = store_->GetRun(id);
+  if (!got.ok()) return Error(got.status());
+  if (!*got) return Error("no run with id '" + id + "'", "not_found");
+  HubRun run = std::move(**got);
+  bool known = false;
+  for (const auto& t : run.tasks) known = known || t.id == task;
+  if (!known) return Error("run " + id + " has no task '" + task + "'", "not_found");
+  if (FinalRunState(run.state)) {
+    return Error("run " + id + " already " + run.state + "; nothing to approve", "conflict");
+  }
+  SiteRecord* site = FindSite(run.site);
+  if (!site) return Error("run " + id + " belongs to unknown site " + run.site, "internal");
+  const bool reject = r.value("reject", false);
+  SiteRecord copy = *site;
+  Command c;
+  c.type = static_cast<uint8_t>(CommandType::kApprove);
+  c.time = clock_.Now();
+  c.run = id;
+  c.task = task;
+  c.reason = reject ? "reject" : "approve";
+  c.author = who;
+  HubStore::Txn txn;
+  Enqueue(copy, c, &txn);
+  Audit(&txn, {{"event", reject ? "run.rejected" : "run.approved"}, {"run", id}, {"task", task},
+               {"author", who}});
+  std::map<std::string, SiteRecord> changed{{run.site, copy}};
+  if (Status st = CommitSites(txn, changed); !st.ok()) return Error(st);
+  PokeSites({run.site}, out);
+  return {{"ok", true},
+          {"run", id},
+          {"task", task},
+          {"decision", reject ? "reject" : "approve"},
+          {"message", online(run.site) ? "decision sent" : "decision queued until the site reconnects"}};
 }
 
 json HubCore::OpRunList(const json& r) {

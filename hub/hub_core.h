@@ -130,6 +130,7 @@ class HubCore {
   nlohmann::json OpRunStart(const std::string& op, const nlohmann::json& r, HubOutput* out);
   nlohmann::json OpRunCancel(const std::string& op, const nlohmann::json& r, HubOutput* out);
   nlohmann::json OpRunList(const nlohmann::json& r);
+  nlohmann::json OpRunApprove(const std::string& op, const nlohmann::json& r, HubOutput* out);
 
   HubStore* store_;
   const Clock& clock_;

@@ -46,6 +46,7 @@ fleet commands (through the hub's operator endpoint):
   run start WORKFLOW [--site NAME | --target SELECTOR] [--param k=v]... [--request ID] [--wait]
   run list [--site S] [--workflow W] [--state X] [--limit N]
   run show ID | run logs ID TASK | run cancel ID
+  run approve ID TASK [--reject]              decide an approval gate (delivered when the site is reachable)
   status                                      fleet overview: online/offline, last seen, backlog
   events [--limit N]                          the hub's audit log (enrollments, online/offline...)
   key create FILE                             make an operator keypair FILE.key / FILE.pub
@@ -55,6 +56,7 @@ local commands (--local, the agent on this machine, no hub needed):
                                               hub placed here (by name); print its id
   workflow list                               workflows the hub placed on this site
   run list [--limit N] | run show ID | run logs ID TASK [--attempt N] | run cancel ID
+  run approve ID TASK [--reject]              decide an approval gate on this site
   status
   workflow validate FILE                      check a workflow file (no agent or hub needed)
 
@@ -75,7 +77,7 @@ exit codes: 0 ok; 1 the operation failed (or, with --wait, a run did not succeed
 )";
 
 struct Args {
-  bool local = false, as_json = false, wait = false;
+  bool local = false, as_json = false, wait = false, reject = false;
   std::string data_dir, socket;
   std::string hub_dir, hub, hub_key, key;
   std::string site, workflow, state, target, request, as, key_arg;
@@ -113,6 +115,7 @@ std::string ParseArgs(int argc, char** argv, Args* a) {
     if (w == "--local") a->local = true;
     else if (w == "--json") a->as_json = true;
     else if (w == "--wait") a->wait = true;
+    else if (w == "--reject") a->reject = true;
     else if (w == "--data-dir") { if (!next(&a->data_dir)) return "--data-dir needs a value"; }
     else if (w == "--socket") { if (!next(&a->socket)) return "--socket needs a value"; }
     else if (w == "--hub-dir") { if (!next(&a->hub_dir)) return "--hub-dir needs a value"; }
@@ -649,6 +652,12 @@ int HubDispatch(const Args& a) {
       else std::cout << resp["output"].get<std::string>();
       return 0;
     }
+    if (w[1] == "approve" && w.size() == 4) {
+      if (!call({{"op", "run.approve"}, {"id", w[2]}, {"task", w[3]}, {"reject", a.reject}})) return code;
+      if (a.as_json) Print(resp);
+      else std::cout << w[2] << " " << w[3] << ": " << Cell(resp["message"]) << "\n";
+      return 0;
+    }
     if (w[1] == "cancel" && w.size() == 3) {
       if (!call({{"op", "run.cancel"}, {"id", w[2]}})) return code;
       if (a.as_json) Print(resp);
@@ -728,6 +737,15 @@ int Dispatch(const Args& a) {
     if (!Call(a, req, &resp, &code, a.timeout_ms)) return code;
     if (a.as_json) Print({{"run", w[2]}, {"task", w[3]}, {"output", resp["output"]}});
     else std::cout << resp["output"].get<std::string>();
+    return 0;
+  }
+  if (w[1] == "approve" && w.size() == 4) {
+    const char* user = getenv("USER");
+    json req = {{"op", "run.approve"}, {"id", w[2]}, {"task", w[3]}, {"reject", a.reject},
+                {"by", std::string(user ? user : "local operator") + " (local)"}};
+    if (!Call(a, req, &resp, &code, a.timeout_ms)) return code;
+    if (a.as_json) Print(resp);
+    else std::cout << w[2] << " " << w[3] << ": " << (a.reject ? "rejected" : "approved") << "\n";
     return 0;
   }
   if (w[1] == "cancel" && w.size() == 3) {

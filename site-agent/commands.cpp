@@ -53,6 +53,12 @@ CommandOutcome ApplyHubCommand(const Command& c, Engine& engine, const AgentStor
       }
       // Finished while the cancel was on its way (or never known): a no-op by rule.
       return {CommandOutcome::kNoop, "run " + c.run + " is not active"};
+    case CommandType::kApprove: {
+      Status s = engine.Approve(c.run, c.task, c.reason != "reject", c.author, fx);
+      // A gate no longer waiting (decided locally, timed out, run finished): a no-op.
+      if (!s.ok()) return {CommandOutcome::kNoop, s.message()};
+      return {};
+    }
     case CommandType::kPlaceWorkflow: {
       auto def = ParseWorkflow(c.source, "hub:" + c.workflow);
       if (!def.ok()) return reject(def.status().message());

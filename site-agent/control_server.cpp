@@ -136,6 +136,17 @@ void Agent::HandleRequest(uint64_t client, const std::string& line) {
         after_commit_.emplace_back(client, json{{"ok", true}, {"state", "cancelling"}});
       }
     }
+  } else if (op == "run.approve") {
+    const bool reject = req.value("reject", false);
+    const std::string by = Str(req, "by").empty() ? "local operator" : Str(req, "by");
+    Status s = engine_->Approve(id, Str(req, "task"), !reject, by, &pending_);
+    if (!s.ok()) {
+      Reply(client, Error(s.message()));
+    } else {
+      spdlog::info("run.approval run={} task={} decision={} by={}", id, Str(req, "task"),
+                   reject ? "reject" : "approve", by);
+      after_commit_.emplace_back(client, json{{"ok", true}, {"decision", reject ? "reject" : "approve"}});
+    }
   } else if (op == "run.show" || op == "run.wait") {
     auto view = store_->GetRun(id);
     if (!view.ok()) {

@@ -204,7 +204,17 @@ void Engine::Evaluate(Active& a, Effects* fx) {
         }
       }
       if (!decided) continue;
-      if (run_it) {
+      if (run_it && td.approval) {
+        // A gate takes no slot: it waits for a decision (or its timeout).
+        t.state = static_cast<uint8_t>(TaskState::kAwaitingApproval);
+        t.started = clock_.Now();
+        t.deadline = td.timeout > 0 ? t.started + td.timeout : 0;
+        t.message = "waiting for outpostctl run approve " + a.rec.id + " " + t.id;
+        Touch(a, i, fx);
+        Event e = MakeEvent(EventType::kApprovalRequested, a, &t);
+        e.message = t.message;
+        fx->events.push_back(std::move(e));
+      } else if (run_it) {
         a.queued[i] = true;
         ready_.emplace_back(a.rec.id, i);
       } else {
@@ -454,6 +464,34 @@ Status Engine::Cancel(const std::string& run_id, const std::string& reason, Effe
   return Status::Ok();
 }
 
+Status Engine::Approve(const std::string& run_id, const std::string& task, bool approved,
+                       const std::string& author, Effects* fx) {
+  auto it = runs_.find(run_id);
+  if (it == runs_.end()) {
+    return Status::NotFound("run '" + run_id + "' is not active (unknown or already finished)");
+  }
+  Active& a = it->second;
+  auto idx = a.index.find(task);
+  if (idx == a.index.end()) return Status::NotFound("run " + run_id + " has no task '" + task + "'");
+  auto& t = a.tasks[idx->second];
+  if (t.task_state() != TaskState::kAwaitingApproval) {
+    return Status::FailedPrecondition("task '" + task + "' is " + TaskStateName(t.task_state()) +
+                                      ", not awaiting approval");
+  }
+  const std::string who = author.empty() ? "unknown" : author;
+  Event e = MakeEvent(EventType::kApprovalDecided, a, &t);
+  e.message = std::string(approved ? "approved" : "rejected") + " by " + who;
+  fx->events.push_back(std::move(e));
+  t.finished = clock_.Now();
+  t.deadline = 0;
+  FinishTask(a, idx->second, approved ? TaskState::kSucceeded : TaskState::kFailed,
+             std::string(approved ? "approved" : "rejected") + " by " + who, fx);
+  Evaluate(a, fx);
+  MaybeFinishRun(a, fx);
+  Dispatch(fx);
+  return Status::Ok();
+}
+
 void Engine::CancelInternal(Active& a, const std::string& reason, Effects* fx) {
   if (a.rec.cancel_requested || IsFinal(a.rec.run_state())) return;  // idempotent
   a.rec.cancel_requested = true;
@@ -468,6 +506,7 @@ void Engine::CancelInternal(Active& a, const std::string& reason, Effects* fx) {
     switch (t.task_state()) {
       case TaskState::kPending:
       case TaskState::kWaiting:
+      case TaskState::kAwaitingApproval:
         FinishTask(a, i, TaskState::kCancelled, "cancelled: " + reason, fx);
         break;
       case TaskState::kRunning:
@@ -497,6 +536,14 @@ void Engine::Tick(Effects* fx) {
         t.retry_at = 0;
         Touch(a, i, fx);
         requeued = true;
+      } else if (t.task_state() == TaskState::kAwaitingApproval && t.deadline > 0 &&
+                 now >= t.deadline) {
+        Event e = MakeEvent(EventType::kApprovalDecided, a, &t);
+        e.message = "no decision before the timeout";
+        fx->events.push_back(std::move(e));
+        FinishTask(a, i, TaskState::kFailed, "approval timed out", fx);
+        Evaluate(a, fx);
+        MaybeFinishRun(a, fx);
       } else if (t.task_state() == TaskState::kRunning) {
         if (t.deadline > 0 && now >= t.deadline && !t.timed_out) {
           t.timed_out = true;
@@ -528,6 +575,7 @@ TimeMs Engine::NextDeadline() const {
     if (!a.rec.cancel_requested) consider(a.rec.deadline);
     for (const auto& t : a.tasks) {
       if (t.task_state() == TaskState::kWaiting) consider(t.retry_at);
+      if (t.task_state() == TaskState::kAwaitingApproval) consider(t.deadline);
       if (t.task_state() == TaskState::kRunning) {
         if (!t.timed_out) consider(t.deadline);
         consider(t.kill_at);

@@ -118,6 +118,10 @@ class Engine {
   void OnSpawned(const AttemptKey& key, int pid, Effects* fx);
   void OnExit(const AttemptKey& key, const ExitInfo& exit, Effects* fx);
   Status Cancel(const std::string& run_id, const std::string& reason, Effects* fx);
+  // Decides an approval gate that is awaiting_approval: it succeeds (approved) or fails
+  // (rejected), recorded with its author. NotFound / FailedPrecondition otherwise.
+  Status Approve(const std::string& run_id, const std::string& task, bool approved,
+                 const std::string& author, Effects* fx);
   void Tick(Effects* fx);
 
   // The earliest time Tick() has work to do, or 0 if none.

@@ -13,6 +13,7 @@ const char* TaskStateName(TaskState s) {
     case TaskState::kFailed: return "failed";
     case TaskState::kSkipped: return "skipped";
     case TaskState::kCancelled: return "cancelled";
+    case TaskState::kAwaitingApproval: return "awaiting_approval";
   }
   return "unknown";
 }

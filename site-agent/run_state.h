@@ -22,6 +22,7 @@ enum class TaskState : uint8_t {
   kFailed,
   kSkipped,
   kCancelled,
+  kAwaitingApproval,  // an approval gate waiting for `run approve`
 };
 
 enum class RunState : uint8_t { kPending = 0, kRunning, kSucceeded, kFailed, kCancelled };

@@ -280,5 +280,15 @@ tasks:
   EXPECT_NE(e.find("missing ')'"), std::string::npos) << e;
 }
 
+TEST(WorkflowTest, ApprovalTasksRunNoProcess) {
+  std::string e = ErrorOf("name: w\ntasks:\n  - {id: gate, type: approval, run: [x]}\n");
+  EXPECT_NE(e.find("an approval task runs no process"), std::string::npos) << e;
+  e = ErrorOf("name: w\ntasks:\n  - {id: gate, type: manual}\n");
+  EXPECT_NE(e.find("'type' must be command or approval"), std::string::npos) << e;
+  auto ok = ParseWorkflow("name: w\ntasks:\n  - {id: gate, type: approval, timeout: 1h}\n", "w.yaml");
+  ASSERT_TRUE(ok.ok()) << ok.status().ToString();
+  EXPECT_TRUE(ok->tasks[0].approval);
+}
+
 }  // namespace
 }  // namespace outpost

@@ -270,6 +270,52 @@ TEST_F(FleetTest, WorkflowAppliedByLabelRunsOnlyOnMatchingSitesAndFollowsLabelCh
   ExpectConverged();
 }
 
+TEST_F(FleetTest, ApprovalGatesAreDecidedFromTheHubOrOnTheSite) {
+  StartFleet();
+  const char* canary = R"(
+name: canary
+tasks:
+  - id: deploy
+    run: [true]
+  - id: gate
+    type: approval
+    needs: [deploy]
+  - id: rollout
+    run: [true]
+    needs: [gate]
+)";
+  ASSERT_EQ(Ctl("workflow apply " + WriteWorkflow("canary", canary) + " --target role=web"), 0);
+  json r;
+  ASSERT_EQ(Ctl("run start canary", &r), 0) << last_err_;
+  ASSERT_EQ(r["runs"].size(), 2u);
+  const std::string by_hub = r["runs"][0], on_site = r["runs"][1];
+  for (const auto& id : {by_hub, on_site}) {
+    ASSERT_TRUE(Eventually([&] {
+      json show;
+      return Ctl("run show " + id, &show) == 0 && show["tasks"][1]["state"] == "awaiting_approval";
+    })) << id;
+  }
+  // From the hub: delivered to the site as a command, author recorded.
+  ASSERT_EQ(Ctl("run approve " + by_hub + " gate"), 0) << last_err_;
+  // On the site itself, with no hub involved: rejected.
+  const std::string site = on_site.substr(0, on_site.find('-'));
+  std::string out;
+  ASSERT_EQ(Run(std::string(OUTPOSTCTL_BIN) + " --local --data-dir " + SiteDir(site) + " run approve " +
+                    on_site + " gate --reject", &out), 0) << last_err_;
+  ASSERT_TRUE(Eventually([&] {
+    json a, b;
+    return Ctl("run show " + by_hub, &a) == 0 && a["state"] == "succeeded" &&
+           Ctl("run show " + on_site, &b) == 0 && b["state"] == "failed";
+  })) << last_err_;
+  json a;
+  Ctl("run show " + by_hub, &a);
+  EXPECT_EQ(a["tasks"][1]["message"], "approved by admin");
+  // Deciding a gate that is no longer waiting is refused at the site, not run twice.
+  json again = Agent(site, {{"op", "run.approve"}, {"id", on_site}, {"task", "gate"}});
+  EXPECT_FALSE(again.value("ok", true));
+  ExpectConverged();
+}
+
 TEST_F(FleetTest, AgentsKeepWorkingWithTheHubDownAndEveryEventArrivesOnceAfterItReturns) {
   StartFleet();
   const std::string gate = (dir_ / "gate").string();

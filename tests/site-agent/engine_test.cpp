@@ -540,5 +540,59 @@ tasks:
             std::string::npos);
 }
 
+const char* kGate = R"(
+name: canary
+tasks:
+  - id: deploy
+    run: [deploy]
+  - id: gate
+    type: approval
+    needs: [deploy]
+    timeout: 10m
+  - id: rollout
+    run: [rollout]
+    needs: [gate]
+)";
+
+TEST_F(EngineTest, ApprovalGateWaitsForADecisionAndRecordsItsAuthor) {
+  Start(kGate);
+  Exit("deploy", 0);
+  EXPECT_EQ(TaskState("gate"), "awaiting_approval");
+  EXPECT_TRUE(HasEvent(EventType::kApprovalRequested, "gate"));
+  EXPECT_TRUE(RunningTasks().empty());  // a gate runs no process and takes no slot
+  fx_ = Effects();
+  EXPECT_FALSE(engine_.Approve("r1", "deploy", true, "ana", &fx_).ok());  // not a waiting gate
+  ASSERT_TRUE(engine_.Approve("r1", "gate", true, "ana", &fx_).ok());
+  Absorb();
+  EXPECT_EQ(TaskState("gate"), "succeeded");
+  EXPECT_EQ(engine_.FindTask("r1", "gate")->message, "approved by ana");
+  EXPECT_TRUE(HasEvent(EventType::kApprovalDecided, "gate"));
+  EXPECT_EQ(RunningTasks(), std::vector<std::string>{"rollout"});
+}
+
+TEST_F(EngineTest, RejectedOrTimedOutGatesFailAndCancelEndsAWaitingGate) {
+  Start(kGate, "r1");
+  Exit("deploy", 0);
+  fx_ = Effects();
+  ASSERT_TRUE(engine_.Approve("r1", "gate", false, "ben", &fx_).ok());
+  EXPECT_EQ(TaskState("gate", "r1"), "failed");
+  EXPECT_EQ(engine_.FindTask("r1", "gate")->message, "rejected by ben");
+  EXPECT_EQ(TaskState("rollout", "r1"), "skipped");
+
+  Start(kGate, "r2");
+  Exit("deploy", 0);
+  EXPECT_EQ(engine_.NextDeadline(), clock_.Now() + 10 * 60 * 1000);
+  AdvanceTo(clock_.Now() + 10 * 60 * 1000);
+  EXPECT_EQ(TaskState("gate", "r2"), "failed");
+  EXPECT_EQ(engine_.FindTask("r2", "gate")->message, "approval timed out");
+
+  Start(kGate, "r3");
+  Exit("deploy", 0);
+  fx_ = Effects();
+  ASSERT_TRUE(engine_.Cancel("r3", "operator", &fx_).ok());
+  EXPECT_EQ(TaskState("gate", "r3"), "cancelled");
+  EXPECT_EQ(RunStateOf("r3"), "cancelled");
+}
+
 }  // namespace
 }  // namespace outpost
