@@ -115,6 +115,12 @@ Result<std::unique_ptr<Agent>> Agent::Open(const AgentConfig& config, const Cloc
       spdlog::info("agent.run_restored run={}", id);
     }
   }
+  // Output files left by attempts that were running when the agent died belong to no
+  // attempt that can still finish (resumed attempts get new numbers; the orphans that
+  // could write them were killed above): sweep them.
+  for (const auto& entry : std::filesystem::directory_iterator(config.data_dir + "/outputs", ec)) {
+    std::filesystem::remove(entry.path(), ec);
+  }
   OUTPOST_ASSIGN_OR_RETURN(a->listen_fd_, ListenUnix(a->socket_path()));
   OUTPOST_RETURN_IF_ERROR(a->OpenSync());
   spdlog::info("agent.started site={} data_dir={} incarnation={:016x} log_head={} restored={}",
