@@ -20,6 +20,11 @@ const char* EventTypeName(EventType t) {
     case EventType::kWorkflowRemoved: return "workflow.removed";
     case EventType::kApprovalRequested: return "approval.requested";
     case EventType::kApprovalDecided: return "approval.decided";
+    case EventType::kTaskExpanded: return "task.expanded";
+    case EventType::kCompensationStarted: return "run.compensation_started";
+    case EventType::kScheduleFired: return "schedule.fired";
+    case EventType::kScheduleSkipped: return "schedule.skipped";
+    case EventType::kOutputTrimmed: return "output.trimmed";
   }
   return "unknown";
 }

@@ -33,6 +33,11 @@ enum class EventType : uint8_t {
   kWorkflowRemoved = 14,  // the hub removed a placed workflow from this site
   kApprovalRequested = 15,  // an approval gate is waiting (state awaiting_approval)
   kApprovalDecided = 16,    // approved or rejected (message: decision and author) or timed out
+  kTaskExpanded = 17,       // a for_each task created its instances (message: how many)
+  kCompensationStarted = 18,  // the run failed; its compensations start (message: which)
+  kScheduleFired = 19,      // a schedule tick started a run (message: tick time, catch-up)
+  kScheduleSkipped = 20,    // a schedule tick started no run (message: why)
+  kOutputTrimmed = 21,      // retention removed finished runs' output (message: how much)
 };
 
 const char* EventTypeName(EventType t);

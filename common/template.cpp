@@ -42,6 +42,10 @@ Result<TemplateRef> ParseRef(const std::string& expr) {
     r.name = parts[1];
     return r;
   }
+  if (parts.size() == 1 && parts[0] == "item") {
+    r.kind = TemplateRef::Kind::kItem;
+    return r;
+  }
   if (parts.size() == 2 && parts[0] == "site" && parts[1] == "name") {
     r.kind = TemplateRef::Kind::kSiteName;
     return r;
@@ -60,7 +64,7 @@ Result<TemplateRef> ParseRef(const std::string& expr) {
   }
   return Status::InvalidArgument(
       "unknown reference " + r.text +
-      " (use params.NAME, site.name, site.labels.KEY or tasks.ID.outputs.KEY)");
+      " (use params.NAME, site.name, site.labels.KEY, tasks.ID.outputs.KEY or item)");
 }
 
 }  // namespace
@@ -112,6 +116,12 @@ Result<std::string> RenderTemplate(std::string_view text, const TemplateContext&
       }
       case TemplateRef::Kind::kSiteName:
         out += ctx.site_name;
+        break;
+      case TemplateRef::Kind::kItem:
+        if (ctx.item == nullptr) {
+          return Status::NotFound(r.text + " is only defined in an instance of a for_each task");
+        }
+        out += *ctx.item;
         break;
       case TemplateRef::Kind::kSiteLabel: {
         auto it = ctx.site_labels ? ctx.site_labels->find(r.name) : decltype(ctx.site_labels->end()){};

@@ -4,6 +4,7 @@
 //   {{ site.labels.KEY }}        one of this site's labels
 //   {{ tasks.ID.outputs.KEY }}   an output an upstream task published (key=value lines
 //                                written to the file named by $OUTPOST_OUTPUT)
+//   {{ item }}                   the item of this instance of a for_each task
 // Parsed and checked when a workflow is validated (an unknown param or a task that is not
 // upstream is an error, not an empty string); rendered when an attempt starts. A value
 // that does not exist at that point (a label the site lacks, an output the task did not
@@ -21,7 +22,7 @@
 namespace outpost {
 
 struct TemplateRef {
-  enum class Kind { kParam, kSiteName, kSiteLabel, kTaskOutput } kind = Kind::kParam;
+  enum class Kind { kParam, kSiteName, kSiteLabel, kTaskOutput, kItem } kind = Kind::kParam;
   std::string name;  // param, label key, or task id
   std::string key;   // output key (kTaskOutput)
   std::string text;  // the reference as written, for messages
@@ -43,6 +44,7 @@ struct TemplateContext {
   const std::map<std::string, std::string>* site_labels = nullptr;
   // Outputs of a task in this run, or nullptr if it published none (or is unknown).
   std::function<const std::map<std::string, std::string>*(const std::string& task)> outputs;
+  const std::string* item = nullptr;  // set for an instance of a for_each task
 };
 
 Result<std::string> RenderTemplate(std::string_view text, const TemplateContext& ctx);

@@ -2,6 +2,7 @@
 
 #include <set>
 
+#include "common/cron.h"
 #include "common/expr.h"
 #include "common/template.h"
 
@@ -177,7 +178,7 @@ void ParseTask(Problems* p, const YAML::Node& n, TaskDef* t) {
   }
   c.task = t->id;
   c.KnownKeys(n, {"id", "type", "run", "shell", "needs", "when", "trigger", "timeout", "retry", "env",
-                 "workdir"},
+                 "workdir", "for_each", "parallelism", "compensate", "queue"},
               "task");
   const bool has_run = static_cast<bool>(n["run"]), has_shell = static_cast<bool>(n["shell"]);
   if (n["type"]) {
@@ -261,6 +262,92 @@ void ParseTask(Problems* p, const YAML::Node& n, TaskDef* t) {
     }
   }
   if (n["workdir"]) c.Scalar(n["workdir"], "workdir", &t->workdir);
+  if (const auto fe = n["for_each"]) {
+    t->for_each.present = true;
+    if (fe.IsSequence()) {
+      c.StringList(fe, "for_each", &t->for_each.items);
+    } else if (fe.IsScalar()) {
+      t->for_each.expr = fe.Scalar();
+      if (!HasTemplate(t->for_each.expr)) {
+        p->Add(fe.Mark(), t->id, "'for_each' must be a list, a template such as "
+                                 "\"{{ tasks.ID.outputs.KEY }}\", or {lines_of: TASK}");
+      }
+    } else if (fe.IsMap()) {
+      c.KnownKeys(fe, {"lines_of"}, "for_each");
+      if (!fe["lines_of"]) {
+        p->Add(fe.Mark(), t->id, "'for_each' map needs 'lines_of: TASK'");
+      } else {
+        c.Scalar(fe["lines_of"], "for_each.lines_of", &t->for_each.lines_of);
+      }
+    } else {
+      p->Add(fe.Mark(), t->id, std::string("'for_each' must be a list, a template or a map, got ") +
+                                   KindName(fe));
+    }
+    if (t->approval) p->Add(fe.Mark(), t->id, "an approval task cannot fan out");
+  }
+  if (n["parallelism"]) {
+    c.Int(n["parallelism"], "parallelism", 1, 10000, &t->for_each.parallelism);
+    if (!n["for_each"]) p->Add(n["parallelism"].Mark(), t->id, "'parallelism' needs 'for_each'");
+  }
+  if (const auto comp = n["compensate"]) {
+    if (comp.IsScalar()) {
+      t->compensate_shell = comp.Scalar();
+      if (t->compensate_shell.empty()) p->Add(comp.Mark(), t->id, "'compensate' must not be empty");
+    } else if (comp.IsSequence()) {
+      if (c.StringList(comp, "compensate", &t->compensate_run) && t->compensate_run.empty()) {
+        p->Add(comp.Mark(), t->id, "'compensate' must not be empty");
+      }
+    } else {
+      p->Add(comp.Mark(), t->id,
+             std::string("'compensate' must be a command line or an argv list, got ") + KindName(comp));
+    }
+    if (t->approval) p->Add(comp.Mark(), t->id, "an approval task has nothing to compensate");
+  }
+  if (n["queue"] && c.Scalar(n["queue"], "queue", &t->queue) && !IsName(t->queue, 63)) {
+    p->Add(n["queue"].Mark(), t->id, "queue name '" + t->queue + "' is not valid");
+  }
+}
+
+void ParseSchedule(Ctx& c, const YAML::Node& n, ScheduleDef* s) {
+  if (n.IsScalar()) {
+    s->cron = n.Scalar();
+  } else if (!n.IsMap()) {
+    c.p->Add(n.Mark(), "", std::string("'schedule' must be a cron line or a map, got ") + KindName(n));
+    return;
+  } else {
+    c.KnownKeys(n, {"cron", "timezone", "catch_up", "catch_up_max", "overlap", "grace"}, "schedule");
+    if (!n["cron"]) c.p->Add(n.Mark(), "", "'schedule' needs 'cron'");
+    else c.Scalar(n["cron"], "schedule.cron", &s->cron);
+    if (n["timezone"] && c.Scalar(n["timezone"], "schedule.timezone", &s->timezone)) {
+      const std::string& tz = s->timezone;
+      bool ok = !tz.empty() && tz.size() < 64 && tz.find("..") == std::string::npos && tz[0] != '/';
+      for (char ch : tz) {
+        ok = ok && (std::isalnum(static_cast<unsigned char>(ch)) || ch == '/' || ch == '_' ||
+                    ch == '-' || ch == '+');
+      }
+      if (!ok) c.p->Add(n["timezone"].Mark(), "", "'schedule.timezone' '" + tz + "' is not a zone name");
+    }
+    std::string v;
+    if (n["catch_up"] && c.Scalar(n["catch_up"], "schedule.catch_up", &v)) {
+      if (v == "skip") s->catch_up = ScheduleDef::CatchUp::kSkip;
+      else if (v == "latest") s->catch_up = ScheduleDef::CatchUp::kLatest;
+      else if (v == "all") s->catch_up = ScheduleDef::CatchUp::kAll;
+      else c.p->Add(n["catch_up"].Mark(), "", "'schedule.catch_up' must be skip, latest or all, got '" + v + "'");
+    }
+    if (n["catch_up_max"]) c.Int(n["catch_up_max"], "schedule.catch_up_max", 1, 1000, &s->catch_up_max);
+    if (n["overlap"] && c.Scalar(n["overlap"], "schedule.overlap", &v)) {
+      if (v == "skip") s->overlap = ScheduleDef::Overlap::kSkip;
+      else if (v == "queue") s->overlap = ScheduleDef::Overlap::kQueue;
+      else if (v == "allow") s->overlap = ScheduleDef::Overlap::kAllow;
+      else c.p->Add(n["overlap"].Mark(), "", "'schedule.overlap' must be skip, queue or allow, got '" + v + "'");
+    }
+    if (n["grace"]) c.Duration(n["grace"], "schedule.grace", &s->grace);
+  }
+  if (!s->cron.empty()) {
+    if (auto spec = ParseCron(s->cron); !spec.ok()) {
+      c.p->Add((n.IsMap() ? n["cron"] : n).Mark(), "", "'schedule.cron': " + spec.status().message());
+    }
+  }
 }
 
 // Every {{ ... }} in run, shell, env values and workdir must parse; params must be
@@ -295,12 +382,24 @@ void CheckTemplates(const WorkflowDef& def, Problems* p) {
         }
       }
     }
-    std::vector<std::string> texts = t.run;
-    texts.push_back(t.shell);
-    texts.push_back(t.workdir);
-    for (const auto& [k, v] : t.env) texts.push_back(v);
     const std::string where = "line " + std::to_string(t.line) + ": ";
-    for (const auto& text : texts) {
+    if (!t.for_each.lines_of.empty() && !upstream.count(t.for_each.lines_of)) {
+      p->Add(YAML::Mark::null_mark(), t.id,
+             where + "for_each.lines_of: task '" + t.for_each.lines_of + "' is not upstream of '" +
+                 t.id + "' (add it to needs)");
+    }
+    // The compensation may also read what the task itself published.
+    std::set<std::string> comp_upstream = upstream;
+    comp_upstream.insert(t.id);
+    std::vector<std::pair<std::string, bool>> texts;  // (text, is compensation)
+    for (const auto& r : t.run) texts.emplace_back(r, false);
+    texts.emplace_back(t.shell, false);
+    texts.emplace_back(t.workdir, false);
+    for (const auto& [k, v] : t.env) texts.emplace_back(v, false);
+    for (const auto& r : t.compensate_run) texts.emplace_back(r, true);
+    texts.emplace_back(t.compensate_shell, true);
+    texts.emplace_back(t.for_each.expr, false);
+    for (const auto& [text, is_comp] : texts) {
       if (!HasTemplate(text)) continue;
       auto pieces = ParseTemplate(text);
       if (!pieces.ok()) {
@@ -310,11 +409,16 @@ void CheckTemplates(const WorkflowDef& def, Problems* p) {
       for (const auto& piece : *pieces) {
         if (!piece.is_ref) continue;
         const TemplateRef& r = piece.ref;
+        const bool item_ok = t.for_each.present && &text != &texts.back().first;
         if (r.kind == TemplateRef::Kind::kParam && !params.count(r.name)) {
           p->Add(YAML::Mark::null_mark(), t.id, where + r.text + ": no param '" + r.name + "' is declared");
+        } else if (r.kind == TemplateRef::Kind::kItem && !item_ok) {
+          p->Add(YAML::Mark::null_mark(), t.id,
+                 where + r.text + " is only defined in the commands of a for_each task");
         } else if (r.kind == TemplateRef::Kind::kTaskOutput && !def.FindTask(r.name)) {
           p->Add(YAML::Mark::null_mark(), t.id, where + r.text + ": no task '" + r.name + "'");
-        } else if (r.kind == TemplateRef::Kind::kTaskOutput && !upstream.count(r.name)) {
+        } else if (r.kind == TemplateRef::Kind::kTaskOutput &&
+                   !(is_comp ? comp_upstream : upstream).count(r.name)) {
           p->Add(YAML::Mark::null_mark(), t.id,
                  where + r.text + ": task '" + r.name + "' is not upstream of '" + t.id +
                      "' (add it to needs)");
@@ -363,6 +467,24 @@ const char* TriggerName(Trigger t) {
     case Trigger::kOneSuccess: return "one_success";
     case Trigger::kOneFailed: return "one_failed";
     case Trigger::kNoneFailed: return "none_failed";
+  }
+  return "?";
+}
+
+const char* CatchUpName(ScheduleDef::CatchUp c) {
+  switch (c) {
+    case ScheduleDef::CatchUp::kSkip: return "skip";
+    case ScheduleDef::CatchUp::kLatest: return "latest";
+    case ScheduleDef::CatchUp::kAll: return "all";
+  }
+  return "?";
+}
+
+const char* OverlapName(ScheduleDef::Overlap o) {
+  switch (o) {
+    case ScheduleDef::Overlap::kSkip: return "skip";
+    case ScheduleDef::Overlap::kQueue: return "queue";
+    case ScheduleDef::Overlap::kAllow: return "allow";
   }
   return "?";
 }
@@ -468,7 +590,15 @@ Result<WorkflowDef> ParseWorkflow(std::string_view yaml, std::string_view filena
   }
   try {
     Ctx c{&p, ""};
-    c.KnownKeys(root, {"name", "description", "timeout", "params", "tasks"}, "workflow");
+    c.KnownKeys(root, {"name", "description", "timeout", "params", "tasks", "schedule", "concurrency",
+                       "priority"},
+                "workflow");
+    if (root["schedule"]) {
+      def.schedule.emplace();
+      ParseSchedule(c, root["schedule"], &*def.schedule);
+    }
+    if (root["concurrency"]) c.Int(root["concurrency"], "concurrency", 1, 10000, &def.concurrency);
+    if (root["priority"]) c.Int(root["priority"], "priority", -1000, 1000, &def.priority);
     if (!root["name"]) {
       p.Add(root.Mark(), "", "workflow has no 'name'");
     } else if (c.Scalar(root["name"], "name", &def.name) && !IsName(def.name, 63)) {

@@ -38,6 +38,18 @@ struct RetryPolicy {
   BackoffPolicy backoff;
 };
 
+// Fan-out: one instance of the task per item, each with its own state, retries and logs,
+// and `{{ item }}` in its templates. Items come from a static list, from a template that
+// renders to a list (split on whitespace and commas, e.g. an upstream output), or from
+// the lines an upstream task printed.
+struct ForEach {
+  std::vector<std::string> items;  // static list
+  std::string expr;                // template rendered when the task is decided
+  std::string lines_of;            // task id whose stdout lines are the items
+  int parallelism = 0;             // instances running at once; 0: no cap
+  bool present = false;
+};
+
 struct TaskDef {
   std::string id;
   std::vector<std::string> run;  // argv, or empty when `shell` is used
@@ -51,8 +63,30 @@ struct TaskDef {
   RetryPolicy retry;
   std::vector<std::pair<std::string, std::string>> env;
   std::string workdir;
-  int line = 0;  // 1-based line of the task in its file
+  ForEach for_each;
+  // Saga compensation: run (argv) or shell, started when the run fails after this task
+  // succeeded; compensations run one at a time, latest-finished task first.
+  std::vector<std::string> compensate_run;
+  std::string compensate_shell;
+  std::string queue;  // named queue from the agent config; empty: the default queue
+  int line = 0;       // 1-based line of the task in its file
+
+  bool has_compensate() const { return !compensate_run.empty() || !compensate_shell.empty(); }
 };
+
+// A schedule fired from the site's own clock (common/cron.h).
+struct ScheduleDef {
+  enum class CatchUp { kSkip, kLatest, kAll };
+  enum class Overlap { kSkip, kQueue, kAllow };
+  std::string cron;
+  std::string timezone = "UTC";
+  CatchUp catch_up = CatchUp::kSkip;
+  int catch_up_max = 10;     // kAll: at most this many missed ticks are run
+  Overlap overlap = Overlap::kSkip;
+  DurationMs grace = 60'000;  // a tick later than this counts as missed
+};
+const char* CatchUpName(ScheduleDef::CatchUp c);
+const char* OverlapName(ScheduleDef::Overlap o);
 
 struct ParamDef {
   std::string name;
@@ -62,6 +96,9 @@ struct ParamDef {
 struct WorkflowDef {
   std::string name;
   DurationMs timeout = 0;  // whole run; 0: none
+  std::optional<ScheduleDef> schedule;
+  int concurrency = 0;  // active runs of this workflow at once on a site; 0: no limit
+  int priority = 0;     // default run priority (higher first within a queue)
   std::vector<ParamDef> params;
   std::vector<TaskDef> tasks;
   std::string source;  // the YAML text as given

@@ -37,7 +37,8 @@ std::string Str(const json& j, const char* key) {
 json TimeJson(TimeMs t) { return t > 0 ? json(FormatTime(t)) : json(nullptr); }
 
 bool FinalRunState(const std::string& s) {
-  return s == "succeeded" || s == "failed" || s == "cancelled";
+  return s == "succeeded" || s == "failed" || s == "cancelled" || s == "compensated" ||
+         s == "compensation_failed";
 }
 
 // Reads {"k": "v", ...} into a map; false if any value is not a string.
@@ -617,7 +618,8 @@ void HubCore::MaterializeEvent(const std::string& site, uint64_t seq, const Even
     case EventType::kRetryScheduled:
     case EventType::kTimeoutKill:
     case EventType::kApprovalRequested:
-    case EventType::kApprovalDecided: {
+    case EventType::kApprovalDecided:
+    case EventType::kTaskExpanded: {
       HubTask& t = task(e.task);
       t.state = e.state;
       t.message = e.message;
@@ -634,6 +636,15 @@ void HubCore::MaterializeEvent(const std::string& site, uint64_t seq, const Even
     }
     case EventType::kCancelRequested:
       r.cancel_requested = true;
+      break;
+    case EventType::kCompensationStarted:
+      r.message = e.message;
+      break;
+    case EventType::kScheduleFired:
+      r.message = e.message;
+      break;
+    case EventType::kScheduleSkipped:
+    case EventType::kOutputTrimmed:
       break;
     case EventType::kRunFinished:
       r.state = e.state;

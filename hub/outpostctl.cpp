@@ -480,7 +480,9 @@ int HubRunStart(const Args& a, HubClient& hub) {
     while (true) {
       if (!hub.Call({{"op", "run.show"}, {"id", id}}, a.timeout_ms, &show, &code)) return code;
       const std::string st = show["run"]["state"];
-      if (st == "succeeded" || st == "failed" || st == "cancelled") break;
+      if (st == "succeeded" || st == "failed" || st == "cancelled" || st == "compensated" ||
+          st == "compensation_failed")
+        break;
       std::this_thread::sleep_for(std::chrono::milliseconds(250));
     }
     all_ok = all_ok && show["run"]["state"] == "succeeded";

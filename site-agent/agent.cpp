@@ -10,6 +10,7 @@
 
 #include <fcntl.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -82,8 +83,16 @@ Result<std::unique_ptr<Agent>> Agent::Open(const AgentConfig& config, const Cloc
   lo.new_incarnation = a->rng_.Next();
   OUTPOST_ASSIGN_OR_RETURN(auto log, EventLog::Open(config.data_dir + "/db", lo));
   a->store_ = std::make_unique<AgentStore>(std::move(log));
-  a->engine_ = std::make_unique<Engine>(clock, &a->rng_,
-                                        EngineOptions{config.max_parallel, config.kill_grace, config.site, config.labels});
+  EngineOptions eopts;
+  eopts.max_parallel = config.max_parallel;
+  eopts.queues = config.queues;
+  eopts.kill_grace = config.kill_grace;
+  eopts.site_name = config.site;
+  eopts.site_labels = config.labels;
+  a->engine_ = std::make_unique<Engine>(clock, &a->rng_, eopts);
+  Agent* self = a.get();
+  a->scheduler_ = std::make_unique<Scheduler>(
+      clock, [self] { return self->config_.site + "-" + MakeUlid(self->clock_.Now(), &self->rng_); });
   ProcessExecutor::Options eo;
   eo.output_cap = config.output_cap;
   OUTPOST_ASSIGN_OR_RETURN(a->executor_, ProcessExecutor::Create(eo));
@@ -121,6 +130,8 @@ Result<std::unique_ptr<Agent>> Agent::Open(const AgentConfig& config, const Cloc
   for (const auto& entry : std::filesystem::directory_iterator(config.data_dir + "/outputs", ec)) {
     std::filesystem::remove(entry.path(), ec);
   }
+  a->LoadWorkflowDir();
+  a->SyncSchedules();
   OUTPOST_ASSIGN_OR_RETURN(a->listen_fd_, ListenUnix(a->socket_path()));
   OUTPOST_RETURN_IF_ERROR(a->OpenSync());
   spdlog::info("agent.started site={} data_dir={} incarnation={:016x} log_head={} restored={}",
@@ -157,6 +168,8 @@ Status Agent::Run() {
     auto earliest = [&wake](TimeMs t) {
       if (t > 0 && (wake == 0 || t < wake)) wake = t;
     };
+    earliest(scheduler_->NextDeadline());
+    if (config_.retain_output > 0 || config_.output_budget > 0) earliest(trim_at_);
     if (!pending_.empty() || !after_commit_.empty()) {
       earliest(commit_retry_at_ > now ? commit_retry_at_ : now);
     }
@@ -190,6 +203,10 @@ Status Agent::Run() {
       engine_->OnExit(key, info, &pending_);
     }
     engine_->Tick(&pending_);
+    scheduler_->Tick(*engine_, &pending_);
+    if ((config_.retain_output > 0 || config_.output_budget > 0) && clock_.Now() >= trim_at_) {
+      TrimOutputs();
+    }
     Flush();
     if (session_) {
       ServeHub();
@@ -226,6 +243,161 @@ void Agent::CollectOutputs(const AttemptKey& k, ExitInfo* info) {
     spdlog::warn("agent.outputs_invalid run={} task={} attempt={} error=\"{}\"", k.run, k.task,
                  k.attempt, info->output_error);
   }
+}
+
+void Agent::LoadWorkflowDir() {
+  if (config_.workflow_dir.empty()) return;
+  std::error_code ec;
+  std::vector<std::string> files;
+  for (const auto& entry : std::filesystem::directory_iterator(config_.workflow_dir, ec)) {
+    const auto ext = entry.path().extension();
+    if (entry.is_regular_file(ec) && (ext == ".yaml" || ext == ".yml")) files.push_back(entry.path());
+  }
+  if (ec) {
+    ++counters_.workflow_files_invalid;
+    spdlog::error("agent.workflow_dir_unreadable dir={} error=\"{}\"", config_.workflow_dir, ec.message());
+    return;
+  }
+  std::sort(files.begin(), files.end());
+  for (const auto& f : files) {
+    auto def = LoadWorkflowFile(f);
+    if (!def.ok()) {
+      ++counters_.workflow_files_invalid;
+      spdlog::error("agent.workflow_invalid file={} error=\"{}\"", f, def.status().message());
+      continue;
+    }
+    if (local_defs_.count(def->name)) {
+      ++counters_.workflow_files_invalid;
+      spdlog::error("agent.workflow_duplicate file={} workflow={} (another file has this name)", f,
+                    def->name);
+      continue;
+    }
+    spdlog::info("agent.workflow_loaded file={} workflow={} hash={}{}", f, def->name, def->hash,
+                 def->schedule ? " schedule=\"" + def->schedule->cron + "\"" : "");
+    const std::string name = def->name;
+    local_defs_[name] = std::make_shared<const WorkflowDef>(std::move(def).value());
+  }
+}
+
+std::map<std::string, std::shared_ptr<const WorkflowDef>> Agent::KnownWorkflows() const {
+  auto all = local_defs_;
+  // A definition the hub placed wins over a local file of the same name.
+  store_->log()
+      .ScanState("wf/",
+                 [&](std::string_view, std::string_view v) {
+                   Command c;
+                   if (!DecodeCommand(v, &c).ok()) return;
+                   auto def = ParseWorkflow(c.source, "placed:" + c.workflow);
+                   if (!def.ok()) return;
+                   const std::string name = def->name;
+                   all[name] = std::make_shared<const WorkflowDef>(std::move(def).value());
+                 })
+      .IgnoreError();  // a failed scan leaves the local files; logged by the next query
+  return all;
+}
+
+void Agent::SyncSchedules() {
+  auto all = KnownWorkflows();
+  for (auto it = scheduled_hash_.begin(); it != scheduled_hash_.end();) {
+    auto d = all.find(it->first);
+    if (d == all.end() || !d->second->schedule) {
+      spdlog::info("schedule.removed workflow={}", it->first);
+      scheduler_->Remove(it->first, &pending_);
+      it = scheduled_hash_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  for (const auto& [name, def] : all) {
+    if (!def->schedule) continue;
+    if (auto h = scheduled_hash_.find(name); h != scheduled_hash_.end() && h->second == def->hash) continue;
+    auto tz = TimeZone::Load(def->schedule->timezone);
+    if (!tz.ok()) {
+      ++counters_.schedule_errors;
+      spdlog::error("schedule.invalid workflow={} error=\"{}\"", name, tz.status().message());
+      Event e;
+      e.time = clock_.Now();
+      e.type = static_cast<uint8_t>(EventType::kScheduleSkipped);
+      e.workflow = name;
+      e.message = "schedule not active: " + tz.status().message();
+      pending_.events.push_back(std::move(e));
+      continue;
+    }
+    std::optional<ScheduleState> state;
+    if (auto raw = store_->log().GetState(ScheduleKey(name)); raw.ok() && *raw) {
+      ScheduleState st;
+      if (Decode(**raw, &st).ok()) state = std::move(st);
+    }
+    Status s = scheduler_->Set(def, std::move(tz).value(), state, &pending_);
+    if (!s.ok()) {
+      ++counters_.schedule_errors;
+      spdlog::error("schedule.invalid workflow={} error=\"{}\"", name, s.message());
+      continue;
+    }
+    scheduled_hash_[name] = def->hash;
+    spdlog::info("schedule.active workflow={} cron=\"{}\" timezone={} catch_up={} overlap={}", name,
+                 def->schedule->cron, def->schedule->timezone, CatchUpName(def->schedule->catch_up),
+                 OverlapName(def->schedule->overlap));
+  }
+}
+
+void Agent::TrimOutputs() {
+  const TimeMs now = clock_.Now();
+  trim_at_ = now + 60'000;
+  // Finished runs, oldest first, with the bytes of their stored output.
+  struct Finished {
+    TimeMs finished;
+    std::string run;
+    uint64_t bytes = 0;
+    std::vector<std::string> keys;
+  };
+  std::vector<Finished> runs;
+  Status s = store_->log().ScanState("run/", [&](std::string_view, std::string_view v) {
+    RunRecord r;
+    if (Decode(v, &r).ok() && IsFinal(r.run_state())) runs.push_back({r.finished, r.id, 0, {}});
+  });
+  for (auto& f : runs) {
+    if (!s.ok()) break;
+    s = store_->log().ScanState("out/" + f.run + "/", [&](std::string_view k, std::string_view v) {
+      f.bytes += k.size() + v.size();
+      f.keys.emplace_back(k);
+    });
+  }
+  if (!s.ok()) {
+    spdlog::error("retention.scan_failed error=\"{}\"", s.ToString());
+    return;
+  }
+  std::sort(runs.begin(), runs.end(),
+            [](const Finished& a, const Finished& b) { return a.finished < b.finished; });
+  uint64_t total = 0;
+  for (const auto& f : runs) total += f.bytes;
+  uint64_t n_runs = 0, n_keys = 0, bytes = 0;
+  for (const auto& f : runs) {
+    if (f.keys.empty()) continue;
+    const bool old = config_.retain_output > 0 && now - f.finished > config_.retain_output;
+    const bool over = config_.output_budget > 0 && total > config_.output_budget;
+    if (!old && !over) continue;
+    for (const auto& k : f.keys) pending_.state_writes.emplace_back(k, std::nullopt);
+    const std::string why = std::string(old ? "older than the retention age" : "over the output budget") +
+                            " at " + FormatTime(now);
+    pending_.state_writes.emplace_back("trim/" + f.run, why);
+    total -= f.bytes;
+    bytes += f.bytes;
+    n_keys += f.keys.size();
+    ++n_runs;
+  }
+  output_bytes_ = total;
+  if (n_runs == 0) return;
+  counters_.outputs_trimmed += n_keys;
+  counters_.output_bytes_trimmed += bytes;
+  Event e;
+  e.time = now;
+  e.type = static_cast<uint8_t>(EventType::kOutputTrimmed);
+  e.message = "removed " + std::to_string(n_keys) + " output(s) of " + std::to_string(n_runs) +
+              " finished run(s), " + std::to_string(bytes) + " bytes; " + std::to_string(total) +
+              " bytes of output kept";
+  spdlog::info("retention.trimmed runs={} outputs={} bytes={} kept_bytes={}", n_runs, n_keys, bytes, total);
+  pending_.events.push_back(std::move(e));
 }
 
 void Agent::HandleSignals(bool* stop) {

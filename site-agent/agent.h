@@ -28,6 +28,7 @@
 #include "site-agent/engine.h"
 #include "site-agent/executor.h"
 #include "site-agent/log_stream.h"
+#include "site-agent/scheduler.h"
 
 namespace outpost {
 
@@ -38,6 +39,12 @@ struct AgentConfig {
   DurationMs kill_grace = 5000;
   size_t output_cap = 64 * 1024;
   std::map<std::string, std::string> labels;  // {{ site.labels.KEY }} in templates
+  std::map<std::string, int> queues;          // named task queues and their concurrency
+  // Workflow files (*.yaml) this site runs by name and on their schedules, with no hub.
+  std::string workflow_dir;
+  // Retention of finished runs' output (the state events are never trimmed):
+  DurationMs retain_output = 0;  // drop output older than this; 0: keep
+  uint64_t output_budget = 0;    // keep the stored output under this many bytes; 0: no cap
   // Sync with a hub (both empty: the agent runs alone).
   std::string hub_endpoint;  // e.g. tcp://hub.example:7400
   std::string hub_key;       // the hub's Z85 public key, pinned
@@ -57,6 +64,10 @@ struct AgentCounters {
   uint64_t commands_applied = 0;
   uint64_t commands_rejected = 0;
   uint64_t commands_duplicate = 0;
+  uint64_t workflow_files_invalid = 0;
+  uint64_t schedule_errors = 0;
+  uint64_t outputs_trimmed = 0;        // attempt outputs removed by retention
+  uint64_t output_bytes_trimmed = 0;
 };
 
 class Agent {
@@ -97,6 +108,14 @@ class Agent {
   Status ApplyCommands(uint64_t first_seq, const std::vector<std::string>& entries);
   void ApplyCommand(const Command& c, std::vector<StateWrite>* extra);
   nlohmann::json SyncJson() const;
+  // Loads the workflow directory (invalid files are logged and counted, not fatal).
+  void LoadWorkflowDir();
+  // The definitions this site can run by name: placed by the hub, or local files.
+  std::map<std::string, std::shared_ptr<const WorkflowDef>> KnownWorkflows() const;
+  // Brings the scheduler in line with the known definitions that carry a schedule.
+  void SyncSchedules();
+  // Retention: trims finished runs' output by age and by the byte budget.
+  void TrimOutputs();
   void HandleSignals(bool* stop);
   void AcceptClients();
   void ReadClient(uint64_t id);
@@ -120,6 +139,11 @@ class Agent {
   std::vector<std::pair<uint64_t, nlohmann::json>> after_commit_;  // replies held for Flush
   Effects pending_;
   TimeMs commit_retry_at_ = 0;
+  std::unique_ptr<Scheduler> scheduler_;
+  std::map<std::string, std::shared_ptr<const WorkflowDef>> local_defs_;
+  std::map<std::string, std::string> scheduled_hash_;  // workflow -> hash the scheduler has
+  TimeMs trim_at_ = 0;  // next retention pass
+  uint64_t output_bytes_ = 0;  // stored output of finished runs, after the last pass
   AgentCounters counters_;
 
   // Hub sync; all null when no hub is configured.

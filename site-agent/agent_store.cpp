@@ -25,6 +25,7 @@ Status AgentStore::Commit(const Effects& fx, const Engine& engine,
       writes.push_back({TaskKey(run, task), Encode(*t)});
     }
   }
+  for (const auto& [k, v] : fx.state_writes) writes.push_back({k, v});
   writes.insert(writes.end(), extra.begin(), extra.end());
   if (events.empty() && writes.empty()) return Status::Ok();
   return log_->Append(events, writes).status();

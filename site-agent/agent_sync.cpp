@@ -194,6 +194,10 @@ Status Agent::ApplyCommands(uint64_t first_seq, const std::vector<std::string>& 
   extra.push_back({kInboxWatermarkKey, EncodeU64(last)});
   OUTPOST_RETURN_IF_ERROR(CommitPending(extra));
   down_applied_ = last;
+  // A placement or removal may add, change or end a schedule.
+  bool placements = false;
+  for (const auto& w : extra) placements = placements || w.key.rfind("wf/", 0) == 0;
+  if (placements) SyncSchedules();
   return Status::Ok();
 }
 

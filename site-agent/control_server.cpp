@@ -33,6 +33,15 @@ json Agent::StatusJson() const {
           {"active_runs", engine_->active_runs()},
           {"running_attempts", engine_->running_attempts()},
           {"max_parallel", config_.max_parallel},
+          {"queues", config_.queues},
+          {"schedules", scheduler_->size()},
+          {"local_workflows", local_defs_.size()},
+          {"retention",
+           {{"retain_output_ms", config_.retain_output},
+            {"output_budget_bytes", config_.output_budget},
+            {"output_bytes", output_bytes_},
+            {"outputs_trimmed", counters_.outputs_trimmed},
+            {"output_bytes_trimmed", counters_.output_bytes_trimmed}}},
           {"counters",
            {{"runs_started", ec.runs_started},
             {"runs_finished", ec.runs_finished},
@@ -42,7 +51,9 @@ json Agent::StatusJson() const {
             {"commit_failures", counters_.commit_failures},
             {"bad_requests", counters_.bad_requests},
             {"spawn_failures", counters_.spawn_failures},
-            {"orphans_killed", counters_.orphans_killed}}},
+            {"orphans_killed", counters_.orphans_killed},
+            {"workflow_files_invalid", counters_.workflow_files_invalid},
+            {"schedule_errors", counters_.schedule_errors}}},
           {"hub", SyncJson()}};
 }
 
@@ -60,38 +71,52 @@ void Agent::HandleRequest(uint64_t client, const std::string& line) {
   if (op == "status") {
     Reply(client, {{"ok", true}, {"status", StatusJson()}});
   } else if (op == "workflow.list") {
-    // Workflows the hub placed on this site; each can be started locally by name.
+    // Workflows this site runs by name: placed by the hub or loaded from --workflows.
     json list = json::array();
-    Status bad;
-    Status s = store_->log().ScanState("wf/", [&](std::string_view, std::string_view v) {
-      Command c;
-      if (Status d = DecodeCommand(v, &c); !d.ok()) {
-        bad = d;
-        return;
+    std::map<std::string, Scheduler::Info> sched;
+    for (auto& i : scheduler_->List()) sched[i.workflow] = i;
+    std::map<std::string, Command> placed;
+    store_->log()
+        .ScanState("wf/",
+                   [&](std::string_view, std::string_view v) {
+                     Command c;
+                     if (DecodeCommand(v, &c).ok()) placed[c.workflow] = c;
+                   })
+        .IgnoreError();
+    for (const auto& [name, def] : KnownWorkflows()) {
+      json w = {{"name", name}, {"hash", def->hash}};
+      if (auto p = placed.find(name); p != placed.end()) {
+        w["source"] = "hub";
+        w["placed_by"] = p->second.author;
+        w["placed"] = FormatTime(p->second.time);
+      } else {
+        w["source"] = "local";
       }
-      list.push_back({{"name", c.workflow},
-                      {"hash", c.hash},
-                      {"placed_by", c.author},
-                      {"placed", FormatTime(c.time)}});
-    });
-    if (!s.ok() || !bad.ok()) {
-      Reply(client, Error((s.ok() ? bad : s).ToString()));
-    } else {
-      Reply(client, {{"ok", true}, {"workflows", list}});
+      if (auto si = sched.find(name); si != sched.end()) {
+        w["schedule"] = {{"cron", si->second.cron},
+                         {"timezone", si->second.timezone},
+                         {"next", si->second.next > 0 ? FormatTime(si->second.next) : ""},
+                         {"last_tick", si->second.state.last_tick > 0 ? FormatTime(si->second.state.last_tick) : ""},
+                         {"fired", si->second.state.fired},
+                         {"skipped", si->second.state.skipped},
+                         {"queued", si->second.state.queued.size()}};
+      }
+      list.push_back(std::move(w));
     }
+    Reply(client, {{"ok", true}, {"workflows", list}});
   } else if (op == "run.start") {
     std::string source = Str(req, "source");
     std::string file = Str(req, "file").empty() ? "<request>" : Str(req, "file");
     if (const std::string name = Str(req, "workflow"); !name.empty()) {
-      // A workflow the hub placed here runs by name, with or without the hub.
-      auto placed = store_->log().GetState("wf/" + name);
-      Command c;
-      if (!placed.ok() || !*placed || !DecodeCommand(**placed, &c).ok()) {
-        Reply(client, Error("no workflow named '" + name + "' is placed on this site"));
+      // A workflow placed by the hub or loaded from --workflows runs by name, hub or not.
+      auto all = KnownWorkflows();
+      auto it = all.find(name);
+      if (it == all.end()) {
+        Reply(client, Error("no workflow named '" + name + "' is placed on this site or in its workflow directory"));
         return;
       }
-      source = c.source;
-      file = "placed:" + name;
+      source = it->second->source;
+      file = "workflow:" + name;
     }
     auto def = ParseWorkflow(source, file);
     if (!def.ok()) {
@@ -108,9 +133,17 @@ void Agent::HandleRequest(uint64_t client, const std::string& line) {
         params[k] = v.get<std::string>();
       }
     }
+    StartOptions so;
+    if (auto p = req.find("priority"); p != req.end()) {
+      if (!p->is_number_integer() || p->get<int64_t>() < -1000 || p->get<int64_t>() > 1000) {
+        Reply(client, Error("priority must be an integer from -1000 to 1000"));
+        return;
+      }
+      so.priority = p->get<int>();
+    }
     const std::string run_id = config_.site + "-" + MakeUlid(clock_.Now(), &rng_);
     auto shared = std::make_shared<const WorkflowDef>(std::move(def).value());
-    Status s = engine_->StartRun(shared, run_id, params, &pending_);
+    Status s = engine_->StartRun(shared, run_id, params, &pending_, so);
     if (!s.ok()) {
       Reply(client, Error(s.message()));
       return;
@@ -186,8 +219,13 @@ void Agent::HandleRequest(uint64_t client, const std::string& line) {
     if (!out.ok()) {
       Reply(client, Error(out.status().ToString()));
     } else if (!*out) {
-      Reply(client, Error("no output for run '" + id + "' task '" + Str(req, "task") +
-                          "' (unknown run or task, or the attempt has not finished)"));
+      auto trimmed = store_->log().GetState("trim/" + id);
+      if (trimmed.ok() && *trimmed) {
+        Reply(client, Error("the output of run '" + id + "' was removed by retention: " + **trimmed));
+      } else {
+        Reply(client, Error("no output for run '" + id + "' task '" + Str(req, "task") +
+                            "' (unknown run or task, or the attempt has not finished)"));
+      }
     } else {
       Reply(client, {{"ok", true}, {"output", **out}});
     }

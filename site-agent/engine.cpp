@@ -33,8 +33,48 @@ Event Engine::MakeEvent(EventType type, const Active& a, const TaskRecord* t) co
 Status Engine::StartRun(std::shared_ptr<const WorkflowDef> def, const std::string& run_id,
                         const std::map<std::string, std::string>& params, Effects* fx,
                         const std::string& request) {
+  StartOptions o;
+  o.request = request;
+  return StartRun(std::move(def), run_id, params, fx, o);
+}
+
+int Engine::ActiveRunsOf(const std::string& workflow) const {
+  int n = 0;
+  for (const auto& [id, a] : runs_) {
+    if (a.rec.workflow == workflow && !IsFinal(a.rec.run_state())) ++n;
+  }
+  return n;
+}
+
+size_t Engine::AddRecord(Active& a, TaskRecord r, Effects* fx) {
+  const std::string def_id = r.task_kind() == TaskKind::kTask ? r.id : r.def_task;
+  const TaskDef* td = a.def->FindTask(def_id);
+  assert(td != nullptr);
+  r.order = static_cast<int32_t>(a.tasks.size());
+  a.index[r.id] = a.tasks.size();
+  a.tasks.push_back(std::move(r));
+  a.defs.push_back(td);
+  a.queued.push_back(false);
+  if (fx != nullptr) Touch(a, a.tasks.size() - 1, fx);
+  return a.tasks.size() - 1;
+}
+
+Status Engine::StartRun(std::shared_ptr<const WorkflowDef> def, const std::string& run_id,
+                        const std::map<std::string, std::string>& params, Effects* fx,
+                        const StartOptions& options) {
   if (runs_.count(run_id)) return Status::AlreadyExists("run '" + run_id + "' already exists");
   OUTPOST_ASSIGN_OR_RETURN(auto resolved, def->ResolveParams(params));
+  if (def->concurrency > 0 && ActiveRunsOf(def->name) >= def->concurrency) {
+    return Status::ResourceExhausted("workflow '" + def->name + "' already has " +
+                                     std::to_string(def->concurrency) +
+                                     " active run(s), its concurrency limit");
+  }
+  for (const auto& td : def->tasks) {
+    if (!td.queue.empty() && !options_.queues.count(td.queue)) {
+      return Status::InvalidArgument("task '" + td.id + "' uses queue '" + td.queue +
+                                     "', which this site does not define (agent option --queue)");
+    }
+  }
   const TimeMs now = clock_.Now();
   Active a;
   a.rec.id = run_id;
@@ -42,31 +82,31 @@ Status Engine::StartRun(std::shared_ptr<const WorkflowDef> def, const std::strin
   a.rec.hash = def->hash;
   a.rec.source = def->source;
   a.rec.params = std::move(resolved);
-  a.rec.request = request;
+  a.rec.request = options.request;
+  a.rec.priority = options.priority.value_or(def->priority);
+  a.rec.trigger = options.trigger;
   a.rec.state = static_cast<uint8_t>(RunState::kRunning);
   a.rec.created = now;
   a.rec.started = now;
   if (def->timeout > 0) a.rec.deadline = now + def->timeout;
-  for (const auto& td : def->tasks) {
+  a.def = std::move(def);
+  for (const auto& td : a.def->tasks) {
     TaskRecord t;
     t.id = td.id;
-    t.order = static_cast<int32_t>(a.tasks.size());
-    a.index[t.id] = a.tasks.size();
-    a.tasks.push_back(std::move(t));
+    AddRecord(a, std::move(t), fx);
   }
-  a.queued.assign(a.tasks.size(), false);
-  a.def = std::move(def);
 
   Event created = MakeEvent(EventType::kRunCreated, a, nullptr);
   created.workflow = a.rec.workflow;
   created.message = a.rec.hash;
   created.params = a.rec.params;
-  created.request = request;
+  created.request = options.request;
   for (const auto& t : a.tasks) created.tasks.push_back(t.id);
   fx->events.push_back(std::move(created));
-  fx->events.push_back(MakeEvent(EventType::kRunStarted, a, nullptr));
+  Event started = MakeEvent(EventType::kRunStarted, a, nullptr);
+  started.message = options.trigger;
+  fx->events.push_back(std::move(started));
   fx->dirty_runs.insert(run_id);
-  for (size_t i = 0; i < a.tasks.size(); ++i) Touch(a, i, fx);
   ++counters_.runs_started;
   auto& ref = runs_.emplace(run_id, std::move(a)).first->second;
   Evaluate(ref, fx);
@@ -82,22 +122,30 @@ Status Engine::Restore(RunRecord run, std::vector<TaskRecord> tasks, Effects* fx
   Active a;
   a.def = std::make_shared<const WorkflowDef>(std::move(parsed).value());
   a.rec = std::move(run);
-  // Tasks in definition order; a task missing from the store starts pending.
+  // The definition's tasks in order (a task missing from the store starts pending), then
+  // instances and compensations in the order they were created.
+  std::map<std::string, TaskRecord*> stored;
+  for (auto& t : tasks) stored[t.id] = &t;
   for (const auto& td : a.def->tasks) {
     TaskRecord t;
     t.id = td.id;
-    for (auto& stored : tasks) {
-      if (stored.id == td.id) t = std::move(stored);
+    if (auto it = stored.find(td.id); it != stored.end() && it->second->task_kind() == TaskKind::kTask) {
+      t = std::move(*it->second);
+      stored.erase(it);
     }
-    t.order = static_cast<int32_t>(a.tasks.size());
-    a.index[t.id] = a.tasks.size();
-    a.tasks.push_back(std::move(t));
+    AddRecord(a, std::move(t), nullptr);
   }
-  a.queued.assign(a.tasks.size(), false);
+  std::vector<TaskRecord*> extra;
+  for (auto& [id, t] : stored) {
+    if (t->task_kind() != TaskKind::kTask && a.def->FindTask(t->def_task) != nullptr) extra.push_back(t);
+  }
+  std::sort(extra.begin(), extra.end(),
+            [](const TaskRecord* x, const TaskRecord* y) { return x->order < y->order; });
+  for (auto* t : extra) AddRecord(a, std::move(*t), nullptr);
   auto& ref = runs_.emplace(a.rec.id, std::move(a)).first->second;
   for (size_t i = 0; i < ref.tasks.size(); ++i) {
     auto& t = ref.tasks[i];
-    if (t.task_state() != TaskState::kRunning) continue;
+    if (t.task_state() != TaskState::kRunning || t.instances > 0) continue;
     ++counters_.attempts_interrupted;
     t.exit_code = -1;
     t.signal = 0;
@@ -115,18 +163,53 @@ Status Engine::Restore(RunRecord run, std::vector<TaskRecord> tasks, Effects* fx
 }
 
 void Engine::Evaluate(Active& a, Effects* fx) {
+  if (IsFinal(a.rec.run_state())) return;
+  // Instances queued or running per for_each task, for its parallelism cap.
+  std::map<std::string, int> in_flight;
+  bool counted = false;
+  auto count_in_flight = [&] {
+    if (counted) return;
+    counted = true;
+    for (size_t k = 0; k < a.tasks.size(); ++k) {
+      const auto& r = a.tasks[k];
+      if (r.task_kind() != TaskKind::kInstance) continue;
+      if (a.queued[k] || r.task_state() == TaskState::kRunning || r.task_state() == TaskState::kWaiting) {
+        ++in_flight[r.parent];
+      }
+    }
+  };
   bool changed = true;
   while (changed) {  // skips can make further tasks decidable
     changed = false;
     for (size_t i = 0; i < a.tasks.size(); ++i) {
-      auto& t = a.tasks[i];
-      if (t.task_state() != TaskState::kPending || a.queued[i]) continue;
+      if (a.tasks[i].task_state() != TaskState::kPending || a.queued[i]) continue;
+      const TaskDef& td = *a.defs[i];
+      const TaskKind kind = a.tasks[i].task_kind();
+      if (kind == TaskKind::kCompensation) {
+        // One at a time, in the order they were created.
+        bool earlier_open = false;
+        for (size_t k = 0; k < i && !earlier_open; ++k) {
+          earlier_open = a.tasks[k].task_kind() == TaskKind::kCompensation &&
+                         !IsFinal(a.tasks[k].task_state());
+        }
+        if (!earlier_open) Enqueue(a, i);
+        continue;
+      }
       if (a.rec.cancel_requested) {
         FinishTask(a, i, TaskState::kCancelled, "run cancelled before the task started", fx);
         changed = true;
         continue;
       }
-      const TaskDef& td = a.def->tasks[i];
+      if (kind == TaskKind::kInstance) {
+        if (td.for_each.parallelism > 0) {
+          count_in_flight();
+          int& n = in_flight[a.tasks[i].parent];
+          if (n >= td.for_each.parallelism) continue;
+          ++n;
+        }
+        Enqueue(a, i);
+        continue;
+      }
       size_t n_final = 0, n_succeeded = 0, n_failed = 0;
       std::string blocker, failed_dep;
       for (const auto& dep : td.needs) {
@@ -177,7 +260,7 @@ void Engine::Evaluate(Active& a, Effects* fx) {
       } else if (!td.when_expr.empty()) {
         decided = all_final;
         if (decided) {
-          auto verdict = EvalWhen(a, td);
+          auto verdict = EvalWhen(a, i);
           if (!verdict.ok()) {
             FinishTask(a, i, TaskState::kFailed, "cannot evaluate 'when': " + verdict.status().message(),
                        fx);
@@ -204,6 +287,7 @@ void Engine::Evaluate(Active& a, Effects* fx) {
         }
       }
       if (!decided) continue;
+      auto& t = a.tasks[i];
       if (run_it && td.approval) {
         // A gate takes no slot: it waits for a decision (or its timeout).
         t.state = static_cast<uint8_t>(TaskState::kAwaitingApproval);
@@ -214,9 +298,13 @@ void Engine::Evaluate(Active& a, Effects* fx) {
         Event e = MakeEvent(EventType::kApprovalRequested, a, &t);
         e.message = t.message;
         fx->events.push_back(std::move(e));
+      } else if (run_it && td.for_each.present) {
+        Expand(a, i, fx);  // appends records: `t` is no longer valid
+        counted = false;
+        in_flight.clear();
+        changed = true;
       } else if (run_it) {
-        a.queued[i] = true;
-        ready_.emplace_back(a.rec.id, i);
+        Enqueue(a, i);
       } else {
         FinishTask(a, i, TaskState::kSkipped, why, fx);
         changed = true;
@@ -225,33 +313,168 @@ void Engine::Evaluate(Active& a, Effects* fx) {
   }
 }
 
-void Engine::Dispatch(Effects* fx) {
-  while (running_ < options_.max_parallel && !ready_.empty()) {
-    auto [run_id, i] = ready_.front();
-    ready_.pop_front();
-    auto it = runs_.find(run_id);
-    if (it == runs_.end() || !it->second.queued[i]) continue;  // stale entry
-    it->second.queued[i] = false;
-    StartAttempt(it->second, i, fx);
+namespace {
+
+std::vector<std::string> SplitItems(const std::string& text, bool lines) {
+  std::vector<std::string> out;
+  std::string cur;
+  auto flush = [&] {
+    const auto b = cur.find_first_not_of(" \t\r");
+    if (b != std::string::npos) {
+      const auto e = cur.find_last_not_of(" \t\r");
+      out.push_back(cur.substr(b, e - b + 1));
+    }
+    cur.clear();
+  };
+  for (char c : text) {
+    const bool sep = lines ? c == '\n' : (c == ',' || c == ' ' || c == '\t' || c == '\n');
+    if (sep) flush();
+    else cur += c;
+  }
+  flush();
+  return out;
+}
+
+}  // namespace
+
+void Engine::Expand(Active& a, size_t i, Effects* fx) {
+  const TaskDef& td = *a.defs[i];
+  std::vector<std::string> items;
+  if (!td.for_each.lines_of.empty()) {
+    items = SplitItems(a.tasks[a.index.at(td.for_each.lines_of)].lines, true);
+  } else if (!td.for_each.expr.empty()) {
+    auto r = RenderTemplate(td.for_each.expr, Values(a, i));
+    if (!r.ok()) {
+      FinishTask(a, i, TaskState::kFailed, "cannot expand for_each: " + r.status().message(), fx);
+      return;
+    }
+    items = SplitItems(*r, false);
+  } else {
+    items = td.for_each.items;
+  }
+  if (items.size() > static_cast<size_t>(kMaxFanOut)) {
+    FinishTask(a, i, TaskState::kFailed,
+               "cannot expand for_each: " + std::to_string(items.size()) + " items (at most " +
+                   std::to_string(kMaxFanOut) + ")",
+               fx);
+    return;
+  }
+  const std::string parent = a.tasks[i].id;
+  {
+    auto& t = a.tasks[i];
+    t.state = static_cast<uint8_t>(TaskState::kRunning);
+    t.started = clock_.Now();
+    t.instances = static_cast<int32_t>(items.size());
+    t.outputs = {{"count", std::to_string(items.size())}};
+    t.message = std::to_string(items.size()) + " instance(s)";
+    Touch(a, i, fx);
+    Event e = MakeEvent(EventType::kTaskExpanded, a, &t);
+    e.message = t.message;
+    fx->events.push_back(std::move(e));
+  }
+  if (items.empty()) {
+    a.tasks[i].outputs = {{"count", "0"}, {"succeeded", "0"}, {"failed", "0"}};
+    FinishTask(a, i, TaskState::kSucceeded, "no items", fx);
+    return;
+  }
+  for (size_t k = 0; k < items.size(); ++k) {
+    TaskRecord r;
+    r.id = parent + "[" + std::to_string(k) + "]";
+    r.kind = static_cast<uint8_t>(TaskKind::kInstance);
+    r.def_task = td.id;
+    r.parent = parent;
+    r.item = items[k];
+    AddRecord(a, std::move(r), fx);
   }
 }
 
-TemplateContext Engine::Values(const Active& a) const {
+void Engine::MaybeFinishFanOut(Active& a, size_t parent, Effects* fx) {
+  auto& p = a.tasks[parent];
+  if (p.task_state() != TaskState::kRunning || p.instances == 0) return;
+  int succeeded = 0, failed = 0, cancelled = 0, total = 0;
+  for (const auto& r : a.tasks) {
+    if (r.task_kind() != TaskKind::kInstance || r.parent != p.id) continue;
+    if (!IsFinal(r.task_state())) return;
+    ++total;
+    if (r.task_state() == TaskState::kSucceeded) ++succeeded;
+    else if (r.task_state() == TaskState::kCancelled) ++cancelled;
+    else ++failed;
+  }
+  p.outputs = {{"count", std::to_string(total)},
+               {"succeeded", std::to_string(succeeded)},
+               {"failed", std::to_string(failed)}};
+  if (succeeded == total) {
+    FinishTask(a, parent, TaskState::kSucceeded, "", fx);
+  } else if (failed == 0) {
+    FinishTask(a, parent, TaskState::kCancelled,
+               std::to_string(cancelled) + " of " + std::to_string(total) + " instance(s) cancelled", fx);
+  } else {
+    FinishTask(a, parent, TaskState::kFailed,
+               std::to_string(failed) + " of " + std::to_string(total) + " instance(s) failed", fx);
+  }
+}
+
+void Engine::Enqueue(Active& a, size_t i) {
+  a.queued[i] = true;
+  ready_[QueueOf(a, i)].insert(Ready{-a.rec.priority, next_seq_++, a.rec.id, i});
+}
+
+const std::string& Engine::QueueOf(const Active& a, size_t i) const {
+  static const std::string kDefault = "default";
+  const std::string& q = a.defs[i]->queue;
+  return q.empty() || !options_.queues.count(q) ? kDefault : q;
+}
+
+int Engine::QueueLimit(const std::string& queue) const {
+  auto it = options_.queues.find(queue);
+  return it == options_.queues.end() ? options_.max_parallel : it->second;
+}
+
+void Engine::Dispatch(Effects* fx) {
+  while (running_ < options_.max_parallel) {
+    // Queues take turns: start after the one served last.
+    bool started = false;
+    auto first = ready_.upper_bound(last_queue_);
+    for (size_t n = 0; n < ready_.size() && !started; ++n, ++first) {
+      if (first == ready_.end()) first = ready_.begin();
+      auto& [queue, set] = *first;
+      if (set.empty() || running_by_queue_[queue] >= QueueLimit(queue)) continue;
+      while (!set.empty() && !started) {
+        Ready r = *set.begin();
+        set.erase(set.begin());
+        auto it = runs_.find(r.run);
+        if (it == runs_.end() || r.i >= it->second.queued.size() || !it->second.queued[r.i]) continue;
+        it->second.queued[r.i] = false;
+        last_queue_ = queue;
+        started = true;
+        StartAttempt(it->second, r.i, fx);
+      }
+    }
+    if (!started) return;
+  }
+}
+
+TemplateContext Engine::Values(const Active& a, size_t i) const {
+  // An instance (and the compensation of one) sees its own record as tasks.ID.
+  size_t self = i;
+  if (a.tasks[i].task_kind() == TaskKind::kCompensation) self = a.index.at(a.tasks[i].parent);
   TemplateContext ctx;
   ctx.params = &a.rec.params;
   ctx.site_name = options_.site_name;
   ctx.site_labels = &options_.site_labels;
-  ctx.outputs = [&a](const std::string& task) -> const std::map<std::string, std::string>* {
+  ctx.outputs = [&a, self](const std::string& task) -> const std::map<std::string, std::string>* {
+    if (task == a.defs[self]->id) return &a.tasks[self].outputs;
     auto it = a.index.find(task);
     return it == a.index.end() ? nullptr : &a.tasks[it->second].outputs;
   };
+  if (a.tasks[self].task_kind() == TaskKind::kInstance) ctx.item = &a.tasks[self].item;
   return ctx;
 }
 
-Result<bool> Engine::EvalWhen(const Active& a, const TaskDef& td) const {
-  OUTPOST_ASSIGN_OR_RETURN(auto e, ParseExpr(td.when_expr));
+Result<bool> Engine::EvalWhen(const Active& a, size_t i) const {
+  OUTPOST_ASSIGN_OR_RETURN(auto e, ParseExpr(a.defs[i]->when_expr));
   ExprContext ctx;
-  ctx.values = Values(a);
+  ctx.values = Values(a, i);
   ctx.task_state = [&a](const std::string& task) -> std::string {
     auto it = a.index.find(task);
     return it == a.index.end() ? "" : TaskStateName(a.tasks[it->second].task_state());
@@ -259,8 +482,9 @@ Result<bool> Engine::EvalWhen(const Active& a, const TaskDef& td) const {
   return EvalExpr(e, ctx);
 }
 
-bool Engine::Render(const Active& a, const TaskDef& td, StartProcess* sp, std::string* why) const {
-  TemplateContext ctx = Values(a);
+bool Engine::Render(const Active& a, size_t i, StartProcess* sp, std::string* why) const {
+  const TaskDef& td = *a.defs[i];
+  TemplateContext ctx = Values(a, i);
   auto render = [&](const std::string& in, std::string* out) {
     auto r = RenderTemplate(in, ctx);
     if (!r.ok()) {
@@ -270,14 +494,17 @@ bool Engine::Render(const Active& a, const TaskDef& td, StartProcess* sp, std::s
     *out = std::move(r).value();
     return true;
   };
-  if (!td.run.empty()) {
-    sp->argv.resize(td.run.size());
-    for (size_t k = 0; k < td.run.size(); ++k) {
-      if (!render(td.run[k], &sp->argv[k])) return false;
+  const bool comp = a.tasks[i].task_kind() == TaskKind::kCompensation;
+  const auto& run = comp ? td.compensate_run : td.run;
+  const auto& shell = comp ? td.compensate_shell : td.shell;
+  if (!run.empty()) {
+    sp->argv.resize(run.size());
+    for (size_t k = 0; k < run.size(); ++k) {
+      if (!render(run[k], &sp->argv[k])) return false;
     }
   } else {
     std::string cmd;
-    if (!render(td.shell, &cmd)) return false;
+    if (!render(shell, &cmd)) return false;
     sp->argv = {"/bin/sh", "-c", cmd};
   }
   for (const auto& [k, v] : td.env) {
@@ -290,10 +517,10 @@ bool Engine::Render(const Active& a, const TaskDef& td, StartProcess* sp, std::s
 
 void Engine::StartAttempt(Active& a, size_t i, Effects* fx) {
   auto& t = a.tasks[i];
-  const TaskDef& td = a.def->tasks[i];
+  const TaskDef& td = *a.defs[i];
   StartProcess sp;
   std::string why;
-  if (!Render(a, td, &sp, &why)) {
+  if (!Render(a, i, &sp, &why)) {
     // Nothing to retry: the same references would fail the same way.
     FinishTask(a, i, TaskState::kFailed, "cannot start: " + why, fx);
     Evaluate(a, fx);
@@ -315,6 +542,7 @@ void Engine::StartAttempt(Active& a, size_t i, Effects* fx) {
   t.outputs.clear();
   t.deadline = td.timeout > 0 ? now + td.timeout : 0;
   ++running_;
+  ++running_by_queue_[QueueOf(a, i)];
   ++counters_.attempts_started;
   Touch(a, i, fx);
   fx->events.push_back(MakeEvent(EventType::kAttemptStarted, a, &t));
@@ -332,6 +560,8 @@ void Engine::StartAttempt(Active& a, size_t i, Effects* fx) {
   sp.env.emplace_back("OUTPOST_RUN_ID", a.rec.id);
   sp.env.emplace_back("OUTPOST_TASK_ID", t.id);
   sp.env.emplace_back("OUTPOST_ATTEMPT", std::to_string(t.attempts));
+  if (t.task_kind() != TaskKind::kTask && !t.item.empty()) sp.env.emplace_back("OUTPOST_ITEM", t.item);
+  if (t.task_kind() == TaskKind::kCompensation) sp.env.emplace_back("OUTPOST_COMPENSATING", t.parent);
   fx->starts.push_back(std::move(sp));
 }
 
@@ -365,6 +595,7 @@ void Engine::OnExit(const AttemptKey& key, const ExitInfo& exit, Effects* fx) {
     return;
   }
   --running_;
+  --running_by_queue_[QueueOf(a, i)];
   t.exit_code = exit.exit_code;
   t.signal = exit.signal;
   t.finished = clock_.Now();
@@ -382,8 +613,13 @@ void Engine::OnExit(const AttemptKey& key, const ExitInfo& exit, Effects* fx) {
                   !t.timed_out && exit.output_error.empty();
   if (ok) {
     t.outputs = exit.outputs;
+    if (t.task_kind() == TaskKind::kTask) {
+      for (const auto& d : a.def->tasks) {
+        if (d.for_each.lines_of == t.id) t.lines = exit.output;  // a downstream fans out over it
+      }
+    }
     FinishTask(a, i, TaskState::kSucceeded, "", fx);
-  } else if (a.rec.cancel_requested) {
+  } else if (Cancelling(a, i)) {
     FinishTask(a, i, TaskState::kCancelled, "killed: run cancelled", fx);
   } else {
     std::string why;
@@ -402,8 +638,8 @@ void Engine::OnExit(const AttemptKey& key, const ExitInfo& exit, Effects* fx) {
 
 void Engine::AttemptFailed(Active& a, size_t i, const std::string& why, Effects* fx) {
   auto& t = a.tasks[i];
-  const RetryPolicy& retry = a.def->tasks[i].retry;
-  if (!a.rec.cancel_requested && t.attempts <= retry.max) {
+  const RetryPolicy& retry = a.defs[i]->retry;
+  if (!Cancelling(a, i) && t.attempts <= retry.max) {
     t.state = static_cast<uint8_t>(TaskState::kWaiting);
     t.retry_at = clock_.Now() + BackoffDelay(retry.backoff, t.attempts, rng_);
     t.message = why + "; retry " + std::to_string(t.attempts) + " of " +
@@ -414,7 +650,7 @@ void Engine::AttemptFailed(Active& a, size_t i, const std::string& why, Effects*
     fx->events.push_back(std::move(e));
     return;
   }
-  FinishTask(a, i, a.rec.cancel_requested ? TaskState::kCancelled : TaskState::kFailed, why, fx);
+  FinishTask(a, i, Cancelling(a, i) ? TaskState::kCancelled : TaskState::kFailed, why, fx);
 }
 
 void Engine::FinishTask(Active& a, size_t i, TaskState s, const std::string& why, Effects* fx) {
@@ -430,19 +666,31 @@ void Engine::FinishTask(Active& a, size_t i, TaskState s, const std::string& why
   Event e = MakeEvent(EventType::kTaskFinished, a, &t);
   e.message = why;
   fx->events.push_back(std::move(e));
+  if (t.task_kind() == TaskKind::kInstance) MaybeFinishFanOut(a, a.index.at(t.parent), fx);
 }
 
 void Engine::MaybeFinishRun(Active& a, Effects* fx) {
   if (IsFinal(a.rec.run_state())) return;
-  bool any_failed = false;
-  for (const auto& t : a.tasks) {
-    if (!IsFinal(t.task_state())) return;
-    any_failed = any_failed || t.task_state() == TaskState::kFailed;
-  }
   RunState s = RunState::kSucceeded;
-  if (a.rec.timed_out) s = RunState::kFailed;
-  else if (a.rec.cancel_requested) s = RunState::kCancelled;
-  else if (any_failed) s = RunState::kFailed;
+  if (a.rec.compensating) {
+    bool comp_failed = false;
+    for (const auto& t : a.tasks) {
+      if (t.task_kind() != TaskKind::kCompensation) continue;
+      if (!IsFinal(t.task_state())) return;
+      comp_failed = comp_failed || t.task_state() != TaskState::kSucceeded;
+    }
+    s = comp_failed ? RunState::kCompensationFailed : RunState::kCompensated;
+  } else {
+    bool any_failed = false;
+    for (const auto& t : a.tasks) {
+      if (!IsFinal(t.task_state())) return;
+      any_failed = any_failed || t.task_state() == TaskState::kFailed;
+    }
+    if (a.rec.timed_out) s = RunState::kFailed;
+    else if (a.rec.cancel_requested) s = RunState::kCancelled;
+    else if (any_failed) s = RunState::kFailed;
+    if (s != RunState::kSucceeded && BeginCompensation(a, s, fx)) return;
+  }
   a.rec.state = static_cast<uint8_t>(s);
   a.rec.finished = clock_.Now();
   a.rec.deadline = 0;
@@ -455,10 +703,54 @@ void Engine::MaybeFinishRun(Active& a, Effects* fx) {
   ++counters_.runs_finished;
 }
 
+bool Engine::BeginCompensation(Active& a, RunState outcome, Effects* fx) {
+  std::vector<size_t> todo;
+  for (size_t i = 0; i < a.tasks.size(); ++i) {
+    const auto& t = a.tasks[i];
+    if (t.task_state() != TaskState::kSucceeded || !a.defs[i]->has_compensate()) continue;
+    if (t.task_kind() == TaskKind::kTask && a.defs[i]->for_each.present) continue;  // its instances
+    todo.push_back(i);
+  }
+  if (todo.empty()) return false;
+  // Undo in reverse: the task that finished last is compensated first.
+  std::sort(todo.begin(), todo.end(), [&a](size_t x, size_t y) {
+    const auto& tx = a.tasks[x];
+    const auto& ty = a.tasks[y];
+    return tx.finished != ty.finished ? tx.finished > ty.finished : tx.order > ty.order;
+  });
+  a.rec.compensating = true;
+  a.rec.outcome = RunStateName(outcome);
+  a.rec.deadline = 0;
+  fx->dirty_runs.insert(a.rec.id);
+  std::string list;
+  std::vector<TaskRecord> comps;
+  for (size_t i : todo) {
+    TaskRecord c;
+    c.id = "compensate:" + a.tasks[i].id;
+    c.kind = static_cast<uint8_t>(TaskKind::kCompensation);
+    c.def_task = a.defs[i]->id;
+    c.parent = a.tasks[i].id;
+    c.item = a.tasks[i].item;
+    list += (list.empty() ? "" : ", ") + a.tasks[i].id;
+    comps.push_back(std::move(c));
+  }
+  Event e = MakeEvent(EventType::kCompensationStarted, a, nullptr);
+  e.state = a.rec.outcome;
+  e.message = "run " + a.rec.outcome + "; compensating " + list;
+  fx->events.push_back(std::move(e));
+  for (auto& c : comps) AddRecord(a, std::move(c), fx);
+  Evaluate(a, fx);  // queues the first compensation
+  return true;
+}
+
 Status Engine::Cancel(const std::string& run_id, const std::string& reason, Effects* fx) {
   auto it = runs_.find(run_id);
   if (it == runs_.end()) {
     return Status::NotFound("run '" + run_id + "' is not active (unknown or already finished)");
+  }
+  if (it->second.rec.compensating) {
+    return Status::FailedPrecondition("run '" + run_id +
+                                      "' is running its compensations, which are not cancelled");
   }
   CancelInternal(it->second, reason, fx);
   return Status::Ok();
@@ -493,7 +785,7 @@ Status Engine::Approve(const std::string& run_id, const std::string& task, bool 
 }
 
 void Engine::CancelInternal(Active& a, const std::string& reason, Effects* fx) {
-  if (a.rec.cancel_requested || IsFinal(a.rec.run_state())) return;  // idempotent
+  if (a.rec.cancel_requested || a.rec.compensating || IsFinal(a.rec.run_state())) return;
   a.rec.cancel_requested = true;
   a.rec.message = reason;
   fx->dirty_runs.insert(a.rec.id);
@@ -510,6 +802,7 @@ void Engine::CancelInternal(Active& a, const std::string& reason, Effects* fx) {
         FinishTask(a, i, TaskState::kCancelled, "cancelled: " + reason, fx);
         break;
       case TaskState::kRunning:
+        if (t.instances > 0) break;  // a for_each task: its instances are cancelled one by one
         fx->kills.push_back({{a.rec.id, t.id, t.attempts}, SIGTERM});
         t.kill_at = now + options_.kill_grace;
         Touch(a, i, fx);
@@ -544,7 +837,7 @@ void Engine::Tick(Effects* fx) {
         FinishTask(a, i, TaskState::kFailed, "approval timed out", fx);
         Evaluate(a, fx);
         MaybeFinishRun(a, fx);
-      } else if (t.task_state() == TaskState::kRunning) {
+      } else if (t.task_state() == TaskState::kRunning && t.instances == 0) {
         if (t.deadline > 0 && now >= t.deadline && !t.timed_out) {
           t.timed_out = true;
           t.kill_at = now + options_.kill_grace;

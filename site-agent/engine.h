@@ -21,6 +21,22 @@
 // if that cancel came from the workflow timeout), failed if any task failed, else
 // succeeded.
 //
+// Fan-out: a for_each task, once decided, becomes `running` with one record per item
+// ("ID[0]", "ID[1]", ...), each an ordinary task with its own attempts, retries and logs,
+// at most `parallelism` of them queued or running at once. The for_each task succeeds
+// when all its instances did, else fails; downstream tasks see it like any other task.
+//
+// Compensation (saga): when a run would end failed or cancelled and some succeeded tasks
+// (or instances) declare `compensate`, the run stays running with `compensating` set and
+// gets one record per compensation ("compensate:ID"), run one at a time, the latest
+// finished task first, each under the task's retry policy and timeout. A cancel no longer
+// applies. The run then ends compensated, or compensation_failed if any of them failed.
+//
+// Queues: each task runs in a named queue (EngineOptions::queues, task `queue`) with its
+// own concurrency limit inside max_parallel; queues take turns for free slots, so a long
+// queue cannot starve a short one; within a queue a higher run priority goes first, then
+// first come first served.
+//
 // Timers: each record carries its own deadlines (retry_at, deadline, kill_at, run
 // deadline); NextDeadline() tells the driver when to call Tick().
 //
@@ -30,6 +46,7 @@
 #include <deque>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -79,10 +96,13 @@ struct Effects {
   std::vector<StartProcess> starts;
   std::vector<KillProcess> kills;
   std::vector<std::string> finished_runs;  // reached a final state in this step
+  // Other state keys written in the same batch (the scheduler's "sched/<workflow>"):
+  // key -> value, nullopt deletes.
+  std::vector<std::pair<std::string, std::optional<std::string>>> state_writes;
 
   bool empty() const {
     return events.empty() && dirty_runs.empty() && dirty_tasks.empty() && starts.empty() &&
-           kills.empty();
+           kills.empty() && state_writes.empty();
   }
 };
 
@@ -91,6 +111,7 @@ struct EngineOptions {
   DurationMs kill_grace = 5000;  // TERM -> KILL escalation
   std::string site_name;        // {{ site.name }}
   std::map<std::string, std::string> site_labels;  // {{ site.labels.KEY }}
+  std::map<std::string, int> queues;  // named queues and their concurrency limits
 };
 
 struct EngineCounters {
@@ -101,15 +122,30 @@ struct EngineCounters {
   uint64_t stale_exits = 0;  // exits for attempts the engine no longer runs
 };
 
+struct StartOptions {
+  std::string request;   // the hub's request id (empty for a local run)
+  std::optional<int> priority;  // unset: the definition's priority
+  std::string trigger;   // "schedule 2026-...": what started the run, for `run show`
+};
+
+inline constexpr int kMaxFanOut = 1000;  // instances of one for_each task
+
 class Engine {
  public:
   Engine(const Clock& clock, Rng* rng, EngineOptions options);
 
   // Starts a run of `def` with id `run_id`. Params are resolved against the definition.
   // `request` is the hub's request id (empty for a local run).
+  // A workflow with `concurrency` N refuses a run while N of its runs are active
+  // (ResourceExhausted); a task naming a queue this site lacks refuses the run.
   Status StartRun(std::shared_ptr<const WorkflowDef> def, const std::string& run_id,
                   const std::map<std::string, std::string>& params, Effects* fx,
                   const std::string& request = "");
+  Status StartRun(std::shared_ptr<const WorkflowDef> def, const std::string& run_id,
+                  const std::map<std::string, std::string>& params, Effects* fx,
+                  const StartOptions& options);
+  // Active runs of the workflow named `workflow`.
+  int ActiveRunsOf(const std::string& workflow) const;
 
   // Resumes a run loaded from the store. Attempts that were running are recorded as
   // interrupted and retried under their policy.
@@ -141,20 +177,42 @@ class Engine {
   struct Active {
     RunRecord rec;
     std::shared_ptr<const WorkflowDef> def;
-    std::vector<TaskRecord> tasks;  // in definition order
-    std::vector<bool> queued;       // in ready_
+    // The definition's tasks in order, then instances and compensations as created.
+    std::vector<TaskRecord> tasks;
+    std::vector<const TaskDef*> defs;  // the definition each record runs
+    std::vector<bool> queued;          // in ready_
     std::map<std::string, size_t> index;
+  };
+  struct Ready {
+    int neg_priority;
+    uint64_t seq;
+    std::string run;
+    size_t i;
+    bool operator<(const Ready& o) const {
+      return neg_priority != o.neg_priority ? neg_priority < o.neg_priority : seq < o.seq;
+    }
   };
 
   Event MakeEvent(EventType type, const Active& a, const TaskRecord* t) const;
+  size_t AddRecord(Active& a, TaskRecord r, Effects* fx);
   void Evaluate(Active& a, Effects* fx);  // pending tasks whose deps are final
+  void Expand(Active& a, size_t i, Effects* fx);  // a for_each task's instances
+  void MaybeFinishFanOut(Active& a, size_t parent, Effects* fx);
+  bool BeginCompensation(Active& a, RunState outcome, Effects* fx);
+  void Enqueue(Active& a, size_t i);
   void Dispatch(Effects* fx);             // queued tasks into free slots
+  const std::string& QueueOf(const Active& a, size_t i) const;
+  int QueueLimit(const std::string& queue) const;
   void StartAttempt(Active& a, size_t i, Effects* fx);
   // Fills argv, env and workdir with templates rendered; false and *why when one of them
   // refers to something that does not exist.
-  bool Render(const Active& a, const TaskDef& td, StartProcess* sp, std::string* why) const;
-  TemplateContext Values(const Active& a) const;
-  Result<bool> EvalWhen(const Active& a, const TaskDef& td) const;
+  bool Render(const Active& a, size_t i, StartProcess* sp, std::string* why) const;
+  TemplateContext Values(const Active& a, size_t i) const;
+  Result<bool> EvalWhen(const Active& a, size_t i) const;
+  // A cancel applies to this record (compensations run to the end regardless).
+  bool Cancelling(const Active& a, size_t i) const {
+    return a.rec.cancel_requested && a.tasks[i].task_kind() != TaskKind::kCompensation;
+  }
   void AttemptFailed(Active& a, size_t i, const std::string& why, Effects* fx);
   void FinishTask(Active& a, size_t i, TaskState s, const std::string& why, Effects* fx);
   void MaybeFinishRun(Active& a, Effects* fx);
@@ -167,7 +225,10 @@ class Engine {
   Rng* rng_;
   EngineOptions options_;
   std::map<std::string, Active> runs_;
-  std::deque<std::pair<std::string, size_t>> ready_;
+  std::map<std::string, std::set<Ready>> ready_;  // by queue
+  std::map<std::string, int> running_by_queue_;
+  std::string last_queue_;  // the queue served last, for turns
+  uint64_t next_seq_ = 0;
   int running_ = 0;
   EngineCounters counters_;
 };

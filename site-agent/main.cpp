@@ -22,7 +22,8 @@ int main(int argc, char** argv) {
 
   outpost::AgentConfig c;
   std::string config_file, log_level;
-  std::vector<std::string> labels;
+  std::vector<std::string> labels, queues;
+  std::string retain_output = "0", output_budget = "0";
   int64_t kill_grace_ms = c.kill_grace;
   int64_t ping_ms = c.sync.idle_ping, dead_ms = c.sync.dead_after, resend_ms = c.sync.resend_after;
   int64_t reconnect_max_ms = c.reconnect_max;
@@ -45,6 +46,17 @@ int main(int argc, char** argv) {
       ("label", po::value(&labels)->composing(),
        "a label of this site as key=value (repeatable); templates read it as "
        "{{ site.labels.KEY }}")
+      ("queue", po::value(&queues)->composing(),
+       "a named task queue as name=N, N attempts at once (repeatable); tasks pick it with "
+       "'queue: name', other tasks use the default queue (max-parallel)")
+      ("workflows", po::value(&c.workflow_dir),
+       "directory of workflow files (*.yaml) this site runs by name and on their schedules, "
+       "with or without a hub")
+      ("retain-output", po::value(&retain_output)->default_value("0"),
+       "remove finished runs' output older than this (e.g. 7d; 0 keeps it); run state is kept")
+      ("output-budget", po::value(&output_budget)->default_value("0"),
+       "keep stored output of finished runs under this many bytes (suffix K, M, G; 0: no cap), "
+       "oldest removed first")
       ("hub", po::value(&c.hub_endpoint),
        "hub site endpoint to sync with, e.g. tcp://hub:7400 (unset: run alone)")
       ("hub-key", po::value(&c.hub_key),
@@ -92,6 +104,37 @@ int main(int argc, char** argv) {
     } else {
       c.labels[l.substr(0, eq)] = l.substr(eq + 1);
     }
+  }
+  for (const auto& q : queues) {
+    const auto eq = q.find('=');
+    int n = 0;
+    try {
+      n = eq == std::string::npos ? 0 : std::stoi(q.substr(eq + 1));
+    } catch (const std::exception&) {
+      n = 0;
+    }
+    if (eq == std::string::npos || eq == 0 || n < 1 || n > 1024) {
+      bad = "queue '" + q + "' is not name=N with N from 1 to 1024";
+    } else {
+      c.queues[q.substr(0, eq)] = n;
+    }
+  }
+  if (retain_output != "0") {
+    auto d = outpost::ParseDuration(retain_output);
+    if (!d.ok()) bad = "retain-output: " + d.status().message();
+    else c.retain_output = *d;
+  }
+  {
+    uint64_t mult = 1;
+    std::string num = output_budget;
+    if (!num.empty() && (num.back() == 'K' || num.back() == 'M' || num.back() == 'G')) {
+      mult = num.back() == 'K' ? 1024 : num.back() == 'M' ? 1024 * 1024 : 1024ull * 1024 * 1024;
+      num.pop_back();
+    }
+    char* end = nullptr;
+    const unsigned long long v = std::strtoull(num.c_str(), &end, 10);
+    if (num.empty() || end == nullptr || *end != '\0') bad = "output-budget '" + output_budget + "' is not a byte count";
+    else c.output_budget = v * mult;
   }
   auto level = spdlog::level::from_str(log_level);
   if (level == spdlog::level::off && log_level != "off") bad = "unknown log-level '" + log_level + "'";

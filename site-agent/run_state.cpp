@@ -25,6 +25,8 @@ const char* RunStateName(RunState s) {
     case RunState::kSucceeded: return "succeeded";
     case RunState::kFailed: return "failed";
     case RunState::kCancelled: return "cancelled";
+    case RunState::kCompensated: return "compensated";
+    case RunState::kCompensationFailed: return "compensation_failed";
   }
   return "unknown";
 }
@@ -35,7 +37,8 @@ bool IsFinal(TaskState s) {
 }
 
 bool IsFinal(RunState s) {
-  return s == RunState::kSucceeded || s == RunState::kFailed || s == RunState::kCancelled;
+  return s == RunState::kSucceeded || s == RunState::kFailed || s == RunState::kCancelled ||
+         s == RunState::kCompensated || s == RunState::kCompensationFailed;
 }
 
 std::string RunKey(const std::string& run) { return "run/" + run; }

@@ -25,7 +25,24 @@ enum class TaskState : uint8_t {
   kAwaitingApproval,  // an approval gate waiting for `run approve`
 };
 
-enum class RunState : uint8_t { kPending = 0, kRunning, kSucceeded, kFailed, kCancelled };
+// A run whose tasks failed (or that was cancelled or timed out) and that has tasks with
+// `compensate` runs their compensations, then ends compensated or compensation_failed.
+enum class RunState : uint8_t {
+  kPending = 0,
+  kRunning,
+  kSucceeded,
+  kFailed,
+  kCancelled,
+  kCompensated,
+  kCompensationFailed,
+};
+
+// What a task record stands for.
+enum class TaskKind : uint8_t {
+  kTask = 0,      // a task of the definition
+  kInstance,      // one instance of a for_each task ("ID[N]")
+  kCompensation,  // the compensation of a succeeded task or instance ("compensate:ID")
+};
 
 const char* TaskStateName(TaskState s);  // waiting reports as "pending"
 const char* RunStateName(RunState s);
@@ -48,10 +65,18 @@ struct TaskRecord {
   int32_t order = 0;       // position in the definition
   std::string message;
   std::map<std::string, std::string> outputs;  // key=value lines the succeeded attempt published
+  uint8_t kind = 0;        // TaskKind
+  std::string def_task;    // kInstance/kCompensation: the definition's task it runs
+  std::string parent;      // kInstance: the for_each task; kCompensation: the record undone
+  std::string item;        // kInstance (and its compensation): {{ item }}
+  int32_t instances = 0;   // a for_each task once expanded: how many instances it has
+  std::string lines;       // stdout kept for a downstream for_each {lines_of: ...}
   MSGPACK_DEFINE_MAP(id, state, attempts, exit_code, signal, started, finished, retry_at,
-                     deadline, kill_at, timed_out, pid, order, message, outputs);
+                     deadline, kill_at, timed_out, pid, order, message, outputs, kind, def_task,
+                     parent, item, instances, lines);
 
   TaskState task_state() const { return static_cast<TaskState>(state); }
+  TaskKind task_kind() const { return static_cast<TaskKind>(kind); }
 };
 
 struct RunRecord {
@@ -69,8 +94,13 @@ struct RunRecord {
   bool timed_out = false;
   std::string message;
   std::string request;  // the hub's request id, empty for local runs
+  int32_t priority = 0;        // higher runs first within a queue
+  std::string trigger;         // what started it: "" (operator/hub) or "schedule TIME"
+  bool compensating = false;   // the run failed and its compensations are running
+  std::string outcome;         // compensating: what the run would have ended as
   MSGPACK_DEFINE_MAP(id, workflow, hash, source, params, state, created, started, finished,
-                     deadline, cancel_requested, timed_out, message, request);
+                     deadline, cancel_requested, timed_out, message, request, priority, trigger,
+                     compensating, outcome);
 
   RunState run_state() const { return static_cast<RunState>(state); }
 };
