@@ -154,6 +154,14 @@ Status Engine::Restore(RunRecord run, std::vector<TaskRecord> tasks, Effects* fx
     t.kill_at = 0;
     t.deadline = 0;
     fx->events.push_back(MakeEvent(EventType::kAttemptInterrupted, ref, &t));
+    if (t.task_kind() == TaskKind::kCompensation) {
+      // An undo cut short must still happen: it runs again whatever its retry policy
+      // (compensations are written to be repeatable).
+      t.state = static_cast<uint8_t>(TaskState::kPending);
+      t.message = "interrupted: the agent restarted; running the compensation again";
+      Touch(ref, i, fx);
+      continue;
+    }
     AttemptFailed(ref, i, "interrupted: the agent restarted while the attempt was running", fx);
   }
   Evaluate(ref, fx);
