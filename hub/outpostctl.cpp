@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -21,6 +22,7 @@
 
 #include "common/control.h"
 #include "common/zmq_link.h"
+#include "common/cron.h"
 #include "common/workflow.h"
 
 namespace {
@@ -52,13 +54,16 @@ fleet commands (through the hub's operator endpoint):
   key create FILE                             make an operator keypair FILE.key / FILE.pub
 
 local commands (--local, the agent on this machine, no hub needed):
-  run start FILE|NAME [--param k=v]... [--wait]  start a run of a file, or of a workflow the
+  run start FILE|NAME [--param k=v]... [--priority N] [--wait]  start a run of a file, or of a workflow the
                                               hub placed here (by name); print its id
   workflow list                               workflows the hub placed on this site
   run list [--limit N] | run show ID | run logs ID TASK [--attempt N] | run cancel ID
   run approve ID TASK [--reject]              decide an approval gate on this site
   status
   workflow validate FILE                      check a workflow file (no agent or hub needed)
+  workflow schedule FILE [--from ISO-8601] [--count N]
+                                              the next N (10) fire times of its schedule, one
+                                              ISO-8601 time with offset a line
 
 options:
   --hub-dir DIR    a hub's data directory on this machine: endpoint, hub key and admin key
@@ -85,6 +90,9 @@ struct Args {
   int timeout_ms = 30000;
   int attempt = 0;
   int limit = 100;
+  int count = 10;
+  std::optional<int> priority;
+  std::string from;
   std::map<std::string, std::string> params;
   std::vector<std::string> words;
 };
@@ -143,6 +151,19 @@ std::string ParseArgs(int argc, char** argv, Args* a) {
       if (!next(&v) || !ParseInt(v, &a->attempt)) return "--attempt needs a number";
     } else if (w == "--limit") {
       if (!next(&v) || !ParseInt(v, &a->limit)) return "--limit needs a number";
+    } else if (w == "--count") {
+      if (!next(&v) || !ParseInt(v, &a->count) || a->count < 1 || a->count > 10000) {
+        return "--count needs a number from 1 to 10000";
+      }
+    } else if (w == "--from") {
+      if (!next(&a->from)) return "--from needs an ISO-8601 time";
+    } else if (w == "--priority") {
+      int p = 0;
+      const bool neg = i + 1 < argc && argv[i + 1][0] == '-';
+      if (!next(&v) || !ParseInt(neg ? v.substr(1) : v, &p) || p > 1000) {
+        return "--priority needs an integer from -1000 to 1000";
+      }
+      a->priority = neg ? -p : p;
     } else if (w == "--param") {
       if (!next(&v)) return "--param needs k=v";
       auto eq = v.find('=');
@@ -186,6 +207,12 @@ void PrintRunTable(const json& run) {
   printf("finished  %s\n", OrDash(run["finished"]).c_str());
   if (!run["message"].get<std::string>().empty()) {
     printf("message   %s\n", run["message"].get<std::string>().c_str());
+  }
+  if (run.contains("trigger") && !run["trigger"].get<std::string>().empty()) {
+    printf("trigger   %s\n", run["trigger"].get<std::string>().c_str());
+  }
+  if (run.contains("outcome") && !run["outcome"].get<std::string>().empty()) {
+    printf("outcome   %s before compensation\n", run["outcome"].get<std::string>().c_str());
   }
   printf("\n%-24s %-10s %-8s %-5s %s\n", "TASK", "STATE", "ATTEMPTS", "EXIT", "MESSAGE");
   for (const auto& t : run["tasks"]) {
@@ -234,6 +261,7 @@ int RunStart(const Args& a) {
     req = {{"op", "run.start"}, {"source", def->source}, {"file", a.words[2]},
            {"params", a.params}};
   }
+  if (a.priority) req["priority"] = *a.priority;
   json resp;
   int code = 0;
   if (!Call(a, req, &resp, &code, a.timeout_ms)) return code;
@@ -248,6 +276,54 @@ int RunStart(const Args& a) {
   if (a.as_json) Print(resp["run"]);
   else PrintRunTable(resp["run"]);
   return resp["run"]["state"] == "succeeded" ? 0 : kExitFailed;
+}
+
+// `workflow schedule FILE`: the next fire times, so a schedule can be checked before it
+// is deployed. No agent or hub needed.
+int WorkflowSchedule(const Args& a, const std::string& file) {
+  auto def = outpost::LoadWorkflowFile(file);
+  if (!def.ok()) {
+    std::cerr << def.status().message() << "\n";
+    return kExitUsage;
+  }
+  if (!def->schedule) {
+    std::cerr << "outpostctl: " << file << ": workflow '" << def->name << "' has no schedule\n";
+    return kExitUsage;
+  }
+  auto tz = outpost::TimeZone::Load(def->schedule->timezone);
+  if (!tz.ok()) {
+    std::cerr << "outpostctl: " << file << ": " << tz.status().message() << "\n";
+    return kExitUsage;
+  }
+  auto spec = outpost::ParseCron(def->schedule->cron);
+  if (!spec.ok()) {
+    std::cerr << "outpostctl: " << file << ": " << spec.status().message() << "\n";
+    return kExitUsage;
+  }
+  outpost::TimeMs from = outpost::SystemClock().Now();
+  if (!a.from.empty()) {
+    auto t = outpost::ParseIsoTime(a.from);
+    if (!t.ok()) {
+      std::cerr << "outpostctl: --from: " << t.status().message() << "\n";
+      return kExitUsage;
+    }
+    from = *t - 1;  // a tick exactly at --from is included
+  }
+  json times = json::array();
+  outpost::TimeMs t = from;
+  for (int i = 0; i < a.count; ++i) {
+    t = outpost::NextFire(*spec, *tz, t);
+    if (t == 0) break;
+    times.push_back(outpost::FormatLocal(t, *tz));
+  }
+  if (a.as_json) {
+    Print({{"workflow", def->name}, {"cron", def->schedule->cron}, {"timezone", tz->name()},
+           {"catch_up", outpost::CatchUpName(def->schedule->catch_up)},
+           {"overlap", outpost::OverlapName(def->schedule->overlap)}, {"next", times}});
+  } else {
+    for (const auto& s : times) std::cout << s.get<std::string>() << "\n";
+  }
+  return 0;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -689,6 +765,7 @@ int Dispatch(const Args& a) {
     }
     return 0;
   }
+  if (w[0] == "workflow" && w.size() == 3 && w[1] == "schedule") return WorkflowSchedule(a, w[2]);
   if (w[0] == "key" && w.size() == 3 && w[1] == "create") return KeyCreate(a, w[2]);
   if (!a.local) return HubDispatch(a);
   json resp;
@@ -703,11 +780,16 @@ int Dispatch(const Args& a) {
     if (a.as_json) {
       Print(resp["workflows"]);
     } else {
-      printf("%-24s %-14s %-12s %s\n", "WORKFLOW", "HASH", "PLACED BY", "PLACED");
+      printf("%-24s %-14s %-7s %-20s %s\n", "WORKFLOW", "HASH", "SOURCE", "SCHEDULE", "NEXT");
       for (const auto& d : resp["workflows"]) {
-        printf("%-24s %-14s %-12s %s\n", d["name"].get<std::string>().c_str(),
+        std::string cron = "-", next = "-";
+        if (d.contains("schedule")) {
+          cron = d["schedule"]["cron"].get<std::string>();
+          next = d["schedule"]["next"].get<std::string>();
+        }
+        printf("%-24s %-14s %-7s %-20s %s\n", d["name"].get<std::string>().c_str(),
                d["hash"].get<std::string>().substr(0, 12).c_str(),
-               d["placed_by"].get<std::string>().c_str(), d["placed"].get<std::string>().c_str());
+               d.value("source", std::string("-")).c_str(), cron.c_str(), next.c_str());
       }
     }
     return 0;

@@ -44,6 +44,9 @@ json RunViewToJson(const RunView& v) {
                {"message", t.message},
                {"outputs", t.outputs}};
     if (t.task_state() == TaskState::kWaiting) jt["retry_at"] = TimeJson(t.retry_at);
+    if (t.task_kind() == TaskKind::kInstance) jt["item"] = t.item;
+    if (t.task_kind() == TaskKind::kCompensation) jt["compensates"] = t.parent;
+    if (t.instances > 0) jt["instances"] = t.instances;
     tasks.push_back(std::move(jt));
   }
   return {{"id", v.run.id},
@@ -56,6 +59,10 @@ json RunViewToJson(const RunView& v) {
           {"cancel_requested", v.run.cancel_requested},
           {"message", v.run.message},
           {"request", v.run.request},
+          {"priority", v.run.priority},
+          {"trigger", v.run.trigger},
+          {"compensating", v.run.compensating},
+          {"outcome", v.run.outcome},
           {"tasks", std::move(tasks)}};
 }
 

@@ -38,15 +38,20 @@ class AgentProcessTest : public ::testing::Test {
   std::string DataDir() const { return (dir_ / "agent").string(); }
   std::string Socket() const { return DataDir() + "/agent.sock"; }
 
-  void StartAgent() {
+  void StartAgent(std::vector<std::string> extra = {}) {
+    std::vector<std::string> args = {OUTPOST_AGENT_BIN, "--data-dir", DataDir(), "--site", "it",
+                                     "--kill-grace-ms", "300", "--max-parallel", "4"};
+    args.insert(args.end(), extra.begin(), extra.end());
     pid_ = fork();
     ASSERT_GE(pid_, 0);
     if (pid_ == 0) {
       std::string log = (dir_ / "agent.log").string();
       freopen(log.c_str(), "a", stdout);
       freopen(log.c_str(), "a", stderr);
-      execl(OUTPOST_AGENT_BIN, OUTPOST_AGENT_BIN, "--data-dir", DataDir().c_str(), "--site",
-            "it", "--kill-grace-ms", "300", "--max-parallel", "4", static_cast<char*>(nullptr));
+      std::vector<char*> argv;
+      for (auto& a : args) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      execv(OUTPOST_AGENT_BIN, argv.data());
       _exit(127);
     }
     for (int i = 0; i < 500; ++i) {  // up to ~10 s
@@ -327,6 +332,156 @@ tasks:
   json logs = Call({{"op", "run.logs"}, {"id", id}, {"task", "ship"}});
   EXPECT_EQ(logs["output"], "got 1.2.3 from http://artifacts/app-1.2.3.tar at it\n");
   EXPECT_TRUE(fs::is_empty(DataDir() + "/outputs"));  // collected and removed
+}
+
+// ---------------------------------------------------------------------------------------
+// The example workflows in config/workflows/, run by name from the agent's --workflows
+// directory on the real agent, with their params pointed into the test's directory.
+
+class ExampleWorkflows : public AgentProcessTest {
+ protected:
+  void SetUp() override {
+    AgentProcessTest::SetUp();
+    StartAgent({"--workflows", std::string(OUTPOST_SOURCE_DIR) + "/config/workflows"});
+  }
+  std::string Start(const std::string& name, json params) {
+    json r = Call({{"op", "run.start"}, {"workflow", name}, {"params", params}});
+    EXPECT_TRUE(r.value("ok", false)) << r.dump();
+    return r.value("id", "");
+  }
+  std::string P(const std::string& rel) { return (dir_ / rel).string(); }
+  static std::string Read(const std::string& path) {
+    std::ifstream in(path);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  }
+};
+
+TEST_F(ExampleWorkflows, AreLoadedByNameWithTheirSchedules) {
+  json r = Call({{"op", "workflow.list"}});
+  std::map<std::string, json> by_name;
+  for (const auto& w : r["workflows"]) by_name[w["name"]] = w;
+  for (const char* n : {"hello", "log-rotation", "canary-rollout", "device-sweep", "nightly-backup"}) {
+    ASSERT_TRUE(by_name.count(n)) << n << " missing from " << r.dump();
+    EXPECT_EQ(by_name[n]["source"], "local");
+  }
+  EXPECT_EQ(by_name["nightly-backup"]["schedule"]["cron"], "0 2 * * *");
+  EXPECT_EQ(by_name["nightly-backup"]["schedule"]["timezone"], "Europe/Berlin");
+  EXPECT_FALSE(by_name["nightly-backup"]["schedule"]["next"].get<std::string>().empty());
+  std::string out;
+  EXPECT_EQ(Ctl("workflow schedule " OUTPOST_SOURCE_DIR
+                "/config/workflows/nightly-backup.yaml --from 2026-11-24T00:00:00Z --count 3", &out), 0);
+  EXPECT_EQ(out, "2026-11-24T02:00:00+01:00\n2026-11-25T02:00:00+01:00\n2026-11-26T02:00:00+01:00\n");
+  EXPECT_EQ(Ctl("workflow schedule " OUTPOST_SOURCE_DIR "/config/workflows/hello.yaml", &out), 2);
+  EXPECT_NE(out.find("has no schedule"), std::string::npos) << out;
+}
+
+TEST_F(ExampleWorkflows, LogRotationCompressesIdleLogsAndUploadsEachArchive) {
+  fs::create_directories(P("logs"));
+  for (const char* f : {"app.log", "gateway.log"}) {
+    std::ofstream(P(std::string("logs/") + f)) << "line from " << f << "\n";
+    ASSERT_EQ(system(("touch -d '3 hours ago' " + P(std::string("logs/") + f)).c_str()), 0);
+  }
+  std::ofstream(P("logs/fresh.log")) << "still being written\n";
+  const std::string id = Start("log-rotation", {{"log_dir", P("logs")}, {"archive_dir", P("archive")},
+                                                {"upload_dir", P("uplink")}});
+  json run = WaitRun(id);
+  ASSERT_EQ(run["state"], "succeeded") << run.dump(2);
+  EXPECT_EQ(Task(run, "upload")["instances"], 2);
+  EXPECT_EQ(Task(run, "rotate")["outputs"]["rotated"], "2");
+  int uploaded = 0;
+  for (const auto& e : fs::directory_iterator(P("uplink"))) {
+    EXPECT_EQ(e.path().extension(), ".gz");
+    ++uploaded;
+  }
+  EXPECT_EQ(uploaded, 2);
+  EXPECT_TRUE(fs::is_empty(P("archive")));  // deleted only once stored
+  EXPECT_EQ(fs::file_size(P("logs/app.log")), 0u);
+  EXPECT_GT(fs::file_size(P("logs/fresh.log")), 0u);
+  std::string out;
+  ASSERT_EQ(Ctl("run logs " + id + " report", &out), 0);
+  EXPECT_NE(out.find("2 log(s) rotated; 2 of 2 archive(s) uploaded"), std::string::npos) << out;
+}
+
+TEST_F(ExampleWorkflows, CanaryRolloutPromotesAfterApproval) {
+  fs::create_directories(P("release"));
+  std::ofstream(P("release/current")) << "2.4.0\n";
+  const std::string id = Start("canary-rollout", {{"version", "2.4.1"}, {"release_dir", P("release")},
+                                                  {"health_cmd", "true"}});
+  ASSERT_TRUE(WaitTaskState(id, "approve", "awaiting_approval"));
+  EXPECT_EQ(Read(P("release/canary")), "2.4.1\n");
+  std::string out;
+  ASSERT_EQ(Ctl("run approve " + id + " approve", &out), 0) << out;
+  json run = WaitRun(id);
+  EXPECT_EQ(run["state"], "succeeded") << run.dump(2);
+  EXPECT_EQ(Read(P("release/current")), "2.4.1\n");
+}
+
+TEST_F(ExampleWorkflows, CanaryRolloutRollsBackWhenVerificationFails) {
+  fs::create_directories(P("release"));
+  std::ofstream(P("release/current")) << "2.4.0\n";
+  // Healthy on the canary, unhealthy after the promotion.
+  const std::string id = Start("canary-rollout", {{"version", "2.5.0"}, {"release_dir", P("release")},
+                                                  {"health_cmd", "[ \"$OUTPOST_TASK_ID\" != verify ]"}});
+  ASSERT_TRUE(WaitTaskState(id, "approve", "awaiting_approval"));
+  std::string out;
+  ASSERT_EQ(Ctl("run approve " + id + " approve", &out), 0) << out;
+  json run = WaitRun(id);
+  EXPECT_EQ(run["state"], "compensated") << run.dump(2);
+  EXPECT_EQ(run["outcome"], "failed");
+  EXPECT_EQ(Task(run, "compensate:promote")["state"], "succeeded");
+  EXPECT_EQ(Task(run, "compensate:deploy-canary")["state"], "succeeded");
+  EXPECT_EQ(Read(P("release/current")), "2.4.0\n");  // the previous release is back
+  EXPECT_FALSE(fs::exists(P("release/canary")));
+  // The undo ran newest first.
+  EXPECT_LE(Task(run, "compensate:promote")["finished"].get<std::string>(),
+            Task(run, "compensate:deploy-canary")["started"].get<std::string>());
+}
+
+TEST_F(ExampleWorkflows, CanaryRolloutRejectedCompensatesTheCanary) {
+  const std::string id = Start("canary-rollout", {{"version", "3.0.0"}, {"release_dir", P("release")},
+                                                  {"health_cmd", "true"}});
+  ASSERT_TRUE(WaitTaskState(id, "approve", "awaiting_approval"));
+  std::string out;
+  ASSERT_EQ(Ctl("run approve " + id + " approve --reject", &out), 0) << out;
+  json run = WaitRun(id);
+  EXPECT_EQ(run["state"], "compensated") << run.dump(2);
+  EXPECT_EQ(Task(run, "promote")["state"], "skipped");
+  EXPECT_FALSE(fs::exists(P("release/canary")));
+}
+
+TEST_F(ExampleWorkflows, DeviceSweepReadsEveryDeviceAndReportsTheOnesThatFailed) {
+  std::ofstream(P("devices.txt")) << "# PLCs on line 2\nplc-1\nplc-2\n\nplc-3\nmeter-7\nplc-dead\n";
+  const std::string reader = P("read.sh");
+  std::ofstream(reader) << "#!/bin/sh\ncase \"$1\" in *dead) exit 1;; esac\necho \"value of $1\"\n";
+  fs::permissions(reader, fs::perms::owner_all);
+  const std::string id = Start("device-sweep", {{"inventory", P("devices.txt")}, {"out_dir", P("readings")},
+                                                {"read_cmd", reader}});
+  json run = WaitRun(id);
+  EXPECT_EQ(run["state"], "failed") << run.dump(2);  // one device never answered
+  EXPECT_EQ(Task(run, "read")["instances"], 5);
+  EXPECT_EQ(Task(run, "read[4]")["item"], "plc-dead");
+  EXPECT_EQ(Task(run, "read[4]")["attempts"], 3);  // its own retries
+  EXPECT_EQ(Task(run, "read[0]")["attempts"], 1);
+  EXPECT_EQ(Read(P("readings/meter-7.reading")), "value of meter-7\n");
+  EXPECT_EQ(Task(run, "report")["state"], "succeeded");
+  EXPECT_EQ(Read(P("readings/summary")), "4 of 5 device(s) read, 1 did not answer\n");
+}
+
+TEST_F(ExampleWorkflows, NightlyBackupArchivesVerifiesAndKeepsTheNewest) {
+  fs::create_directories(P("data"));
+  std::ofstream(P("data/state.db")) << "important";
+  for (int i = 0; i < 3; ++i) {
+    const std::string id = Start("nightly-backup", {{"source_dir", P("data")}, {"backup_dir", P("backups")},
+                                                    {"keep", "2"}});
+    json run = WaitRun(id);
+    ASSERT_EQ(run["state"], "succeeded") << run.dump(2);
+    EXPECT_EQ(Task(run, "verify")["outputs"]["sha256"].get<std::string>().size(), 64u);
+  }
+  int kept = 0;
+  for (const auto& e : fs::directory_iterator(P("backups"))) kept += e.path().string().ends_with(".tar.gz");
+  EXPECT_EQ(kept, 2);
 }
 
 }  // namespace
