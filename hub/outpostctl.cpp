@@ -61,6 +61,8 @@ local commands (--local, the agent on this machine, no hub needed):
   run approve ID TASK [--reject]              decide an approval gate on this site
   status
   workflow validate FILE                      check a workflow file (no agent or hub needed)
+  retention trim                              remove finished runs' output now, by the agent's
+                                              retain-output and output-budget
   workflow schedule FILE [--from ISO-8601] [--count N]
                                               the next N (10) fire times of its schedule, one
                                               ISO-8601 time with offset a line
@@ -791,6 +793,17 @@ int Dispatch(const Args& a) {
                d["hash"].get<std::string>().substr(0, 12).c_str(),
                d.value("source", std::string("-")).c_str(), cron.c_str(), next.c_str());
       }
+    }
+    return 0;
+  }
+  if (w.size() == 2 && w[0] == "retention" && w[1] == "trim") {
+    if (!Call(a, {{"op", "retention.trim"}}, &resp, &code, a.timeout_ms)) return code;
+    if (a.as_json) {
+      Print(resp["trimmed"]);
+    } else {
+      const json& t = resp["trimmed"];
+      std::cout << "removed " << t["outputs"] << " output(s) of " << t["runs"] << " finished run(s), "
+                << t["bytes"] << " bytes; " << t["kept_bytes"] << " bytes of output kept\n";
     }
     return 0;
   }

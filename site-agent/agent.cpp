@@ -348,7 +348,7 @@ void Agent::SyncSchedules() {
   }
 }
 
-void Agent::TrimOutputs() {
+json Agent::TrimOutputs() {
   const TimeMs now = clock_.Now();
   trim_at_ = now + 60'000;
   // Finished runs, oldest first, with the bytes of their stored output.
@@ -372,7 +372,7 @@ void Agent::TrimOutputs() {
   }
   if (!s.ok()) {
     spdlog::error("retention.scan_failed error=\"{}\"", s.ToString());
-    return;
+    return {{"error", s.ToString()}};
   }
   std::sort(runs.begin(), runs.end(),
             [](const Finished& a, const Finished& b) { return a.finished < b.finished; });
@@ -394,7 +394,8 @@ void Agent::TrimOutputs() {
     ++n_runs;
   }
   output_bytes_ = total;
-  if (n_runs == 0) return;
+  const json result = {{"runs", n_runs}, {"outputs", n_keys}, {"bytes", bytes}, {"kept_bytes", total}};
+  if (n_runs == 0) return result;
   counters_.outputs_trimmed += n_keys;
   counters_.output_bytes_trimmed += bytes;
   Event e;
@@ -405,6 +406,7 @@ void Agent::TrimOutputs() {
               " bytes of output kept";
   spdlog::info("retention.trimmed runs={} outputs={} bytes={} kept_bytes={}", n_runs, n_keys, bytes, total);
   pending_.events.push_back(std::move(e));
+  return result;
 }
 
 void Agent::HandleSignals(bool* stop) {

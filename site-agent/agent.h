@@ -114,8 +114,9 @@ class Agent {
   std::map<std::string, std::shared_ptr<const WorkflowDef>> KnownWorkflows() const;
   // Brings the scheduler in line with the known definitions that carry a schedule.
   void SyncSchedules();
-  // Retention: trims finished runs' output by age and by the byte budget.
-  void TrimOutputs();
+  // Retention: trims finished runs' output by age and by the byte budget; returns what it
+  // did ({"runs", "outputs", "bytes", "kept_bytes"}).
+  nlohmann::json TrimOutputs();
   void HandleSignals(bool* stop);
   void AcceptClients();
   void ReadClient(uint64_t id);

@@ -210,6 +210,18 @@ void Agent::HandleRequest(uint64_t client, const std::string& line) {
                      {"finished", r.finished > 0 ? json(FormatTime(r.finished)) : json(nullptr)}});
     }
     Reply(client, {{"ok", true}, {"runs", std::move(arr)}});
+  } else if (op == "retention.trim") {
+    // A retention pass now (it also runs every minute when retention is configured).
+    if (config_.retain_output == 0 && config_.output_budget == 0) {
+      Reply(client, Error("no retention configured (agent options retain-output, output-budget)"));
+      return;
+    }
+    json r = TrimOutputs();
+    if (r.contains("error")) {
+      Reply(client, Error(r["error"].get<std::string>()));
+    } else {
+      after_commit_.emplace_back(client, json{{"ok", true}, {"trimmed", r}});
+    }
   } else if (op == "run.logs") {
     int attempt = 0;
     if (auto a = req.find("attempt"); a != req.end() && a->is_number_integer()) {

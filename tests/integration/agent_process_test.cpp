@@ -334,6 +334,43 @@ tasks:
   EXPECT_TRUE(fs::is_empty(DataDir() + "/outputs"));  // collected and removed
 }
 
+TEST_F(AgentProcessTest, RetentionTrimsOldestOutputToTheBudgetAndKeepsRunState) {
+  StartAgent({"--output-budget", "6K"});
+  std::vector<std::string> ids;
+  for (int i = 0; i < 6; ++i) {
+    ids.push_back(StartRun("name: chatty\ntasks:\n  - id: talk\n    shell: head -c 2000 /dev/zero | tr '\\\\0' x\n"));
+    ASSERT_EQ(WaitRun(ids.back())["state"], "succeeded");
+  }
+  std::string out;
+  ASSERT_EQ(Ctl("retention trim --json", &out), 0) << out;
+  json t = json::parse(out);
+  EXPECT_EQ(t["runs"], 3);  // 6 x ~2 KB under a 6 KiB budget: the oldest three go
+  EXPECT_LE(t["kept_bytes"].get<uint64_t>(), 6u * 1024);
+  EXPECT_EQ(Ctl("run logs " + ids[0] + " talk", &out), 1);
+  EXPECT_NE(out.find("removed by retention: over the output budget"), std::string::npos) << out;
+  EXPECT_EQ(Ctl("run logs " + ids[5] + " talk", &out), 0);
+  EXPECT_EQ(out.size(), 2000u);
+  // The state is never trimmed.
+  EXPECT_EQ(Ctl("run show " + ids[0] + " --json", &out), 0);
+  EXPECT_EQ(json::parse(out)["state"], "succeeded");
+  json st = Call({{"op", "status"}});
+  EXPECT_EQ(st["status"]["retention"]["outputs_trimmed"], 3);
+  EXPECT_GT(st["status"]["disk_bytes"].get<uint64_t>(), 0u);
+
+  // With an age limit, every finished run older than it loses its output.
+  StopAgent(SIGTERM);
+  StartAgent({"--retain-output", "1ms"});
+  ASSERT_EQ(Ctl("retention trim --json", &out), 0) << out;
+  EXPECT_EQ(json::parse(out)["kept_bytes"], 0);
+  EXPECT_EQ(Ctl("run logs " + ids[5] + " talk", &out), 1);
+  EXPECT_NE(out.find("older than the retention age"), std::string::npos) << out;
+  EXPECT_EQ(Ctl("retention trim", &out), 0);
+  StopAgent(SIGTERM);
+  StartAgent();
+  EXPECT_EQ(Ctl("retention trim", &out), 1);
+  EXPECT_NE(out.find("no retention configured"), std::string::npos) << out;
+}
+
 // ---------------------------------------------------------------------------------------
 // The example workflows in config/workflows/, run by name from the agent's --workflows
 // directory on the real agent, with their params pointed into the test's directory.
