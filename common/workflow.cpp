@@ -372,7 +372,10 @@ void CheckTemplates(const WorkflowDef& def, Problems* p) {
       for (const auto& v : refs) {
         const TemplateRef& r = v.ref;
         const std::string text = "'when' " + r.text;
-        if (r.kind == TemplateRef::Kind::kParam && !params.count(r.name)) {
+        if (r.kind == TemplateRef::Kind::kItem) {
+          p->Add(YAML::Mark::null_mark(), t.id, "line " + std::to_string(t.line) + ": " + text +
+                                                    " is only defined in the commands of a for_each task");
+        } else if (r.kind == TemplateRef::Kind::kParam && !params.count(r.name)) {
           p->Add(YAML::Mark::null_mark(), t.id, "line " + std::to_string(t.line) + ": " + text +
                                                     ": no param '" + r.name + "' is declared");
         } else if (r.kind == TemplateRef::Kind::kTaskOutput && !upstream.count(r.name)) {

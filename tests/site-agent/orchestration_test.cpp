@@ -348,6 +348,45 @@ TEST_F(Orchestration, RestoreResumesInstancesAndCompensations) {
   EXPECT_EQ(fx.starts[0].argv[2], "rollback --to 2");
 }
 
+TEST_F(Orchestration, RestoreResumesAFanOutWhereItStopped) {
+  ASSERT_TRUE(Start(R"(
+name: fan
+tasks:
+  - id: each
+    for_each: [a, b, c, d]
+    parallelism: 2
+    run: [work, "{{ item }}"]
+  - id: after
+    needs: [each]
+    run: [done]
+)").ok());
+  Exit("each[0]", 0);
+  ASSERT_NE(Running("each[1]"), nullptr);
+  ASSERT_NE(Running("each[2]"), nullptr);
+  RunRecord run = *engine_.FindRun("r1");
+  std::vector<TaskRecord> tasks;
+  for (const char* id : {"each", "after", "each[0]", "each[1]", "each[2]", "each[3]"}) {
+    tasks.push_back(*engine_.FindTask("r1", id));
+  }
+  std::reverse(tasks.begin(), tasks.end());  // the store's order is not the engine's
+  Rng rng2(9);
+  Engine fresh(clock_, &rng2, EngineOptions{4, 5000, "gw-1", {}, {}});
+  Effects fx;
+  ASSERT_TRUE(fresh.Restore(run, tasks, &fx).ok());
+  // The two interrupted instances had no retries: they failed; the last one starts.
+  EXPECT_EQ(TaskStateName(fresh.FindTask("r1", "each[1]")->task_state()), std::string("failed"));
+  ASSERT_EQ(fx.starts.size(), 1u);
+  EXPECT_EQ(fx.starts[0].key.task, "each[3]");
+  EXPECT_EQ(fx.starts[0].argv[1], "d");
+  Effects fx2;
+  ExitInfo ok;
+  ok.exit_code = 0;
+  fresh.OnExit(fx.starts[0].key, ok, &fx2);
+  EXPECT_EQ(TaskStateName(fresh.FindTask("r1", "each")->task_state()), std::string("failed"));
+  EXPECT_EQ(fresh.FindTask("r1", "each")->message, "2 of 4 instance(s) failed");
+  EXPECT_EQ(RunStateName(fresh.FindRun("r1")->run_state()), std::string("failed"));
+}
+
 TEST_F(Orchestration, WorkflowConcurrencyRefusesExtraRuns) {
   const char* yaml = "name: once\nconcurrency: 1\ntasks:\n  - id: a\n    run: [x]\n";
   ASSERT_TRUE(Start(yaml, "r1").ok());
@@ -405,6 +444,8 @@ TEST(OrchestrationValidation, NewKeysAreCheckedWithTheirLine) {
   } cases[] = {
       {"name: w\ntasks:\n  - id: a\n    run: [x, '{{ item }}']\n", "only defined in the commands of a for_each task"},
       {"name: w\ntasks:\n  - id: a\n    parallelism: 2\n    run: [x]\n", "'parallelism' needs 'for_each'"},
+      {"name: w\ntasks:\n  - id: a\n    for_each: [x]\n    when: \"item == 'x'\"\n    run: [x]\n",
+       "'when' item is only defined in the commands"},
       {"name: w\ntasks:\n  - id: a\n    for_each: plain\n    run: [x]\n", "'for_each' must be a list, a template"},
       {"name: w\ntasks:\n  - id: a\n    run: [x]\n  - id: b\n    for_each: {lines_of: a}\n    run: [x]\n",
        "for_each.lines_of: task 'a' is not upstream"},
