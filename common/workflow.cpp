@@ -11,6 +11,8 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
+#include <cstdlib>
 #include <functional>
 #include <fstream>
 #include <set>
@@ -178,7 +180,7 @@ void ParseTask(Problems* p, const YAML::Node& n, TaskDef* t) {
   }
   c.task = t->id;
   c.KnownKeys(n, {"id", "type", "run", "shell", "needs", "when", "trigger", "timeout", "retry", "env",
-                 "workdir", "for_each", "parallelism", "compensate", "queue"},
+                 "workdir", "for_each", "parallelism", "compensate", "queue", "output_cap"},
               "task");
   const bool has_run = static_cast<bool>(n["run"]), has_shell = static_cast<bool>(n["shell"]);
   if (n["type"]) {
@@ -302,6 +304,10 @@ void ParseTask(Problems* p, const YAML::Node& n, TaskDef* t) {
              std::string("'compensate' must be a command line or an argv list, got ") + KindName(comp));
     }
     if (t->approval) p->Add(comp.Mark(), t->id, "an approval task has nothing to compensate");
+  }
+  if (n["output_cap"]) {
+    int cap = 0;
+    if (c.Int(n["output_cap"], "output_cap", 1024, 16 * 1024 * 1024, &cap)) t->output_cap = static_cast<size_t>(cap);
   }
   if (n["queue"] && c.Scalar(n["queue"], "queue", &t->queue) && !IsName(t->queue, 63)) {
     p->Add(n["queue"].Mark(), t->id, "queue name '" + t->queue + "' is not valid");
@@ -474,6 +480,55 @@ const char* TriggerName(Trigger t) {
   return "?";
 }
 
+const char* ParamTypeName(ParamDef::Type t) {
+  switch (t) {
+    case ParamDef::Type::kString: return "string";
+    case ParamDef::Type::kInt: return "int";
+    case ParamDef::Type::kNumber: return "number";
+    case ParamDef::Type::kBool: return "bool";
+  }
+  return "?";
+}
+
+Result<std::string> ParamDef::Check(const std::string& value) const {
+  std::string v = value;
+  auto bad = [&](const std::string& want) {
+    return Status::InvalidArgument("param '" + name + "' must be " + want + ", got '" + value + "'");
+  };
+  switch (type) {
+    case Type::kString:
+      break;
+    case Type::kInt: {
+      size_t i = (!v.empty() && (v[0] == '-' || v[0] == '+')) ? 1 : 0;
+      if (i == v.size() || v.size() > 19) return bad("an int");
+      for (; i < v.size(); ++i) {
+        if (!std::isdigit(static_cast<unsigned char>(v[i]))) return bad("an int");
+      }
+      break;
+    }
+    case Type::kNumber: {
+      char* end = nullptr;
+      errno = 0;
+      std::strtod(v.c_str(), &end);
+      if (v.empty() || end == nullptr || *end != '\0' || errno != 0 || std::isspace(static_cast<unsigned char>(v[0]))) {
+        return bad("a number");
+      }
+      break;
+    }
+    case Type::kBool:
+      if (v == "true" || v == "yes" || v == "on" || v == "1") v = "true";
+      else if (v == "false" || v == "no" || v == "off" || v == "0") v = "false";
+      else return bad("a bool (true/false)");
+      break;
+  }
+  if (!choices.empty() && std::find(choices.begin(), choices.end(), v) == choices.end()) {
+    std::string list;
+    for (const auto& ch : choices) list += (list.empty() ? "" : ", ") + ch;
+    return bad("one of " + list);
+  }
+  return v;
+}
+
 const char* CatchUpName(ScheduleDef::CatchUp c) {
   switch (c) {
     case ScheduleDef::CatchUp::kSkip: return "skip";
@@ -512,10 +567,14 @@ Result<std::map<std::string, std::string>> WorkflowDef::ResolveParams(
     const std::map<std::string, std::string>& given) const {
   std::map<std::string, std::string> out;
   for (const auto& [k, v] : given) {
-    bool known = false;
-    for (const auto& p : params) known = known || p.name == k;
-    if (!known) return Status::InvalidArgument("workflow '" + name + "' has no param '" + k + "'");
-    out[k] = v;
+    const ParamDef* pd = nullptr;
+    for (const auto& p : params) {
+      if (p.name == k) pd = &p;
+    }
+    if (!pd) return Status::InvalidArgument("workflow '" + name + "' has no param '" + k + "'");
+    auto checked = pd->Check(v);
+    if (!checked.ok()) return checked.status().WithContext("workflow '" + name + "'");
+    out[k] = *checked;
   }
   for (const auto& p : params) {
     if (out.count(p.name)) continue;
@@ -621,10 +680,34 @@ Result<WorkflowDef> ParseWorkflow(std::string_view yaml, std::string_view filena
           ParamDef pd;
           if (!c.Scalar(kv.first, "param name", &pd.name)) continue;
           if (!IsName(pd.name, 63)) p.Add(kv.first.Mark(), "", "param name '" + pd.name + "' is not valid");
-          if (kv.second.IsScalar()) {
-            pd.default_value = kv.second.Scalar();
-          } else if (!kv.second.IsNull()) {
-            p.Add(kv.second.Mark(), "", "param '" + pd.name + "' default must be a string or empty (required)");
+          const YAML::Node& v = kv.second;
+          if (v.IsScalar()) {
+            pd.default_value = v.Scalar();
+          } else if (v.IsMap()) {
+            // Typed: {type: string|int|number|bool, default: X, choices: [...], description: ...}
+            c.KnownKeys(v, {"type", "default", "choices", "description"}, ("param '" + pd.name + "'").c_str());
+            std::string type = "string";
+            if (v["type"]) c.Scalar(v["type"], "params." + pd.name + ".type", &type);
+            if (type == "string") pd.type = ParamDef::Type::kString;
+            else if (type == "int") pd.type = ParamDef::Type::kInt;
+            else if (type == "number") pd.type = ParamDef::Type::kNumber;
+            else if (type == "bool") pd.type = ParamDef::Type::kBool;
+            else p.Add(v["type"].Mark(), "", "param '" + pd.name + "': type must be string, int, number or bool, got '" + type + "'");
+            if (v["choices"]) c.StringList(v["choices"], "params." + pd.name + ".choices", &pd.choices);
+            if (v["description"]) {
+              std::string ignored;
+              c.Scalar(v["description"], "params." + pd.name + ".description", &ignored);
+            }
+            if (v["default"] && !v["default"].IsNull()) {
+              std::string d;
+              if (c.Scalar(v["default"], "params." + pd.name + ".default", &d)) {
+                auto checked = pd.Check(d);
+                if (checked.ok()) pd.default_value = *checked;
+                else p.Add(v["default"].Mark(), "", "default of " + checked.status().message());
+              }
+            }
+          } else if (!v.IsNull()) {
+            p.Add(v.Mark(), "", "param '" + pd.name + "' must be a default value, empty (required) or a map with type");
           }
           def.params.push_back(pd);
         }

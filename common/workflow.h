@@ -69,6 +69,7 @@ struct TaskDef {
   std::vector<std::string> compensate_run;
   std::string compensate_shell;
   std::string queue;  // named queue from the agent config; empty: the default queue
+  size_t output_cap = 0;  // bytes of output kept for this task; 0: the agent's --output-cap
   int line = 0;       // 1-based line of the task in its file
 
   bool has_compensate() const { return !compensate_run.empty() || !compensate_shell.empty(); }
@@ -89,9 +90,15 @@ const char* CatchUpName(ScheduleDef::CatchUp c);
 const char* OverlapName(ScheduleDef::Overlap o);
 
 struct ParamDef {
+  enum class Type { kString, kInt, kNumber, kBool };
   std::string name;
   std::optional<std::string> default_value;  // nullopt: required
+  Type type = Type::kString;
+  std::vector<std::string> choices;  // non-empty: the value must be one of them
+  // Checks `value` against type and choices; returns it normalized (bools as true/false).
+  Result<std::string> Check(const std::string& value) const;
 };
+const char* ParamTypeName(ParamDef::Type t);
 
 struct WorkflowDef {
   std::string name;

@@ -556,6 +556,7 @@ void Engine::StartAttempt(Active& a, size_t i, Effects* fx) {
   fx->events.push_back(MakeEvent(EventType::kAttemptStarted, a, &t));
 
   sp.key = {a.rec.id, t.id, t.attempts};
+  sp.output_cap = td.output_cap;
   for (const auto& [k, v] : a.rec.params) {
     std::string name = "OUTPOST_PARAM_";
     for (char c : k) {

@@ -73,6 +73,7 @@ struct StartProcess {
   std::vector<std::string> argv;
   std::vector<std::pair<std::string, std::string>> env;  // added to the agent's environment
   std::string workdir;
+  size_t output_cap = 0;  // bytes of output kept; 0: the executor's default
 };
 
 struct KillProcess {

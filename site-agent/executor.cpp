@@ -1,5 +1,7 @@
 #include "site-agent/executor.h"
 
+#include <algorithm>
+
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
@@ -93,7 +95,8 @@ Result<int> ProcessExecutor::Start(const StartProcess& spec) {
     return Status::IoError(what);
   }
   fcntl(fds[0], F_SETFL, fcntl(fds[0], F_GETFL) | O_NONBLOCK);
-  procs_[pid] = Proc{spec.key, fds[0], {}};
+  const size_t cap = spec.output_cap > 0 ? std::min(spec.output_cap, options_.output_cap) : options_.output_cap;
+  procs_[pid] = Proc{spec.key, fds[0], cap, {}};
   return pid;
 }
 
@@ -120,9 +123,7 @@ std::vector<int> ProcessExecutor::pipe_fds() const {
 
 void ProcessExecutor::AppendOutput(Proc& p, const char* data, size_t n) {
   p.output.append(data, n);
-  if (p.output.size() > 2 * options_.output_cap) {
-    p.output.erase(0, p.output.size() - options_.output_cap);
-  }
+  if (p.output.size() > 2 * p.cap) p.output.erase(0, p.output.size() - p.cap);
 }
 
 void ProcessExecutor::Drain(Proc& p) {
@@ -171,9 +172,7 @@ void ProcessExecutor::OnSignalReadable() {
     ExitInfo ex;
     if (WIFEXITED(status)) ex.exit_code = WEXITSTATUS(status);
     if (WIFSIGNALED(status)) ex.signal = WTERMSIG(status);
-    if (p.output.size() > options_.output_cap) {
-      p.output.erase(0, p.output.size() - options_.output_cap);
-    }
+    if (p.output.size() > p.cap) p.output.erase(0, p.output.size() - p.cap);
     ex.output = std::move(p.output);
     exits_.emplace_back(p.key, std::move(ex));
     procs_.erase(it);

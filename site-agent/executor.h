@@ -61,6 +61,7 @@ class ProcessExecutor final : public Executor {
   struct Proc {
     AttemptKey key;
     int pipe_fd = -1;
+    size_t cap = 0;  // output kept: the task's cap if smaller than the agent's
     std::string output;
   };
   explicit ProcessExecutor(Options o) : options_(o) {}

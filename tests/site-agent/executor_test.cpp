@@ -69,6 +69,22 @@ TEST_F(ExecutorTest, KeepsOnlyTheTailOfLongOutput) {
   EXPECT_EQ(out.substr(out.size() - 5), "LAST\n");
 }
 
+TEST_F(ExecutorTest, ATasksOwnOutputCapIsKeptWithinTheAgents) {
+  auto small = Spec({"/bin/sh", "-c", "seq 1 20000; echo LAST"});
+  small.output_cap = 100;
+  auto big = Spec({"/bin/sh", "-c", "seq 1 20000; echo LAST"});
+  big.key.task = "big";
+  big.output_cap = 1 << 20;  // more than the agent allows: the agent's cap wins
+  ASSERT_TRUE(ex_->Start(small).ok());
+  ASSERT_TRUE(ex_->Start(big).ok());
+  auto exits = WaitExits(2);
+  ASSERT_EQ(exits.size(), 2u);
+  for (const auto& [key, ex] : exits) {
+    EXPECT_EQ(ex.output.size(), key.task == "big" ? 1024u : 100u) << key.task;
+    EXPECT_EQ(ex.output.substr(ex.output.size() - 5), "LAST\n");
+  }
+}
+
 TEST_F(ExecutorTest, MissingProgramAndWorkdirAreSpawnErrors) {
   auto r = ex_->Start(Spec({"/nonexistent/program"}));
   ASSERT_FALSE(r.ok());

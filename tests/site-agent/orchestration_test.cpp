@@ -437,6 +437,55 @@ TEST_F(Queues, HigherPriorityRunsFirstWithinAQueueAndUnknownQueuesAreRefused) {
   EXPECT_NE(s.message().find("queue 'gpu'"), std::string::npos);
 }
 
+TEST(OrchestrationValidation, TypedParamsAreCheckedAtValidationAndAtStart) {
+  auto d = ParseWorkflow(R"(
+name: typed
+params:
+  host:
+  port: {type: int, default: "8080"}
+  ratio: {type: number, default: "0.5"}
+  dry_run: {type: bool, default: "no"}
+  mode: {type: string, choices: [canary, full], default: canary}
+tasks:
+  - id: a
+    output_cap: 4096
+    run: [deploy, "{{ params.host }}:{{ params.port }}", "{{ params.dry_run }}"]
+)", "typed.yaml");
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  EXPECT_EQ(d->tasks[0].output_cap, 4096u);
+  auto ok = d->ResolveParams({{"host", "10.0.0.7"}, {"dry_run", "yes"}});
+  ASSERT_TRUE(ok.ok()) << ok.status().ToString();
+  EXPECT_EQ(ok->at("dry_run"), "true");
+  EXPECT_EQ(ok->at("port"), "8080");
+  auto no = d->ResolveParams({{"host", "h"}, {"dry_run", "false"}});
+  ASSERT_TRUE(no.ok());
+  EXPECT_EQ(no->at("dry_run"), "false");
+  struct Bad {
+    std::map<std::string, std::string> given;
+    const char* want;
+  } bad[] = {
+      {{{"host", "h"}, {"port", "80a"}}, "param 'port' must be an int, got '80a'"},
+      {{{"host", "h"}, {"ratio", "half"}}, "param 'ratio' must be a number"},
+      {{{"host", "h"}, {"dry_run", "maybe"}}, "must be a bool"},
+      {{{"host", "h"}, {"mode", "yolo"}}, "must be one of canary, full"},
+      {{}, "needs param 'host'"},
+  };
+  for (const auto& b : bad) {
+    auto r = d->ResolveParams(b.given);
+    ASSERT_FALSE(r.ok()) << b.want;
+    EXPECT_NE(r.status().message().find(b.want), std::string::npos) << r.status().message();
+  }
+  auto e = ParseWorkflow("name: w\nparams:\n  n: {type: int, default: x}\n  m: {type: float}\n"
+                         "tasks:\n  - id: a\n    output_cap: 10\n    run: [x]\n",
+                         "w.yaml");
+  ASSERT_FALSE(e.ok());
+  EXPECT_NE(e.status().message().find("w.yaml:3:"), std::string::npos) << e.status().message();
+  EXPECT_NE(e.status().message().find("default of param 'n' must be an int"), std::string::npos);
+  EXPECT_NE(e.status().message().find("type must be string, int, number or bool, got 'float'"),
+            std::string::npos);
+  EXPECT_NE(e.status().message().find("'output_cap' must be an integer from 1024"), std::string::npos);
+}
+
 TEST(OrchestrationValidation, NewKeysAreCheckedWithTheirLine) {
   struct Case {
     const char* yaml;
