@@ -45,14 +45,20 @@ void Scheduler::Persist(const Entry& e, Effects* fx) const {
   fx->state_writes.emplace_back(ScheduleKey(e.def->name), Encode(e.state));
 }
 
-void Scheduler::Skip(Entry& e, const std::string& why, Effects* fx) {
-  ++e.state.skipped;
+void Scheduler::Record(const Entry& e, EventType type, const std::string& run,
+                       const std::string& message, Effects* fx) const {
   Event ev;
   ev.time = clock_.Now();
-  ev.type = static_cast<uint8_t>(EventType::kScheduleSkipped);
+  ev.type = static_cast<uint8_t>(type);
   ev.workflow = e.def->name;
-  ev.message = why;
+  ev.run = run;
+  ev.message = message;
   fx->events.push_back(std::move(ev));
+}
+
+void Scheduler::Skip(Entry& e, const std::string& why, Effects* fx) {
+  ++e.state.skipped;
+  Record(e, EventType::kScheduleSkipped, "", why, fx);
 }
 
 bool Scheduler::StartOne(Entry& e, TimeMs tick, bool catch_up, Engine& engine, Effects* fx) {
@@ -66,13 +72,7 @@ bool Scheduler::StartOne(Entry& e, TimeMs tick, bool catch_up, Engine& engine, E
     return false;
   }
   ++e.state.fired;
-  Event ev;
-  ev.time = clock_.Now();
-  ev.type = static_cast<uint8_t>(EventType::kScheduleFired);
-  ev.workflow = e.def->name;
-  ev.run = id;
-  ev.message = o.trigger;
-  fx->events.push_back(std::move(ev));
+  Record(e, EventType::kScheduleFired, id, o.trigger, fx);
   return true;
 }
 

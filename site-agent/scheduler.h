@@ -82,6 +82,8 @@ class Scheduler {
     TimeMs next = 0;  // first tick after state.last_tick
   };
   void Fire(Entry& e, TimeMs tick, bool catch_up, Engine& engine, Effects* fx);
+  void Record(const Entry& e, EventType type, const std::string& run, const std::string& message,
+              Effects* fx) const;
   void Skip(Entry& e, const std::string& why, Effects* fx);
   bool StartOne(Entry& e, TimeMs tick, bool catch_up, Engine& engine, Effects* fx);
   void Persist(const Entry& e, Effects* fx) const;

@@ -2,6 +2,8 @@
 #include "site-agent/engine.h"
 
 #include <gtest/gtest.h>
+
+#include "tests/site-agent/test_defs.h"
 #include <signal.h>
 
 #include <algorithm>
@@ -11,11 +13,7 @@
 namespace outpost {
 namespace {
 
-std::shared_ptr<const WorkflowDef> Def(const std::string& yaml) {
-  auto d = ParseWorkflow(yaml, "test.yaml");
-  EXPECT_TRUE(d.ok()) << d.status().ToString();
-  return std::make_shared<const WorkflowDef>(std::move(d).value());
-}
+using testing_defs::Def;
 
 class EngineTest : public ::testing::Test {
  protected:

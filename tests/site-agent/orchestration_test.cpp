@@ -1,5 +1,7 @@
 // Fan-out, compensation, queues and priority in the engine, under a ManualClock.
 #include <gtest/gtest.h>
+
+#include "tests/site-agent/test_defs.h"
 #include <signal.h>
 
 #include <algorithm>
@@ -9,11 +11,7 @@
 namespace outpost {
 namespace {
 
-std::shared_ptr<const WorkflowDef> Def(const std::string& yaml) {
-  auto d = ParseWorkflow(yaml, "test.yaml");
-  EXPECT_TRUE(d.ok()) << d.status().ToString();
-  return std::make_shared<const WorkflowDef>(std::move(d).value());
-}
+using testing_defs::Def;
 
 class Orchestration : public ::testing::Test {
  protected:

@@ -5,6 +5,8 @@
 #include "site-agent/scheduler.h"
 
 #include <gtest/gtest.h>
+
+#include "tests/site-agent/test_defs.h"
 #include <unistd.h>
 
 #include <filesystem>
@@ -15,11 +17,7 @@
 namespace outpost {
 namespace {
 
-std::shared_ptr<const WorkflowDef> Def(const std::string& yaml) {
-  auto d = ParseWorkflow(yaml, "backup.yaml");
-  EXPECT_TRUE(d.ok()) << d.status().ToString();
-  return std::make_shared<const WorkflowDef>(std::move(d).value());
-}
+std::shared_ptr<const WorkflowDef> Def(const std::string& yaml) { return testing_defs::Def(yaml, "backup.yaml"); }
 
 TimeMs At(const char* iso) {
   auto t = ParseIsoTime(iso);
