@@ -54,9 +54,10 @@ fleet commands (through the hub's operator endpoint):
   key create FILE                             make an operator keypair FILE.key / FILE.pub
 
 local commands (--local, the agent on this machine, no hub needed):
-  run start FILE|NAME [--param k=v]... [--priority N] [--wait]  start a run of a file, or of a workflow the
-                                              hub placed here (by name); print its id
-  workflow list                               workflows the hub placed on this site
+  run start FILE|NAME [--param k=v]... [--priority N] [--wait]
+                                              start a run of a file, or by name of a workflow
+                                              placed here or in the agent's --workflows; print its id
+  workflow list                               workflows this site runs by name, their schedules
   run list [--limit N] | run show ID | run logs ID TASK [--attempt N] | run cancel ID
   run approve ID TASK [--reject]              decide an approval gate on this site
   status
