@@ -38,7 +38,10 @@ struct Command {
   std::string reason;  // cancel
   std::string author;  // operator identity that asked for it
   std::string task;    // approve
-  MSGPACK_DEFINE_MAP(type, time, request, run, workflow, source, hash, params, reason, author, task);
+  bool has_priority = false;  // start: the operator gave a run priority
+  int32_t priority = 0;
+  MSGPACK_DEFINE_MAP(type, time, request, run, workflow, source, hash, params, reason, author, task,
+                     has_priority, priority);
 
   CommandType command_type() const { return static_cast<CommandType>(type); }
 };

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <optional>
 
 #include "common/ulid.h"
 #include "common/workflow.h"
@@ -1108,6 +1109,13 @@ json HubCore::OpRunStart(const std::string& who, const json& r, HubOutput* out) 
   if (!def.ok()) return Error(def.status());
   auto resolved = def->ResolveParams(params);
   if (!resolved.ok()) return Error(resolved.status());
+  std::optional<int> priority;
+  if (auto p = r.find("priority"); p != r.end()) {
+    if (!p->is_number_integer() || p->get<int64_t>() < -1000 || p->get<int64_t>() > 1000) {
+      return Error("priority must be an integer from -1000 to 1000");
+    }
+    priority = p->get<int>();
+  }
   const std::string only = Str(r, "site");
   std::vector<std::string> targets;
   if (!only.empty()) {
@@ -1167,6 +1175,8 @@ json HubCore::OpRunStart(const std::string& who, const json& r, HubOutput* out) 
     c.hash = d->second.hash;
     c.params = params;
     c.author = who;
+    c.has_priority = priority.has_value();
+    c.priority = priority.value_or(0);
     Enqueue(copy, c, &txn);
     txn.PutRun(run);
     q.runs.push_back(run.id);

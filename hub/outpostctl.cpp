@@ -45,7 +45,7 @@ fleet commands (through the hub's operator endpoint):
   site label NAME k=v... [k-]...              set (k=v) or remove (k-) labels; placement follows
   workflow apply FILE [--target k=v[,k=v]]    place a definition on every site matching the target
   workflow list | workflow remove NAME
-  run start WORKFLOW [--site NAME | --target SELECTOR] [--param k=v]... [--request ID] [--wait]
+  run start WORKFLOW [--site NAME | --target SELECTOR] [--param k=v]... [--priority N] [--request ID] [--wait]
   run list [--site S] [--workflow W] [--state X] [--limit N]
   run show ID | run logs ID TASK | run cancel ID
   run approve ID TASK [--reject]              decide an approval gate (delivered when the site is reachable)
@@ -536,6 +536,7 @@ int HubRunStart(const Args& a, HubClient& hub) {
   if (!ToSelector(a.target, &target, &err)) return Usage(err);
   // The request id makes a retried start idempotent: the same id never makes two runs.
   json req = {{"op", "run.start"}, {"workflow", w[2]}, {"params", a.params}, {"target", target}};
+  if (a.priority) req["priority"] = *a.priority;
   if (!a.site.empty()) req["site"] = a.site;
   if (!a.request.empty()) req["request"] = a.request;
   json resp;

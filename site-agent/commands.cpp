@@ -42,13 +42,19 @@ CommandOutcome ApplyHubCommand(const Command& c, Engine& engine, const AgentStor
       auto def = ParseWorkflow(c.source, "hub:" + c.workflow);
       if (!def.ok()) return reject(def.status().message());
       auto shared = std::make_shared<const WorkflowDef>(std::move(def).value());
-      Status s = engine.StartRun(shared, c.run, c.params, fx, c.request);
+      StartOptions o;
+      o.request = c.request;
+      if (c.has_priority) o.priority = c.priority;
+      Status s = engine.StartRun(shared, c.run, c.params, fx, o);
       if (!s.ok()) return reject(s.message());
       return {};
     }
     case CommandType::kCancelRun:
       if (engine.FindRun(c.run)) {
-        engine.Cancel(c.run, c.reason, fx).IgnoreError();  // FindRun said it is active
+        // Refused only while the run's compensations run: they are never cancelled.
+        if (Status s = engine.Cancel(c.run, c.reason, fx); !s.ok()) {
+          return {CommandOutcome::kNoop, s.message()};
+        }
         return {};
       }
       // Finished while the cancel was on its way (or never known): a no-op by rule.

@@ -208,6 +208,14 @@ TEST_F(HubCoreTest, RunRequestsAreIdempotentAndTheViewFollowsTheSitesEvents) {
   EXPECT_EQ(cmds[1].run, run);
   EXPECT_EQ(cmds[1].request, "r-1");
   EXPECT_EQ(cmds[1].params.at("version"), "7");
+  EXPECT_FALSE(cmds[1].has_priority);  // the definition's priority applies
+  json pr = Op({{"op", "run.start"}, {"workflow", "deploy"}, {"request", "r-2"}, {"priority", 50}});
+  ASSERT_TRUE(pr["ok"].get<bool>()) << pr.dump();
+  Settle();
+  ASSERT_EQ(a.Commands().size(), 3u);
+  EXPECT_TRUE(a.Commands()[2].has_priority);
+  EXPECT_EQ(a.Commands()[2].priority, 50);
+  EXPECT_FALSE(Op({{"op", "run.start"}, {"workflow", "deploy"}, {"priority", "high"}})["ok"].get<bool>());
 
   // Not yet reported by the site: pending and undelivered.
   json show = Op({{"op", "run.show"}, {"id", run}});
@@ -253,6 +261,7 @@ TEST_F(HubCoreTest, RunRequestsAreIdempotentAndTheViewFollowsTheSitesEvents) {
   json c = Op({{"op", "run.cancel"}, {"id", run}});
   EXPECT_FALSE(c["noop"].get<bool>());
   Settle();
+  ASSERT_EQ(a.Commands().size(), 4u);
   EXPECT_EQ(a.Commands().back().command_type(), CommandType::kCancelRun);
   e.type = static_cast<uint8_t>(EventType::kRunFinished);
   e.state = "succeeded";  // it finished before the cancel reached it
