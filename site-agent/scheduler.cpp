@@ -8,7 +8,7 @@ namespace outpost {
 namespace {
 
 // Bounds the walk over missed ticks (a minutely schedule down for a year is 525,600).
-constexpr int kMaxTickWalk = 1'000'000;
+constexpr int kMaxTickWalk = 100'000;
 
 }  // namespace
 
@@ -120,20 +120,29 @@ void Scheduler::Tick(Engine& engine, Effects* fx) {
       std::deque<TimeMs> missed, on_time;
       uint64_t n_missed = 0;
       TimeMs t = e.next, last = e.state.last_tick;
-      for (int walked = 0; t > 0 && t <= now && walked < kMaxTickWalk; ++walked) {
-        if (now - t > sd.grace) {
-          ++n_missed;
-          missed.push_back(t);
-          if (missed.size() > keep) missed.pop_front();
-        } else {
-          on_time.push_back(t);
+      bool more = false;  // the walk stopped at its bound: the count is a lower bound
+      auto walk = [&](int bound) {
+        for (int walked = 0; t > 0 && t <= now && walked < bound; ++walked) {
+          if (now - t > sd.grace) {
+            ++n_missed;
+            missed.push_back(t);
+            if (missed.size() > keep) missed.pop_front();
+          } else {
+            on_time.push_back(t);
+          }
+          last = t;
+          t = NextFire(e.spec, e.tz, t);
         }
-        last = t;
-        t = NextFire(e.spec, e.tz, t);
-      }
-      if (t > 0 && t <= now) {  // walk bound hit: the rest counts as missed
-        last = now;
-        t = NextFire(e.spec, e.tz, now);
+      };
+      walk(kMaxTickWalk);
+      if (t > 0 && t <= now) {
+        // Down for ages (or a clock that jumped years): the newest ticks are the ones a
+        // policy may run, so walk the last 31 days again for them.
+        more = true;
+        missed.clear();
+        on_time.clear();
+        t = NextFire(e.spec, e.tz, std::max<TimeMs>(last, now - TimeMs{31} * 86'400'000));
+        walk(kMaxTickWalk);
       }
       std::vector<std::pair<TimeMs, bool>> fire;  // (tick, catch-up)
       if (n_missed > 0) {
@@ -145,7 +154,7 @@ void Scheduler::Tick(Engine& engine, Effects* fx) {
         }
         for (size_t k = missed.size() - run; k < missed.size(); ++k) fire.emplace_back(missed[k], true);
         if (n_missed > run) {
-          Skip(e, std::to_string(n_missed - run) + " missed tick(s) from " +
+          Skip(e, std::string(more ? "at least " : "") + std::to_string(n_missed - run) + " missed tick(s) from " +
                       FormatLocal(e.next, e.tz) + " not run (catch_up: " + CatchUpName(sd.catch_up) + ")",
                fx);
         }

@@ -219,6 +219,35 @@ TEST_F(ScheduleWeek, ARunStillActiveAtTheShutdownIsResumedNotFiredAgain) {
                                                "schedule 2026-11-25T23:30:00+01:00"}));
 }
 
+TEST(ScheduleCatchUp, AfterMonthsDownLatestRunsTheNewestTickNotAnAncientOne) {
+  // A minutely schedule last handled 200 days ago (a gateway stored in a box, or a clock
+  // that jumped): far more missed ticks than the walk looks at.
+  ManualClock clock;
+  clock.Set(At("2026-11-24T12:00:30Z"));
+  Rng rng(1);
+  Engine engine(clock, &rng, EngineOptions{4, 5000, "gw", {}, {}});
+  int ids = 0;
+  Scheduler sched(clock, [&ids] { return "r" + std::to_string(++ids); });
+  auto def = Def("name: m\nschedule: {cron: '* * * * *', catch_up: latest, grace: 10s}\n"
+                 "tasks:\n  - id: a\n    run: [x]\n");
+  ScheduleState old;
+  old.last_tick = At("2026-05-08T12:00:00Z");
+  auto tz = TimeZone::Load("UTC");
+  ASSERT_TRUE(tz.ok());
+  Effects fx;
+  ASSERT_TRUE(sched.Set(def, *tz, old, &fx).ok());
+  sched.Tick(engine, &fx);
+  std::vector<std::string> fired, skipped;
+  for (const auto& e : fx.events) {
+    if (e.type == static_cast<uint8_t>(EventType::kScheduleFired)) fired.push_back(e.message);
+    if (e.type == static_cast<uint8_t>(EventType::kScheduleSkipped)) skipped.push_back(e.message);
+  }
+  EXPECT_EQ(fired, (std::vector<std::string>{"schedule 2026-11-24T12:00:00+00:00 (catch-up)"}));
+  ASSERT_EQ(skipped.size(), 1u);
+  EXPECT_EQ(skipped[0].rfind("at least ", 0), 0u) << skipped[0];
+  EXPECT_EQ(sched.NextDeadline(), At("2026-11-24T12:01:00Z"));
+}
+
 class Overlap : public ScheduleWeek {
  protected:
   // Hourly for a day, each run taking 90 minutes.
