@@ -141,6 +141,7 @@ int main(int argc, char** argv) {
                                 {"commands", r.commands}, {"runs", r.runs},
                                 {"runs_succeeded", r.runs_succeeded}, {"local_runs", r.local_runs},
                                 {"local_runs_offline", r.local_runs_offline},
+                                {"scheduled_runs", r.scheduled_runs},
                                 {"requests", r.requests}, {"requests_refused", r.requests_refused},
                                 {"agent_crashes", r.agent_crashes}, {"hub_crashes", r.hub_crashes},
                                 {"resets", r.resets}, {"convergence_ms", r.convergence_ms},
@@ -157,10 +158,11 @@ int main(int argc, char** argv) {
            r.sites, static_cast<unsigned long long>(r.agent_crashes),
            static_cast<unsigned long long>(r.hub_crashes), static_cast<unsigned long long>(r.resets));
     printf("work       %llu runs finished (%llu succeeded); %llu local (%llu while cut off); "
-           "%llu hub requests (%llu refused); %llu commands applied\n",
+           "%llu scheduled; %llu hub requests (%llu refused); %llu commands applied\n",
            static_cast<unsigned long long>(r.runs), static_cast<unsigned long long>(r.runs_succeeded),
            static_cast<unsigned long long>(r.local_runs),
            static_cast<unsigned long long>(r.local_runs_offline),
+           static_cast<unsigned long long>(r.scheduled_runs),
            static_cast<unsigned long long>(r.requests),
            static_cast<unsigned long long>(r.requests_refused),
            static_cast<unsigned long long>(r.commands));

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <set>
 
 #include "common/command.h"
 #include "common/ulid.h"
@@ -66,6 +67,7 @@ struct Simulation::Site {
   uint64_t generation = 0;  // bumps on every crash; stale timers check it
   std::unique_ptr<AgentStore> store;
   std::unique_ptr<Engine> engine;
+  std::unique_ptr<Scheduler> sched;  // the scenario's scheduled workflows that target it
   std::unique_ptr<EventLogStream> up;
   std::unique_ptr<Inbox> inbox;
   std::unique_ptr<SyncSession> session;
@@ -216,6 +218,21 @@ Status Simulation::OpenSite(Site& s) {
   for (auto& v : unfinished) {
     OUTPOST_RETURN_IF_ERROR(s.engine->Restore(std::move(v.run), std::move(v.tasks), &s.pending));
   }
+  // Schedules, as from the agent's workflow directory: state from the store.
+  s.sched = std::make_unique<Scheduler>(s.clock, [&s] { return s.name + "-" + MakeUlid(s.clock.Now(), &s.rng); });
+  for (const auto& w : sc_.workflows) {
+    const auto& def = defs_.at(w.name);
+    if (!def->schedule || !SelectorMatches(w.target, s.labels)) continue;
+    OUTPOST_ASSIGN_OR_RETURN(auto tz, TimeZone::Load(def->schedule->timezone));
+    OUTPOST_ASSIGN_OR_RETURN(auto st, s.store->log().GetState(ScheduleKey(def->name)));
+    std::optional<ScheduleState> state;
+    if (st) {
+      ScheduleState decoded;
+      OUTPOST_RETURN_IF_ERROR(Decode(*st, &decoded));
+      state = std::move(decoded);
+    }
+    OUTPOST_RETURN_IF_ERROR(s.sched->Set(def, std::move(tz), state, &s.pending));
+  }
   s.alive = true;
   s.connected = false;
   s.reconnect_attempt = 0;
@@ -237,6 +254,7 @@ void Simulation::CrashSite(Site& s) {
   s.session.reset();
   s.inbox.reset();
   s.up.reset();
+  s.sched.reset();
   s.engine.reset();
   s.store.reset();  // closes RocksDB: what was synced is what survives
   s.pending = Effects();
@@ -318,6 +336,8 @@ Status Simulation::Flush(Site& s, const std::vector<StateWrite>& extra) {
 void Simulation::Activity(Site& s) {
   if (!s.alive) return;
   s.engine->Tick(&s.pending);
+  // Schedules are workload: they fire until the heal, then the fleet must quiesce.
+  if (!healed_) s.sched->Tick(*s.engine, &s.pending);
   if (Status st = Flush(s, {}); !st.ok()) {
     Violation("no store errors", s.name + ": " + st.ToString());
   }
@@ -334,6 +354,7 @@ void Simulation::Activity(Site& s) {
 void Simulation::ScheduleWake(Site& s) {
   if (!s.alive) return;
   TimeMs d = s.engine->NextDeadline();
+  if (const TimeMs t = healed_ ? 0 : s.sched->NextDeadline(); t > 0 && (d == 0 || t < d)) d = t;
   if (s.connected) {
     const TimeMs sd = s.session->NextDeadline();
     if (sd > 0 && (d == 0 || sd < d)) d = sd;
@@ -638,9 +659,46 @@ bool Simulation::Converged() {
   return true;
 }
 
+void Simulation::CheckSchedules(Site& s) {
+  // Every tick fired at most once, and the scheduler's persisted counts equal what its
+  // log says it did: state and events land in one batch, whatever crashed when.
+  std::map<std::string, uint64_t> fired, skipped;
+  std::set<std::pair<std::string, std::string>> ticks;
+  for (const auto& payload : s.shadow) {
+    Event e;
+    if (!Decode(payload, &e).ok()) continue;
+    if (e.type == static_cast<uint8_t>(EventType::kScheduleFired)) {
+      ++fired[e.workflow];
+      ++report_.scheduled_runs;
+      std::string tick = e.message;
+      if (auto p = tick.find(" (catch-up)"); p != std::string::npos) tick.resize(p);
+      if (!ticks.emplace(e.workflow, tick).second) {
+        Violation("schedules fire each tick once", s.name + ": " + e.workflow + " fired twice for " + tick);
+      }
+    } else if (e.type == static_cast<uint8_t>(EventType::kScheduleSkipped)) {
+      ++skipped[e.workflow];
+    }
+  }
+  for (const auto& info : s.sched->List()) {
+    auto raw = s.store->log().GetState(ScheduleKey(info.workflow));
+    ScheduleState st;
+    if (!raw.ok() || !*raw || !Decode(**raw, &st).ok()) {
+      Violation("schedules fire each tick once", s.name + ": no stored state for " + info.workflow);
+      continue;
+    }
+    if (st.fired != fired[info.workflow] || st.skipped != skipped[info.workflow]) {
+      Violation("schedules fire each tick once",
+                s.name + ": " + info.workflow + " state says fired " + std::to_string(st.fired) +
+                    ", skipped " + std::to_string(st.skipped) + "; the log says " +
+                    std::to_string(fired[info.workflow]) + ", " + std::to_string(skipped[info.workflow]));
+    }
+  }
+}
+
 void Simulation::FinalChecks() {
   uint64_t events = 0;
   for (auto& s : sites_) {
+    if (s->alive) CheckSchedules(*s);
     events += s->shadow.size();
     if (!hub_alive_ || !s->alive) continue;
     const SiteRecord* rec = hub_->site(s->name);
@@ -725,7 +783,7 @@ Report Simulation::Run() {
        {"hub copy is a prefix of the site log", "every event at the hub exactly once",
         "every hub command applied exactly once", "no request id made two runs",
         "hub view equals each site's state", "sites ran work while cut off",
-        "converged after the last heal", "no store errors"}) {
+        "converged after the last heal", "no store errors", "schedules fire each tick once"}) {
     report_.invariants.push_back({name, true, ""});
   }
   for (const auto& w : sc_.workflows) {

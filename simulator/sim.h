@@ -29,6 +29,7 @@
 #include "site-agent/agent_store.h"
 #include "site-agent/engine.h"
 #include "site-agent/log_stream.h"
+#include "site-agent/scheduler.h"
 
 namespace outpost::sim {
 
@@ -64,6 +65,7 @@ struct Report {
   uint64_t runs_succeeded = 0;
   uint64_t local_runs = 0;
   uint64_t local_runs_offline = 0;  // started while the site had no session with the hub
+  uint64_t scheduled_runs = 0;      // started by the sites' own schedules
   uint64_t requests = 0;
   uint64_t requests_refused = 0;
   uint64_t agent_crashes = 0;
@@ -122,6 +124,7 @@ class Simulation {
   void Heal();
   bool Converged();
   void FinalChecks();
+  void CheckSchedules(Site& s);
 
   Scenario sc_;
   Options opt_;
