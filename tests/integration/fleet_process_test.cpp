@@ -270,6 +270,34 @@ TEST_F(FleetTest, WorkflowAppliedByLabelRunsOnlyOnMatchingSitesAndFollowsLabelCh
   ExpectConverged();
 }
 
+TEST_F(FleetTest, APlacedScheduleIsActiveOnTheSiteAndEndsWhenTheWorkflowIsRemoved) {
+  StartFleet();
+  const std::string yaml = R"(
+name: nightly
+schedule: {cron: "0 2 * * *", timezone: Europe/Berlin, catch_up: latest}
+tasks:
+  - id: backup
+    run: [true]
+)";
+  ASSERT_EQ(Ctl("workflow apply " + WriteWorkflow("nightly", yaml) + " --target role=web"), 0) << last_err_;
+  auto schedule_of = [this](const std::string& site) {
+    json list = Agent(site, {{"op", "workflow.list"}});
+    for (const auto& w : list["workflows"]) {
+      if (w["name"] == "nightly") return w.value("schedule", json(nullptr));
+    }
+    return json(nullptr);
+  };
+  ASSERT_TRUE(Eventually([&] { return !schedule_of("alpha").is_null(); }));
+  json sched = schedule_of("alpha");
+  EXPECT_EQ(sched["cron"], "0 2 * * *");
+  EXPECT_EQ(sched["timezone"], "Europe/Berlin");
+  EXPECT_FALSE(sched["next"].get<std::string>().empty());
+  EXPECT_TRUE(schedule_of("gamma").is_null());  // not placed there
+  ASSERT_EQ(Ctl("workflow remove nightly"), 0);
+  ASSERT_TRUE(Eventually([&] { return Agent("alpha", {{"op", "status"}})["status"]["schedules"] == 0; }));
+  ExpectConverged();
+}
+
 TEST_F(FleetTest, ApprovalGatesAreDecidedFromTheHubOrOnTheSite) {
   StartFleet();
   const char* canary = R"(
