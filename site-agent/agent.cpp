@@ -20,6 +20,7 @@
 #include "common/control.h"
 #include "common/template.h"
 #include "common/ulid.h"
+#include "site-agent/retention.h"
 
 namespace outpost {
 
@@ -351,60 +352,47 @@ void Agent::SyncSchedules() {
 json Agent::TrimOutputs() {
   const TimeMs now = clock_.Now();
   trim_at_ = now + 60'000;
-  // Finished runs, oldest first, with the bytes of their stored output.
-  struct Finished {
-    TimeMs finished;
-    std::string run;
-    uint64_t bytes = 0;
-    std::vector<std::string> keys;
-  };
-  std::vector<Finished> runs;
+  // Finished runs with the keys and bytes of their stored output.
+  std::vector<StoredOutput> runs;
+  std::map<std::string, std::vector<std::string>> keys;
   Status s = store_->log().ScanState("run/", [&](std::string_view, std::string_view v) {
     RunRecord r;
-    if (Decode(v, &r).ok() && IsFinal(r.run_state())) runs.push_back({r.finished, r.id, 0, {}});
+    if (Decode(v, &r).ok() && IsFinal(r.run_state())) runs.push_back({r.id, r.finished, 0});
   });
   for (auto& f : runs) {
     if (!s.ok()) break;
-    s = store_->log().ScanState("out/" + f.run + "/", [&](std::string_view k, std::string_view v) {
-      f.bytes += k.size() + v.size();
-      f.keys.emplace_back(k);
+    auto& k = keys[f.run];
+    s = store_->log().ScanState("out/" + f.run + "/", [&](std::string_view key, std::string_view v) {
+      f.bytes += key.size() + v.size();
+      k.emplace_back(key);
     });
   }
   if (!s.ok()) {
     spdlog::error("retention.scan_failed error=\"{}\"", s.ToString());
     return {{"error", s.ToString()}};
   }
-  std::sort(runs.begin(), runs.end(),
-            [](const Finished& a, const Finished& b) { return a.finished < b.finished; });
-  uint64_t total = 0;
-  for (const auto& f : runs) total += f.bytes;
-  uint64_t n_runs = 0, n_keys = 0, bytes = 0;
-  for (const auto& f : runs) {
-    if (f.keys.empty()) continue;
-    const bool old = config_.retain_output > 0 && now - f.finished > config_.retain_output;
-    const bool over = config_.output_budget > 0 && total > config_.output_budget;
-    if (!old && !over) continue;
-    for (const auto& k : f.keys) pending_.state_writes.emplace_back(k, std::nullopt);
-    const std::string why = std::string(old ? "older than the retention age" : "over the output budget") +
-                            " at " + FormatTime(now);
-    pending_.state_writes.emplace_back("trim/" + f.run, why);
-    total -= f.bytes;
-    bytes += f.bytes;
-    n_keys += f.keys.size();
-    ++n_runs;
+  const TrimPlan plan = PlanTrim(std::move(runs), now, config_.retain_output, config_.output_budget);
+  uint64_t n_keys = 0;
+  for (const auto& item : plan.trim) {
+    for (const auto& k : keys[item.run]) pending_.state_writes.emplace_back(k, std::nullopt);
+    n_keys += keys[item.run].size();
+    pending_.state_writes.emplace_back("trim/" + item.run, item.reason + " at " + FormatTime(now));
   }
-  output_bytes_ = total;
-  const json result = {{"runs", n_runs}, {"outputs", n_keys}, {"bytes", bytes}, {"kept_bytes", total}};
-  if (n_runs == 0) return result;
+  output_bytes_ = plan.kept;
+  const json result = {{"runs", plan.trim.size()}, {"outputs", n_keys}, {"bytes", plan.bytes},
+                       {"kept_bytes", plan.kept}};
+  if (plan.trim.empty()) return result;
   counters_.outputs_trimmed += n_keys;
-  counters_.output_bytes_trimmed += bytes;
+  counters_.output_bytes_trimmed += plan.bytes;
   Event e;
   e.time = now;
   e.type = static_cast<uint8_t>(EventType::kOutputTrimmed);
-  e.message = "removed " + std::to_string(n_keys) + " output(s) of " + std::to_string(n_runs) +
-              " finished run(s), " + std::to_string(bytes) + " bytes; " + std::to_string(total) +
-              " bytes of output kept";
-  spdlog::info("retention.trimmed runs={} outputs={} bytes={} kept_bytes={}", n_runs, n_keys, bytes, total);
+  e.message = "removed " + std::to_string(n_keys) + " output(s) of " + std::to_string(plan.trim.size()) +
+              " finished run(s), " + std::to_string(plan.bytes) + " bytes; " + std::to_string(plan.kept) +
+              " bytes of output kept; event log and state " + std::to_string(store_->log().ApproximateSize()) +
+              " bytes on disk";
+  spdlog::info("retention.trimmed runs={} outputs={} bytes={} kept_bytes={}", plan.trim.size(), n_keys,
+               plan.bytes, plan.kept);
   pending_.events.push_back(std::move(e));
   return result;
 }
