@@ -371,6 +371,33 @@ TEST_F(AgentProcessTest, RetentionTrimsOldestOutputToTheBudgetAndKeepsRunState) 
   EXPECT_NE(out.find("no retention configured"), std::string::npos) << out;
 }
 
+TEST_F(AgentProcessTest, ABrokenFileInTheWorkflowDirectoryIsReportedAndTheRestLoad) {
+  const fs::path wf = dir_ / "workflows";
+  fs::create_directories(wf);
+  std::ofstream(wf / "good.yaml") << "name: good\nschedule: '@daily'\ntasks:\n  - id: a\n    run: [true]\n";
+  std::ofstream(wf / "broken.yaml") << "name: broken\ntasks:\n  - id: a\n    run: [true]\n    needs: [ghost]\n";
+  std::ofstream(wf / "badzone.yaml")
+      << "name: badzone\nschedule: {cron: '@daily', timezone: Mars/Olympus_Mons}\ntasks:\n  - id: a\n    run: [true]\n";
+  std::ofstream(wf / "notes.txt") << "not a workflow";
+  StartAgent({"--workflows", wf.string()});
+  json st = Call({{"op", "status"}})["status"];
+  EXPECT_EQ(st["counters"]["workflow_files_invalid"], 1);
+  EXPECT_EQ(st["counters"]["schedule_errors"], 1);
+  EXPECT_EQ(st["schedules"], 1);
+  EXPECT_EQ(st["local_workflows"], 2);
+  std::ifstream log(dir_ / "agent.log");
+  std::stringstream ss;
+  ss << log.rdbuf();
+  EXPECT_NE(ss.str().find("broken.yaml"), std::string::npos);
+  EXPECT_NE(ss.str().find("needs unknown task 'ghost'"), std::string::npos) << ss.str();
+  EXPECT_NE(ss.str().find("Mars/Olympus_Mons"), std::string::npos);
+  json r = Call({{"op", "run.start"}, {"workflow", "good"}});
+  ASSERT_TRUE(r.value("ok", false)) << r.dump();
+  EXPECT_EQ(WaitRun(r["id"])["state"], "succeeded");
+  r = Call({{"op", "run.start"}, {"workflow", "broken"}});
+  EXPECT_FALSE(r.value("ok", true));
+}
+
 // ---------------------------------------------------------------------------------------
 // The example workflows in config/workflows/, run by name from the agent's --workflows
 // directory on the real agent, with their params pointed into the test's directory.
