@@ -424,7 +424,10 @@ void Engine::MaybeFinishFanOut(Active& a, size_t parent, Effects* fx) {
 
 void Engine::Enqueue(Active& a, size_t i) {
   a.queued[i] = true;
-  ready_[QueueOf(a, i)].insert(Ready{-a.rec.priority, next_seq_++, a.rec.id, i});
+  ReadyQueue& q = ready_[QueueOf(a, i)];
+  const uint64_t seq = next_seq_++;
+  q.by_seq.emplace(seq, Ready{a.rec.id, i, -a.rec.priority});
+  q.by_priority.emplace(-a.rec.priority, seq);
 }
 
 const std::string& Engine::QueueOf(const Active& a, size_t i) const {
@@ -442,20 +445,29 @@ void Engine::Dispatch(Effects* fx) {
   while (running_ < options_.max_parallel) {
     // Queues take turns: start after the one served last.
     bool started = false;
-    auto first = ready_.upper_bound(last_queue_);
-    for (size_t n = 0; n < ready_.size() && !started; ++n, ++first) {
-      if (first == ready_.end()) first = ready_.begin();
-      auto& [queue, set] = *first;
-      if (set.empty() || running_by_queue_[queue] >= QueueLimit(queue)) continue;
-      while (!set.empty() && !started) {
-        Ready r = *set.begin();
-        set.erase(set.begin());
-        auto it = runs_.find(r.run);
-        if (it == runs_.end() || r.i >= it->second.queued.size() || !it->second.queued[r.i]) continue;
-        it->second.queued[r.i] = false;
-        last_queue_ = queue;
+    auto it = ready_.upper_bound(last_queue_);
+    for (size_t n = 0; n < ready_.size() && !started; ++n, ++it) {
+      if (it == ready_.end()) it = ready_.begin();
+      const std::string& name = it->first;
+      ReadyQueue& q = it->second;
+      if (q.by_seq.empty() || running_by_queue_[name] >= QueueLimit(name)) continue;
+      while (!q.by_seq.empty() && !started) {
+        // Mostly the most urgent; every kAgeEvery-th start the one waiting longest.
+        const bool oldest = q.starts % kAgeEvery == kAgeEvery - 1;
+        const uint64_t seq = oldest ? q.by_seq.begin()->first : q.by_priority.begin()->second;
+        auto entry = q.by_seq.find(seq);
+        const Ready r = entry->second;
+        q.by_priority.erase({r.neg_priority, seq});
+        q.by_seq.erase(entry);
+        auto run = runs_.find(r.run);
+        if (run == runs_.end() || r.i >= run->second.queued.size() || !run->second.queued[r.i]) {
+          continue;  // stale: cancelled, finished or already started
+        }
+        run->second.queued[r.i] = false;
+        ++q.starts;
+        last_queue_ = name;
         started = true;
-        StartAttempt(it->second, r.i, fx);
+        StartAttempt(run->second, r.i, fx);
       }
     }
     if (!started) return;

@@ -35,7 +35,8 @@
 // Queues: each task runs in a named queue (EngineOptions::queues, task `queue`) with its
 // own concurrency limit inside max_parallel; queues take turns for free slots, so a long
 // queue cannot starve a short one; within a queue a higher run priority goes first, then
-// first come first served.
+// first come first served — except every kAgeEvery-th start, which takes the task that
+// has waited longest (no starvation by priority either).
 //
 // Timers: each record carries its own deadlines (retry_at, deadline, kill_at, run
 // deadline); NextDeadline() tells the driver when to call Tick().
@@ -130,6 +131,7 @@ struct StartOptions {
 };
 
 inline constexpr int kMaxFanOut = 1000;  // instances of one for_each task
+inline constexpr uint64_t kAgeEvery = 8;  // every 8th start in a queue takes its oldest task
 
 class Engine {
  public:
@@ -185,13 +187,17 @@ class Engine {
     std::map<std::string, size_t> index;
   };
   struct Ready {
-    int neg_priority;
-    uint64_t seq;
     std::string run;
-    size_t i;
-    bool operator<(const Ready& o) const {
-      return neg_priority != o.neg_priority ? neg_priority < o.neg_priority : seq < o.seq;
-    }
+    size_t i = 0;
+    int neg_priority = 0;
+  };
+  // The tasks waiting for a slot in one queue, by priority and by arrival. Every
+  // kAgeEvery-th start takes the oldest instead of the most urgent, so a steady stream of
+  // high-priority work cannot hold lower-priority work back for ever.
+  struct ReadyQueue {
+    std::map<uint64_t, Ready> by_seq;
+    std::set<std::pair<int, uint64_t>> by_priority;  // (-priority, seq)
+    uint64_t starts = 0;
   };
 
   Event MakeEvent(EventType type, const Active& a, const TaskRecord* t) const;
@@ -226,7 +232,7 @@ class Engine {
   Rng* rng_;
   EngineOptions options_;
   std::map<std::string, Active> runs_;
-  std::map<std::string, std::set<Ready>> ready_;  // by queue
+  std::map<std::string, ReadyQueue> ready_;  // by queue name
   std::map<std::string, int> running_by_queue_;
   std::string last_queue_;  // the queue served last, for turns
   uint64_t next_seq_ = 0;

@@ -435,6 +435,33 @@ TEST_F(Queues, HigherPriorityRunsFirstWithinAQueueAndUnknownQueuesAreRefused) {
   EXPECT_NE(s.message().find("queue 'gpu'"), std::string::npos);
 }
 
+class OneSlot : public Orchestration {
+ protected:
+  OneSlot() : Orchestration(1) {}
+};
+
+TEST_F(OneSlot, AStreamOfUrgentRunsDoesNotHoldALowPriorityRunBackForEver) {
+  ASSERT_TRUE(Start("name: first\ntasks:\n  - id: t\n    run: [x]\n", "first").ok());
+  StartOptions low, high;
+  low.priority = -10;
+  high.priority = 10;
+  ASSERT_TRUE(Start("name: low\ntasks:\n  - id: t\n    run: [x]\n", "low", low).ok());
+  for (int k = 0; k < 30; ++k) {
+    ASSERT_TRUE(Start("name: hi\ntasks:\n  - id: t\n    run: [x]\n", "hi" + std::to_string(k), high).ok());
+  }
+  int urgent_before = 0;
+  std::string current = "first";
+  for (int step = 0; step < 40 && current != "low"; ++step) {
+    Exit("t", 0, "", {}, current);
+    ASSERT_EQ(running_.size(), 1u);
+    current = running_[0].key.run;
+    if (current != "low") ++urgent_before;
+  }
+  EXPECT_EQ(current, "low");
+  EXPECT_LT(urgent_before, static_cast<int>(kAgeEvery));  // not all 30 went first
+  EXPECT_GT(urgent_before, 0);  // but priority still counts
+}
+
 TEST(OrchestrationValidation, TypedParamsAreCheckedAtValidationAndAtStart) {
   auto d = ParseWorkflow(R"(
 name: typed
