@@ -3,7 +3,8 @@
 //
 //   outpost-bench [--agent PATH] [--tasks N] [--chain N] [--parallel P]
 //
-// 1. engine only: N independent tasks and a chain, driven with synthetic exits under a
+// 1. engine only: N independent tasks, a chain, and N instances of one for_each task,
+//    driven with synthetic exits under a
 //    ManualClock (no processes, no disk): the pure state-machine cost per task;
 // 2. the real outpost-agent (synced RocksDB commits, real processes): N independent
 //    `true` tasks with --max-parallel P, and a chain of `true` tasks, whose gap between
@@ -139,7 +140,13 @@ int main(int argc, char** argv) {
 
   printf("engine only (no processes, no disk)\n");
   printf("  independent: %8.1f us/task\n", EngineOnly(WideYaml(n, "x"), parallel) / 1000);
-  printf("  chain:       %8.1f us/task\n\n", EngineOnly(ChainYaml(chain, "x"), parallel) / 1000);
+  printf("  chain:       %8.1f us/task\n", EngineOnly(ChainYaml(chain, "x"), parallel) / 1000);
+  // The same N as the instances of one for_each task, then one fan-in task.
+  std::string fan = "name: fan\ntasks:\n  - id: each\n    for_each: [";
+  for (int i = 0; i < n; ++i) fan += (i ? "," : "") + std::to_string(i);
+  fan += "]\n    run: [x, \"{{ item }}\"]\n  - {id: after, needs: [each], run: [x]}\n";
+  printf("  fan-out:     %8.1f us/task (%d instances of one for_each task, then a fan-in)\n\n",
+         EngineOnly(fan, parallel) / 1000, n);
 
   std::string cmd = "seq " + std::to_string(n) + " | xargs -P" + std::to_string(parallel) +
                     " -n1 true";
