@@ -248,6 +248,33 @@ TEST(ScheduleCatchUp, AfterMonthsDownLatestRunsTheNewestTickNotAnAncientOne) {
   EXPECT_EQ(sched.NextDeadline(), At("2026-11-24T12:01:00Z"));
 }
 
+TEST(ScheduleCatchUp, AClockSteppedBackFiresNothingAgain) {
+  ManualClock clock;
+  clock.Set(At("2026-11-24T09:30:00Z"));  // an hour before the last tick handled
+  Rng rng(1);
+  Engine engine(clock, &rng, EngineOptions{4, 5000, "gw", {}, {}});
+  Scheduler sched(clock, [] { return std::string("r1"); });
+  auto def = Def("name: h\nschedule: {cron: '@hourly', catch_up: all, overlap: allow}\n"
+                 "tasks:\n  - id: a\n    run: [x]\n");
+  ScheduleState st;
+  st.last_tick = At("2026-11-24T10:00:00Z");
+  Effects fx;
+  ASSERT_TRUE(sched.Set(def, *TimeZone::Load("UTC"), st, &fx).ok());
+  for (const char* t : {"2026-11-24T09:45:00Z", "2026-11-24T10:00:00Z", "2026-11-24T10:59:59Z"}) {
+    clock.Set(At(t));
+    sched.Tick(engine, &fx);
+  }
+  EXPECT_TRUE(fx.events.empty());
+  EXPECT_EQ(engine.active_runs(), 0u);
+  clock.Set(At("2026-11-24T11:00:00Z"));
+  sched.Tick(engine, &fx);
+  std::vector<std::string> fired;
+  for (const auto& e : fx.events) {
+    if (e.type == static_cast<uint8_t>(EventType::kScheduleFired)) fired.push_back(e.message);
+  }
+  EXPECT_EQ(fired, (std::vector<std::string>{"schedule 2026-11-24T11:00:00+00:00"}));
+}
+
 class Overlap : public ScheduleWeek {
  protected:
   // Hourly for a day, each run taking 90 minutes.
