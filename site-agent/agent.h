@@ -94,6 +94,7 @@ class Agent {
   Agent(const AgentConfig& config, const Clock& clock, uint64_t seed);
 
   void Flush();
+  void ReleaseStartupPages();
   std::string OutputFile(const AttemptKey& k) const;
   void CollectOutputs(const AttemptKey& k, ExitInfo* info);
   // Commits pending_ (plus `extra` state writes), then starts and kills processes and
