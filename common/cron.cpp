@@ -170,11 +170,42 @@ int64_t TimeZone::OffsetAt(int64_t t) const {
   return offsets_[index_[static_cast<size_t>(it - transitions_.begin() - 1)]];
 }
 
+namespace {
+
+// Does the local wall-clock minute `local` (seconds, as if UTC) match the spec?
+bool MatchesLocal(const CronSpec& c, int64_t local) {
+  time_t lt = static_cast<time_t>(local);
+  tm f{};
+  gmtime_r(&lt, &f);
+  const bool dom_ok = c.dom[static_cast<size_t>(f.tm_mday)];
+  const bool dow_ok = c.dow[static_cast<size_t>(f.tm_wday)];
+  const bool day_ok = (c.dom_any || c.dow_any) ? (dom_ok && dow_ok) : (dom_ok || dow_ok);
+  return c.month[static_cast<size_t>(f.tm_mon + 1)] && day_ok &&
+         c.hour[static_cast<size_t>(f.tm_hour)] && c.minute[static_cast<size_t>(f.tm_min)];
+}
+
+}  // namespace
+
 TimeMs NextFire(const CronSpec& c, const TimeZone& tz, TimeMs after) {
   int64_t t = (after / 60000 + 1) * 60;  // next whole minute, in seconds
   int64_t last_local = INT64_MIN;
+  // The instant before the first candidate is `after` itself, so a jump right after it
+  // counts too.
+  int64_t prev_t = after / 1000;
+  int64_t prev_local = prev_t + tz.OffsetAt(prev_t);
   for (int guard = 0; guard < 5 * 366 * 24 * 60; ++guard) {
     const int64_t local = t + tz.OffsetAt(t);
+    // Clocks jumped forward since the last minute looked at: local minutes that never
+    // existed were skipped. If one of them matches, fire now, at the first instant after
+    // the jump (as cron does for a fixed time in the skipped hour) — once, however many.
+    if (local - prev_local > t - prev_t) {
+      const int64_t skipped_from = prev_local + (t - prev_t);
+      for (int64_t m = skipped_from; m < local && m - skipped_from < 2 * 86400; m += 60) {
+        if (MatchesLocal(c, m)) return t * 1000;
+      }
+    }
+    prev_t = t;
+    prev_local = local;
     time_t lt = static_cast<time_t>(local);
     tm f{};
     gmtime_r(&lt, &f);

@@ -7,7 +7,9 @@
 // @hourly, @daily (@midnight), @weekly, @monthly, @yearly (@annually).
 //
 // Time zones are read from the system's zoneinfo (TZif) files. A local time skipped by a
-// DST jump never fires; a local time repeated when clocks go back fires once (the first).
+// DST jump fires once at the first instant after the jump (as cron runs a job set for
+// 02:30 at 03:00 on that day); a local time repeated when clocks go back fires once (the
+// first).
 #pragma once
 
 #include <bitset>

@@ -50,9 +50,21 @@ TEST(CronTest, FieldsRangesStepsListsAndNames) {
 TEST(CronTest, TimeZonesAndDaylightSavingTime) {
   EXPECT_EQ(Next("30 2 * * *", "Europe/Berlin", "2026-11-24T12:00:00Z", 1),
             std::vector<std::string>{"2026-11-25T02:30:00+01:00"});
-  // 2026-03-29: 02:00 CET jumps to 03:00 CEST, so 02:30 does not exist that day.
-  EXPECT_EQ(Next("30 2 * * *", "Europe/Berlin", "2026-03-28T12:00:00Z", 2),
-            (std::vector<std::string>{"2026-03-30T02:30:00+02:00", "2026-03-31T02:30:00+02:00"}));
+  // 2026-03-29: 02:00 CET jumps to 03:00 CEST, so 02:30 does not exist that day: it fires
+  // right after the jump, once.
+  EXPECT_EQ(Next("30 2 * * *", "Europe/Berlin", "2026-03-28T12:00:00Z", 3),
+            (std::vector<std::string>{"2026-03-29T03:00:00+02:00", "2026-03-30T02:30:00+02:00",
+                                      "2026-03-31T02:30:00+02:00"}));
+  // Every 15 minutes across the jump: one tick at 03:00 for the whole skipped hour, no burst.
+  EXPECT_EQ(Next("*/15 * * * *", "Europe/Berlin", "2026-03-29T00:40:00Z", 4),
+            (std::vector<std::string>{"2026-03-29T01:45:00+01:00", "2026-03-29T03:00:00+02:00",
+                                      "2026-03-29T03:15:00+02:00", "2026-03-29T03:30:00+02:00"}));
+  // Asked from just before the jump, the skipped 02:30 still fires right after it.
+  EXPECT_EQ(Next("30 2 * * *", "Europe/Berlin", "2026-03-29T00:59:30Z", 1),
+            (std::vector<std::string>{"2026-03-29T03:00:00+02:00"}));
+  // A time outside the skipped hour is not disturbed by it.
+  EXPECT_EQ(Next("30 4 * * *", "Europe/Berlin", "2026-03-28T12:00:00Z", 1),
+            (std::vector<std::string>{"2026-03-29T04:30:00+02:00"}));
   // 2026-10-25: 03:00 CEST goes back to 02:00 CET; 02:30 happens twice and fires once.
   EXPECT_EQ(Next("30 2 * * *", "Europe/Berlin", "2026-10-24T12:00:00Z", 2),
             (std::vector<std::string>{"2026-10-25T02:30:00+02:00", "2026-10-26T02:30:00+01:00"}));
