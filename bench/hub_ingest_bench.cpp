@@ -21,8 +21,9 @@
 
 #include "../tests/common/mem_streams.h"
 #include "common/rocks.h"
-#include "common/zmq_link.h"
+#include "common/transport/zmq_link.h"
 #include "hub/hub_core.h"
+#include "hub/rocks_hub_store.h"
 
 namespace outpost {
 namespace {
@@ -82,7 +83,7 @@ struct Site {
 double HubIngest(const std::string& dir, int sites, int events, uint64_t* frames) {
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
-  auto store = HubStore::Open(dir, HubStore::Options{});
+  auto store = RocksHubStore::Open(dir, RocksHubStore::Options{});
   SystemClock clock;
   Rng rng(1);
   HubOptions ho;

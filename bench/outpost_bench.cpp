@@ -21,7 +21,7 @@
 #include <string>
 #include <thread>
 
-#include "common/control.h"
+#include "common/protocol/control.h"
 #include "site-agent/engine.h"
 
 namespace {

@@ -44,8 +44,9 @@ Status Decode(std::string_view bytes, T* out, const DecodeLimits& limits = {}) {
   OUTPOST_RETURN_IF_ERROR(UnpackBounded(bytes, limits, &handle));
   try {
     handle.get().convert(*out);
-  } catch (const std::exception& e) {
-    return Status::Corruption(std::string("msgpack shape: ") + e.what());
+  } catch (const std::exception&) {
+    return Status::Corruption(
+        "a field has the wrong msgpack type (see docs/protocol.md for each field's type)");
   }
   return Status::Ok();
 }

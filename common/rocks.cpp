@@ -43,8 +43,14 @@ Result<RocksHandles> OpenRocks(const std::string& path, const std::vector<std::s
   for (const auto& n : names) cfs.emplace_back(n, cf_opts);
   RocksHandles h;
   rocksdb::DB* raw = nullptr;
-  OUTPOST_RETURN_IF_ERROR(
-      FromRocks(rocksdb::DB::Open(db_opts, path, cfs, &h.cfs, &raw), "open database " + path));
+  rocksdb::Status st = rocksdb::DB::Open(db_opts, path, cfs, &h.cfs, &raw);
+  if (st.IsIOError() && st.ToString().find("lock") != std::string::npos) {
+    // Another process has this database open (RocksDB's LOCK file is held).
+    return Status::FailedPrecondition("the database " + path +
+                                      " is in use by another process (is another daemon "
+                                      "running with the same data directory?)");
+  }
+  OUTPOST_RETURN_IF_ERROR(FromRocks(st, "open database " + path));
   h.db.reset(raw);
   return h;
 }

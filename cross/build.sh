@@ -7,7 +7,7 @@
 # build-cross/ARCH-sysroot instead of installing them multiarch: librocksdb-dev,
 # libyaml-cpp-dev and libgflags-dev cannot be installed for two architectures at once,
 # and installing the arm64 ones would remove the host's (docs/operations.md).
-# Output: build-cross/ARCH/site-agent/outpost-agent, build-cross/ARCH/hub/outpostctl,
+# Output: build-cross/ARCH/site-agent/outpost-agent, build-cross/ARCH/cli/outpostctl,
 # stripped copies in build-cross/ARCH/dist/, and the packages
 # build-cross/ARCH/outpost-{agent,cli}_VERSION_{arm64,armhf}.deb.
 set -euo pipefail
@@ -75,7 +75,7 @@ cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=MinSizeRel -DOUTPOST_WERROR=O
 ninja -C "$BUILD" outpost-agent outpostctl outpost_agent_unit_tests outpost_executor_tests
 mkdir -p "$BUILD/dist"
 $TRIPLE-strip -o "$BUILD/dist/outpost-agent" "$BUILD/site-agent/outpost-agent"
-$TRIPLE-strip -o "$BUILD/dist/outpostctl" "$BUILD/hub/outpostctl"
+$TRIPLE-strip -o "$BUILD/dist/outpostctl" "$BUILD/cli/outpostctl"
 file "$BUILD/dist/outpost-agent" | sed 's/,.*BuildID.*//'
 ls -l "$BUILD/dist"
 (cd "$BUILD" && rm -f ./*.deb && cpack >/dev/null && ls -l ./*.deb)  # outpost-agent and outpost-cli

@@ -14,6 +14,15 @@
 // against the current registry, so revoking a site refuses its open connection at once.
 // Fields in messages never name the sender.
 //
+// The class is one object with its members defined by concern, each in its own file:
+//   hub_core.cpp       sessions, handshake, frames, timers, the upstream apply
+//   registry.cpp       ZAP admission, enrollment, revocation, labels
+//   placement.cpp      command logs, placing workflows by selector
+//   run_commands.cpp   run start (idempotent by request), cancel, approve
+//   operator_api.cpp   request dispatch and the read-only queries
+// and the pure parts beside it: run_view.h (how events fold into runs), labels.h
+// (names and selectors), operator_json.h (reply helpers), hub_store.h (the store).
+//
 // Thread-safety: none; one driver thread.
 #pragma once
 
@@ -26,18 +35,24 @@
 #include <nlohmann/json.hpp>
 
 #include "common/clock.h"
-#include "common/command.h"
-#include "common/event.h"
+#include "common/protocol/command.h"
+#include "common/protocol/event.h"
 #include "common/random.h"
-#include "common/sync_session.h"
+#include "common/protocol/sync_session.h"
 #include "hub/hub_store.h"
+#include "hub/labels.h"
+#include "hub/operator_request.h"
 
 namespace outpost {
+
+// Incarnations a site replaced that the hub remembers (and refuses if they come back).
+inline constexpr size_t kMaxRetiredIncarnations = 64;
 
 struct HubOptions {
   SyncOptions sync;
   bool accept_unknown = false;  // unknown keys wait as pending sites for `site accept`
   size_t max_list = 1000;       // rows a list query returns at most
+  size_t max_pending = 1000;    // pending sites kept at most (accept_unknown)
   // Mutation check only (outpost-sim --mutate ...), never set in outpost-hub:
   bool fault_ack_before_durable = false;  // acknowledge upstream batches, write them at Tick
   bool fault_forget_watermark = false;    // start with every upstream watermark at 0
@@ -53,8 +68,16 @@ struct HubCounters {
   uint64_t commands_enqueued = 0;
   uint64_t store_errors = 0;
   uint64_t keys_refused = 0;          // ZAP refusals
+  uint64_t pending_refused = 0;       // unknown keys not recorded: max_pending reached
+  uint64_t stale_incarnations = 0;    // HELLOs from an incarnation the site replaced
+  uint64_t duplicates_dropped = 0;    // upstream entries at or below the watermark
+  uint64_t gaps_refused = 0;          // upstream batches that started past watermark+1
+  uint64_t protocol_errors = 0;       // sessions refused or dropped for a protocol breach
+  uint64_t frame_exceptions = 0;      // handler bugs caught at the frame boundary
   uint64_t operator_requests = 0;
-  uint64_t operator_errors = 0;
+  uint64_t operator_errors = 0;       // replies with ok=false, for any reason
+  uint64_t operator_invalid = 0;      // requests refused by the decoder (type, range, op)
+  uint64_t operator_exceptions = 0;   // handler bugs caught at the boundary
 };
 
 struct HubOutput {
@@ -109,6 +132,10 @@ class HubCore {
               HubOutput* out);
   void Emit(const std::string& site, const SyncOutput& so, HubOutput* out);
   Status NewIncarnation(SiteRecord& site, uint64_t incarnation);
+  void RefuseRetired(SiteRecord& site, const std::string& peer, uint64_t incarnation,
+                     HubOutput* out);
+  void Account(const SyncCounters& before, const SyncCounters& after);
+  void LogUnknownKey(const std::string& key, const char* reason);
   void Audit(HubStore::Txn* txn, nlohmann::json event);
   // Appends commands to a site's downstream log (in txn; the caller commits, then
   // calls Commit* to publish the new head).
@@ -121,16 +148,24 @@ class HubCore {
                         std::map<std::string, HubRun>* runs, HubStore::Txn* txn);
 
   nlohmann::json SiteJson(const SiteRecord& s) const;
-  nlohmann::json OpSiteAdd(const nlohmann::json& r, HubOutput* out);
-  nlohmann::json OpSiteAccept(const nlohmann::json& r, HubOutput* out);
-  nlohmann::json OpSiteRevoke(const nlohmann::json& r, HubOutput* out);
-  nlohmann::json OpSiteLabel(const nlohmann::json& r, HubOutput* out);
-  nlohmann::json OpWorkflowApply(const std::string& op, const nlohmann::json& r, HubOutput* out);
-  nlohmann::json OpWorkflowRemove(const nlohmann::json& r, HubOutput* out);
-  nlohmann::json OpRunStart(const std::string& op, const nlohmann::json& r, HubOutput* out);
-  nlohmann::json OpRunCancel(const std::string& op, const nlohmann::json& r, HubOutput* out);
-  nlohmann::json OpRunList(const nlohmann::json& r);
-  nlohmann::json OpRunApprove(const std::string& op, const nlohmann::json& r, HubOutput* out);
+  // One handler per op, on the decoded request (hub/operator_request.h).
+  nlohmann::json Dispatch(const std::string& who, const OperatorRequest& r, HubOutput* out);
+  nlohmann::json OpSiteAdd(const OperatorRequest& r, HubOutput* out);
+  nlohmann::json OpSiteAccept(const OperatorRequest& r, HubOutput* out);
+  nlohmann::json OpSiteRevoke(const OperatorRequest& r, HubOutput* out);
+  nlohmann::json OpSiteLabel(const OperatorRequest& r, HubOutput* out);
+  nlohmann::json OpSiteRemove(const OperatorRequest& r, HubOutput* out);
+  nlohmann::json OpWorkflowApply(const std::string& who, const OperatorRequest& r,
+                                 HubOutput* out);
+  nlohmann::json OpWorkflowRemove(const OperatorRequest& r, HubOutput* out);
+  nlohmann::json OpWorkflowList() const;
+  nlohmann::json OpRunStart(const std::string& who, const OperatorRequest& r, HubOutput* out);
+  nlohmann::json OpRunCancel(const std::string& who, const OperatorRequest& r, HubOutput* out);
+  nlohmann::json OpRunApprove(const std::string& who, const OperatorRequest& r, HubOutput* out);
+  nlohmann::json OpRunList(const OperatorRequest& r);
+  nlohmann::json OpRunShow(const OperatorRequest& r);
+  nlohmann::json OpRunLogs(const OperatorRequest& r);
+  nlohmann::json OpEvents(const OperatorRequest& r);
 
   HubStore* store_;
   const Clock& clock_;
@@ -142,17 +177,11 @@ class HubCore {
   std::map<std::string, std::unique_ptr<Conn>> conns_;  // site -> live session
   HubCounters counters_;
   uint64_t audit_next_ = 1;
+  TimeMs unknown_logged_at_ = -1'000'000;
+  uint64_t unknown_suppressed_ = 0;
   // fault_ack_before_durable: batches acknowledged but not yet written.
   std::vector<std::pair<std::string, std::pair<uint64_t, std::vector<std::string>>>> deferred_;
   TimeMs deferred_since_ = 0;
 };
-
-// True if `labels` has every k=v of `selector` (an empty selector matches everything).
-bool SelectorMatches(const std::map<std::string, std::string>& selector,
-                     const std::map<std::string, std::string>& labels);
-// "k=v,k2=v2" -> map; error names the bad part.
-Result<std::map<std::string, std::string>> ParseSelector(const std::string& text);
-// Site names are DNS labels: 1-63 of [a-z0-9-], not starting or ending with '-'.
-bool ValidSiteName(const std::string& name);
 
 }  // namespace outpost

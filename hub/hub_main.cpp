@@ -35,6 +35,8 @@ int main(int argc, char** argv) {
        "where outpostctl connects (CURVE, keys in DATA_DIR/operators/*.pub)")
       ("accept-unknown", po::bool_switch(&c.core.accept_unknown),
        "record unknown site keys as pending sites for `outpostctl site accept`")
+      ("max-pending", po::value(&c.core.max_pending)->default_value(c.core.max_pending),
+       "pending sites kept at most when unknown keys are accepted; further ones are refused")
       ("offline-after-ms", po::value(&offline_after_ms)->default_value(offline_after_ms),
        "a site silent this long is marked offline and its session dropped")
       ("ping-ms", po::value(&ping_ms)->default_value(ping_ms),

@@ -28,6 +28,16 @@ HubServer::~HubServer() {
   if (signal_fd_ >= 0) close(signal_fd_);
 }
 
+// operators/ is read again at every operator handshake and at most once a second
+// otherwise: adding, replacing or removing a .pub file takes effect without SIGHUP, and a
+// removed or replaced key stops being honoured on its open connections.
+void HubServer::ReloadOperatorsIfChanged() {
+  const TimeMs now = clock_.Now();
+  if (now - operators_loaded_ < 1000) return;
+  operators_loaded_ = now;
+  LoadOperators().IgnoreError();  // logged inside; the old list stays on a read error
+}
+
 Status HubServer::LoadOperators() {
   const std::string dir = config_.data_dir + "/operators";
   std::map<std::string, std::string> keys;
@@ -43,8 +53,12 @@ Status HubServer::LoadOperators() {
     keys[*key] = entry.path().stem().string();
   }
   if (ec) return Status::IoError("read " + dir + ": " + ec.message());
+  for (const auto& [key, name] : operator_keys_) {
+    if (!keys.count(key)) spdlog::warn("hub.operator_key_removed operator={}", name);
+  }
+  const bool changed = keys != operator_keys_;
   operator_keys_ = std::move(keys);
-  spdlog::info("hub.operators_loaded count={} dir={}", operator_keys_.size(), dir);
+  if (changed) spdlog::info("hub.operators_loaded count={} dir={}", operator_keys_.size(), dir);
   return Status::Ok();
 }
 
@@ -67,7 +81,7 @@ Result<std::unique_ptr<HubServer>> HubServer::Open(const HubConfig& config, cons
   }
   OUTPOST_RETURN_IF_ERROR(h->LoadOperators());
 
-  OUTPOST_ASSIGN_OR_RETURN(h->store_, HubStore::Open(dir + "/db", HubStore::Options{}));
+  OUTPOST_ASSIGN_OR_RETURN(h->store_, RocksHubStore::Open(dir + "/db", RocksHubStore::Options{}));
   OUTPOST_ASSIGN_OR_RETURN(h->core_, HubCore::Open(h->store_.get(), clock, &h->rng_, config.core));
 
   OUTPOST_ASSIGN_OR_RETURN(h->ctx_, ZmqContext::Create(config.io_threads, config.max_sockets));
@@ -75,13 +89,15 @@ Result<std::unique_ptr<HubServer>> HubServer::Open(const HubConfig& config, cons
   OUTPOST_ASSIGN_OR_RETURN(h->zap_, ZapHandler::Bind(*h->ctx_));
   HubServer* self = h.get();
   h->zap_->AddDomain("sites", [self](const std::string& key) { return self->core_->AuthorizeSite(key); });
+  // An operator connection's identity is its key, so a key removed or replaced in
+  // operators/ stops being honoured on its open connections too (checked on every frame).
   h->zap_->AddDomain("operators", [self](const std::string& key) -> std::optional<std::string> {
-    auto it = self->operator_keys_.find(key);
-    if (it == self->operator_keys_.end()) {
+    if (!self->operator_keys_.count(key)) self->LoadOperators().IgnoreError();  // just added?
+    if (!self->operator_keys_.count(key)) {
       spdlog::warn("hub.operator_refused key={}", key);
       return std::nullopt;
     }
-    return it->second;
+    return key;
   });
   Listener::Options so;
   so.endpoint = config.sites_endpoint;
@@ -126,6 +142,20 @@ void HubServer::Send(HubOutput& out) {
 }
 
 void HubServer::ServeSites() {
+  std::vector<std::string> failed;
+  sites_->TakeHandshakeFailures(&failed);
+  operators_->TakeHandshakeFailures(&failed);
+  if (!failed.empty()) {
+    handshake_failures_ += failed.size();
+    // At most one line a second: a scanner must not flood the log.
+    const TimeMs now = clock_.Now();
+    if (now - handshake_logged_ >= 1000) {
+      spdlog::warn("hub.handshake_failed peer={} count={} hint=\"a client that pinned another "
+                   "hub key (compare with outpost-hub --show-key), or one not speaking CURVE\"",
+                   SafeText(failed.back(), 64), handshake_failures_);
+      handshake_logged_ = now;
+    }
+  }
   std::vector<InboundFrame> frames;
   sites_->Receive(&frames);
   HubOutput out;
@@ -138,27 +168,32 @@ void HubServer::ServeOperators() {
   operators_->Receive(&frames);
   for (const auto& f : frames) {
     // ZAP ran at the handshake; a key removed from operators/ since is refused here.
-    bool allowed = false;
-    for (const auto& [key, name] : operator_keys_) allowed = allowed || name == f.identity;
+    auto op = operator_keys_.find(f.identity);  // the identity is the key
     json reply;
-    if (!allowed) {
-      reply = {{"ok", false}, {"error", "operator '" + f.identity + "' is not allowed"},
+    if (op == operator_keys_.end()) {
+      reply = {{"ok", false},
+               {"error", "this operator key is no longer listed in the hub's operators/ "
+                         "directory"},
                {"code", "denied"}};
     } else {
+      const std::string& name = op->second;
       json req = json::parse(f.payload, nullptr, false);
       if (req.is_discarded()) {
         ++operator_bad_requests_;
         reply = {{"ok", false}, {"error", "request is not valid JSON"}, {"code", "invalid"}};
       } else {
         HubOutput out;
-        reply = core_->OnOperator(f.identity, req, &out);
+        reply = core_->OnOperator(name, req, &out);
         if (req.is_object() && req.contains("rid")) reply["rid"] = req["rid"];
         Send(out);
-        spdlog::info("hub.operator_request operator={} op={} ok={}", f.identity,
-                     req.is_object() ? req.value("op", "") : "", reply.value("ok", false));
+        const auto op = req.is_object() ? req.find("op") : req.end();
+        spdlog::info("hub.operator_request operator={} op={} ok={}", name,
+                     op != req.end() && op->is_string() ? SafeText(op->get<std::string>(), 64)
+                                                         : std::string("?"),
+                     reply.is_object() && reply.contains("ok") && reply["ok"] == true);
       }
     }
-    Status s = operators_->Send(f.peer, reply.dump(-1, ' ', false, json::error_handler_t::replace));
+    Status s = operators_->Send(f.peer, SafeDump(reply));
     if (!s.ok()) ++send_failures_;
   }
 }
@@ -172,8 +207,8 @@ Status HubServer::Run() {
                               {nullptr, signal_fd_, ZMQ_POLLIN, 0}};
     const TimeMs now = clock_.Now();
     const TimeMs wake = core_->NextDeadline();
-    long timeout = 60'000;
-    if (wake > 0) timeout = static_cast<long>(std::clamp<TimeMs>(wake - now, 0, 60'000));
+    long timeout = 1000;  // at least once a second: operators/ is watched
+    if (wake > 0) timeout = static_cast<long>(std::clamp<TimeMs>(wake - now, 0, 1000));
     int rc = zmq_poll(items, 4, timeout);
     if (rc < 0 && zmq_errno() != EINTR) {
       return Status::IoError(std::string("zmq_poll: ") + zmq_strerror(zmq_errno()));
@@ -193,6 +228,7 @@ Status HubServer::Run() {
         }
       }
     }
+    ReloadOperatorsIfChanged();
     HubOutput out;
     core_->Tick(&out);
     Send(out);

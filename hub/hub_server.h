@@ -19,10 +19,11 @@
 #include <string>
 
 #include "common/clock.h"
+#include "common/json_fields.h"
 #include "common/random.h"
-#include "common/zmq_link.h"
+#include "common/transport/zmq_link.h"
 #include "hub/hub_core.h"
-#include "hub/hub_store.h"
+#include "hub/rocks_hub_store.h"
 
 namespace outpost {
 
@@ -48,6 +49,7 @@ class HubServer {
  private:
   HubServer(const HubConfig& config, const Clock& clock, uint64_t seed);
   Status LoadOperators();
+  void ReloadOperatorsIfChanged();
   void ServeSites();
   void ServeOperators();
   void Send(HubOutput& out);
@@ -62,8 +64,11 @@ class HubServer {
   std::unique_ptr<Listener> sites_;
   std::unique_ptr<Listener> operators_;
   std::map<std::string, std::string> operator_keys_;  // public key -> operator name
+  TimeMs operators_loaded_ = 0;
   int signal_fd_ = -1;
   uint64_t send_failures_ = 0;
+  uint64_t handshake_failures_ = 0;
+  TimeMs handshake_logged_ = -1'000'000;
   uint64_t operator_bad_requests_ = 0;
 };
 

@@ -1,18 +1,21 @@
-// HubStore: the hub's durable state on RocksDB.
+// HubStore: the hub's durable state, as an interface the hub logic depends on.
 //
-// Column families:
-//   sites   name -> SiteRecord (registry, labels, watermarks of both streams)
-//   up      site \0 incarnation(BE u64) seq(BE u64) -> event bytes: the hub's copy of
-//           each site's event log, one stream per incarnation, never merged
-//   down    site \0 epoch(BE u64) seq(BE u64) -> command bytes: each site's command log;
-//           acknowledged entries are trimmed
-//   runs    "run/<id>" -> HubRun (materialized view of every site's runs and tasks),
-//           "out/<run>/<task>" -> output tail of the task's last finished attempt
-//   defs    name -> WorkflowRecord (applied definitions and their target selector)
-//   meta    "req/<request id>" -> RequestRecord, "audit/<BE u64>" -> hub event (JSON)
+// What it holds:
+//   sites     name -> SiteRecord (registry, labels, watermarks of both streams)
+//   up        (site, incarnation, seq) -> event bytes: the hub's copy of each site's event
+//             log, one stream per incarnation, never merged
+//   down      (site, epoch, seq) -> command bytes: each site's command log; acknowledged
+//             entries are trimmed
+//   runs      run id -> HubRun (materialized view of every site's runs and tasks), and
+//             (run, task) -> output tail of the task's last finished attempt
+//   defs      name -> WorkflowRecord (applied definitions and their target selector)
+//   requests  request id -> RequestRecord;  audit: seq -> hub event (JSON text)
 //
-// Every change the hub makes goes through a Txn committed as one synced WriteBatch:
-// an upstream batch, its materialized effect and the new watermark land together.
+// Every change the hub makes goes through a HubTxn committed atomically and durably
+// (synced before Commit returns): an upstream batch, its materialized effect and the new
+// watermark land together or not at all. Implementations: RocksHubStore (the embedded
+// default, hub/rocks_hub_store.h). Each must pass the conformance suite in
+// tests/hub/hub_store_conformance.h.
 //
 // Thread-safety: one owner thread.
 #pragma once
@@ -25,12 +28,9 @@
 #include <string>
 #include <vector>
 
-#include <rocksdb/write_batch.h>
-
 #include "common/clock.h"
 #include "common/codec.h"
-#include "common/event_log.h"
-#include "common/rocks.h"
+#include "common/protocol/event_log.h"
 #include "common/status.h"
 
 namespace outpost {
@@ -54,9 +54,10 @@ struct SiteRecord {
   std::map<std::string, std::string> placed;  // workflow name -> hash placed there
   uint64_t events_total = 0;                  // events received over all incarnations
   std::string agent_address;                  // informational
+  std::vector<uint64_t> retired;  // incarnations this site replaced: refused if seen again
   MSGPACK_DEFINE_MAP(name, key, state, labels, created, last_seen, incarnation, up_applied,
                      up_head, down_epoch, down_head, down_acked, placed, events_total,
-                     agent_address);
+                     agent_address, retired);
 
   SiteState site_state() const { return static_cast<SiteState>(state); }
 };
@@ -112,72 +113,76 @@ struct RequestRecord {
   MSGPACK_DEFINE_MAP(id, workflow, runs, sites, created);
 };
 
-class HubStore {
+// Writes to commit together: a list of logical operations that each store implementation
+// maps onto its own engine. Records are carried msgpack-encoded.
+class HubTxn {
  public:
-  struct Options {
-    rocksdb::Env* env = nullptr;
-    bool sync = true;
-    size_t write_buffer_bytes = 8 << 20;
-    size_t block_cache_bytes = 32 << 20;
+  enum class Kind : uint8_t {
+    kPutSite, kDeleteSite, kPutUp, kPutDown, kTrimDown, kPutRun, kPutOutput, kPutDef,
+    kDeleteDef, kPutRequest, kAudit, kDeleteRun, kPurgeSiteStreams
+  };
+  struct Op {
+    Kind kind;
+    std::string key;    // site, run, workflow or request name
+    std::string key2;   // task (kPutOutput)
+    uint64_t stream = 0;  // incarnation (kPutUp) or epoch (kPutDown, kTrimDown)
+    uint64_t seq = 0;     // entry (kPutUp, kPutDown, kAudit) or last trimmed (kTrimDown)
+    std::string value;    // encoded record, entry bytes, output text or audit JSON
   };
 
-  // Writes to commit together.
-  class Txn {
-   public:
-    void PutSite(const SiteRecord& s);
-    void DeleteSite(const std::string& name);
-    void PutUp(const std::string& site, uint64_t incarnation, uint64_t seq, const std::string& v);
-    void PutDown(const std::string& site, uint64_t epoch, uint64_t seq, const std::string& v);
-    void TrimDown(const std::string& site, uint64_t epoch, uint64_t through);
-    void PutRun(const HubRun& r);
-    void PutOutput(const std::string& run, const std::string& task, const std::string& out);
-    void PutDef(const WorkflowRecord& d);
-    void DeleteDef(const std::string& name);
-    void PutRequest(const RequestRecord& r);
-    void Audit(uint64_t seq, const std::string& json);
-    size_t size() const { return ops_.size(); }
+  void PutSite(const SiteRecord& s);
+  void DeleteSite(const std::string& name);
+  void PutUp(const std::string& site, uint64_t incarnation, uint64_t seq, const std::string& v);
+  void PutDown(const std::string& site, uint64_t epoch, uint64_t seq, const std::string& v);
+  // Removes entries 1..through of the site's command log `epoch`.
+  void TrimDown(const std::string& site, uint64_t epoch, uint64_t through);
+  void PutRun(const HubRun& r);
+  void PutOutput(const std::string& run, const std::string& task, const std::string& out);
+  // Removes a run and its output tails.
+  void DeleteRun(const std::string& run);
+  // Removes every upstream copy and command log of a site, all incarnations.
+  void PurgeSiteStreams(const std::string& site);
+  void PutDef(const WorkflowRecord& d);
+  void DeleteDef(const std::string& name);
+  void PutRequest(const RequestRecord& r);
+  void Audit(uint64_t seq, const std::string& json);
 
-   private:
-    friend class HubStore;
-    enum class Cf { kSites, kUp, kDown, kRuns, kDefs, kMeta };
-    struct Op {
-      Cf cf;
-      std::string key;
-      std::optional<std::string> value;  // nullopt: delete
-      std::string end;                   // non-empty: delete range [key, end)
-    };
-    std::vector<Op> ops_;
-  };
-
-  static Result<std::unique_ptr<HubStore>> Open(const std::string& path, const Options& options);
-
-  Status Commit(const Txn& txn);
-
-  Status LoadSites(std::vector<SiteRecord>* out) const;
-  Status LoadDefs(std::vector<WorkflowRecord>* out) const;
-  Result<std::optional<HubRun>> GetRun(const std::string& id) const;
-  // Calls fn for every run in id order; fn returns false to stop.
-  Status ScanRuns(const std::function<bool(const HubRun&)>& fn) const;
-  Result<std::optional<std::string>> GetOutput(const std::string& run, const std::string& task) const;
-  Result<std::optional<RequestRecord>> GetRequest(const std::string& id) const;
-  Result<std::vector<LogRecord>> ReadDown(const std::string& site, uint64_t epoch, uint64_t after,
-                                          size_t max_count, size_t max_bytes) const;
-  Result<std::vector<LogRecord>> ReadUp(const std::string& site, uint64_t incarnation,
-                                        uint64_t after, size_t max_count) const;
-  // Hub events (audit), newest last, up to `limit`.
-  Status ReadAudit(size_t limit, std::vector<std::string>* out) const;
-  uint64_t audit_head() const { return audit_head_; }
-  uint64_t ApproximateSize() const;
+  const std::vector<Op>& ops() const { return ops_; }
+  size_t size() const { return ops_.size(); }
 
  private:
-  HubStore() = default;
-  rocksdb::ColumnFamilyHandle* Handle(Txn::Cf cf) const;
-
-  RocksHandles rocks_;
-  bool sync_ = true;
-  uint64_t audit_head_ = 0;
+  std::vector<Op> ops_;
 };
 
-std::string StreamKey(const std::string& site, uint64_t stream, uint64_t seq);
+class HubStore {
+ public:
+  using Txn = HubTxn;
+
+  virtual ~HubStore() = default;
+
+  // Applies every operation of txn atomically and durably, or none (and says why).
+  virtual Status Commit(const Txn& txn) = 0;
+
+  virtual Status LoadSites(std::vector<SiteRecord>* out) const = 0;
+  virtual Status LoadDefs(std::vector<WorkflowRecord>* out) const = 0;
+  virtual Result<std::optional<HubRun>> GetRun(const std::string& id) const = 0;
+  // Calls fn for every run in id order; fn returns false to stop.
+  virtual Status ScanRuns(const std::function<bool(const HubRun&)>& fn) const = 0;
+  virtual Result<std::optional<std::string>> GetOutput(const std::string& run,
+                                                       const std::string& task) const = 0;
+  virtual Result<std::optional<RequestRecord>> GetRequest(const std::string& id) const = 0;
+  // Entries after `after`, in order, at most max_count and (past the first) max_bytes;
+  // a gap in the stored stream is Corruption.
+  virtual Result<std::vector<LogRecord>> ReadDown(const std::string& site, uint64_t epoch,
+                                                  uint64_t after, size_t max_count,
+                                                  size_t max_bytes) const = 0;
+  virtual Result<std::vector<LogRecord>> ReadUp(const std::string& site, uint64_t incarnation,
+                                                uint64_t after, size_t max_count) const = 0;
+  // Hub events (audit), newest last, up to `limit`.
+  virtual Status ReadAudit(size_t limit, std::vector<std::string>* out) const = 0;
+  // The highest audit sequence committed (0 if none).
+  virtual uint64_t audit_head() const = 0;
+  virtual uint64_t ApproximateSize() const = 0;
+};
 
 }  // namespace outpost

@@ -9,7 +9,7 @@ DATA=$(mktemp -d /tmp/outpost-demo.XXXXXX)
 "$BIN/site-agent/outpost-agent" --data-dir "$DATA" --site demo-gateway --log-level warn &
 AGENT=$!
 trap 'kill $AGENT 2>/dev/null; wait $AGENT 2>/dev/null; rm -rf "$DATA"' EXIT
-CTL=("$BIN/hub/outpostctl" --local --data-dir "$DATA")
+CTL=("$BIN/cli/outpostctl" --local --data-dir "$DATA")
 for _ in $(seq 100); do "${CTL[@]}" status >/dev/null 2>&1 && break; sleep 0.05; done
 
 echo "== validating config/workflows/hello.yaml"

@@ -5,7 +5,8 @@
 # there, and shows the fleet status, the runs and one task's output.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh build
+echo "demo: building only what the demo runs (hub, agent, outpostctl); scripts/test.sh builds the rest"
+OUTPOST_TARGETS="outpost-hub outpost-agent outpostctl" scripts/setup.sh build
 BIN=$PWD/build
 DEMO=$(mktemp -d /tmp/outpost-demo.XXXXXX)
 PIDS=()
@@ -20,7 +21,7 @@ trap cleanup EXIT
   --operators-endpoint tcp://127.0.0.1:0 --log-level warn &
 PIDS+=($!)
 for _ in $(seq 200); do [ -f "$DEMO/hub/hub.endpoints" ] && break; sleep 0.05; done
-CTL=("$BIN/hub/outpostctl" --hub-dir "$DEMO/hub")
+CTL=("$BIN/cli/outpostctl" --hub-dir "$DEMO/hub")
 SITES_EP=$(sed -n 's/.*"sites":"\([^"]*\)".*/\1/p' "$DEMO/hub/hub.endpoints")
 
 echo "== a hub on loopback; three agents enroll with their own CURVE keys"

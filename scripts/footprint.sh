@@ -33,7 +33,7 @@ echo "| build | outpost-agent | outpostctl | NEEDED |"
 echo "|---|---|---|---|"
 mkdir -p build/dist
 strip -o build/dist/outpost-agent build/site-agent/outpost-agent
-strip -o build/dist/outpostctl build/hub/outpostctl
+strip -o build/dist/outpostctl build/cli/outpostctl
 for d in build/dist build-cross/aarch64/dist build-cross/armhf/dist; do
   [ -f "$d/outpost-agent" ] || continue
   needed=$(readelf -d "$d/outpost-agent" | sed -n 's/.*Shared library: \[\(.*\)\]/\1/p' | tr '\n' ' ')

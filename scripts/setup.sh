@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Installs what Outpost needs from Debian's packages (only what is missing) and builds.
 #   scripts/setup.sh [BUILD_DIR] [extra cmake args...]
+#   OUTPOST_TARGETS="outpost-hub outpost-agent" scripts/setup.sh build   # build only these
 # Idempotent: a second run installs nothing and rebuilds only what changed (ninja, ccache).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PACKAGES=(build-essential cmake ninja-build ccache pkg-config git
   libzmq3-dev cppzmq-dev libmsgpack-cxx-dev librocksdb-dev libsodium-dev libspdlog-dev
-  libboost-program-options-dev libgtest-dev libyaml-cpp-dev nlohmann-json3-dev tzdata)
+  libboost-program-options-dev libgtest-dev libyaml-cpp-dev nlohmann-json3-dev tzdata
+  python3-zmq python3-msgpack)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -23,5 +25,8 @@ fi
 
 BUILD_DIR=${1:-build}
 shift || true
+echo "setup: configuring $BUILD_DIR"
 cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" >/dev/null
-ninja -C "$BUILD_DIR"
+echo "setup: building ${OUTPOST_TARGETS:-everything} in $BUILD_DIR (ninja; ccache makes later builds fast)"
+# shellcheck disable=SC2086  # the targets are words
+ninja -C "$BUILD_DIR" ${OUTPOST_TARGETS:-}

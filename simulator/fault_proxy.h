@@ -1,7 +1,7 @@
 // FaultProxy: a user-space TCP proxy on loopback that puts real connections through the
 // faults a bad WAN has — latency, a bandwidth cap, resets, black holes and a cut after N
 // bytes — for the simulator's real-process mode (outpost-sim --real). `tc netem` is not
-// available on these machines (DESIGN.md §11); this does the same job per connection.
+// available on these machines; this does the same job per connection.
 //
 // One listener per route (a site); each accepted connection gets its own connection to
 // the target. A poll loop on its own thread moves the bytes; faults are set per route

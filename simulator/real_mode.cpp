@@ -10,7 +10,7 @@
 #include <sstream>
 #include <thread>
 
-#include "common/control.h"
+#include "common/protocol/control.h"
 #include "common/random.h"
 #include "simulator/fault_proxy.h"
 

@@ -6,7 +6,7 @@
 #include <set>
 #include <sstream>
 
-#include "common/workflow.h"
+#include "common/workflow/workflow.h"
 
 namespace outpost::sim {
 

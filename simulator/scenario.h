@@ -11,7 +11,7 @@
 
 #include "common/clock.h"
 #include "common/status.h"
-#include "common/sync_session.h"
+#include "common/protocol/sync_session.h"
 
 namespace outpost::sim {
 

@@ -13,25 +13,23 @@
 // run with the same scenario, seed and build.
 #pragma once
 
-#include <functional>
-#include <map>
 #include <memory>
-#include <queue>
 #include <string>
 #include <vector>
 
-#include <rocksdb/env.h>
-
 #include "common/clock.h"
 #include "common/random.h"
-#include "hub/hub_core.h"
+#include "common/status.h"
 #include "simulator/scenario.h"
-#include "site-agent/agent_store.h"
-#include "site-agent/engine.h"
-#include "site-agent/log_stream.h"
-#include "site-agent/scheduler.h"
 
 namespace outpost::sim {
+
+class EventQueue;
+class Invariants;
+class SimNetwork;
+class Workload;
+class World;
+struct SimSite;
 
 // Protocol mutations the simulator must catch (the mutation check).
 enum class Mutation { kNone, kAckBeforeDurable, kApplyGaps, kForgetWatermark };
@@ -77,6 +75,10 @@ struct Report {
   bool ok() const;
 };
 
+// One run of a scenario with one seed, composed of the World (the hub and site processes,
+// their crashes; world.h), the SimNetwork between them (network.h), the Workload that
+// drives them (workload.h) and the Invariants that check them (invariants.h), all on one
+// EventQueue (event_queue.h). Run() runs the whole simulation on the calling thread.
 class Simulation {
  public:
   Simulation(Scenario scenario, Options options);
@@ -84,70 +86,24 @@ class Simulation {
   Report Run();
 
  private:
-  struct Site;
-  class SkewedClock;
-  class Inbox;
-  struct Item {
-    TimeMs at;
-    uint64_t order;
-    std::function<void()> fn;
-    bool operator>(const Item& o) const { return at != o.at ? at > o.at : order > o.order; }
-  };
-
-  void At(TimeMs t, std::function<void()> fn);
-  void Trace(const std::string& what);
-  void Violation(const std::string& invariant, const std::string& detail);
-
-  // Sites.
-  Status OpenSite(Site& s);
-  void CrashSite(Site& s);
-  void Activity(Site& s);
-  Status Flush(Site& s, const std::vector<StateWrite>& extra);
-  void ScheduleWake(Site& s);
-  void SiteSend(Site& s, const SyncOutput& so);
-  void SiteDrop(Site& s, const std::string& why);
-  void ScheduleReconnect(Site& s);
-  void TryConnect(Site& s);
-  void StartLocalRun(Site& s, const WorkflowSpec& w);
-  bool Blocked(const Site& s, bool upstream) const;
-
-  // Hub.
-  Status OpenHub();
-  void CrashHub();
-  void HubEmit(const HubOutput& out);
-  void HubActivity();
-  void HubTicker();
-  void CheckPrefix(Site& s);
-  void Request(const Periodic& p, int n);
-
-  // The end.
+  // Creates the sites, enrolls them at the hub and applies the workflows.
+  void BuildFleet();
+  // Starts a site's agent and schedules its connection, local runs, crashes and resets.
+  bool StartSite(SimSite& s, TimeMs t0, TimeMs end);
+  // The end of the scenario: every fault ends, every process restarts.
   void Heal();
-  bool Converged();
-  void FinalChecks();
-  void CheckSchedules(Site& s);
+  // Runs events until converged or past the deadline; whether it converged.
+  bool RunUntilConverged(TimeMs end);
 
   Scenario sc_;
   Options opt_;
-  ManualClock clock_;
-  Rng rng_;
-  Rng hub_rng_;
-  std::unique_ptr<rocksdb::Env> env_;
-  std::priority_queue<Item, std::vector<Item>, std::greater<Item>> queue_;
-  uint64_t order_ = 0;
-  std::vector<std::unique_ptr<Site>> sites_;
-  std::map<std::string, Site*> by_name_;
-  std::map<std::string, std::shared_ptr<const WorkflowDef>> defs_;
-  std::unique_ptr<HubStore> hub_store_;
-  std::unique_ptr<HubCore> hub_;
-  bool hub_alive_ = false;
-  bool hub_ticker_ = false;
-  // Recurring actions (ticks, crashes, resets); their lambdas refer to themselves by
-  // raw pointer, this owns them.
-  std::vector<std::shared_ptr<std::function<void()>>> recurring_;
-  bool healed_ = false;
+  Rng rng_;  // shared by the parts; the order of its draws is part of the replay
   Report report_;
-  std::map<std::string, bool> violated_;
-  uint64_t hash_ = 1469598103934665603ULL;
+  std::unique_ptr<EventQueue> queue_;
+  std::unique_ptr<Invariants> invariants_;
+  std::unique_ptr<World> world_;
+  std::unique_ptr<SimNetwork> net_;
+  std::unique_ptr<Workload> workload_;
 };
 
 }  // namespace outpost::sim

@@ -19,8 +19,8 @@
 
 #include <zmq.h>
 
-#include "common/control.h"
-#include "common/template.h"
+#include "common/protocol/control.h"
+#include "common/workflow/template.h"
 #include "common/ulid.h"
 #include "site-agent/retention.h"
 
@@ -64,7 +64,7 @@ json RunViewToJson(const RunView& v) {
           {"request", v.run.request},
           {"priority", v.run.priority},
           {"trigger", v.run.trigger},
-          {"compensating", v.run.compensating},
+          {"compensating", v.run.compensating && !IsFinal(v.run.run_state())},
           {"outcome", v.run.outcome},
           {"tasks", std::move(tasks)}};
 }
@@ -81,6 +81,28 @@ Agent::~Agent() {
   if (term_fd_ >= 0) close(term_fd_);
 }
 
+// The site's name is stored with its database at first start: a restart that forgets
+// --site keeps the name (run ids, templates), and one that names another site is refused.
+Status Agent::SettleSiteName() {
+  constexpr char kKey[] = "meta/site_name";
+  OUTPOST_ASSIGN_OR_RETURN(auto stored, store_->log().GetState(kKey));
+  if (stored && *stored != config_.site) {
+    if (config_.site_given) {
+      return Status::FailedPrecondition(
+          "the data directory " + config_.data_dir + " belongs to site '" + *stored +
+          "', not '" + config_.site + "'; start with --site " + *stored +
+          " or use another data directory");
+    }
+    config_.site = *stored;
+    return Status::Ok();
+  }
+  if (!stored) {
+    OUTPOST_ASSIGN_OR_RETURN(uint64_t head, store_->log().Append({}, {{kKey, config_.site}}));
+    (void)head;
+  }
+  return Status::Ok();
+}
+
 Result<std::unique_ptr<Agent>> Agent::Open(const AgentConfig& config, const Clock& clock,
                                            uint64_t seed) {
   std::unique_ptr<Agent> a(new Agent(config, clock, seed));
@@ -93,12 +115,14 @@ Result<std::unique_ptr<Agent>> Agent::Open(const AgentConfig& config, const Cloc
   lo.new_incarnation = a->rng_.Next();
   OUTPOST_ASSIGN_OR_RETURN(auto log, EventLog::Open(config.data_dir + "/db", lo));
   a->store_ = std::make_unique<AgentStore>(std::move(log));
+  OUTPOST_RETURN_IF_ERROR(a->SettleSiteName());
+  const AgentConfig& cfg = a->config_;
   EngineOptions eopts;
-  eopts.max_parallel = config.max_parallel;
-  eopts.queues = config.queues;
-  eopts.kill_grace = config.kill_grace;
-  eopts.site_name = config.site;
-  eopts.site_labels = config.labels;
+  eopts.max_parallel = cfg.max_parallel;
+  eopts.queues = cfg.queues;
+  eopts.kill_grace = cfg.kill_grace;
+  eopts.site_name = cfg.site;
+  eopts.site_labels = cfg.labels;
   a->engine_ = std::make_unique<Engine>(clock, &a->rng_, eopts);
   Agent* self = a.get();
   a->scheduler_ = std::make_unique<Scheduler>(
@@ -146,7 +170,7 @@ Result<std::unique_ptr<Agent>> Agent::Open(const AgentConfig& config, const Cloc
   OUTPOST_RETURN_IF_ERROR(a->OpenSync());
   a->ReleaseStartupPages();
   spdlog::info("agent.started site={} data_dir={} incarnation={:016x} log_head={} restored={}",
-               config.site, config.data_dir, a->store_->log().incarnation(),
+               cfg.site, cfg.data_dir, a->store_->log().incarnation(),
                a->store_->log().head(), unfinished.size());
   return a;
 }

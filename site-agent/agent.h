@@ -20,11 +20,12 @@
 #include <nlohmann/json.hpp>
 
 #include "common/clock.h"
-#include "common/command.h"
+#include "common/protocol/command.h"
 #include "common/random.h"
-#include "common/sync_session.h"
-#include "common/zmq_link.h"
+#include "common/protocol/sync_session.h"
+#include "common/transport/zmq_link.h"
 #include "site-agent/agent_store.h"
+#include "site-agent/control_request.h"
 #include "site-agent/engine.h"
 #include "site-agent/executor.h"
 #include "site-agent/log_stream.h"
@@ -35,6 +36,7 @@ namespace outpost {
 struct AgentConfig {
   std::string data_dir;
   std::string site = "local";
+  bool site_given = false;  // --site was set (else the name stored in the database wins)
   int max_parallel = 4;
   DurationMs kill_grace = 5000;
   size_t output_cap = 64 * 1024;
@@ -55,10 +57,12 @@ struct AgentConfig {
 struct AgentCounters {
   uint64_t commit_failures = 0;
   uint64_t bad_requests = 0;
+  uint64_t request_exceptions = 0;  // handler bugs caught at the control boundary
   uint64_t spawn_failures = 0;
   uint64_t orphans_killed = 0;
   uint64_t hub_frames_malformed = 0;
   uint64_t hub_auth_failures = 0;
+  uint64_t hub_handshake_failures = 0;  // CURVE handshakes that broke (a wrong pinned key?)
   uint64_t hub_sessions = 0;
   uint64_t hub_send_failures = 0;
   uint64_t commands_applied = 0;
@@ -122,7 +126,9 @@ class Agent {
   void AcceptClients();
   void ReadClient(uint64_t id);
   void WriteClient(uint64_t id);
+  Status SettleSiteName();
   void HandleRequest(uint64_t client, const std::string& line);
+  void Dispatch(uint64_t client, const ControlRequest& request);
   void Reply(uint64_t client, const nlohmann::json& j);
   nlohmann::json RunJson(const RunView& v) const;
   nlohmann::json StatusJson() const;

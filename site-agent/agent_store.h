@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "common/event_log.h"
+#include "common/protocol/event_log.h"
 #include "site-agent/engine.h"
 #include "site-agent/run_state.h"
 

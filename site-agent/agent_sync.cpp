@@ -123,7 +123,17 @@ void Agent::ServeHub() {
                       config_.hub_endpoint, keys_.public_z85, keys_.public_z85);
         break;
       case Connector::EventKind::kHandshakeFailed:
-        spdlog::warn("agent.hub_handshake_failed hub={} (link trouble; retrying)", config_.hub_endpoint);
+        // The CURVE handshake broke before ZAP could answer: most often the pinned hub key
+        // is not this hub's (its public key decrypts nothing we send), or something else
+        // listens on that port.
+        ++counters_.hub_handshake_failures;
+        last_hub_error_ =
+            "the encrypted handshake with the hub failed: check that --hub-key is the hub's "
+            "public key (outpost-hub --show-key on the hub) and that --hub points at its site "
+            "endpoint";
+        spdlog::warn("agent.hub_handshake_failed hub={} pinned_hub_key={} hint=\"{}\"",
+                     config_.hub_endpoint, config_.hub_key.size() == 40 ? config_.hub_key : "(file)",
+                     last_hub_error_);
         break;
       case Connector::EventKind::kFrame: {
         Message m;
@@ -245,6 +255,7 @@ json Agent::SyncJson() const {
                    {"store_errors", c.store_errors},
                    {"sessions", counters_.hub_sessions},
                    {"auth_failures", counters_.hub_auth_failures},
+                   {"handshake_failures", counters_.hub_handshake_failures},
                    {"frames_malformed", counters_.hub_frames_malformed},
                    {"send_failures", counters_.hub_send_failures},
                    {"commands_applied", counters_.commands_applied},

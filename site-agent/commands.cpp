@@ -1,6 +1,6 @@
 #include "site-agent/commands.h"
 
-#include "common/workflow.h"
+#include "common/workflow/workflow.h"
 
 namespace outpost {
 

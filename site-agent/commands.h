@@ -8,8 +8,8 @@
 #include <vector>
 
 #include "common/clock.h"
-#include "common/command.h"
-#include "common/event_log.h"
+#include "common/protocol/command.h"
+#include "common/protocol/event_log.h"
 #include "site-agent/agent_store.h"
 #include "site-agent/engine.h"
 

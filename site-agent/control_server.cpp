@@ -1,6 +1,7 @@
 // The agent's side of the local control protocol (common/control.h): one handler per op.
 #include <spdlog/spdlog.h>
 
+#include "common/json_fields.h"
 #include "common/ulid.h"
 #include "site-agent/agent.h"
 
@@ -10,13 +11,22 @@ using json = nlohmann::json;
 
 namespace {
 
-json Error(const std::string& message) { return {{"ok", false}, {"error", message}}; }
-
-// Reads a string field; empty if absent or not a string.
-std::string Str(const json& j, const char* key) {
-  auto it = j.find(key);
-  return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+// Error replies carry the same codes as the hub's operator API (docs/protocol.md):
+// invalid, not_found, conflict, internal — so outpostctl maps both to the same exit codes.
+json Error(const std::string& message, const char* code = "invalid") {
+  return {{"ok", false}, {"error", message}, {"code", code}};
 }
+json Error(const Status& s) {
+  const char* code = "invalid";
+  if (s.code() == Code::kNotFound) code = "not_found";
+  if (s.code() == Code::kAlreadyExists || s.code() == Code::kFailedPrecondition) code = "conflict";
+  if (s.code() == Code::kIoError || s.code() == Code::kResourceExhausted ||
+      s.code() == Code::kCorruption || s.code() == Code::kInternal) {
+    code = "internal";
+  }
+  return Error(s.message(), code);
+}
+
 
 }  // namespace
 
@@ -50,6 +60,7 @@ json Agent::StatusJson() const {
             {"stale_exits", ec.stale_exits},
             {"commit_failures", counters_.commit_failures},
             {"bad_requests", counters_.bad_requests},
+            {"request_exceptions", counters_.request_exceptions},
             {"spawn_failures", counters_.spawn_failures},
             {"orphans_killed", counters_.orphans_killed},
             {"workflow_files_invalid", counters_.workflow_files_invalid},
@@ -58,16 +69,31 @@ json Agent::StatusJson() const {
 }
 
 void Agent::HandleRequest(uint64_t client, const std::string& line) {
-  json req = json::parse(line, nullptr, false);
-  if (req.is_discarded() || !req.is_object()) {
+  json raw = json::parse(line, nullptr, false);
+  auto req = raw.is_discarded() ? Result<ControlRequest>(Status::InvalidArgument(
+                                      "request is not valid JSON"))
+                                : DecodeControlRequest(raw);
+  if (!req.ok()) {
     ++counters_.bad_requests;
-    spdlog::warn("control.bad_request reason=not_a_json_object bytes={}", line.size());
-    Reply(client, Error("request is not a JSON object"));
+    spdlog::warn("control.bad_request bytes={} error=\"{}\"", line.size(),
+                 SafeText(req.status().message()));
+    Reply(client, Error(req.status().message()));
     return;
   }
-  const std::string op = Str(req, "op");
-  const std::string id = Str(req, "id");
+  // The boundary: no exception from a handler reaches the agent's loop. One that escapes is
+  // a bug, answered as an internal error and counted, and the agent goes on.
+  try {
+    Dispatch(client, *req);
+  } catch (const std::exception& e) {
+    ++counters_.request_exceptions;
+    spdlog::error("control.exception op={} error=\"{}\"", req->op, SafeText(e.what()));
+    Reply(client, Error("internal error while handling " + req->op + "; see the agent's log", "internal"));
+  }
+}
 
+void Agent::Dispatch(uint64_t client, const ControlRequest& q) {
+  const std::string& op = q.op;
+  const std::string& id = q.id;
   if (op == "status") {
     Reply(client, {{"ok", true}, {"status", StatusJson()}});
   } else if (op == "workflow.list") {
@@ -105,14 +131,14 @@ void Agent::HandleRequest(uint64_t client, const std::string& line) {
     }
     Reply(client, {{"ok", true}, {"workflows", list}});
   } else if (op == "run.start") {
-    std::string source = Str(req, "source");
-    std::string file = Str(req, "file").empty() ? "<request>" : Str(req, "file");
-    if (const std::string name = Str(req, "workflow"); !name.empty()) {
+    std::string source = q.source;
+    std::string file = q.file.empty() ? "<request>" : q.file;
+    if (const std::string& name = q.workflow; !name.empty()) {
       // A workflow placed by the hub or loaded from --workflows runs by name, hub or not.
       auto all = KnownWorkflows();
       auto it = all.find(name);
       if (it == all.end()) {
-        Reply(client, Error("no workflow named '" + name + "' is placed on this site or in its workflow directory"));
+        Reply(client, Error("no workflow named '" + name + "' is placed on this site or in its workflow directory", "not_found"));
         return;
       }
       source = it->second->source;
@@ -123,29 +149,14 @@ void Agent::HandleRequest(uint64_t client, const std::string& line) {
       Reply(client, Error(def.status().message()));
       return;
     }
-    std::map<std::string, std::string> params;
-    if (auto p = req.find("params"); p != req.end() && p->is_object()) {
-      for (const auto& [k, v] : p->items()) {
-        if (!v.is_string()) {
-          Reply(client, Error("param '" + k + "' must be a string"));
-          return;
-        }
-        params[k] = v.get<std::string>();
-      }
-    }
+    const std::map<std::string, std::string>& params = q.params;
     StartOptions so;
-    if (auto p = req.find("priority"); p != req.end()) {
-      if (!p->is_number_integer() || p->get<int64_t>() < -1000 || p->get<int64_t>() > 1000) {
-        Reply(client, Error("priority must be an integer from -1000 to 1000"));
-        return;
-      }
-      so.priority = p->get<int>();
-    }
+    if (q.priority) so.priority = *q.priority;
     const std::string run_id = config_.site + "-" + MakeUlid(clock_.Now(), &rng_);
     auto shared = std::make_shared<const WorkflowDef>(std::move(def).value());
     Status s = engine_->StartRun(shared, run_id, params, &pending_, so);
     if (!s.ok()) {
-      Reply(client, Error(s.message()));
+      Reply(client, Error(s));
       return;
     }
     spdlog::info("run.created run={} workflow={} hash={}", run_id, shared->name, shared->hash);
@@ -153,9 +164,9 @@ void Agent::HandleRequest(uint64_t client, const std::string& line) {
   } else if (op == "run.cancel") {
     auto view = store_->GetRun(id);
     if (!view.ok()) {
-      Reply(client, Error(view.status().ToString()));
+      Reply(client, Error(view.status()));
     } else if (!*view) {
-      Reply(client, Error("no run '" + id + "'"));
+      Reply(client, Error("no run '" + id + "'", "not_found"));
     } else if (IsFinal((*view)->run.run_state())) {
       // A cancel for a finished run is a no-op, not an error (docs/architecture.md).
       Reply(client, {{"ok", true},
@@ -164,41 +175,37 @@ void Agent::HandleRequest(uint64_t client, const std::string& line) {
     } else {
       Status s = engine_->Cancel(id, "cancelled by operator", &pending_);
       if (!s.ok()) {
-        Reply(client, Error(s.message()));
+        Reply(client, Error(s));
       } else {
         after_commit_.emplace_back(client, json{{"ok", true}, {"state", "cancelling"}});
       }
     }
   } else if (op == "run.approve") {
-    const bool reject = req.value("reject", false);
-    const std::string by = Str(req, "by").empty() ? "local operator" : Str(req, "by");
-    Status s = engine_->Approve(id, Str(req, "task"), !reject, by, &pending_);
+    const bool reject = q.reject;
+    const std::string by = q.by.empty() ? "local operator" : q.by;
+    Status s = engine_->Approve(id, q.task, !reject, by, &pending_);
     if (!s.ok()) {
-      Reply(client, Error(s.message()));
+      Reply(client, Error(s));
     } else {
-      spdlog::info("run.approval run={} task={} decision={} by={}", id, Str(req, "task"),
+      spdlog::info("run.approval run={} task={} decision={} by={}", id, SafeText(q.task),
                    reject ? "reject" : "approve", by);
       after_commit_.emplace_back(client, json{{"ok", true}, {"decision", reject ? "reject" : "approve"}});
     }
   } else if (op == "run.show" || op == "run.wait") {
     auto view = store_->GetRun(id);
     if (!view.ok()) {
-      Reply(client, Error(view.status().ToString()));
+      Reply(client, Error(view.status()));
     } else if (!*view) {
-      Reply(client, Error("no run '" + id + "'"));
+      Reply(client, Error("no run '" + id + "'", "not_found"));
     } else if (op == "run.wait" && !IsFinal((*view)->run.run_state())) {
       waiters_[id].push_back(client);
     } else {
       Reply(client, {{"ok", true}, {"run", RunViewToJson(**view)}});
     }
   } else if (op == "run.list") {
-    size_t limit = 100;
-    if (auto l = req.find("limit"); l != req.end() && l->is_number_unsigned()) {
-      limit = l->get<size_t>();
-    }
-    auto runs = store_->ListRuns(limit);
+    auto runs = store_->ListRuns(q.limit);
     if (!runs.ok()) {
-      Reply(client, Error(runs.status().ToString()));
+      Reply(client, Error(runs.status()));
       return;
     }
     json arr = json::array();
@@ -213,38 +220,32 @@ void Agent::HandleRequest(uint64_t client, const std::string& line) {
   } else if (op == "retention.trim") {
     // A retention pass now (it also runs every minute when retention is configured).
     if (config_.retain_output == 0 && config_.output_budget == 0) {
-      Reply(client, Error("no retention configured (agent options retain-output, output-budget)"));
+      Reply(client, Error("no retention configured (agent options retain-output, output-budget)", "conflict"));
       return;
     }
     json r = TrimOutputs();
-    if (r.contains("error")) {
-      Reply(client, Error(r["error"].get<std::string>()));
+    if (auto e = r.find("error"); e != r.end()) {
+      Reply(client, Error(e->is_string() ? e->get<std::string>() : SafeDump(*e)));
     } else {
       after_commit_.emplace_back(client, json{{"ok", true}, {"trimmed", r}});
     }
   } else if (op == "run.logs") {
-    int attempt = 0;
-    if (auto a = req.find("attempt"); a != req.end() && a->is_number_integer()) {
-      attempt = a->get<int>();
-    }
-    auto out = store_->GetOutput(id, Str(req, "task"), attempt);
+    auto out = store_->GetOutput(id, q.task, q.attempt);
     if (!out.ok()) {
-      Reply(client, Error(out.status().ToString()));
+      Reply(client, Error(out.status()));
     } else if (!*out) {
       auto trimmed = store_->log().GetState("trim/" + id);
       if (trimmed.ok() && *trimmed) {
-        Reply(client, Error("the output of run '" + id + "' was removed by retention: " + **trimmed));
+        Reply(client, Error("the output of run '" + id + "' was removed by retention: " + **trimmed, "not_found"));
       } else {
-        Reply(client, Error("no output for run '" + id + "' task '" + Str(req, "task") +
-                            "' (unknown run or task, or the attempt has not finished)"));
+        Reply(client, Error("no output for run '" + id + "' task '" + q.task +
+                            "' (unknown run or task, or the attempt has not finished)", "not_found"));
       }
     } else {
       Reply(client, {{"ok", true}, {"output", **out}});
     }
   } else {
-    ++counters_.bad_requests;
-    spdlog::warn("control.bad_request reason=unknown_op op=\"{}\"", op);
-    Reply(client, Error("unknown op '" + op + "'"));
+    Reply(client, Error("unknown op '" + op + "'"));  // DecodeControlRequest knows the list
   }
 }
 

@@ -53,11 +53,11 @@
 #include <vector>
 
 #include "common/clock.h"
-#include "common/event.h"
+#include "common/protocol/event.h"
 #include "common/random.h"
 #include "common/status.h"
-#include "common/template.h"
-#include "common/workflow.h"
+#include "common/workflow/template.h"
+#include "common/workflow/workflow.h"
 #include "site-agent/run_state.h"
 
 namespace outpost {
@@ -75,6 +75,7 @@ struct StartProcess {
   std::vector<std::pair<std::string, std::string>> env;  // added to the agent's environment
   std::string workdir;
   size_t output_cap = 0;  // bytes of output kept; 0: the executor's default
+  bool keep_children = false;  // leave processes it started running after it ends
 };
 
 struct KillProcess {
@@ -89,6 +90,9 @@ struct ExitInfo {
   std::string spawn_error;  // non-empty: the process could not be started
   std::map<std::string, std::string> outputs;  // what it wrote to $OUTPOST_OUTPUT
   std::string output_error;  // non-empty: $OUTPOST_OUTPUT held something that is not key=value
+  // What happened to processes the attempt left behind: "" (none), or how they were killed
+  // ("left-over processes killed (process group)") or kept.
+  std::string leftovers;
 };
 
 struct Effects {
@@ -177,6 +181,9 @@ class Engine {
   const EngineCounters& counters() const { return counters_; }
 
  private:
+  // A run the engine holds. Records are only ever appended (AddRecord), so an index into
+  // `tasks` stays valid for the life of the run, but a reference into it does not survive
+  // anything that may add records (Expand, BeginCompensation and what calls them).
   struct Active {
     RunRecord rec;
     std::shared_ptr<const WorkflowDef> def;
@@ -198,35 +205,77 @@ class Engine {
     std::map<uint64_t, Ready> by_seq;
     std::set<std::pair<int, uint64_t>> by_priority;  // (-priority, seq)
     uint64_t starts = 0;
-  };
 
+    void Push(uint64_t seq, Ready r);
+    // Removes and returns the entry to try next (which may be stale). Not empty.
+    Ready Pop();
+  };
+  // Instances queued, running or waiting per for_each task, for its parallelism cap;
+  // nullopt until first needed (counting walks the whole run).
+  using InFlight = std::optional<std::map<std::string, int>>;
+
+  // Core (engine.cpp): the record list, attempts' results, how tasks and runs end, cancel,
+  // approvals.
   Event MakeEvent(EventType type, const Active& a, const TaskRecord* t) const;
   size_t AddRecord(Active& a, TaskRecord r, Effects* fx);
-  void Evaluate(Active& a, Effects* fx);  // pending tasks whose deps are final
-  void Expand(Active& a, size_t i, Effects* fx);  // a for_each task's instances
-  void MaybeFinishFanOut(Active& a, size_t parent, Effects* fx);
-  bool BeginCompensation(Active& a, RunState outcome, Effects* fx);
-  void Enqueue(Active& a, size_t i);
-  void Dispatch(Effects* fx);             // queued tasks into free slots
-  const std::string& QueueOf(const Active& a, size_t i) const;
-  int QueueLimit(const std::string& queue) const;
-  void StartAttempt(Active& a, size_t i, Effects* fx);
-  // Fills argv, env and workdir with templates rendered; false and *why when one of them
-  // refers to something that does not exist.
-  bool Render(const Active& a, size_t i, StartProcess* sp, std::string* why) const;
-  TemplateContext Values(const Active& a, size_t i) const;
-  Result<bool> EvalWhen(const Active& a, size_t i) const;
-  // A cancel applies to this record (compensations run to the end regardless).
-  bool Cancelling(const Active& a, size_t i) const {
-    return a.rec.cancel_requested && a.tasks[i].task_kind() != TaskKind::kCompensation;
-  }
+  Status Admit(const WorkflowDef& def) const;  // concurrency and queues allow a new run
+  // The run and record of an attempt the engine is running, or nullptr.
+  Active* FindAttempt(const AttemptKey& key, size_t* i);
   void AttemptFailed(Active& a, size_t i, const std::string& why, Effects* fx);
   void FinishTask(Active& a, size_t i, TaskState s, const std::string& why, Effects* fx);
   void MaybeFinishRun(Active& a, Effects* fx);
   void CancelInternal(Active& a, const std::string& reason, Effects* fx);
+  void RequestApproval(Active& a, size_t i, Effects* fx);  // a gate that was decided to run
+  // A cancel applies to this record (compensations run to the end regardless).
+  bool Cancelling(const Active& a, size_t i) const {
+    return a.rec.cancel_requested && a.tasks[i].task_kind() != TaskKind::kCompensation;
+  }
   void Touch(const Active& a, size_t i, Effects* fx) const {
     fx->dirty_tasks.emplace(a.rec.id, a.tasks[i].id);
   }
+
+  // Deciding pending records (engine_evaluate.cpp).
+  void Evaluate(Active& a, Effects* fx);  // pending tasks whose deps are final
+  bool EvaluatePending(Active& a, size_t i, InFlight* in_flight, Effects* fx);
+  bool DecideTask(Active& a, size_t i, InFlight* in_flight, Effects* fx);
+
+  // Queues and slots (engine_dispatch.cpp).
+  void Enqueue(Active& a, size_t i);
+  void Dispatch(Effects* fx);   // queued tasks into free slots
+  bool StartNext(Effects* fx);  // one task from the next queue with a free slot
+  const std::string& QueueOf(const Active& a, size_t i) const;
+  int QueueLimit(const std::string& queue) const;
+  void StartAttempt(Active& a, size_t i, Effects* fx);
+  void ReleaseSlot(const Active& a, size_t i);  // the attempt of `i` exited
+
+  // What templates see and what a process gets (engine_render.cpp).
+  // Fills argv, env and workdir with templates rendered; false and *why when one of them
+  // refers to something that does not exist.
+  bool Render(const Active& a, size_t i, StartProcess* sp, std::string* why) const;
+  void AddProcessEnv(const Active& a, size_t i, StartProcess* sp) const;  // OUTPOST_*
+  TemplateContext Values(const Active& a, size_t i) const;
+  Result<bool> EvalWhen(const Active& a, size_t i) const;
+
+  // Fan-out (engine_fanout.cpp).
+  Result<std::vector<std::string>> FanOutItems(const Active& a, size_t i) const;
+  void Expand(Active& a, size_t i, Effects* fx);  // a for_each task's instances
+  bool TakeInstanceSlot(const Active& a, size_t i, InFlight* in_flight) const;
+  void KeepFanOutSource(Active& a, size_t i, const std::string& output);  // lines_of
+  void MaybeFinishFanOut(Active& a, size_t parent, Effects* fx);
+
+  // Compensation (engine_compensation.cpp).
+  bool CompensationTurn(const Active& a, size_t i) const;
+  bool BeginCompensation(Active& a, RunState outcome, Effects* fx);
+  std::vector<size_t> CompensationOrder(const Active& a) const;
+  std::optional<RunState> CompensationOutcome(const Active& a) const;  // nullopt: not done
+  void RerunCompensation(Active& a, size_t i, Effects* fx);
+
+  // Restore (engine_restore.cpp).
+  void AdoptRecords(Active& a, std::vector<TaskRecord> tasks);
+  void RecoverInterrupted(Active& a, size_t i, Effects* fx);
+
+  // Timers (engine_timers.cpp).
+  bool TickTask(Active& a, size_t i, TimeMs now, Effects* fx);
 
   const Clock& clock_;
   Rng* rng_;

@@ -96,7 +96,7 @@ Result<int> ProcessExecutor::Start(const StartProcess& spec) {
   }
   fcntl(fds[0], F_SETFL, fcntl(fds[0], F_GETFL) | O_NONBLOCK);
   const size_t cap = spec.output_cap > 0 ? std::min(spec.output_cap, options_.output_cap) : options_.output_cap;
-  procs_[pid] = Proc{spec.key, fds[0], cap, {}};
+  procs_[pid] = Proc{spec.key, fds[0], cap, {}, spec.keep_children};
   return pid;
 }
 
@@ -172,6 +172,17 @@ void ProcessExecutor::OnSignalReadable() {
     ExitInfo ex;
     if (WIFEXITED(status)) ex.exit_code = WEXITSTATUS(status);
     if (WIFSIGNALED(status)) ex.signal = WTERMSIG(status);
+    // The group outlives its leader when the task left processes behind (a `cmd &`, or a
+    // child that ignored the SIGTERM of a timeout or cancel). The attempt is over: they are
+    // killed now, so nothing of it runs on unseen — unless the task keeps its children.
+    if (kill(-pid, 0) == 0) {
+      if (p.keep_children) {
+        ex.leftovers = "left-over processes kept running (keep_children)";
+      } else {
+        kill(-pid, SIGKILL);
+        ex.leftovers = "left-over processes killed (process group)";
+      }
+    }
     if (p.output.size() > p.cap) p.output.erase(0, p.output.size() - p.cap);
     ex.output = std::move(p.output);
     exits_.emplace_back(p.key, std::move(ex));

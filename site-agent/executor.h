@@ -8,6 +8,8 @@
 //  - every attempt runs in its own process group (pgid = pid), stdin from /dev/null,
 //    stdout and stderr merged into one pipe whose last `output_cap` bytes are kept;
 //  - Kill() signals the whole group;
+//  - when the leader exits, processes left in its group are killed (SIGKILL) and the exit
+//    says so (ExitInfo::leftovers), unless the task keeps its children;
 //  - the process that owns a ProcessExecutor must have SIGCHLD blocked in every thread
 //    (main() blocks it before anything starts a thread) so the signalfd sees it.
 //
@@ -63,6 +65,7 @@ class ProcessExecutor final : public Executor {
     int pipe_fd = -1;
     size_t cap = 0;  // output kept: the task's cap if smaller than the agent's
     std::string output;
+    bool keep_children = false;
   };
   explicit ProcessExecutor(Options o) : options_(o) {}
   void Drain(Proc& p);

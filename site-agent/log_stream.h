@@ -2,8 +2,8 @@
 // it, and trim it as the hub acknowledges. Shared by the agent daemon and the simulator.
 #pragma once
 
-#include "common/event_log.h"
-#include "common/sync_session.h"
+#include "common/protocol/event_log.h"
+#include "common/protocol/sync_session.h"
 
 namespace outpost {
 

@@ -7,7 +7,7 @@
 #include <filesystem>
 #include <iostream>
 
-#include "common/zmq_link.h"
+#include "common/transport/zmq_link.h"
 #include "site-agent/agent.h"
 
 namespace po = boost::program_options;
@@ -146,6 +146,7 @@ int main(int argc, char** argv) {
     std::cout << "outpost-agent: configuration ok\n";
     return 0;
   }
+  c.site_given = vm.count("site") > 0 && !vm["site"].defaulted();
   c.kill_grace = kill_grace_ms;
   c.sync.idle_ping = ping_ms;
   c.sync.dead_after = dead_ms;

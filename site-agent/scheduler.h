@@ -28,8 +28,8 @@
 
 #include "common/clock.h"
 #include "common/codec.h"
-#include "common/cron.h"
-#include "common/workflow.h"
+#include "common/workflow/cron.h"
+#include "common/workflow/workflow.h"
 #include "site-agent/engine.h"
 
 namespace outpost {

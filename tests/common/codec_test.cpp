@@ -2,7 +2,7 @@
 
 #include <gtest/gtest.h>
 
-#include "common/event.h"
+#include "common/protocol/event.h"
 #include "common/random.h"
 
 namespace outpost {

@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "common/sync_session.h"
+#include "common/protocol/sync_session.h"
 
 namespace outpost::testing {
 

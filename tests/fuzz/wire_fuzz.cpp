@@ -14,10 +14,10 @@
 #include <string>
 #include <vector>
 
-#include "common/command.h"
-#include "common/event.h"
+#include "common/protocol/command.h"
+#include "common/protocol/event.h"
 #include "common/random.h"
-#include "common/wire.h"
+#include "common/protocol/wire.h"
 
 namespace outpost {
 namespace {

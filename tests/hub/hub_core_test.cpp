@@ -2,12 +2,13 @@
 // sites (a real SyncSession in the site role over in-memory streams) through the wire
 // codec. No sockets, no sleeps.
 #include "hub/hub_core.h"
+#include "hub/rocks_hub_store.h"
 
 #include <gtest/gtest.h>
 #include <rocksdb/env.h>
 
 #include "../common/mem_streams.h"
-#include "common/zmq_link.h"
+#include "common/keys.h"
 
 namespace outpost {
 namespace {
@@ -57,9 +58,9 @@ class HubCoreTest : public ::testing::Test {
   void Open() {
     core_.reset();
     store_.reset();
-    HubStore::Options so;
+    RocksHubStore::Options so;
     so.env = env_.get();
-    auto s = HubStore::Open("/hub", so);
+    auto s = RocksHubStore::Open("/hub", so);
     ASSERT_TRUE(s.ok()) << s.status().ToString();
     store_ = std::move(s).value();
     auto c = HubCore::Open(store_.get(), clock_, &rng_, options_);
@@ -403,6 +404,132 @@ TEST_F(HubCoreTest, ASilentSiteGoesOfflineUnderTheManualClock) {
   EXPECT_FALSE(core_->online("a"));
   json events = Op({{"op", "events"}});
   EXPECT_EQ(events["events"].back()["event"], "site.offline");
+}
+
+}  // namespace
+}  // namespace outpost
+
+namespace outpost {
+namespace {
+
+TEST_F(HubCoreTest, WronglyTypedOperatorRequestsAreInvalidNamingTheField) {
+  AddSite("a", "web");
+  const std::vector<std::pair<json, std::string>> cases = {
+      {json{{"op", 5}}, "'op'"},
+      {json{{"op", nullptr}}, "'op'"},
+      {json::array({1, 2}), "not a JSON object"},
+      {json{{"op", "events"}, {"limit", "ten"}}, "'limit'"},
+      {json{{"op", "events"}, {"limit", -1}}, "'limit'"},
+      {json{{"op", "run.approve"}, {"id", "x"}, {"task", "t"}, {"reject", "yes"}}, "'reject'"},
+      {json{{"op", "site.add"}, {"name", json::array({"a"})}, {"key", "k"}}, "'name'"},
+      {json{{"op", "site.label"}, {"name", "a"}, {"set", {{"role", 1}}}}, "'set.role'"},
+      {json{{"op", "site.label"}, {"name", "a"}, {"remove", "role"}}, "'remove'"},
+      {json{{"op", "run.start"}, {"workflow", "deploy"}, {"priority", 1e9}}, "'priority'"},
+      {json{{"op", "run.start"}}, "'workflow' is required"},
+      {json{{"op", "no.such"}}, "unknown op"},
+  };
+  for (const auto& [req, needle] : cases) {
+    json r = Op(req);
+    EXPECT_EQ(r["ok"], false) << req.dump();
+    EXPECT_EQ(r["code"], "invalid") << req.dump();
+    EXPECT_NE(r["error"].get<std::string>().find(needle), std::string::npos)
+        << req.dump() << " -> " << r.dump();
+  }
+  EXPECT_EQ(core_->counters().operator_invalid, cases.size());
+  EXPECT_EQ(core_->counters().operator_exceptions, 0u);
+  EXPECT_TRUE(Op({{"op", "status"}})["ok"].get<bool>());  // the hub goes on
+}
+
+TEST_F(HubCoreTest, AReplacedIncarnationIsRefusedWithOnlyAnErrorAndNeverReapplied) {
+  AddSite("a", "web");
+  FakeSite a1("a", 111, clock_);
+  for (int i = 0; i < 5; ++i) a1.Emit(Event{});
+  Connect(&a1);
+  Disconnect(&a1);
+  FakeSite a2("a", 222, clock_);
+  a2.Emit(Event{});
+  Connect(&a2);
+  Disconnect(&a2);
+  // The old disk image comes back: refused, recorded, nothing applied again.
+  FakeSite old("a", 111, clock_);
+  for (int i = 0; i < 8; ++i) old.Emit(Event{});
+  last_error_.clear();
+  Connect(&old);
+  EXPECT_FALSE(old.session.established());
+  EXPECT_NE(last_error_.find("replaced"), std::string::npos) << last_error_;
+  EXPECT_EQ(core_->counters().stale_incarnations, 1u);
+  EXPECT_EQ(Op({{"op", "site.show"}, {"name", "a"}})["site"]["events_received"], 6);
+  auto copy = store_->ReadUp("a", 111, 0, 100);
+  ASSERT_TRUE(copy.ok());
+  EXPECT_EQ(copy->size(), 5u);
+  // It stays refused after a hub restart.
+  Disconnect(&old);
+  Open();
+  FakeSite again("a", 111, clock_);
+  Connect(&again);
+  EXPECT_FALSE(again.session.established());
+  EXPECT_EQ(core_->counters().stale_incarnations, 1u);
+}
+
+TEST_F(HubCoreTest, AnImpossibleHelloGetsOnlyAnError) {
+  AddSite("a", "web");
+  FakeSite a("a", 1, clock_);
+  Connect(&a);
+  Disconnect(&a);
+  // A HELLO that claims the site applied commands the hub never wrote.
+  Message hello;
+  hello.t = static_cast<uint8_t>(MsgType::kHello);
+  hello.incarnation = 1;
+  hello.down_applied = 50;
+  HubOutput out;
+  core_->OnSiteFrame("a", "peer-x", EncodeMessage(hello), &out);
+  ASSERT_EQ(out.send.size(), 1u);
+  EXPECT_EQ(out.send[0].message.type(), MsgType::kError);
+  EXPECT_FALSE(core_->online("a"));
+  // A head past the protocol's limit does not even decode: refused, counted, not stored.
+  hello.down_applied = 0;
+  hello.up_head = ~uint64_t{0};
+  out.send.clear();
+  core_->OnSiteFrame("a", "peer-x", EncodeMessage(hello), &out);
+  ASSERT_EQ(out.send.size(), 1u);
+  EXPECT_EQ(out.send[0].message.type(), MsgType::kError);
+  EXPECT_EQ(core_->counters().frames_malformed, 1u);
+  EXPECT_EQ(Op({{"op", "site.show"}, {"name", "a"}})["site"]["events_behind"], 0);
+}
+
+TEST_F(HubCoreTest, TextFromASiteThatIsNotUtf8IsMadeSafe) {
+  AddSite("a", "web");
+  FakeSite a("a", 1, clock_);
+  Connect(&a);
+  Message err;
+  err.t = static_cast<uint8_t>(MsgType::kError);
+  err.message = std::string("\xff\xfe\xc3 bad", 7);
+  HubOutput out;
+  core_->OnSiteFrame("a", a.peer, EncodeMessage(err), &out);
+  EXPECT_TRUE(out.send.empty());  // the site ended its session; nothing is sent back
+  json events = Op({{"op", "events"}, {"limit", 10}});
+  ASSERT_TRUE(events["ok"].get<bool>());
+  EXPECT_NO_THROW(events.dump());
+  EXPECT_FALSE(core_->online("a"));
+}
+
+TEST_F(HubCoreTest, RevokedOrPendingSitesCanBeRemovedWithOrWithoutHistory) {
+  const std::string key = AddSite("a", "web");
+  FakeSite a("a", 1, clock_);
+  a.Emit(Event{});
+  Connect(&a);
+  Disconnect(&a);
+  EXPECT_EQ(Op({{"op", "site.remove"}, {"name", "a"}})["code"], "conflict");  // enrolled
+  ASSERT_TRUE(Op({{"op", "site.revoke"}, {"name", "a"}})["ok"].get<bool>());
+  json r = Op({{"op", "site.remove"}, {"name", "a"}, {"purge", true}});
+  ASSERT_TRUE(r["ok"].get<bool>()) << r.dump();
+  EXPECT_EQ(Op({{"op", "site.show"}, {"name", "a"}})["code"], "not_found");
+  auto copy = store_->ReadUp("a", 1, 0, 100);
+  ASSERT_TRUE(copy.ok());
+  EXPECT_TRUE(copy->empty());
+  // The same key may be enrolled again.
+  json again = Op({{"op", "site.add"}, {"name", "a2"}, {"key", key}});
+  EXPECT_TRUE(again["ok"].get<bool>()) << again.dump();
 }
 
 }  // namespace

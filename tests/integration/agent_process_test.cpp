@@ -12,7 +12,7 @@
 #include <sstream>
 #include <thread>
 
-#include "common/control.h"
+#include "common/protocol/control.h"
 
 namespace outpost {
 namespace {
@@ -247,11 +247,13 @@ TEST_F(AgentProcessTest, OutpostctlStartsWaitsShowsAndReportsFailure) {
   EXPECT_EQ(Ctl("run start " + bad.string() + " --wait", &out), 1) << out;
   EXPECT_NE(out.find("failed"), std::string::npos);
   EXPECT_EQ(Ctl("workflow validate " + broken.string(), &out), 2);
-  EXPECT_NE(out.find(broken.string() + ": task 'a': line 3: needs unknown task 'ghost'"),
+  EXPECT_NE(out.find(broken.string() + ":3:31: task 'a': needs unknown task 'ghost'"),
             std::string::npos) << out;
   EXPECT_EQ(Ctl("run start " + ok.string() + " --param nope=1", &out), 2);
   EXPECT_NE(out.find("has no param 'nope'"), std::string::npos) << out;
-  EXPECT_EQ(Ctl("run show no-such-run", &out), 1);
+  EXPECT_EQ(Ctl("run show no-such-run", &out), 4);  // not found, as through the hub
+  EXPECT_EQ(Ctl("--json run show no-such-run", &out), 4);
+  EXPECT_EQ(json::parse(out)["ok"], false) << out;  // with --json the error is JSON too
 }
 
 TEST_F(AgentProcessTest, ConfigFileIsValidatedAndUnknownKeysAreRefused) {
@@ -295,12 +297,23 @@ TEST_F(AgentProcessTest, HostileControlInputIsRefusedAndCounted) {
   close(*fd);
   EXPECT_EQ(std::count(got.begin(), got.end(), '\n'), 3) << got;
   EXPECT_NE(got.find("not a JSON object"), std::string::npos);
-  EXPECT_NE(got.find("unknown op"), std::string::npos);
+  EXPECT_NE(got.find("'op' must be a string"), std::string::npos);  // named, not guessed
   json r = Call({{"op", "run.start"}, {"source", "name: [unclosed"}, {"file", "x.yaml"}});
   EXPECT_FALSE(r.value("ok", true));
   EXPECT_NE(r["error"].get<std::string>().find("x.yaml:"), std::string::npos);
+  // Wrongly typed fields are refused naming the field; the agent goes on.
+  for (const auto& [req, field] : std::vector<std::pair<json, std::string>>{
+           {{{"op", "run.approve"}, {"id", "x"}, {"task", "t"}, {"reject", "yes"}}, "'reject'"},
+           {{{"op", "run.list"}, {"limit", "all"}}, "'limit'"},
+           {{{"op", "run.logs"}, {"id", "x"}, {"task", "t"}, {"attempt", -1}}, "'attempt'"},
+           {{{"op", "run.start"}, {"workflow", "w"}, {"params", {{"n", 1}}}}, "'params.n'"}}) {
+    json bad = Call(req);
+    EXPECT_FALSE(bad.value("ok", true)) << req.dump();
+    EXPECT_NE(bad["error"].get<std::string>().find(field), std::string::npos) << bad.dump();
+  }
   json st = Call({{"op", "status"}})["status"];
-  EXPECT_EQ(st["counters"]["bad_requests"], 3);
+  EXPECT_EQ(st["counters"]["bad_requests"], 7);
+  EXPECT_EQ(st["counters"]["request_exceptions"], 0);
   struct stat sb;
   ASSERT_EQ(stat(Socket().c_str(), &sb), 0);
   EXPECT_EQ(sb.st_mode & 0777, 0600u);
@@ -346,7 +359,7 @@ TEST_F(AgentProcessTest, RetentionTrimsOldestOutputToTheBudgetAndKeepsRunState) 
   json t = json::parse(out);
   EXPECT_EQ(t["runs"], 3);  // 6 x ~2 KB under a 6 KiB budget: the oldest three go
   EXPECT_LE(t["kept_bytes"].get<uint64_t>(), 6u * 1024);
-  EXPECT_EQ(Ctl("run logs " + ids[0] + " talk", &out), 1);
+  EXPECT_EQ(Ctl("run logs " + ids[0] + " talk", &out), 4);
   EXPECT_NE(out.find("removed by retention: over the output budget"), std::string::npos) << out;
   EXPECT_EQ(Ctl("run logs " + ids[5] + " talk", &out), 0);
   EXPECT_EQ(out.size(), 2000u);
@@ -362,12 +375,12 @@ TEST_F(AgentProcessTest, RetentionTrimsOldestOutputToTheBudgetAndKeepsRunState) 
   StartAgent({"--retain-output", "1ms"});
   ASSERT_EQ(Ctl("retention trim --json", &out), 0) << out;
   EXPECT_EQ(json::parse(out)["kept_bytes"], 0);
-  EXPECT_EQ(Ctl("run logs " + ids[5] + " talk", &out), 1);
+  EXPECT_EQ(Ctl("run logs " + ids[5] + " talk", &out), 4);
   EXPECT_NE(out.find("older than the retention age"), std::string::npos) << out;
   EXPECT_EQ(Ctl("retention trim", &out), 0);
   StopAgent(SIGTERM);
   StartAgent();
-  EXPECT_EQ(Ctl("retention trim", &out), 1);
+  EXPECT_EQ(Ctl("retention trim", &out), 5);  // conflict with how the agent is configured
   EXPECT_NE(out.find("no retention configured"), std::string::npos) << out;
 }
 
@@ -378,19 +391,26 @@ TEST_F(AgentProcessTest, ABrokenFileInTheWorkflowDirectoryIsReportedAndTheRestLo
   std::ofstream(wf / "broken.yaml") << "name: broken\ntasks:\n  - id: a\n    run: [true]\n    needs: [ghost]\n";
   std::ofstream(wf / "badzone.yaml")
       << "name: badzone\nschedule: {cron: '@daily', timezone: Mars/Olympus_Mons}\ntasks:\n  - id: a\n    run: [true]\n";
+  // A region is not a zone: refused with the file, line and zone, never an abort.
+  std::ofstream(wf / "region.yaml")
+      << "name: region\nschedule: {cron: '@daily', timezone: Europe}\ntasks:\n  - id: a\n    run: [true]\n";
   std::ofstream(wf / "notes.txt") << "not a workflow";
+  fs::create_directories(wf / "subdir.yaml");  // a directory named like a file
   StartAgent({"--workflows", wf.string()});
   json st = Call({{"op", "status"}})["status"];
-  EXPECT_EQ(st["counters"]["workflow_files_invalid"], 1);
-  EXPECT_EQ(st["counters"]["schedule_errors"], 1);
+  // A zone this machine cannot load makes the file invalid when it is loaded.
+  EXPECT_EQ(st["counters"]["workflow_files_invalid"], 3);  // the directory is not a file
+  EXPECT_EQ(st["counters"]["schedule_errors"], 0);
   EXPECT_EQ(st["schedules"], 1);
-  EXPECT_EQ(st["local_workflows"], 2);
+  EXPECT_EQ(st["local_workflows"], 1);
   std::ifstream log(dir_ / "agent.log");
   std::stringstream ss;
   ss << log.rdbuf();
   EXPECT_NE(ss.str().find("broken.yaml"), std::string::npos);
   EXPECT_NE(ss.str().find("needs unknown task 'ghost'"), std::string::npos) << ss.str();
   EXPECT_NE(ss.str().find("Mars/Olympus_Mons"), std::string::npos);
+  EXPECT_NE(ss.str().find("region.yaml:2:"), std::string::npos) << ss.str();
+  EXPECT_NE(ss.str().find("is a region, not a zone"), std::string::npos) << ss.str();
   json r = Call({{"op", "run.start"}, {"workflow", "good"}});
   ASSERT_TRUE(r.value("ok", false)) << r.dump();
   EXPECT_EQ(WaitRun(r["id"])["state"], "succeeded");

@@ -14,9 +14,9 @@
 #include <thread>
 
 #include "common/codec.h"
-#include "common/control.h"
-#include "common/wire.h"
-#include "common/zmq_link.h"
+#include "common/protocol/control.h"
+#include "common/protocol/wire.h"
+#include "common/transport/zmq_link.h"
 
 namespace outpost {
 namespace {

@@ -8,7 +8,7 @@
 
 #include <algorithm>
 
-#include "common/template.h"
+#include "common/workflow/template.h"
 
 namespace outpost {
 namespace {
@@ -590,6 +590,27 @@ TEST_F(EngineTest, RejectedOrTimedOutGatesFailAndCancelEndsAWaitingGate) {
   ASSERT_TRUE(engine_.Cancel("r3", "operator", &fx_).ok());
   EXPECT_EQ(TaskState("gate", "r3"), "cancelled");
   EXPECT_EQ(RunStateOf("r3"), "cancelled");
+}
+
+}  // namespace
+}  // namespace outpost
+
+namespace outpost {
+namespace {
+
+TEST_F(EngineTest, ARunWhoseTasksAllEndAtStartFinishesAtOnce) {
+  Start(R"(
+name: nothing-to-do
+params:
+  go: "no"
+tasks:
+  - {id: only, run: [x], when: "params.go == 'yes'"}
+)");
+  EXPECT_TRUE(RunningTasks().empty());
+  EXPECT_EQ(TaskState("only"), "skipped");
+  EXPECT_EQ(RunStateOf(), "succeeded");
+  EXPECT_TRUE(HasEvent(EventType::kRunFinished));
+  EXPECT_EQ(finished_, std::vector<std::string>({"r1"}));
 }
 
 }  // namespace

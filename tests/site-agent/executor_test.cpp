@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <fstream>
 
 namespace outpost {
@@ -58,6 +59,69 @@ TEST_F(ExecutorTest, CapturesExitCodeOutputAndEnvironment) {
   EXPECT_EQ(exits[0].second.exit_code, 7);
   EXPECT_EQ(exits[0].second.signal, 0);
   EXPECT_EQ(exits[0].second.output, "out\nerr\nhello\n/tmp\n");
+}
+
+// Running (a zombie waiting for whoever adopted it to reap it counts as gone).
+bool Alive(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat;
+  if (!std::getline(in, stat)) return false;
+  const size_t close = stat.rfind(')');
+  return close != std::string::npos && close + 2 < stat.size() && stat[close + 2] != 'Z';
+}
+
+// The pid a task wrote to `file`, once it is there (bounded wait).
+pid_t ReadPid(const std::string& file) {
+  for (int i = 0; i < 100; ++i) {
+    std::ifstream in(file);
+    pid_t pid = 0;
+    if (in >> pid && pid > 0) return pid;
+    usleep(20'000);
+  }
+  return 0;
+}
+
+TEST_F(ExecutorTest, AGrandchildThatIgnoresSigtermDiesWhenItsLeaderDoes) {
+  const std::string file = "/tmp/outpost-exec-gc-" + std::to_string(getpid());
+  auto s = Spec({"/bin/sh", "-c",
+                 "(trap '' TERM; exec sleep 1001) & echo $! > " + file + "; sleep 1000"});
+  ASSERT_TRUE(ex_->Start(s).ok());
+  const pid_t gc = ReadPid(file);
+  ASSERT_GT(gc, 0);
+  ex_->Kill(s.key, SIGTERM);  // a cancel or a timeout: the leader goes, the grandchild stays
+  auto exits = WaitExits(1);
+  ASSERT_EQ(exits.size(), 1u);
+  EXPECT_EQ(exits[0].second.leftovers, "left-over processes killed (process group)");
+  for (int i = 0; i < 100 && Alive(gc); ++i) usleep(20'000);
+  // It was our grandchild: reparented to init, which reaps it once it is gone.
+  EXPECT_FALSE(Alive(gc)) << "grandchild " << gc << " survived";
+  std::remove(file.c_str());
+}
+
+TEST_F(ExecutorTest, BackgroundProcessesEndWithTheTaskUnlessItKeepsThem) {
+  const std::string file = "/tmp/outpost-exec-bg-" + std::to_string(getpid());
+  auto s = Spec({"/bin/sh", "-c", "sleep 1002 & echo $! > " + file});
+  ASSERT_TRUE(ex_->Start(s).ok());
+  auto exits = WaitExits(1);
+  ASSERT_EQ(exits.size(), 1u);
+  EXPECT_EQ(exits[0].second.exit_code, 0);
+  const pid_t bg = ReadPid(file);
+  ASSERT_GT(bg, 0);
+  for (int i = 0; i < 100 && Alive(bg); ++i) usleep(20'000);
+  EXPECT_FALSE(Alive(bg));
+  std::remove(file.c_str());
+
+  auto keep = Spec({"/bin/sh", "-c", "sleep 1003 & echo $! > " + file});
+  keep.keep_children = true;
+  ASSERT_TRUE(ex_->Start(keep).ok());
+  exits = WaitExits(1);
+  ASSERT_EQ(exits.size(), 1u);
+  EXPECT_EQ(exits[0].second.leftovers, "left-over processes kept running (keep_children)");
+  const pid_t daemon = ReadPid(file);
+  ASSERT_GT(daemon, 0);
+  EXPECT_TRUE(Alive(daemon));
+  kill(daemon, SIGKILL);
+  std::remove(file.c_str());
 }
 
 TEST_F(ExecutorTest, KeepsOnlyTheTailOfLongOutput) {

@@ -257,6 +257,7 @@ TEST_F(Orchestration, AFailedRunCompensatesSucceededTasksInReverseOrder) {
             (std::vector<std::string>{"restore-snapshot", "snap-7"}));
   Exit("compensate:snapshot", 0);
   EXPECT_EQ(RunState(), "compensated");
+  EXPECT_FALSE(engine_.FindRun("r1")->compensating);  // finished: its state says how
   bool started = false;
   for (const auto& e : events_) {
     if (e.type == static_cast<uint8_t>(EventType::kCompensationStarted)) {

@@ -11,7 +11,7 @@
 
 #include <filesystem>
 
-#include "common/cron.h"
+#include "common/workflow/cron.h"
 #include "site-agent/agent_store.h"
 
 namespace outpost {

@@ -6,7 +6,7 @@
 #include <memory>
 #include <string>
 
-#include "common/workflow.h"
+#include "common/workflow/workflow.h"
 
 namespace outpost::testing_defs {
 

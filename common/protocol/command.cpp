@@ -1,0 +1,31 @@
+#include "common/protocol/command.h"
+
+namespace outpost {
+
+const char* CommandTypeName(uint8_t t) {
+  switch (static_cast<CommandType>(t)) {
+    case CommandType::kStartRun: return "run.start";
+    case CommandType::kCancelRun: return "run.cancel";
+    case CommandType::kPlaceWorkflow: return "workflow.place";
+    case CommandType::kRemoveWorkflow: return "workflow.remove";
+    case CommandType::kApprove: return "run.approve";
+  }
+  return "unknown";
+}
+
+std::string EncodeCommand(const Command& c) { return Encode(c); }
+
+Status DecodeCommand(std::string_view bytes, Command* out) {
+  DecodeLimits limits;
+  limits.max_bytes = 2 << 20;
+  limits.max_array = 1024;
+  limits.max_map = 4096;
+  limits.max_depth = 4;
+  OUTPOST_RETURN_IF_ERROR(Decode(bytes, out, limits));
+  if (out->type < 1 || out->type > 5) {
+    return Status::Corruption("unknown command type " + std::to_string(out->type));
+  }
+  return Status::Ok();
+}
+
+}  // namespace outpost

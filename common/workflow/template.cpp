@@ -1,0 +1,173 @@
+#include "common/workflow/template.h"
+
+#include <algorithm>
+
+namespace outpost {
+
+namespace {
+
+bool KeyChar(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+         c == '-' || c == '.';
+}
+
+std::string Trim(std::string_view s) {
+  const auto b = s.find_first_not_of(" \t");
+  if (b == std::string_view::npos) return "";
+  const auto e = s.find_last_not_of(" \t");
+  return std::string(s.substr(b, e - b + 1));
+}
+
+std::vector<std::string> Split(const std::string& s, char sep) {
+  std::vector<std::string> out;
+  size_t pos = 0;
+  while (true) {
+    auto next = s.find(sep, pos);
+    out.push_back(s.substr(pos, next == std::string::npos ? std::string::npos : next - pos));
+    if (next == std::string::npos) return out;
+    pos = next + 1;
+  }
+}
+
+bool Ident(const std::string& s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return KeyChar(c) && c != '.'; });
+}
+
+Result<TemplateRef> ParseRef(const std::string& expr) {
+  TemplateRef r;
+  r.text = "{{ " + expr + " }}";
+  const auto parts = Split(expr, '.');
+  if (parts.size() == 2 && parts[0] == "params" && Ident(parts[1])) {
+    r.kind = TemplateRef::Kind::kParam;
+    r.name = parts[1];
+    return r;
+  }
+  if (parts.size() == 1 && parts[0] == "item") {
+    r.kind = TemplateRef::Kind::kItem;
+    return r;
+  }
+  if (parts.size() == 2 && parts[0] == "site" && parts[1] == "name") {
+    r.kind = TemplateRef::Kind::kSiteName;
+    return r;
+  }
+  if (parts.size() == 3 && parts[0] == "site" && parts[1] == "labels" && Ident(parts[2])) {
+    r.kind = TemplateRef::Kind::kSiteLabel;
+    r.name = parts[2];
+    return r;
+  }
+  if (parts.size() == 4 && parts[0] == "tasks" && Ident(parts[1]) && parts[2] == "outputs" &&
+      Ident(parts[3])) {
+    r.kind = TemplateRef::Kind::kTaskOutput;
+    r.name = parts[1];
+    r.key = parts[3];
+    return r;
+  }
+  return Status::InvalidArgument(
+      "unknown reference " + r.text +
+      " (use params.NAME, site.name, site.labels.KEY, tasks.ID.outputs.KEY or item)");
+}
+
+}  // namespace
+
+bool HasTemplate(std::string_view text) { return text.find("{{") != std::string_view::npos; }
+
+Result<std::vector<TemplatePiece>> ParseTemplate(std::string_view text) {
+  std::vector<TemplatePiece> out;
+  size_t pos = 0;
+  while (pos < text.size()) {
+    const auto open = text.find("{{", pos);
+    if (open == std::string_view::npos) {
+      out.push_back({std::string(text.substr(pos)), false, {}});
+      break;
+    }
+    if (open > pos) out.push_back({std::string(text.substr(pos, open - pos)), false, {}});
+    const auto close = text.find("}}", open + 2);
+    if (close == std::string_view::npos) {
+      return Status::InvalidArgument("'{{' without a closing '}}' in \"" + std::string(text) + "\"");
+    }
+    OUTPOST_ASSIGN_OR_RETURN(auto ref, ParseRef(Trim(text.substr(open + 2, close - open - 2))));
+    TemplatePiece p;
+    p.is_ref = true;
+    p.ref = std::move(ref);
+    out.push_back(std::move(p));
+    pos = close + 2;
+  }
+  return out;
+}
+
+Result<std::string> RenderTemplate(std::string_view text, const TemplateContext& ctx) {
+  if (!HasTemplate(text)) return std::string(text);
+  OUTPOST_ASSIGN_OR_RETURN(auto pieces, ParseTemplate(text));
+  std::string out;
+  for (const auto& p : pieces) {
+    if (!p.is_ref) {
+      out += p.literal;
+      continue;
+    }
+    const TemplateRef& r = p.ref;
+    switch (r.kind) {
+      case TemplateRef::Kind::kParam: {
+        auto it = ctx.params ? ctx.params->find(r.name) : decltype(ctx.params->end()){};
+        if (!ctx.params || it == ctx.params->end()) {
+          return Status::NotFound(r.text + ": the run has no param '" + r.name + "'");
+        }
+        out += it->second;
+        break;
+      }
+      case TemplateRef::Kind::kSiteName:
+        out += ctx.site_name;
+        break;
+      case TemplateRef::Kind::kItem:
+        if (ctx.item == nullptr) {
+          return Status::NotFound(r.text + " is only defined in an instance of a for_each task");
+        }
+        out += *ctx.item;
+        break;
+      case TemplateRef::Kind::kSiteLabel: {
+        auto it = ctx.site_labels ? ctx.site_labels->find(r.name) : decltype(ctx.site_labels->end()){};
+        if (!ctx.site_labels || it == ctx.site_labels->end()) {
+          return Status::NotFound(r.text + ": this site has no label '" + r.name + "'");
+        }
+        out += it->second;
+        break;
+      }
+      case TemplateRef::Kind::kTaskOutput: {
+        const auto* outs = ctx.outputs ? ctx.outputs(r.name) : nullptr;
+        auto it = outs ? outs->find(r.key) : decltype(outs->end()){};
+        if (!outs || it == outs->end()) {
+          return Status::NotFound(r.text + ": task '" + r.name + "' did not publish output '" + r.key +
+                                  "'");
+        }
+        out += it->second;
+        break;
+      }
+    }
+  }
+  return out;
+}
+
+Result<std::map<std::string, std::string>> ParseOutputs(std::string_view text) {
+  std::map<std::string, std::string> out;
+  if (text.size() > 64 * 1024) return Status::ResourceExhausted("outputs exceed 64 KiB");
+  size_t pos = 0;
+  int line_no = 0;
+  while (pos < text.size()) {
+    auto nl = text.find('\n', pos);
+    std::string_view line = text.substr(pos, nl == std::string_view::npos ? std::string_view::npos : nl - pos);
+    pos = nl == std::string_view::npos ? text.size() : nl + 1;
+    ++line_no;
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (line.empty() || line[0] == '#') continue;
+    const auto eq = line.find('=');
+    const std::string key(line.substr(0, eq == std::string_view::npos ? 0 : eq));
+    if (eq == std::string_view::npos || key.empty() || !std::all_of(key.begin(), key.end(), KeyChar)) {
+      return Status::InvalidArgument("output line " + std::to_string(line_no) +
+                                     " is not key=value (key: letters, digits, _ - .)");
+    }
+    out[key] = std::string(line.substr(eq + 1));
+    if (out.size() > 256) return Status::ResourceExhausted("more than 256 outputs");
+  }
+  return out;
+}
+
+}  // namespace outpost

@@ -1,0 +1,208 @@
+// HubCore's operator API: dispatching requests to their handlers, and the read-only
+// queries (status, site and workflow lists, runs, logs, hub events).
+#include "hub/hub_core.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+#include "common/json_fields.h"
+#include "hub/operator_json.h"
+#include "hub/site_streams.h"
+#include "hub/run_view.h"
+
+namespace outpost {
+
+using json = nlohmann::json;
+
+json HubCore::StatusJson() const {
+  size_t online_n = 0, enrolled = 0, pending = 0, revoked = 0;
+  uint64_t behind = 0, commands = 0;
+  json rows = json::array();
+  for (const auto& [name, s] : sites_) {
+    switch (s.site_state()) {
+      case SiteState::kEnrolled: ++enrolled; break;
+      case SiteState::kPending: ++pending; break;
+      case SiteState::kRevoked: ++revoked; break;
+    }
+    if (online(name)) ++online_n;
+    if (s.site_state() != SiteState::kEnrolled) continue;
+    behind += s.up_head > s.up_applied ? s.up_head - s.up_applied : 0;
+    commands += s.down_head - s.down_acked;
+    rows.push_back({{"name", name},
+                    {"online", online(name)},
+                    {"last_seen", TimeJson(s.last_seen)},
+                    {"labels", s.labels},
+                    {"events_received", s.events_total},
+                    {"events_behind", s.up_head > s.up_applied ? s.up_head - s.up_applied : 0},
+                    {"commands_pending", s.down_head - s.down_acked}});
+  }
+  std::map<std::string, uint64_t> by_state;
+  Status scan = store_->ScanRuns([&](const HubRun& r) {
+    ++by_state[r.state];
+    return true;
+  });
+  const auto& c = counters_;
+  return {{"sites",
+           {{"enrolled", enrolled},
+            {"online", online_n},
+            {"offline", enrolled - std::min(enrolled, online_n)},
+            {"pending", pending},
+            {"revoked", revoked}}},
+          {"events_behind", behind},
+          {"commands_pending", commands},
+          {"runs", by_state},
+          {"workflows", defs_.size()},
+          {"site_rows", rows},
+          {"store_bytes", store_->ApproximateSize()},
+          {"counters",
+           {{"frames_received", c.frames_received},
+            {"frames_malformed", c.frames_malformed},
+            {"frames_refused", c.frames_refused},
+            {"frames_stale", c.frames_stale},
+            {"events_applied", c.events_applied},
+            {"events_undecodable", c.events_undecodable},
+            {"commands_enqueued", c.commands_enqueued},
+            {"store_errors", c.store_errors},
+            {"keys_refused", c.keys_refused},
+            {"stale_incarnations", c.stale_incarnations},
+            {"pending_refused", c.pending_refused},
+            {"duplicates_dropped", c.duplicates_dropped},
+            {"gaps_refused", c.gaps_refused},
+            {"protocol_errors", c.protocol_errors},
+            {"frame_exceptions", c.frame_exceptions},
+            {"operator_requests", c.operator_requests},
+            {"operator_errors", c.operator_errors},
+            {"operator_invalid", c.operator_invalid},
+            {"operator_exceptions", c.operator_exceptions}}}};
+}
+
+json HubCore::OnOperator(const std::string& who, const json& request, HubOutput* out) {
+  ++counters_.operator_requests;
+  json reply;
+  auto r = DecodeOperatorRequest(request, options_.max_list);
+  if (!r.ok()) {
+    ++counters_.operator_invalid;
+    reply = Error(r.status());
+  } else {
+    // The boundary: no exception from a handler reaches the driver. One that escapes is a
+    // bug, answered as an internal error and counted, and the hub goes on.
+    try {
+      reply = Dispatch(who, *r, out);
+    } catch (const std::exception& e) {
+      ++counters_.operator_exceptions;
+      spdlog::error("hub.operator_exception op={} error=\"{}\"", r->op, SafeText(e.what()));
+      reply = Error("internal error while handling " + r->op + "; see the hub's log", "internal");
+    }
+  }
+  if (!reply.is_object() || !reply.contains("ok") || reply["ok"] != true) {
+    ++counters_.operator_errors;
+  }
+  return reply;
+}
+
+json HubCore::Dispatch(const std::string& who, const OperatorRequest& r, HubOutput* out) {
+  const std::string& op = r.op;
+  if (op == "status") return {{"ok", true}, {"status", StatusJson()}};
+  if (op == "site.add") return OpSiteAdd(r, out);
+  if (op == "site.accept") return OpSiteAccept(r, out);
+  if (op == "site.revoke") return OpSiteRevoke(r, out);
+  if (op == "site.remove") return OpSiteRemove(r, out);
+  if (op == "site.label") return OpSiteLabel(r, out);
+  if (op == "site.list") {
+    json list = json::array();
+    for (const auto& [name, s] : sites_) list.push_back(SiteJson(s));
+    return {{"ok", true}, {"sites", list}};
+  }
+  if (op == "site.show") {
+    const SiteRecord* s = FindSite(r.name);
+    return s ? json{{"ok", true}, {"site", SiteJson(*s)}}
+             : Error("no site named '" + r.name + "'", "not_found");
+  }
+  if (op == "workflow.apply") return OpWorkflowApply(who, r, out);
+  if (op == "workflow.remove") return OpWorkflowRemove(r, out);
+  if (op == "workflow.list") return OpWorkflowList();
+  if (op == "run.start") return OpRunStart(who, r, out);
+  if (op == "run.cancel") return OpRunCancel(who, r, out);
+  if (op == "run.approve") return OpRunApprove(who, r, out);
+  if (op == "run.list") return OpRunList(r);
+  if (op == "run.show") return OpRunShow(r);
+  if (op == "run.logs") return OpRunLogs(r);
+  if (op == "events") return OpEvents(r);
+  return Error("unknown op '" + op + "'");  // DecodeOperatorRequest knows the same list
+}
+
+json HubCore::OpWorkflowList() const {
+  json list = json::array();
+  for (const auto& [name, d] : defs_) {
+    json placed = json::array();
+    for (const auto& [sn, s] : sites_) {
+      if (s.placed.count(name)) placed.push_back(sn);
+    }
+    list.push_back({{"name", name},
+                    {"hash", d.hash},
+                    {"target", d.target},
+                    {"applied", TimeJson(d.applied)},
+                    {"author", d.author},
+                    {"sites", placed}});
+  }
+  return {{"ok", true}, {"workflows", list}};
+}
+
+json HubCore::OpRunShow(const OperatorRequest& r) {
+  auto run = store_->GetRun(r.id);
+  if (!run.ok()) return Error(run.status());
+  if (!*run) return Error("no run with id '" + r.id + "'", "not_found");
+  return {{"ok", true}, {"run", RunJson(**run)}};
+}
+
+json HubCore::OpRunLogs(const OperatorRequest& r) {
+  auto run = store_->GetRun(r.id);
+  if (!run.ok()) return Error(run.status());
+  if (!*run) return Error("no run with id '" + r.id + "'", "not_found");
+  auto o = store_->GetOutput(r.id, r.task);
+  if (!o.ok()) return Error(o.status());
+  if (!*o) return Error("no output yet for task '" + r.task + "' of run " + r.id, "not_found");
+  return {{"ok", true}, {"output", **o}};
+}
+
+json HubCore::OpEvents(const OperatorRequest& r) {
+  std::vector<std::string> ev;
+  Status s = store_->ReadAudit(r.limit.value_or(std::min<size_t>(50, options_.max_list)), &ev);
+  if (!s.ok()) return Error(s);
+  json list = json::array();
+  for (const auto& e : ev) {
+    json j = json::parse(e, nullptr, false);
+    list.push_back(j.is_discarded() ? json(SafeText(e)) : j);
+  }
+  return {{"ok", true}, {"events", list}};
+}
+
+json HubCore::OpRunList(const OperatorRequest& r) {
+  const std::string &site = r.site, &workflow = r.workflow, &state = r.state;
+  const size_t limit = r.limit.value_or(options_.max_list);
+  std::vector<HubRun> rows;
+  Status s = store_->ScanRuns([&](const HubRun& run) {
+    if ((site.empty() || run.site == site) && (workflow.empty() || run.workflow == workflow) &&
+        (state.empty() || run.state == state)) {
+      rows.push_back(run);
+    }
+    return true;
+  });
+  if (!s.ok()) return Error(s);
+  std::sort(rows.begin(), rows.end(),
+            [](const HubRun& a, const HubRun& b) { return a.created > b.created; });
+  if (rows.size() > limit) rows.resize(limit);
+  json list = json::array();
+  for (const auto& run : rows) {
+    json j = RunJson(run);
+    j.erase("tasks");
+    j["tasks_total"] = run.tasks.size();
+    size_t done = 0;
+    for (const auto& t : run.tasks) done += t.state == "succeeded" ? 1 : 0;
+    j["tasks_succeeded"] = done;
+    list.push_back(std::move(j));
+  }
+  return {{"ok", true}, {"runs", list}};
+}
+}  // namespace outpost

@@ -1,0 +1,102 @@
+#include "hub/operator_request.h"
+
+#include <algorithm>
+
+#include "common/json_fields.h"
+
+namespace outpost {
+
+namespace {
+
+// Per op: the fields it requires (every op also accepts the others it knows).
+const std::map<std::string, std::vector<const char*>>& Required() {
+  static const auto* ops = new std::map<std::string, std::vector<const char*>>{
+      {"status", {}},
+      {"site.add", {"name", "key"}},
+      {"site.accept", {"name"}},
+      {"site.revoke", {"name"}},
+      {"site.remove", {"name"}},
+      {"site.label", {"name"}},
+      {"site.list", {}},
+      {"site.show", {"name"}},
+      {"workflow.apply", {"source"}},
+      {"workflow.remove", {"name"}},
+      {"workflow.list", {}},
+      {"run.start", {"workflow"}},
+      {"run.cancel", {"id"}},
+      {"run.approve", {"id", "task"}},
+      {"run.list", {}},
+      {"run.show", {"id"}},
+      {"run.logs", {"id", "task"}},
+      {"events", {}},
+  };
+  return *ops;
+}
+
+Status DecodeFields(const JsonFields& f, size_t max_list, OperatorRequest* r) {
+  constexpr size_t kName = 256;
+  int64_t priority = 0, limit = 0;
+  OUTPOST_RETURN_IF_ERROR(f.Str("name", &r->name, false, kName));
+  OUTPOST_RETURN_IF_ERROR(f.Str("key", &r->key, false, kName));
+  OUTPOST_RETURN_IF_ERROR(f.Str("as", &r->as, false, kName));
+  OUTPOST_RETURN_IF_ERROR(f.StrMap("labels", &r->labels));
+  OUTPOST_RETURN_IF_ERROR(f.StrMap("set", &r->set));
+  OUTPOST_RETURN_IF_ERROR(f.StrList("remove", &r->remove));
+  OUTPOST_RETURN_IF_ERROR(f.Bool("purge", &r->purge));
+  OUTPOST_RETURN_IF_ERROR(f.Str("source", &r->source));
+  OUTPOST_RETURN_IF_ERROR(f.Str("file", &r->file, false, 4096));
+  OUTPOST_RETURN_IF_ERROR(f.StrMap("target", &r->target));
+  OUTPOST_RETURN_IF_ERROR(f.Str("workflow", &r->workflow, false, kName));
+  OUTPOST_RETURN_IF_ERROR(f.Str("request", &r->request, false, kMaxRequestIdBytes));
+  OUTPOST_RETURN_IF_ERROR(f.Str("site", &r->site, false, kName));
+  OUTPOST_RETURN_IF_ERROR(f.Str("id", &r->id, false, kName));
+  OUTPOST_RETURN_IF_ERROR(f.Str("task", &r->task, false, kName));
+  OUTPOST_RETURN_IF_ERROR(f.Str("reason", &r->reason, false, 4096));
+  OUTPOST_RETURN_IF_ERROR(f.Str("state", &r->state, false, 64));
+  OUTPOST_RETURN_IF_ERROR(f.StrMap("params", &r->params));
+  OUTPOST_RETURN_IF_ERROR(f.Bool("reject", &r->reject));
+  if (f.Has("priority")) {
+    OUTPOST_RETURN_IF_ERROR(f.Int("priority", &priority, -1000, 1000));
+    r->priority = static_cast<int>(priority);
+  }
+  if (f.Has("limit")) {
+    // Asking for more than the hub lists at most is not an error: the answer is capped.
+    OUTPOST_RETURN_IF_ERROR(f.Int("limit", &limit, 1, int64_t{1} << 40));
+    r->limit = std::min(static_cast<size_t>(limit), max_list);
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+const std::vector<std::string>& OperatorOps() {
+  static const auto* ops = [] {
+    auto* v = new std::vector<std::string>();
+    for (const auto& [op, fields] : Required()) v->push_back(op);
+    return v;
+  }();
+  return *ops;
+}
+
+Result<OperatorRequest> DecodeOperatorRequest(const nlohmann::json& request, size_t max_list) {
+  if (!request.is_object()) {
+    return Status::InvalidArgument(std::string("request is not a JSON object (it is ") +
+                                   JsonTypeName(request) + ")");
+  }
+  JsonFields f(request);
+  OperatorRequest r;
+  OUTPOST_RETURN_IF_ERROR(f.Str("op", &r.op, kRequired, 64));
+  auto spec = Required().find(r.op);
+  if (spec == Required().end()) {
+    return Status::InvalidArgument("unknown op '" + SafeText(r.op, 64) + "'");
+  }
+  OUTPOST_RETURN_IF_ERROR(DecodeFields(f, max_list, &r));
+  for (const char* field : spec->second) {
+    if (!f.Has(field)) {
+      return Status::InvalidArgument("'" + std::string(field) + "' is required for " + r.op);
+    }
+  }
+  return r;
+}
+
+}  // namespace outpost

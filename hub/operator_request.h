@@ -1,0 +1,52 @@
+// OperatorRequest: one operator API request, decoded once at the edge and type-checked.
+//
+// The operator API (docs/protocol.md, "Operator API") is one JSON object per request with
+// an "op" and fields that keep one type whatever the op (a "name" is always a string,
+// "params" always an object of strings). DecodeOperatorRequest checks every field it knows
+// for type and range, and the fields the op requires for presence; an error names the
+// field. Unknown fields are ignored (a newer outpostctl may send more), unknown ops refused.
+// The handlers in HubCore read only this struct, never the raw JSON.
+//
+// Thread-safety: plain values.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/status.h"
+
+namespace outpost {
+
+// Longest request id an operator may choose.
+inline constexpr size_t kMaxRequestIdBytes = 128;
+
+struct OperatorRequest {
+  std::string op;
+  // Sites.
+  std::string name, key, as;
+  std::map<std::string, std::string> labels, set;
+  std::vector<std::string> remove;
+  bool purge = false;
+  // Workflows.
+  std::string source, file;
+  std::map<std::string, std::string> target;
+  // Runs.
+  std::string workflow, request, site, id, task, reason, state;
+  std::map<std::string, std::string> params;
+  std::optional<int> priority;
+  bool reject = false;
+  std::optional<size_t> limit;
+};
+
+// The ops the hub knows, for the fuzzer and the docs test.
+const std::vector<std::string>& OperatorOps();
+
+// `max_list` bounds "limit".
+Result<OperatorRequest> DecodeOperatorRequest(const nlohmann::json& request, size_t max_list);
+
+}  // namespace outpost

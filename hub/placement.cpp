@@ -1,0 +1,151 @@
+// HubCore's placement: the command log of each site and the workflow definitions placed
+// on sites by label selector. Reconcile computes the place/remove commands that bring a
+// site in line with the applied definitions; every change to a definition, a site's
+// labels or its enrollment goes through it.
+#include "hub/hub_core.h"
+
+#include <spdlog/spdlog.h>
+
+#include "common/workflow/workflow.h"
+#include "hub/labels.h"
+#include "hub/operator_json.h"
+#include "hub/site_streams.h"
+
+namespace outpost {
+
+using json = nlohmann::json;
+
+void HubCore::Enqueue(SiteRecord& site, const Command& c, HubStore::Txn* txn) {
+  const uint64_t seq = site.down_head + 1;
+  txn->PutDown(site.name, site.down_epoch, seq, EncodeCommand(c));
+  site.down_head = seq;
+  ++counters_.commands_enqueued;
+}
+
+void HubCore::Reconcile(SiteRecord& site, HubStore::Txn* txn) {
+  if (site.site_state() != SiteState::kEnrolled) return;
+  for (const auto& [name, d] : defs_) {
+    const bool match = SelectorMatches(d.target, site.labels);
+    auto placed = site.placed.find(name);
+    if (match && (placed == site.placed.end() || placed->second != d.hash)) {
+      Command c;
+      c.type = static_cast<uint8_t>(CommandType::kPlaceWorkflow);
+      c.time = clock_.Now();
+      c.workflow = name;
+      c.source = d.source;
+      c.hash = d.hash;
+      c.author = d.author;
+      Enqueue(site, c, txn);
+      site.placed[name] = d.hash;
+    }
+  }
+  for (auto it = site.placed.begin(); it != site.placed.end();) {
+    auto d = defs_.find(it->first);
+    if (d != defs_.end() && SelectorMatches(d->second.target, site.labels)) {
+      ++it;
+      continue;
+    }
+    Command c;
+    c.type = static_cast<uint8_t>(CommandType::kRemoveWorkflow);
+    c.time = clock_.Now();
+    c.workflow = it->first;
+    Enqueue(site, c, txn);
+    it = site.placed.erase(it);
+  }
+}
+
+void HubCore::PokeSites(const std::vector<std::string>& sites, HubOutput* out) {
+  for (const auto& site : sites) {
+    Conn* c = ConnFor(site);
+    if (!c) continue;
+    SyncOutput so;
+    c->session->Poke(&so);
+    Emit(site, so, out);
+  }
+}
+
+json HubCore::OpWorkflowApply(const std::string& who, const OperatorRequest& r,
+                                HubOutput* out) {
+  const std::string file = r.file.empty() ? "<request>" : r.file;
+  auto def = ParseWorkflow(r.source, file);
+  if (!def.ok()) return Error(def.status());
+  const std::map<std::string, std::string>& target = r.target;
+  for (const auto& [k, v] : target) {
+    if (!ValidLabel(k) || !ValidLabel(v)) return Error("target '" + k + "=" + v + "' is not valid");
+  }
+  WorkflowRecord d;
+  d.name = def->name;
+  d.source = def->source;
+  d.hash = def->hash;
+  d.target = target;
+  d.applied = clock_.Now();
+  d.author = who;
+  auto prev = defs_.find(d.name);
+  const bool unchanged =
+      prev != defs_.end() && prev->second.hash == d.hash && prev->second.target == d.target;
+  std::optional<WorkflowRecord> old;
+  if (prev != defs_.end()) old = prev->second;
+  defs_[d.name] = d;  // Reconcile reads defs_
+  HubStore::Txn txn;
+  txn.PutDef(d);
+  std::map<std::string, SiteRecord> changed;
+  json placed = json::array();
+  for (const auto& [name, s] : sites_) {
+    SiteRecord copy = s;
+    const uint64_t before = copy.down_head;
+    Reconcile(copy, &txn);
+    if (copy.placed.count(d.name)) placed.push_back(name);
+    if (copy.down_head != before) changed[name] = std::move(copy);
+  }
+  Audit(&txn, {{"event", "workflow.applied"},
+               {"workflow", d.name},
+               {"hash", d.hash},
+               {"target", target},
+               {"author", who}});
+  std::vector<std::string> poke;
+  for (const auto& [name, s] : changed) poke.push_back(name);
+  if (Status st = CommitSites(txn, changed); !st.ok()) {
+    if (old) {
+      defs_[d.name] = *old;
+    } else {
+      defs_.erase(d.name);
+    }
+    return Error(st);
+  }
+  spdlog::info("hub.workflow_applied workflow={} hash={} sites={}", d.name, d.hash.substr(0, 12),
+               placed.size());
+  PokeSites(poke, out);
+  return {{"ok", true},
+          {"workflow", d.name},
+          {"hash", d.hash},
+          {"sites", placed},
+          {"unchanged", unchanged}};
+}
+
+json HubCore::OpWorkflowRemove(const OperatorRequest& r, HubOutput* out) {
+  const std::string& name = r.name;
+  auto it = defs_.find(name);
+  if (it == defs_.end()) return Error("no workflow named '" + name + "'", "not_found");
+  WorkflowRecord old = it->second;
+  defs_.erase(it);
+  HubStore::Txn txn;
+  txn.DeleteDef(name);
+  std::map<std::string, SiteRecord> changed;
+  for (const auto& [sn, s] : sites_) {
+    SiteRecord copy = s;
+    const uint64_t before = copy.down_head;
+    Reconcile(copy, &txn);
+    if (copy.down_head != before) changed[sn] = std::move(copy);
+  }
+  Audit(&txn, {{"event", "workflow.removed"}, {"workflow", name}});
+  std::vector<std::string> poke;
+  for (const auto& [sn, s] : changed) poke.push_back(sn);
+  if (Status st = CommitSites(txn, changed); !st.ok()) {
+    defs_[name] = old;
+    return Error(st);
+  }
+  PokeSites(poke, out);
+  return {{"ok", true}, {"workflow", name}, {"sites", poke}};
+}
+
+}  // namespace outpost

@@ -1,0 +1,232 @@
+#include "hub/rocks_hub_store.h"
+
+#include <rocksdb/iterator.h>
+#include <rocksdb/write_batch.h>
+
+namespace outpost {
+
+namespace {
+
+const std::vector<std::string> kCfNames = {"sites", "up", "down", "runs", "defs", "meta"};
+constexpr char kAuditPrefix[] = "audit/";
+
+}  // namespace
+
+std::string StreamKey(const std::string& site, uint64_t stream, uint64_t seq) {
+  std::string k = site;
+  k.push_back('\0');
+  k += EncodeU64(stream);
+  k += EncodeU64(seq);
+  return k;
+}
+
+Result<std::unique_ptr<RocksHubStore>> RocksHubStore::Open(const std::string& path,
+                                                           const Options& options) {
+  std::unique_ptr<RocksHubStore> s(new RocksHubStore());
+  RocksOptions ro;
+  ro.env = options.env;
+  ro.write_buffer_bytes = options.write_buffer_bytes;
+  ro.block_cache_bytes = options.block_cache_bytes;
+  OUTPOST_ASSIGN_OR_RETURN(s->rocks_, OpenRocks(path, kCfNames, ro));
+  s->sync_ = options.sync;
+  // The newest audit key gives the audit sequence.
+  std::unique_ptr<rocksdb::Iterator> it(
+      s->rocks_.db->NewIterator(rocksdb::ReadOptions(), s->Handle(Cf::kMeta)));
+  it->SeekForPrev(std::string(kAuditPrefix) + std::string(8, '\xff'));
+  if (it->Valid() && it->key().starts_with(kAuditPrefix) &&
+      it->key().size() == sizeof(kAuditPrefix) - 1 + 8) {
+    s->audit_head_ = DecodeU64(it->key().ToStringView().substr(sizeof(kAuditPrefix) - 1));
+  }
+  OUTPOST_RETURN_IF_ERROR(FromRocks(it->status(), "read hub audit log"));
+  return s;
+}
+
+rocksdb::ColumnFamilyHandle* RocksHubStore::Handle(Cf cf) const {
+  return rocks_.cfs[1 + static_cast<size_t>(cf)];
+}
+
+Status RocksHubStore::AddToBatch(const HubTxn::Op& op, rocksdb::WriteBatch* batch) const {
+  using Kind = HubTxn::Kind;
+  switch (op.kind) {
+    case Kind::kPutSite: return FromRocks(batch->Put(Handle(Cf::kSites), op.key, op.value), "batch");
+    case Kind::kDeleteSite: return FromRocks(batch->Delete(Handle(Cf::kSites), op.key), "batch");
+    case Kind::kPutUp:
+      return FromRocks(batch->Put(Handle(Cf::kUp), StreamKey(op.key, op.stream, op.seq), op.value),
+                       "batch");
+    case Kind::kPutDown:
+      return FromRocks(
+          batch->Put(Handle(Cf::kDown), StreamKey(op.key, op.stream, op.seq), op.value), "batch");
+    case Kind::kTrimDown:
+      return FromRocks(batch->DeleteRange(Handle(Cf::kDown), StreamKey(op.key, op.stream, 0),
+                                          StreamKey(op.key, op.stream, op.seq + 1)),
+                       "batch");
+    case Kind::kPutRun: return FromRocks(batch->Put(Handle(Cf::kRuns), "run/" + op.key, op.value), "batch");
+    case Kind::kPutOutput:
+      return FromRocks(batch->Put(Handle(Cf::kRuns), "out/" + op.key + "/" + op.key2, op.value),
+                       "batch");
+    case Kind::kPutDef: return FromRocks(batch->Put(Handle(Cf::kDefs), op.key, op.value), "batch");
+    case Kind::kDeleteDef: return FromRocks(batch->Delete(Handle(Cf::kDefs), op.key), "batch");
+    case Kind::kPutRequest:
+      return FromRocks(batch->Put(Handle(Cf::kMeta), "req/" + op.key, op.value), "batch");
+    case Kind::kAudit:
+      return FromRocks(batch->Put(Handle(Cf::kMeta), kAuditPrefix + EncodeU64(op.seq), op.value),
+                       "batch");
+    case Kind::kDeleteRun:
+      OUTPOST_RETURN_IF_ERROR(FromRocks(batch->Delete(Handle(Cf::kRuns), "run/" + op.key), "batch"));
+      return FromRocks(batch->DeleteRange(Handle(Cf::kRuns), "out/" + op.key + "/",
+                                          "out/" + op.key + "0"),  // '0' follows '/'
+                       "batch");
+    case Kind::kPurgeSiteStreams: {
+      const std::string from = op.key + std::string(1, '\0');
+      const std::string to = op.key + std::string(1, '\1');
+      OUTPOST_RETURN_IF_ERROR(FromRocks(batch->DeleteRange(Handle(Cf::kUp), from, to), "batch"));
+      return FromRocks(batch->DeleteRange(Handle(Cf::kDown), from, to), "batch");
+    }
+  }
+  return Status::Internal("unknown hub transaction operation");
+}
+
+Status RocksHubStore::Commit(const Txn& txn) {
+  if (txn.ops().empty()) return Status::Ok();
+  rocksdb::WriteBatch batch;
+  uint64_t audit = audit_head_;
+  for (const auto& op : txn.ops()) {
+    OUTPOST_RETURN_IF_ERROR(AddToBatch(op, &batch).WithContext("build hub write batch"));
+    if (op.kind == HubTxn::Kind::kAudit) audit = std::max(audit, op.seq);
+  }
+  rocksdb::WriteOptions wo;
+  wo.sync = sync_;
+  OUTPOST_RETURN_IF_ERROR(FromRocks(rocks_.db->Write(wo, &batch), "hub store write"));
+  audit_head_ = audit;
+  return Status::Ok();
+}
+
+namespace {
+
+template <typename T>
+Status LoadAll(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf, const char* what,
+               std::vector<T>* out) {
+  std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions(), cf));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    T v;
+    OUTPOST_RETURN_IF_ERROR(Decode(it->value().ToStringView(), &v)
+                                .WithContext(std::string(what) + " " + it->key().ToString()));
+    out->push_back(std::move(v));
+  }
+  return FromRocks(it->status(), std::string("read ") + what);
+}
+
+}  // namespace
+
+Status RocksHubStore::LoadSites(std::vector<SiteRecord>* out) const {
+  return LoadAll(rocks_.db.get(), Handle(Cf::kSites), "site record", out);
+}
+
+Status RocksHubStore::LoadDefs(std::vector<WorkflowRecord>* out) const {
+  return LoadAll(rocks_.db.get(), Handle(Cf::kDefs), "workflow record", out);
+}
+
+Result<std::optional<HubRun>> RocksHubStore::GetRun(const std::string& id) const {
+  std::string v;
+  auto s = rocks_.db->Get(rocksdb::ReadOptions(), Handle(Cf::kRuns), "run/" + id, &v);
+  if (s.IsNotFound()) return std::optional<HubRun>();
+  OUTPOST_RETURN_IF_ERROR(FromRocks(s, "read run " + id));
+  HubRun r;
+  OUTPOST_RETURN_IF_ERROR(Decode(v, &r).WithContext("run record " + id));
+  return std::optional<HubRun>(std::move(r));
+}
+
+Status RocksHubStore::ScanRuns(const std::function<bool(const HubRun&)>& fn) const {
+  std::unique_ptr<rocksdb::Iterator> it(
+      rocks_.db->NewIterator(rocksdb::ReadOptions(), Handle(Cf::kRuns)));
+  for (it->Seek("run/"); it->Valid() && it->key().starts_with("run/"); it->Next()) {
+    HubRun r;
+    OUTPOST_RETURN_IF_ERROR(
+        Decode(it->value().ToStringView(), &r).WithContext("run record " + it->key().ToString()));
+    if (!fn(r)) break;
+  }
+  return FromRocks(it->status(), "scan runs");
+}
+
+Result<std::optional<std::string>> RocksHubStore::GetOutput(const std::string& run,
+                                                       const std::string& task) const {
+  std::string v;
+  auto s = rocks_.db->Get(rocksdb::ReadOptions(), Handle(Cf::kRuns),
+                          "out/" + run + "/" + task, &v);
+  if (s.IsNotFound()) return std::optional<std::string>();
+  OUTPOST_RETURN_IF_ERROR(FromRocks(s, "read output"));
+  return std::optional<std::string>(std::move(v));
+}
+
+Result<std::optional<RequestRecord>> RocksHubStore::GetRequest(const std::string& id) const {
+  std::string v;
+  auto s = rocks_.db->Get(rocksdb::ReadOptions(), Handle(Cf::kMeta), "req/" + id, &v);
+  if (s.IsNotFound()) return std::optional<RequestRecord>();
+  OUTPOST_RETURN_IF_ERROR(FromRocks(s, "read request"));
+  RequestRecord r;
+  OUTPOST_RETURN_IF_ERROR(Decode(v, &r).WithContext("request " + id));
+  return std::optional<RequestRecord>(std::move(r));
+}
+
+namespace {
+
+Result<std::vector<LogRecord>> ReadStream(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf,
+                                          const std::string& site, uint64_t stream,
+                                          uint64_t after, size_t max_count, size_t max_bytes) {
+  std::vector<LogRecord> out;
+  std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions(), cf));
+  const std::string prefix = StreamKey(site, stream, 0).substr(0, site.size() + 1 + 8);
+  size_t bytes = 0;
+  uint64_t expect = after + 1;
+  for (it->Seek(StreamKey(site, stream, after + 1));
+       it->Valid() && it->key().starts_with(prefix) && out.size() < max_count; it->Next()) {
+    const uint64_t seq = DecodeU64(it->key().ToStringView().substr(prefix.size()));
+    if (seq != expect) {
+      return Status::Corruption("stream of site " + site + " has a gap: expected " +
+                                std::to_string(expect) + ", found " + std::to_string(seq));
+    }
+    if (!out.empty() && bytes + it->value().size() > max_bytes) break;
+    bytes += it->value().size();
+    out.push_back({seq, it->value().ToString()});
+    ++expect;
+  }
+  OUTPOST_RETURN_IF_ERROR(FromRocks(it->status(), "read stream of site " + site));
+  return out;
+}
+
+}  // namespace
+
+Result<std::vector<LogRecord>> RocksHubStore::ReadDown(const std::string& site, uint64_t epoch,
+                                                  uint64_t after, size_t max_count,
+                                                  size_t max_bytes) const {
+  return ReadStream(rocks_.db.get(), Handle(Cf::kDown), site, epoch, after, max_count,
+                    max_bytes);
+}
+
+Result<std::vector<LogRecord>> RocksHubStore::ReadUp(const std::string& site, uint64_t incarnation,
+                                                uint64_t after, size_t max_count) const {
+  return ReadStream(rocks_.db.get(), Handle(Cf::kUp), site, incarnation, after, max_count,
+                    SIZE_MAX);
+}
+
+Status RocksHubStore::ReadAudit(size_t limit, std::vector<std::string>* out) const {
+  std::unique_ptr<rocksdb::Iterator> it(
+      rocks_.db->NewIterator(rocksdb::ReadOptions(), Handle(Cf::kMeta)));
+  std::vector<std::string> rev;
+  for (it->SeekForPrev(std::string(kAuditPrefix) + std::string(8, '\xff'));
+       it->Valid() && it->key().starts_with(kAuditPrefix) && rev.size() < limit; it->Prev()) {
+    rev.push_back(it->value().ToString());
+  }
+  out->assign(rev.rbegin(), rev.rend());
+  return FromRocks(it->status(), "read hub audit log");
+}
+
+uint64_t RocksHubStore::ApproximateSize() const {
+  uint64_t total = 0, v = 0;
+  for (auto* h : rocks_.cfs) {
+    if (rocks_.db->GetIntProperty(h, "rocksdb.total-sst-files-size", &v)) total += v;
+  }
+  return total;
+}
+
+}  // namespace outpost

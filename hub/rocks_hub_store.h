@@ -1,0 +1,71 @@
+// RocksHubStore: the hub store on an embedded RocksDB — the default, one hub process.
+//
+// Column families and keys:
+//   sites   name -> SiteRecord
+//   up      site \0 incarnation(BE u64) seq(BE u64) -> event bytes
+//   down    site \0 epoch(BE u64) seq(BE u64) -> command bytes (trimmed by range delete)
+//   runs    "run/<id>" -> HubRun, "out/<run>/<task>" -> output tail
+//   defs    name -> WorkflowRecord
+//   meta    "req/<request id>" -> RequestRecord, "audit/<BE u64>" -> hub event (JSON)
+//
+// A HubTxn becomes one WriteBatch written with sync (unless Options::sync is off, for
+// benchmarks that measure without the disk). The database is opened on an injected
+// rocksdb::Env, so the simulator and tests run it in memory.
+//
+// Thread-safety: one owner thread.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "common/rocks.h"
+#include "hub/hub_store.h"
+
+namespace outpost {
+
+class RocksHubStore : public HubStore {
+ public:
+  struct Options {
+    rocksdb::Env* env = nullptr;
+    bool sync = true;
+    size_t write_buffer_bytes = 8 << 20;
+    size_t block_cache_bytes = 32 << 20;
+  };
+
+  static Result<std::unique_ptr<RocksHubStore>> Open(const std::string& path,
+                                                     const Options& options);
+
+  Status Commit(const Txn& txn) override;
+  Status LoadSites(std::vector<SiteRecord>* out) const override;
+  Status LoadDefs(std::vector<WorkflowRecord>* out) const override;
+  Result<std::optional<HubRun>> GetRun(const std::string& id) const override;
+  Status ScanRuns(const std::function<bool(const HubRun&)>& fn) const override;
+  Result<std::optional<std::string>> GetOutput(const std::string& run,
+                                               const std::string& task) const override;
+  Result<std::optional<RequestRecord>> GetRequest(const std::string& id) const override;
+  Result<std::vector<LogRecord>> ReadDown(const std::string& site, uint64_t epoch, uint64_t after,
+                                          size_t max_count, size_t max_bytes) const override;
+  Result<std::vector<LogRecord>> ReadUp(const std::string& site, uint64_t incarnation,
+                                        uint64_t after, size_t max_count) const override;
+  Status ReadAudit(size_t limit, std::vector<std::string>* out) const override;
+  uint64_t audit_head() const override { return audit_head_; }
+  uint64_t ApproximateSize() const override;
+
+  // The raw database, for benchmarks that measure the engine's own ceiling.
+  const RocksHandles& rocks() const { return rocks_; }
+
+ private:
+  enum class Cf { kSites, kUp, kDown, kRuns, kDefs, kMeta };
+  RocksHubStore() = default;
+  rocksdb::ColumnFamilyHandle* Handle(Cf cf) const;
+  Status AddToBatch(const HubTxn::Op& op, rocksdb::WriteBatch* batch) const;
+
+  RocksHandles rocks_;
+  bool sync_ = true;
+  uint64_t audit_head_ = 0;
+};
+
+// The key of entry `seq` of a site's stream (up or down) in RocksHubStore.
+std::string StreamKey(const std::string& site, uint64_t stream, uint64_t seq);
+
+}  // namespace outpost

@@ -1,0 +1,196 @@
+// HubCore's run commands: starting a workflow on sites (idempotent by request id),
+// cancelling a run and deciding an approval gate — each an entry in the site's command
+// log, committed with its request record and audit event.
+#include "hub/hub_core.h"
+
+#include <spdlog/spdlog.h>
+
+#include "common/ulid.h"
+#include "common/workflow/workflow.h"
+#include "hub/labels.h"
+#include "hub/operator_json.h"
+#include "hub/site_streams.h"
+#include "hub/run_view.h"
+
+namespace outpost {
+
+using json = nlohmann::json;
+
+json HubCore::OpRunStart(const std::string& who, const OperatorRequest& r, HubOutput* out) {
+  const std::string& workflow = r.workflow;
+  auto d = defs_.find(workflow);
+  if (d == defs_.end()) {
+    return Error("no workflow named '" + workflow + "' is applied at the hub (outpostctl workflow "
+                 "apply FILE --target ...)",
+                 "not_found");
+  }
+  std::string request = r.request;  // at most kMaxRequestIdBytes (the decoder checked)
+  if (request.empty()) request = MakeUlid(clock_.Now(), rng_);
+  auto existing = store_->GetRequest(request);
+  if (!existing.ok()) return Error(existing.status());
+  if (*existing) {
+    const RequestRecord& q = **existing;
+    if (q.workflow != workflow) {
+      return Error("request id '" + request + "' was already used for workflow '" + q.workflow + "'",
+                   "conflict");
+    }
+    return {{"ok", true}, {"request", request}, {"runs", q.runs}, {"sites", q.sites},
+            {"duplicate", true}};
+  }
+  const std::map<std::string, std::string>&params = r.params, &selector = r.target;
+  auto def = ParseWorkflow(d->second.source, workflow);
+  if (!def.ok()) return Error(def.status());
+  auto resolved = def->ResolveParams(params);
+  if (!resolved.ok()) return Error(resolved.status());
+  const std::optional<int> priority = r.priority;
+  const std::string& only = r.site;
+  std::vector<std::string> targets;
+  if (!only.empty()) {
+    const SiteRecord* s = FindSite(only);
+    if (!s) return Error("no site named '" + only + "'", "not_found");
+    if (s->site_state() != SiteState::kEnrolled) {
+      return Error("site '" + only + "' is " + SiteStateName(s->site_state()), "conflict");
+    }
+    if (!s->placed.count(workflow)) {
+      return Error("workflow '" + workflow + "' is not placed on site '" + only +
+                       "' (its target does not match the site's labels)",
+                   "conflict");
+    }
+    targets.push_back(only);
+  } else {
+    for (const auto& [name, s] : sites_) {
+      if (s.site_state() == SiteState::kEnrolled && s.placed.count(workflow) &&
+          SelectorMatches(selector, s.labels)) {
+        targets.push_back(name);
+      }
+    }
+    if (targets.empty()) {
+      return Error("no enrolled site has workflow '" + workflow + "' placed" +
+                       (selector.empty() ? "" : " and matches the target"),
+                   "not_found");
+    }
+  }
+  HubStore::Txn txn;
+  RequestRecord q;
+  q.id = request;
+  q.workflow = workflow;
+  q.created = clock_.Now();
+  std::map<std::string, SiteRecord> changed;
+  for (const auto& site : targets) {
+    SiteRecord copy = sites_.at(site);
+    HubRun run;
+    run.id = site + "-" + MakeUlid(clock_.Now(), rng_);
+    run.site = site;
+    run.workflow = workflow;
+    run.hash = d->second.hash;
+    run.request = request;
+    run.author = who;
+    run.params = *resolved;
+    run.created = clock_.Now();
+    run.updated = run.created;
+    for (const auto& t : def->tasks) {
+      run.tasks.push_back(HubTask{});
+      run.tasks.back().id = t.id;
+    }
+    Command c;
+    c.type = static_cast<uint8_t>(CommandType::kStartRun);
+    c.time = clock_.Now();
+    c.request = request;
+    c.run = run.id;
+    c.workflow = workflow;
+    c.source = d->second.source;
+    c.hash = d->second.hash;
+    c.params = params;
+    c.author = who;
+    c.has_priority = priority.has_value();
+    c.priority = priority.value_or(0);
+    Enqueue(copy, c, &txn);
+    txn.PutRun(run);
+    q.runs.push_back(run.id);
+    q.sites.push_back(site);
+    changed[site] = std::move(copy);
+  }
+  txn.PutRequest(q);
+  Audit(&txn, {{"event", "run.requested"},
+               {"request", request},
+               {"workflow", workflow},
+               {"runs", q.runs},
+               {"author", who}});
+  if (Status st = CommitSites(txn, changed); !st.ok()) return Error(st);
+  spdlog::info("hub.run_requested request={} workflow={} sites={}", request, workflow,
+               targets.size());
+  PokeSites(targets, out);
+  return {{"ok", true}, {"request", request}, {"runs", q.runs}, {"sites", q.sites},
+          {"duplicate", false}};
+}
+
+json HubCore::OpRunCancel(const std::string& who, const OperatorRequest& r, HubOutput* out) {
+  const std::string& id = r.id;
+  auto got = store_->GetRun(id);
+  if (!got.ok()) return Error(got.status());
+  if (!*got) return Error("no run with id '" + id + "'", "not_found");
+  HubRun run = std::move(**got);
+  if (FinalRunState(run.state)) {
+    return {{"ok", true}, {"run", RunJson(run)}, {"noop", true},
+            {"message", "run already " + run.state + "; nothing to cancel"}};
+  }
+  SiteRecord* site = FindSite(run.site);
+  if (!site) return Error("run " + id + " belongs to unknown site " + run.site, "internal");
+  SiteRecord copy = *site;
+  Command c;
+  c.type = static_cast<uint8_t>(CommandType::kCancelRun);
+  c.time = clock_.Now();
+  c.run = id;
+  c.reason = r.reason.empty() ? "cancelled by " + who : r.reason;
+  c.author = who;
+  HubStore::Txn txn;
+  Enqueue(copy, c, &txn);
+  run.cancel_requested = true;
+  txn.PutRun(run);
+  Audit(&txn, {{"event", "run.cancel_requested"}, {"run", id}, {"author", who}});
+  std::map<std::string, SiteRecord> changed{{run.site, copy}};
+  if (Status st = CommitSites(txn, changed); !st.ok()) return Error(st);
+  PokeSites({run.site}, out);
+  return {{"ok", true}, {"run", RunJson(run)}, {"noop", false},
+          {"message", online(run.site) ? "cancel sent" : "cancel queued until the site reconnects"}};
+}
+
+json HubCore::OpRunApprove(const std::string& who, const OperatorRequest& r,
+                           HubOutput* out) {
+  const std::string &id = r.id, &task = r.task;
+  auto got = store_->GetRun(id);
+  if (!got.ok()) return Error(got.status());
+  if (!*got) return Error("no run with id '" + id + "'", "not_found");
+  HubRun run = std::move(**got);
+  bool known = false;
+  for (const auto& t : run.tasks) known = known || t.id == task;
+  if (!known) return Error("run " + id + " has no task '" + task + "'", "not_found");
+  if (FinalRunState(run.state)) {
+    return Error("run " + id + " already " + run.state + "; nothing to approve", "conflict");
+  }
+  SiteRecord* site = FindSite(run.site);
+  if (!site) return Error("run " + id + " belongs to unknown site " + run.site, "internal");
+  const bool reject = r.reject;
+  SiteRecord copy = *site;
+  Command c;
+  c.type = static_cast<uint8_t>(CommandType::kApprove);
+  c.time = clock_.Now();
+  c.run = id;
+  c.task = task;
+  c.reason = reject ? "reject" : "approve";
+  c.author = who;
+  HubStore::Txn txn;
+  Enqueue(copy, c, &txn);
+  Audit(&txn, {{"event", reject ? "run.rejected" : "run.approved"}, {"run", id}, {"task", task},
+               {"author", who}});
+  std::map<std::string, SiteRecord> changed{{run.site, copy}};
+  if (Status st = CommitSites(txn, changed); !st.ok()) return Error(st);
+  PokeSites({run.site}, out);
+  return {{"ok", true},
+          {"run", id},
+          {"task", task},
+          {"decision", reject ? "reject" : "approve"},
+          {"message", online(run.site) ? "decision sent" : "decision queued until the site reconnects"}};
+}
+
+}  // namespace outpost

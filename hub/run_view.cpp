@@ -1,0 +1,131 @@
+#include "hub/run_view.h"
+
+namespace outpost {
+
+using json = nlohmann::json;
+
+json TimeJson(TimeMs t) { return t > 0 ? json(FormatTime(t)) : json(nullptr); }
+
+bool FinalRunState(const std::string& s) {
+  return s == "succeeded" || s == "failed" || s == "cancelled" || s == "compensated" ||
+         s == "compensation_failed";
+}
+
+void FoldEvent(const Event& e, HubRun* run, HubTxn* txn) {
+  HubRun& r = *run;
+  r.updated = e.time;
+  auto task = [&r](const std::string& id) -> HubTask& {
+    for (auto& t : r.tasks) {
+      if (t.id == id) return t;
+    }
+    r.tasks.push_back(HubTask{});
+    r.tasks.back().id = id;
+    return r.tasks.back();
+  };
+  switch (static_cast<EventType>(e.type)) {
+    case EventType::kRunCreated:
+      r.delivered = true;
+      r.workflow = e.workflow;
+      r.hash = e.message;
+      r.params = e.params;
+      if (!e.request.empty()) r.request = e.request;
+      if (r.created == 0) r.created = e.time;
+      for (const auto& id : e.tasks) task(id);
+      break;
+    case EventType::kRunStarted:
+      if (!FinalRunState(r.state)) r.state = "running";
+      break;
+    case EventType::kAttemptStarted: {
+      HubTask& t = task(e.task);
+      t.state = e.state;
+      t.attempts = e.attempt;
+      t.started = e.time;
+      break;
+    }
+    case EventType::kAttemptFinished:
+    case EventType::kAttemptSpawnFailed: {
+      HubTask& t = task(e.task);
+      t.attempts = e.attempt;
+      t.exit_code = e.exit_code;
+      t.signal = e.signal;
+      if (!e.message.empty()) t.message = e.message;
+      txn->PutOutput(e.run, e.task, e.output.empty() ? e.message : e.output);
+      break;
+    }
+    case EventType::kAttemptInterrupted:
+    case EventType::kRetryScheduled:
+    case EventType::kTimeoutKill:
+    case EventType::kApprovalRequested:
+    case EventType::kApprovalDecided:
+    case EventType::kTaskExpanded: {
+      HubTask& t = task(e.task);
+      t.state = e.state;
+      t.message = e.message;
+      break;
+    }
+    case EventType::kTaskFinished: {
+      HubTask& t = task(e.task);
+      t.state = e.state;
+      t.finished = e.time;
+      t.exit_code = e.exit_code;
+      t.signal = e.signal;
+      if (!e.message.empty()) t.message = e.message;
+      break;
+    }
+    case EventType::kCancelRequested:
+      r.cancel_requested = true;
+      break;
+    case EventType::kCompensationStarted:
+      r.message = e.message;
+      break;
+    case EventType::kScheduleFired:
+      r.message = e.message;
+      break;
+    case EventType::kScheduleSkipped:
+    case EventType::kOutputTrimmed:
+      break;
+    case EventType::kRunFinished:
+      r.state = e.state;
+      r.finished = e.time;
+      r.message = e.message;
+      break;
+    case EventType::kCommandRejected:
+      r.state = "failed";
+      r.finished = e.time;
+      r.message = "refused by the site: " + e.message;
+      break;
+    case EventType::kWorkflowPlaced:
+    case EventType::kWorkflowRemoved:
+      break;
+  }
+}
+
+json RunJson(const HubRun& r) {
+  json tasks = json::array();
+  for (const auto& t : r.tasks) {
+    tasks.push_back({{"id", t.id},
+                     {"state", t.state},
+                     {"attempts", t.attempts},
+                     {"exit_code", t.attempts > 0 ? json(t.exit_code) : json(nullptr)},
+                     {"signal", t.signal},
+                     {"started", TimeJson(t.started)},
+                     {"finished", TimeJson(t.finished)},
+                     {"message", t.message}});
+  }
+  return {{"id", r.id},
+          {"site", r.site},
+          {"workflow", r.workflow},
+          {"hash", r.hash},
+          {"state", r.state},
+          {"request", r.request},
+          {"author", r.author},
+          {"params", r.params},
+          {"created", TimeJson(r.created)},
+          {"finished", TimeJson(r.finished)},
+          {"delivered", r.delivered},
+          {"cancel_requested", r.cancel_requested},
+          {"message", r.message},
+          {"tasks", tasks}};
+}
+
+}  // namespace outpost

@@ -1,0 +1,33 @@
+// The run view: how the hub folds the events of a site's log into its picture of that
+// site's runs and tasks (HubRun), and how a run is shown to operators.
+//
+// The fold is a pure function of (the run as stored, one event): the hub applies it to
+// every event of an upstream batch, in order, in the same transaction that stores the
+// events and advances the watermark, so the view is exactly the log's effect. Events that
+// change nothing visible (schedule skips, placement acks) leave the run as it was.
+// docs/protocol.md ("The run view") describes the same rules for other implementations.
+//
+// Thread-safety: free functions, no state.
+#pragma once
+
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "common/protocol/event.h"
+#include "hub/hub_store.h"
+
+namespace outpost {
+
+// True for the states a run never leaves.
+bool FinalRunState(const std::string& state);
+
+// Applies event `e` (for run r.id) to `r`; output tails go to txn.
+void FoldEvent(const Event& e, HubRun* run, HubTxn* txn);
+
+// The operator API's JSON for a run, tasks included.
+nlohmann::json RunJson(const HubRun& r);
+// An optional time as JSON: RFC 3339 text, or null when never set.
+nlohmann::json TimeJson(TimeMs t);
+
+}  // namespace outpost

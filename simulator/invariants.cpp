@@ -1,0 +1,234 @@
+#include "simulator/invariants.h"
+
+#include <map>
+#include <set>
+
+#include "simulator/network.h"
+#include "simulator/world.h"
+
+namespace outpost::sim {
+
+Invariants::Invariants(const Scenario& scenario, const EventQueue& queue, Report* report)
+    : sc_(scenario), queue_(queue), report_(report) {
+  for (const char* name :
+       {"hub copy is a prefix of the site log", "every event at the hub exactly once",
+        "every hub command applied exactly once", "no request id made two runs",
+        "hub view equals each site's state", "sites ran work while cut off",
+        "converged after the last heal", "no store errors", "schedules fire each tick once"}) {
+    report_->invariants.push_back({name, true, ""});
+  }
+}
+
+void Invariants::Violation(const std::string& invariant, const std::string& detail) {
+  for (auto& inv : report_->invariants) {
+    if (inv.name == invariant && inv.ok) {
+      inv.ok = false;
+      inv.detail = "at " + std::to_string(queue_.SinceStart()) + " ms: " + detail;
+    }
+  }
+}
+
+void Invariants::CheckPrefix(const World& world, const SimSite& s) {
+  if (!world.hub_alive()) return;
+  const SiteRecord* rec = world.hub().site(s.name);
+  if (checked_.size() <= s.index) checked_.resize(s.index + 1);
+  uint64_t& checked = checked_[s.index];
+  if (!rec || rec->up_applied <= checked) return;
+  auto got = world.hub_store().ReadUp(s.name, rec->incarnation, checked, rec->up_applied - checked);
+  if (!got.ok()) {
+    Violation("hub copy is a prefix of the site log", s.name + ": " + got.status().ToString());
+    return;
+  }
+  for (const auto& r : *got) {
+    if (r.seq > s.shadow.size() || s.shadow[r.seq - 1] != r.payload) {
+      Violation("hub copy is a prefix of the site log",
+                s.name + ": hub entry " + std::to_string(r.seq) + " differs from the site's");
+      return;
+    }
+    checked = r.seq;
+  }
+}
+
+bool Invariants::Converged(const World& world) const {
+  if (!world.hub_alive()) return false;
+  for (const auto& s : world.sites()) {
+    if (!s->alive || !s->session->established() || s->engine->active_runs() > 0 ||
+        !s->pending.empty()) {
+      return false;
+    }
+    const SiteRecord* rec = world.hub().site(s->name);
+    const EventLog& log = s->store->log();
+    if (!rec || rec->incarnation != log.incarnation() || rec->up_applied != log.head() ||
+        log.acked() != log.head() || rec->down_head != s->down_applied ||
+        rec->down_acked != rec->down_head) {
+      return false;
+    }
+  }
+  return true;
+}
+
+void Invariants::NotConverged(const World& world, const SimNetwork& net) {
+  const std::string who = FirstBehind(world, net);
+  Violation("converged after the last heal", "not converged within " +
+                                                 std::to_string(sc_.converge_within / 1000) + " s" +
+                                                 (who.empty() ? "" : "; first behind: " + who));
+}
+
+std::string Invariants::FirstBehind(const World& world, const SimNetwork& net) const {
+  if (!world.hub_alive()) return "";
+  for (const auto& s : world.sites()) {
+    const SiteRecord* rec = world.hub().site(s->name);
+    if (!s->alive || !rec) continue;
+    const EventLog& log = s->store->log();
+    const bool established = s->session->established();
+    if (rec->up_applied == log.head() && established && s->engine->active_runs() == 0) continue;
+    return s->name + " (site head " + std::to_string(log.head()) + ", hub applied " +
+           std::to_string(rec->up_applied) + ", session " + (established ? "established" : "down") +
+           (net.connected(*s) ? ", connected" : ", not connected") +
+           (net.reconnect_pending(*s) ? ", reconnect pending" : "") + ", active runs " +
+           std::to_string(s->engine->active_runs()) + ")";
+  }
+  return "";
+}
+
+void Invariants::FinalChecks(const World& world) {
+  uint64_t events = 0;
+  for (const auto& s : world.sites()) {
+    if (s->alive) CheckSchedules(*s);
+    events += s->shadow.size();
+    if (!world.hub_alive() || !s->alive) continue;
+    const SiteRecord* rec = world.hub().site(s->name);
+    if (!rec) continue;
+    CheckHubCopy(world, *s, *rec);
+    CheckRuns(world, *s);
+  }
+  report_->events = events;
+  if (world.hub_alive()) CheckRequestedRuns(world);
+  CheckOfflineWork();
+  for (auto& inv : report_->invariants) {
+    if (inv.ok && inv.name == "converged after the last heal") {
+      inv.detail = "in " + std::to_string(report_->convergence_ms) + " ms";
+    }
+  }
+}
+
+// Every tick fired at most once, and the scheduler's persisted counts equal what its log
+// says it did: state and events land in one batch, whatever crashed when.
+void Invariants::CheckSchedules(const SimSite& s) {
+  std::map<std::string, uint64_t> fired, skipped;
+  std::set<std::pair<std::string, std::string>> ticks;
+  for (const auto& payload : s.shadow) {
+    Event e;
+    if (!Decode(payload, &e).ok()) continue;
+    if (e.type == static_cast<uint8_t>(EventType::kScheduleFired)) {
+      ++fired[e.workflow];
+      ++report_->scheduled_runs;
+      std::string tick = e.message;
+      if (auto p = tick.find(" (catch-up)"); p != std::string::npos) tick.resize(p);
+      if (!ticks.emplace(e.workflow, tick).second) {
+        Violation("schedules fire each tick once",
+                  s.name + ": " + e.workflow + " fired twice for " + tick);
+      }
+    } else if (e.type == static_cast<uint8_t>(EventType::kScheduleSkipped)) {
+      ++skipped[e.workflow];
+    }
+  }
+  for (const auto& info : s.sched->List()) {
+    auto raw = s.store->log().GetState(ScheduleKey(info.workflow));
+    ScheduleState st;
+    if (!raw.ok() || !*raw || !Decode(**raw, &st).ok()) {
+      Violation("schedules fire each tick once", s.name + ": no stored state for " + info.workflow);
+      continue;
+    }
+    if (st.fired != fired[info.workflow] || st.skipped != skipped[info.workflow]) {
+      Violation("schedules fire each tick once",
+                s.name + ": " + info.workflow + " state says fired " + std::to_string(st.fired) +
+                    ", skipped " + std::to_string(st.skipped) + "; the log says " +
+                    std::to_string(fired[info.workflow]) + ", " +
+                    std::to_string(skipped[info.workflow]));
+    }
+  }
+}
+
+// Every event at the hub exactly once: the hub's copy equals the site's whole log. Every
+// command applied exactly once: the site applied all the hub sent.
+void Invariants::CheckHubCopy(const World& world, const SimSite& s, const SiteRecord& rec) {
+  auto copy = world.hub_store().ReadUp(s.name, rec.incarnation, 0, SIZE_MAX);
+  if (!copy.ok() || copy->size() != s.shadow.size()) {
+    Violation("every event at the hub exactly once",
+              s.name + ": hub has " + (copy.ok() ? std::to_string(copy->size()) : "?") +
+                  " events, the site logged " + std::to_string(s.shadow.size()));
+  } else {
+    for (size_t i = 0; i < copy->size(); ++i) {
+      if ((*copy)[i].payload != s.shadow[i]) {
+        Violation("every event at the hub exactly once",
+                  s.name + ": event " + std::to_string(i + 1) + " differs");
+        break;
+      }
+    }
+  }
+  if (rec.down_head != s.down_applied) {
+    Violation("every hub command applied exactly once",
+              s.name + ": hub sent " + std::to_string(rec.down_head) + " commands, site applied " +
+                  std::to_string(s.down_applied));
+  }
+}
+
+// No request made two runs; the hub's view of each run equals the site's own state.
+void Invariants::CheckRuns(const World& world, const SimSite& s) {
+  auto runs = s.store->ListRuns(SIZE_MAX);
+  if (!runs.ok()) return;
+  std::map<std::string, int> per_request;
+  for (const auto& r : *runs) {
+    if (!r.request.empty() && ++per_request[r.request] > 1) {
+      Violation("no request id made two runs", s.name + ": request " + r.request);
+    }
+    auto mine = s.store->GetRun(r.id);
+    auto theirs = world.hub_store().GetRun(r.id);
+    if (!mine.ok() || !*mine || !theirs.ok() || !*theirs) {
+      Violation("hub view equals each site's state",
+                s.name + ": run " + r.id + " missing at the hub");
+      continue;
+    }
+    const auto& m = **mine;
+    const auto& t = **theirs;
+    bool same = t.state == RunStateName(m.run.run_state()) && t.tasks.size() == m.tasks.size();
+    for (size_t i = 0; same && i < m.tasks.size(); ++i) {
+      same = t.tasks[i].id == m.tasks[i].id &&
+             t.tasks[i].state == TaskStateName(m.tasks[i].task_state()) &&
+             t.tasks[i].attempts == m.tasks[i].attempts;
+    }
+    if (!same) {
+      Violation("hub view equals each site's state",
+                s.name + ": run " + r.id + " is " + t.state + " at the hub, " +
+                    RunStateName(m.run.run_state()) + " on the site");
+    }
+  }
+}
+
+// Runs the hub asked for exist exactly where it asked.
+void Invariants::CheckRequestedRuns(const World& world) {
+  world.hub_store()
+      .ScanRuns([&](const HubRun& r) {
+        const SimSite* s = world.site(r.site);
+        if (!s || !s->alive) return true;
+        auto mine = s->store->GetRun(r.id);
+        if (!r.request.empty() && (!mine.ok() || !*mine)) {
+          Violation("every hub command applied exactly once",
+                    "requested run " + r.id + " never reached " + r.site);
+        }
+        return true;
+      })
+      .IgnoreError();
+}
+
+// With faults to be cut off by and local runs to start, some started while cut off.
+void Invariants::CheckOfflineWork() {
+  const bool faults =
+      !sc_.partitions.empty() || !sc_.hub_outages.empty() || sc_.hub_crashes.every > 0;
+  if (faults && !sc_.local_runs.empty() && report_->local_runs_offline == 0) {
+    Violation("sites ran work while cut off", "no local run started while a site was disconnected");
+  }
+}
+
+}  // namespace outpost::sim

@@ -1,0 +1,61 @@
+// The simulation's invariants (docs/simulator.md, "Invariants"): the hub's copy of each
+// site's log is a prefix of the site's log, checked after every frame the hub applies; the
+// rest — every event at the hub exactly once, every hub command applied exactly once, no
+// request id with two runs, the hub's view equal to each site's state, work while cut off,
+// convergence, no store errors, schedules firing each tick once — checked after the heal.
+// The checker reads the World and keeps its results in the Report: every invariant is
+// listed from the start, and the first violation of each is kept with the time it happened.
+//
+// Not thread-safe: everything runs on the simulation's one thread, from its EventQueue.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "hub/hub_store.h"
+#include "simulator/event_queue.h"
+#include "simulator/scenario.h"
+#include "simulator/sim.h"
+
+namespace outpost::sim {
+
+class SimNetwork;
+class World;
+struct SimSite;
+
+class Invariants {
+ public:
+  // Lists every invariant in the report, as holding.
+  Invariants(const Scenario& scenario, const EventQueue& queue, Report* report);
+  Invariants(const Invariants&) = delete;
+  Invariants& operator=(const Invariants&) = delete;
+
+  // The invariant does not hold; the first violation's detail is kept.
+  void Violation(const std::string& invariant, const std::string& detail);
+
+  // After the hub applied a frame of the site's: the hub's durable copy of the site's log
+  // is a prefix of it. Checks what the hub stored since the last check.
+  void CheckPrefix(const World& world, const SimSite& s);
+
+  // Every site is up and idle, and synced both ways with a hub that is up.
+  bool Converged(const World& world) const;
+  // The run did not converge in time: a violation naming the first site behind.
+  void NotConverged(const World& world, const SimNetwork& net);
+  // The checks after the run; also counts the fleet's events and scheduled runs.
+  void FinalChecks(const World& world);
+
+ private:
+  std::string FirstBehind(const World& world, const SimNetwork& net) const;
+  void CheckSchedules(const SimSite& s);
+  void CheckHubCopy(const World& world, const SimSite& s, const SiteRecord& rec);
+  void CheckRuns(const World& world, const SimSite& s);
+  void CheckRequestedRuns(const World& world);
+  void CheckOfflineWork();
+
+  const Scenario& sc_;
+  const EventQueue& queue_;
+  Report* report_;
+  std::vector<uint64_t> checked_;  // by SimSite::index: the hub's copy verified up to here
+};
+
+}  // namespace outpost::sim

@@ -1,0 +1,388 @@
+#include "simulator/world.h"
+
+#include "common/protocol/command.h"
+#include "common/ulid.h"
+#include "common/workflow/workflow.h"
+#include "hub/rocks_hub_store.h"
+#include "simulator/invariants.h"
+#include "simulator/network.h"
+#include "simulator/workload.h"
+#include "site-agent/commands.h"
+
+namespace outpost::sim {
+
+namespace {
+
+std::string AttemptName(const AttemptKey& k) {
+  return k.run + "/" + k.task + "/" + std::to_string(k.attempt);
+}
+
+}  // namespace
+
+// A site's inbox: applies the hub's commands as the agent does, each batch and the new
+// watermark in one write.
+class World::Inbox final : public IncomingStream {
+ public:
+  Inbox(World* world, SimSite* site) : world_(world), s_(site) {}
+  uint64_t applied() const override { return s_->down_applied; }
+  Status Apply(uint64_t first_seq, const std::vector<std::string>& entries) override {
+    std::vector<StateWrite> extra;
+    for (size_t i = 0; i < entries.size(); ++i) {
+      Command c;
+      Status st = DecodeCommand(entries[i], &c);
+      if (!st.ok()) {
+        RecordUndecodableCommand(first_seq + i, st, s_->clock, &s_->pending);
+        continue;
+      }
+      ApplyHubCommand(c, *s_->engine, *s_->store, s_->clock, &s_->pending, &extra);
+      ++world_->report_->commands;
+    }
+    const uint64_t last = first_seq + entries.size() - 1;
+    extra.push_back({kInboxWatermarkKey, EncodeU64(last)});
+    OUTPOST_RETURN_IF_ERROR(world_->Flush(*s_, extra));
+    s_->down_applied = last;
+    return Status::Ok();
+  }
+
+ private:
+  World* world_;
+  SimSite* s_;
+};
+
+World::World(const Scenario& scenario, Options options, EventQueue* queue, Rng* rng, Report* report,
+             Invariants* invariants)
+    : sc_(scenario),
+      opt_(options),
+      queue_(queue),
+      rng_(rng),
+      report_(report),
+      invariants_(invariants),
+      hub_rng_(options.seed ^ 0x9e3779b97f4a7c15ULL),
+      env_(rocksdb::NewMemEnv(rocksdb::Env::Default())) {}
+
+World::~World() {
+  hub_.reset();
+  hub_store_.reset();
+  for (auto& s : sites_) {
+    s->session.reset();
+    s->engine.reset();
+    s->store.reset();
+  }
+}
+
+void World::LoadWorkflows() {
+  for (const auto& w : sc_.workflows) {
+    auto def = ParseWorkflow(w.source, w.name);
+    defs_[w.name] = std::make_shared<const WorkflowDef>(std::move(def).value());
+  }
+}
+
+SimSite& World::AddSite(std::string name, std::map<std::string, std::string> labels,
+                        DurationMs skew, uint64_t seed) {
+  auto s = std::make_unique<SimSite>(queue_->clock(), skew, seed);
+  s->name = std::move(name);
+  s->labels = std::move(labels);
+  s->index = sites_.size();
+  by_name_[s->name] = s.get();
+  sites_.push_back(std::move(s));
+  return *sites_.back();
+}
+
+SimSite* World::site(const std::string& name) const {
+  auto it = by_name_.find(name);
+  return it == by_name_.end() ? nullptr : it->second;
+}
+
+// ---------------------------------------------------------------------------------------
+// Sites.
+
+Status World::OpenSite(SimSite& s) {
+  EventLog::Options lo;
+  lo.env = env_.get();
+  lo.new_incarnation = s.incarnation;
+  OUTPOST_ASSIGN_OR_RETURN(auto log, EventLog::Open("/sites/" + s.name, lo));
+  s.store = std::make_unique<AgentStore>(std::move(log));
+  s.engine = std::make_unique<Engine>(s.clock, &s.rng,
+                                      EngineOptions{sc_.max_parallel, 5000, s.name, s.labels, {}});
+  s.up = std::make_unique<EventLogStream>(&s.store->log());
+  s.inbox = std::make_unique<Inbox>(this, &s);
+  s.session = std::make_unique<SyncSession>(SyncSession::Role::kSite, s.clock, sc_.sync, s.up.get(),
+                                            s.inbox.get(), s.name, s.store->log().incarnation());
+  OUTPOST_ASSIGN_OR_RETURN(auto raw, s.store->log().GetState(kInboxWatermarkKey));
+  s.down_applied = raw ? DecodeU64(*raw) : 0;
+  s.pending = Effects();
+  s.running.clear();
+  OUTPOST_ASSIGN_OR_RETURN(auto unfinished, s.store->LoadUnfinished());
+  for (auto& v : unfinished) {
+    OUTPOST_RETURN_IF_ERROR(s.engine->Restore(std::move(v.run), std::move(v.tasks), &s.pending));
+  }
+  OUTPOST_RETURN_IF_ERROR(LoadSchedules(s));
+  s.alive = true;
+  net_->OnSiteOpened(s);
+  queue_->Trace("open " + s.name);
+  return Status::Ok();
+}
+
+// Schedules, as from the agent's workflow directory: state from the store.
+Status World::LoadSchedules(SimSite& s) {
+  s.sched = std::make_unique<Scheduler>(
+      s.clock, [&s] { return s.name + "-" + MakeUlid(s.clock.Now(), &s.rng); });
+  for (const auto& w : sc_.workflows) {
+    const auto& def = defs_.at(w.name);
+    if (!def->schedule || !SelectorMatches(w.target, s.labels)) continue;
+    OUTPOST_ASSIGN_OR_RETURN(auto tz, TimeZone::Load(def->schedule->timezone));
+    OUTPOST_ASSIGN_OR_RETURN(auto st, s.store->log().GetState(ScheduleKey(def->name)));
+    std::optional<ScheduleState> state;
+    if (st) {
+      ScheduleState decoded;
+      OUTPOST_RETURN_IF_ERROR(Decode(*st, &decoded));
+      state = std::move(decoded);
+    }
+    OUTPOST_RETURN_IF_ERROR(s.sched->Set(def, std::move(tz), state, &s.pending));
+  }
+  return Status::Ok();
+}
+
+bool World::ReopenSite(SimSite& s) {
+  if (Status st = OpenSite(s); !st.ok()) {
+    invariants_->Violation("no store errors", s.name + " reopen: " + st.ToString());
+    return false;
+  }
+  Activity(s);
+  return true;
+}
+
+void World::RestartSite(SimSite& s) {
+  if (s.alive || healed_) return;
+  if (ReopenSite(s)) net_->ScheduleReconnect(s);
+}
+
+void World::CrashSite(SimSite& s) {
+  if (!s.alive) return;
+  ++report_->agent_crashes;
+  queue_->Trace("crash " + s.name);
+  s.alive = false;
+  ++s.generation;
+  net_->OnSiteCrashed(s);
+  s.wake = 0;         // its pending wake-up died with it
+  s.running.clear();  // its processes die with it (simulated; real ones are killed at restart)
+  s.session.reset();
+  s.inbox.reset();
+  s.up.reset();
+  s.sched.reset();
+  s.engine.reset();
+  s.store.reset();  // closes RocksDB: what was synced is what survives
+  s.pending = Effects();
+}
+
+void World::ScheduleCrashes(SimSite& s, TimeMs t0, TimeMs end) {
+  if (sc_.agent_crashes.every <= 0) return;
+  queue_->Recurring(t0 + Exp(rng_, sc_.agent_crashes.every),
+                    [this, &s, end]() -> std::optional<TimeMs> {
+                      if (queue_->Now() >= end) return std::nullopt;
+                      CrashSite(s);
+                      const TimeMs up = queue_->Now() + sc_.agent_crashes.down;
+                      queue_->At(up, [this, &s] { RestartSite(s); });
+                      return up + Exp(rng_, sc_.agent_crashes.every);
+                    });
+}
+
+void World::Activity(SimSite& s) {
+  if (!s.alive) return;
+  s.engine->Tick(&s.pending);
+  // Schedules are workload: they fire until the heal, then the fleet must quiesce.
+  if (!healed_) s.sched->Tick(*s.engine, &s.pending);
+  if (Status st = Flush(s, {}); !st.ok()) {
+    invariants_->Violation("no store errors", s.name + ": " + st.ToString());
+  }
+  if (net_->connected(s)) {
+    SyncOutput so;
+    s.session->Tick(&so);
+    if (s.log_grew) s.session->Poke(&so);
+    s.log_grew = false;
+    net_->SiteSend(s, so);
+  }
+  ScheduleWake(s);
+}
+
+void World::ScheduleWake(SimSite& s) {
+  if (!s.alive) return;
+  TimeMs d = s.engine->NextDeadline();
+  if (const TimeMs t = healed_ ? 0 : s.sched->NextDeadline(); t > 0 && (d == 0 || t < d)) d = t;
+  if (net_->connected(s)) {
+    const TimeMs sd = s.session->NextDeadline();
+    if (sd > 0 && (d == 0 || sd < d)) d = sd;
+  }
+  if (d == 0) return;
+  const TimeMs world = std::max(queue_->Now() + 1, d - s.clock.skew());
+  if (s.wake > queue_->Now() && s.wake <= world) return;  // an earlier wake is pending
+  s.wake = world;
+  const uint64_t gen = s.generation;
+  queue_->At(world, [this, &s, gen, world] {
+    if (!s.alive || s.generation != gen) return;
+    if (s.wake == world) s.wake = 0;
+    Activity(s);
+  });
+}
+
+// ---------------------------------------------------------------------------------------
+// A site's writes and its task processes.
+
+Status World::Flush(SimSite& s, const std::vector<StateWrite>& extra) {
+  std::vector<StateWrite> more = extra;
+  for (int round = 0; round < 16; ++round) {
+    if (s.pending.empty() && more.empty()) return Status::Ok();
+    OUTPOST_RETURN_IF_ERROR(Commit(s, more));
+    more.clear();
+    Effects done = std::move(s.pending);
+    s.pending = Effects();
+    for (const auto& k : done.kills) Kill(s, k);
+    for (const auto& sp : done.starts) Spawn(s, sp);
+    for (const auto& id : done.finished_runs) Finished(s, id);
+  }
+  return Status::Ok();
+}
+
+// One batch; what it added to the log is added to the site's shadow.
+Status World::Commit(SimSite& s, const std::vector<StateWrite>& extra) {
+  const uint64_t head = s.store->log().head();
+  OUTPOST_RETURN_IF_ERROR(s.store->Commit(s.pending, *s.engine, extra));
+  if (s.store->log().head() > head) {
+    auto fresh = s.store->log().ReadAfter(head, SIZE_MAX, SIZE_MAX);
+    if (!fresh.ok()) return fresh.status();
+    for (auto& r : *fresh) s.shadow.push_back(std::move(r.payload));
+    s.log_grew = true;
+  }
+  return Status::Ok();
+}
+
+void World::Spawn(SimSite& s, const StartProcess& sp) {
+  const SimTask task = DrawTask(sp.argv, &s.rng);
+  const uint64_t token = ++s.next_token;
+  s.running[AttemptName(sp.key)] = token;
+  s.engine->OnSpawned(sp.key, static_cast<int>(token), &s.pending);
+  ExitInfo ex;
+  ex.exit_code = task.fails ? 1 : 0;
+  ex.output = task.fails ? "simulated failure" : "ok";
+  ExitAt(s, queue_->Now() + task.duration, sp.key, token, std::move(ex));
+}
+
+// A killed process exits 5 ms later, instead of when it would have.
+void World::Kill(SimSite& s, const KillProcess& k) {
+  auto it = s.running.find(AttemptName(k.key));
+  if (it == s.running.end()) return;
+  const uint64_t token = ++s.next_token;
+  it->second = token;
+  ExitInfo ex;
+  ex.signal = k.signal;
+  ExitAt(s, queue_->Now() + 5, k.key, token, std::move(ex));
+}
+
+// The attempt's process exits at `at`, unless the agent crashed or the exit was
+// rescheduled (its token changed) by then.
+void World::ExitAt(SimSite& s, TimeMs at, const AttemptKey& key, uint64_t token, ExitInfo exit) {
+  const uint64_t gen = s.generation;
+  queue_->At(at, [this, &s, name = AttemptName(key), token, gen, key, exit = std::move(exit)] {
+    auto r = s.running.find(name);
+    if (!s.alive || s.generation != gen || r == s.running.end() || r->second != token) return;
+    s.running.erase(r);
+    s.engine->OnExit(key, exit, &s.pending);
+    Activity(s);
+  });
+}
+
+void World::Finished(SimSite& s, const std::string& run_id) {
+  if (const RunRecord* r = s.engine->FindRun(run_id)) {
+    ++report_->runs;
+    if (r->run_state() == RunState::kSucceeded) ++report_->runs_succeeded;
+  }
+  s.engine->Forget(run_id);
+}
+
+// ---------------------------------------------------------------------------------------
+// The hub.
+
+Status World::OpenHub() {
+  RocksHubStore::Options so;
+  so.env = env_.get();
+  so.write_buffer_bytes = 4 << 20;
+  so.block_cache_bytes = 8 << 20;
+  OUTPOST_ASSIGN_OR_RETURN(hub_store_, RocksHubStore::Open("/hub", so));
+  HubOptions ho;
+  ho.sync = sc_.sync;
+  ho.sync.fault_apply_gaps = opt_.mutation == Mutation::kApplyGaps;
+  ho.fault_ack_before_durable = opt_.mutation == Mutation::kAckBeforeDurable;
+  ho.fault_forget_watermark = opt_.mutation == Mutation::kForgetWatermark;
+  OUTPOST_ASSIGN_OR_RETURN(hub_, HubCore::Open(hub_store_.get(), queue_->clock(), &hub_rng_, ho));
+  hub_alive_ = true;
+  HubTicker();
+  queue_->Trace("hub open");
+  // Sites whose reconnect loop gave up waiting are nudged as the hub comes back.
+  for (auto& s : sites_) {
+    if (s->alive && !net_->connected(*s)) net_->ScheduleReconnect(*s);
+  }
+  return Status::Ok();
+}
+
+void World::OpenHubOrReport() {
+  if (Status s = OpenHub(); !s.ok()) {
+    invariants_->Violation("no store errors", "hub reopen: " + s.ToString());
+  }
+}
+
+void World::RestartHub() {
+  if (!hub_alive_ && !healed_) OpenHubOrReport();
+}
+
+void World::CrashHub() {
+  if (!hub_alive_) return;
+  ++report_->hub_crashes;
+  queue_->Trace("hub crash");
+  hub_alive_ = false;
+  hub_.reset();
+  hub_store_.reset();
+  // Every connection breaks; the sites see the reset.
+  for (auto& s : sites_) net_->Drop(*s, "hub went away");
+}
+
+void World::ScheduleHubFaults(TimeMs t0, TimeMs end) {
+  for (const auto& w : sc_.hub_outages) {
+    queue_->At(t0 + w.at, [this] { CrashHub(); });
+    queue_->At(t0 + w.at + w.duration, [this] { RestartHub(); });
+  }
+  if (sc_.hub_crashes.every <= 0) return;
+  queue_->Recurring(t0 + Exp(rng_, sc_.hub_crashes.every), [this, end]() -> std::optional<TimeMs> {
+    if (queue_->Now() >= end) return std::nullopt;
+    CrashHub();
+    const TimeMs up = queue_->Now() + sc_.hub_crashes.down;
+    queue_->At(up, [this] { RestartHub(); });
+    return up + Exp(rng_, sc_.hub_crashes.every);
+  });
+}
+
+// The hub's timers run from a once-a-second tick, like a daemon polling with a one second
+// timeout: computing the earliest deadline of thousands of sessions after every frame
+// would cost more than the frames.
+void World::HubActivity() {
+  if (!hub_alive_) return;
+  HubOutput out;
+  hub_->Tick(&out);
+  net_->HubEmit(out);
+}
+
+void World::HubTicker() {
+  if (hub_ticker_) return;
+  hub_ticker_ = true;
+  queue_->Recurring(queue_->Now() + 1000, [this]() -> std::optional<TimeMs> {
+    HubActivity();
+    return queue_->Now() + 1000;
+  });
+}
+
+void World::Heal() {
+  healed_ = true;
+  queue_->Trace("heal");
+  if (!hub_alive_) OpenHubOrReport();
+}
+
+}  // namespace outpost::sim

@@ -1,0 +1,170 @@
+// The simulated world: the hub and the sites as processes. The hub is the real HubCore on
+// a RocksHubStore; each site is the real Engine, AgentStore/EventLog, Scheduler, hub command
+// application and SyncSession, on its own skewed clock, with simulated task processes. All
+// databases live on one in-memory RocksDB Env. A crash loses a process's memory and its
+// task processes and keeps its database, which holds exactly what was synced, because
+// every write is synced; a restart reopens it. A hub outage is a hub crash with a fixed
+// restart time, so the world schedules those too.
+//
+// The world drives its processes' timers (each site's wake-ups, the hub's once-a-second
+// tick) and its crashes on the EventQueue; it sends and is delivered frames through the
+// SimNetwork, and reports store errors to the Invariants.
+//
+// Not thread-safe: everything runs on the simulation's one thread, from its EventQueue.
+#pragma once
+
+#include <rocksdb/env.h>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/clock.h"
+#include "common/random.h"
+#include "hub/hub_core.h"
+#include "simulator/event_queue.h"
+#include "simulator/scenario.h"
+#include "simulator/sim.h"
+#include "site-agent/agent_store.h"
+#include "site-agent/engine.h"
+#include "site-agent/log_stream.h"
+#include "site-agent/scheduler.h"
+
+namespace outpost::sim {
+
+class Invariants;
+class SimNetwork;
+
+// A site's clock: the simulation's clock, off by a fixed skew.
+class SkewedClock final : public Clock {
+ public:
+  SkewedClock(const ManualClock& base, DurationMs skew) : base_(base), skew_(skew) {}
+  TimeMs Now() const override { return base_.Now() + skew_; }
+  DurationMs skew() const { return skew_; }
+
+ private:
+  const ManualClock& base_;
+  DurationMs skew_;
+};
+
+// One site: what it is, its agent process and that process's task processes. Its link
+// and connection are the SimNetwork's.
+struct SimSite {
+  SimSite(const ManualClock& base, DurationMs skew, uint64_t seed) : clock(base, skew), rng(seed) {}
+
+  std::string name;
+  std::map<std::string, std::string> labels;
+  size_t index = 0;  // in World::sites()
+  SkewedClock clock;
+  Rng rng;
+  uint64_t incarnation = 0;
+
+  // The agent; everything from `store` on is lost in a crash and rebuilt by OpenSite.
+  bool alive = false;
+  uint64_t generation = 0;  // bumps on every crash; stale timers check it
+  std::unique_ptr<AgentStore> store;
+  std::unique_ptr<Engine> engine;
+  std::unique_ptr<Scheduler> sched;  // the scenario's scheduled workflows that target it
+  std::unique_ptr<EventLogStream> up;
+  std::unique_ptr<IncomingStream> inbox;
+  std::unique_ptr<SyncSession> session;
+  uint64_t down_applied = 0;
+  Effects pending;
+  bool log_grew = false;
+  TimeMs wake = 0;                          // the pending wake-up, 0 if none
+  std::map<std::string, uint64_t> running;  // task processes: attempt -> token of its exit
+  uint64_t next_token = 0;
+
+  std::vector<std::string> shadow;  // every event this site ever logged, in order
+};
+
+class World {
+ public:
+  World(const Scenario& scenario, Options options, EventQueue* queue, Rng* rng, Report* report,
+        Invariants* invariants);
+  ~World();
+  World(const World&) = delete;
+  World& operator=(const World&) = delete;
+
+  // The network the sessions send through; set once, before anything runs.
+  void set_network(SimNetwork* net) { net_ = net; }
+
+  // The scenario's workflow definitions, parsed once and shared by every site.
+  void LoadWorkflows();
+  const std::shared_ptr<const WorkflowDef>& def(const std::string& name) const {
+    return defs_.at(name);
+  }
+
+  // The fleet. Sites are added before the run starts and never removed.
+  SimSite& AddSite(std::string name, std::map<std::string, std::string> labels, DurationMs skew,
+                   uint64_t seed);
+  const std::vector<std::unique_ptr<SimSite>>& sites() const { return sites_; }
+  SimSite* site(const std::string& name) const;
+
+  // A site's agent starts from its database.
+  Status OpenSite(SimSite& s);
+  // OpenSite and a first Activity; false, with a store error reported, if it failed.
+  bool ReopenSite(SimSite& s);
+  void CrashSite(SimSite& s);
+  // Runs what is due on the site: engine, schedules, its session; writes the results and
+  // starts or kills task processes; sets the next wake-up.
+  void Activity(SimSite& s);
+  void ScheduleWake(SimSite& s);
+  // The scenario's agent crashes for one site, until `end`.
+  void ScheduleCrashes(SimSite& s, TimeMs t0, TimeMs end);
+
+  // The hub process starts from its database.
+  Status OpenHub();
+  void CrashHub();
+  // The hub's timers: run from the once-a-second tick.
+  void HubActivity();
+  // The scenario's hub outages and hub crashes, until `end`.
+  void ScheduleHubFaults(TimeMs t0, TimeMs end);
+  bool hub_alive() const { return hub_alive_; }
+  HubCore& hub() { return *hub_; }  // only while hub_alive()
+  const HubCore& hub() const { return *hub_; }
+  const HubStore& hub_store() const { return *hub_store_; }
+
+  // The heal: from now on nothing crashes and schedules stop firing. Restarts the hub if
+  // it is down; the caller restarts the sites.
+  void Heal();
+  bool healed() const { return healed_; }
+
+ private:
+  class Inbox;
+
+  Status LoadSchedules(SimSite& s);
+  void RestartSite(SimSite& s);
+  void RestartHub();
+  void OpenHubOrReport();
+  void HubTicker();
+  // Commits the site's pending effects and `extra`, then acts on what they did, until
+  // nothing is pending.
+  Status Flush(SimSite& s, const std::vector<StateWrite>& extra);
+  Status Commit(SimSite& s, const std::vector<StateWrite>& extra);
+  void Spawn(SimSite& s, const StartProcess& sp);
+  void Kill(SimSite& s, const KillProcess& k);
+  void ExitAt(SimSite& s, TimeMs at, const AttemptKey& key, uint64_t token, ExitInfo exit);
+  void Finished(SimSite& s, const std::string& run_id);
+
+  const Scenario& sc_;
+  const Options opt_;
+  EventQueue* queue_;
+  Rng* rng_;  // the simulation's: crash times
+  Report* report_;
+  Invariants* invariants_;
+  SimNetwork* net_ = nullptr;
+  Rng hub_rng_;
+  std::unique_ptr<rocksdb::Env> env_;
+  std::map<std::string, std::shared_ptr<const WorkflowDef>> defs_;
+  std::vector<std::unique_ptr<SimSite>> sites_;
+  std::map<std::string, SimSite*> by_name_;
+  std::unique_ptr<HubStore> hub_store_;
+  std::unique_ptr<HubCore> hub_;
+  bool hub_alive_ = false;
+  bool hub_ticker_ = false;
+  bool healed_ = false;
+};
+
+}  // namespace outpost::sim

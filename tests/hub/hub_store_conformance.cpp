@@ -1,0 +1,257 @@
+// The conformance tests every HubStore implementation passes (hub_store_conformance.h).
+#include "tests/hub/hub_store_conformance.h"
+
+namespace outpost::testing {
+namespace {
+
+SiteRecord Site(const std::string& name, uint64_t down_head = 0) {
+  SiteRecord s;
+  s.name = name;
+  s.key = std::string(40, 'k');
+  s.state = static_cast<uint8_t>(SiteState::kEnrolled);
+  s.labels = {{"zone", "north"}};
+  s.incarnation = 7;
+  s.down_epoch = 7;
+  s.down_head = down_head;
+  return s;
+}
+
+HubRun MakeRun(const std::string& id, const std::string& site, const std::string& state) {
+  HubRun r;
+  r.id = id;
+  r.site = site;
+  r.workflow = "deploy";
+  r.state = state;
+  r.tasks.push_back(HubTask{});
+  r.tasks.back().id = "fetch";
+  return r;
+}
+
+TEST_P(HubStoreConformance, EmptyStoreHasNothing) {
+  std::vector<SiteRecord> sites;
+  std::vector<WorkflowRecord> defs;
+  ASSERT_TRUE(store_->LoadSites(&sites).ok());
+  ASSERT_TRUE(store_->LoadDefs(&defs).ok());
+  EXPECT_TRUE(sites.empty());
+  EXPECT_TRUE(defs.empty());
+  EXPECT_EQ(store_->audit_head(), 0u);
+  auto run = store_->GetRun("nope");
+  ASSERT_TRUE(run.ok());
+  EXPECT_FALSE(*run);
+  auto req = store_->GetRequest("nope");
+  ASSERT_TRUE(req.ok());
+  EXPECT_FALSE(*req);
+  auto out = store_->GetOutput("nope", "t");
+  ASSERT_TRUE(out.ok());
+  EXPECT_FALSE(*out);
+  auto down = store_->ReadDown("s", 1, 0, 10, 1000);
+  ASSERT_TRUE(down.ok());
+  EXPECT_TRUE(down->empty());
+}
+
+TEST_P(HubStoreConformance, SitesAndDefsSurviveReopenAndDelete) {
+  HubTxn t;
+  t.PutSite(Site("alpha"));
+  t.PutSite(Site("beta"));
+  WorkflowRecord d;
+  d.name = "deploy";
+  d.source = "name: deploy";
+  d.hash = "abc";
+  d.target = {{"zone", "north"}};
+  t.PutDef(d);
+  Commit(t);
+  Reopen();
+  std::vector<SiteRecord> sites;
+  ASSERT_TRUE(store_->LoadSites(&sites).ok());
+  ASSERT_EQ(sites.size(), 2u);
+  EXPECT_EQ(sites[0].name, "alpha");
+  EXPECT_EQ(sites[1].labels.at("zone"), "north");
+  EXPECT_EQ(sites[1].incarnation, 7u);
+  std::vector<WorkflowRecord> defs;
+  ASSERT_TRUE(store_->LoadDefs(&defs).ok());
+  ASSERT_EQ(defs.size(), 1u);
+  EXPECT_EQ(defs[0].target.at("zone"), "north");
+
+  HubTxn del;
+  del.DeleteSite("alpha");
+  del.DeleteDef("deploy");
+  Commit(del);
+  sites.clear();
+  defs.clear();
+  ASSERT_TRUE(store_->LoadSites(&sites).ok());
+  ASSERT_TRUE(store_->LoadDefs(&defs).ok());
+  ASSERT_EQ(sites.size(), 1u);
+  EXPECT_EQ(sites[0].name, "beta");
+  EXPECT_TRUE(defs.empty());
+}
+
+TEST_P(HubStoreConformance, LaterWriteInOneTxnWins) {
+  HubTxn t;
+  t.PutSite(Site("alpha", 1));
+  t.PutSite(Site("alpha", 2));
+  Commit(t);
+  std::vector<SiteRecord> sites;
+  ASSERT_TRUE(store_->LoadSites(&sites).ok());
+  ASSERT_EQ(sites.size(), 1u);
+  EXPECT_EQ(sites[0].down_head, 2u);
+}
+
+TEST_P(HubStoreConformance, UpstreamCopiesAreKeptPerIncarnation) {
+  HubTxn t;
+  for (uint64_t seq = 1; seq <= 5; ++seq) t.PutUp("alpha", 7, seq, "e" + std::to_string(seq));
+  t.PutUp("alpha", 9, 1, "new-1");
+  t.PutUp("beta", 7, 1, "b-1");
+  Commit(t);
+  Reopen();
+  auto old = store_->ReadUp("alpha", 7, 0, 100);
+  ASSERT_TRUE(old.ok());
+  ASSERT_EQ(old->size(), 5u);
+  EXPECT_EQ((*old)[0].seq, 1u);
+  EXPECT_EQ((*old)[4].payload, "e5");
+  auto tail = store_->ReadUp("alpha", 7, 3, 100);
+  ASSERT_TRUE(tail.ok());
+  ASSERT_EQ(tail->size(), 2u);
+  EXPECT_EQ((*tail)[0].seq, 4u);
+  auto limited = store_->ReadUp("alpha", 7, 0, 2);
+  ASSERT_TRUE(limited.ok());
+  EXPECT_EQ(limited->size(), 2u);
+  auto fresh = store_->ReadUp("alpha", 9, 0, 100);
+  ASSERT_TRUE(fresh.ok());
+  ASSERT_EQ(fresh->size(), 1u);
+  EXPECT_EQ((*fresh)[0].payload, "new-1");
+}
+
+TEST_P(HubStoreConformance, CommandLogReadsByCountAndBytesAndTrims) {
+  HubTxn t;
+  for (uint64_t seq = 1; seq <= 6; ++seq) t.PutDown("alpha", 7, seq, std::string(100, 'c'));
+  t.PutDown("alpha", 8, 1, "other epoch");
+  Commit(t);
+  auto all = store_->ReadDown("alpha", 7, 0, 100, SIZE_MAX);
+  ASSERT_TRUE(all.ok());
+  EXPECT_EQ(all->size(), 6u);
+  auto by_count = store_->ReadDown("alpha", 7, 2, 3, SIZE_MAX);
+  ASSERT_TRUE(by_count.ok());
+  ASSERT_EQ(by_count->size(), 3u);
+  EXPECT_EQ((*by_count)[0].seq, 3u);
+  auto by_bytes = store_->ReadDown("alpha", 7, 0, 100, 250);
+  ASSERT_TRUE(by_bytes.ok());
+  EXPECT_EQ(by_bytes->size(), 2u);
+  // The first entry is returned even when it alone exceeds the byte bound.
+  auto one = store_->ReadDown("alpha", 7, 0, 100, 10);
+  ASSERT_TRUE(one.ok());
+  EXPECT_EQ(one->size(), 1u);
+
+  HubTxn trim;
+  trim.TrimDown("alpha", 7, 4);
+  Commit(trim);
+  Reopen();
+  auto rest = store_->ReadDown("alpha", 7, 4, 100, SIZE_MAX);
+  ASSERT_TRUE(rest.ok());
+  ASSERT_EQ(rest->size(), 2u);
+  EXPECT_EQ((*rest)[0].seq, 5u);
+  auto other = store_->ReadDown("alpha", 8, 0, 100, SIZE_MAX);
+  ASSERT_TRUE(other.ok());
+  EXPECT_EQ(other->size(), 1u);
+}
+
+TEST_P(HubStoreConformance, AGapInAStoredStreamIsCorruption) {
+  HubTxn t;
+  t.PutDown("alpha", 7, 1, "a");
+  t.PutDown("alpha", 7, 3, "c");
+  Commit(t);
+  auto got = store_->ReadDown("alpha", 7, 0, 100, SIZE_MAX);
+  ASSERT_FALSE(got.ok());
+  EXPECT_EQ(got.status().code(), Code::kCorruption);
+}
+
+TEST_P(HubStoreConformance, RunsOutputsAndRequests) {
+  HubTxn t;
+  t.PutRun(MakeRun("b-run", "beta", "running"));
+  t.PutRun(MakeRun("a-run", "alpha", "succeeded"));
+  t.PutOutput("a-run", "fetch", "hello\n");
+  RequestRecord q;
+  q.id = "req-1";
+  q.workflow = "deploy";
+  q.runs = {"a-run", "b-run"};
+  q.sites = {"alpha", "beta"};
+  t.PutRequest(q);
+  Commit(t);
+  Reopen();
+  auto run = store_->GetRun("a-run");
+  ASSERT_TRUE(run.ok());
+  ASSERT_TRUE(*run);
+  EXPECT_EQ((*run)->state, "succeeded");
+  ASSERT_EQ((*run)->tasks.size(), 1u);
+  std::vector<std::string> order;
+  ASSERT_TRUE(store_->ScanRuns([&](const HubRun& r) {
+                      order.push_back(r.id);
+                      return true;
+                    }).ok());
+  EXPECT_EQ(order, (std::vector<std::string>{"a-run", "b-run"}));
+  order.clear();
+  ASSERT_TRUE(store_->ScanRuns([&](const HubRun& r) {
+                      order.push_back(r.id);
+                      return false;
+                    }).ok());
+  EXPECT_EQ(order.size(), 1u);
+  auto out = store_->GetOutput("a-run", "fetch");
+  ASSERT_TRUE(out.ok());
+  ASSERT_TRUE(*out);
+  EXPECT_EQ(**out, "hello\n");
+  auto req = store_->GetRequest("req-1");
+  ASSERT_TRUE(req.ok());
+  ASSERT_TRUE(*req);
+  EXPECT_EQ((*req)->runs.size(), 2u);
+  // Overwriting a run replaces it.
+  HubTxn u;
+  u.PutRun(MakeRun("b-run", "beta", "failed"));
+  Commit(u);
+  auto b = store_->GetRun("b-run");
+  ASSERT_TRUE(b.ok() && *b);
+  EXPECT_EQ((*b)->state, "failed");
+}
+
+TEST_P(HubStoreConformance, AuditIsOrderedLimitedAndItsHeadSurvivesReopen) {
+  for (uint64_t seq = 1; seq <= 12; ++seq) {
+    HubTxn t;
+    t.Audit(seq, "{\"seq\":" + std::to_string(seq) + "}");
+    Commit(t);
+  }
+  EXPECT_EQ(store_->audit_head(), 12u);
+  Reopen();
+  EXPECT_EQ(store_->audit_head(), 12u);
+  std::vector<std::string> last;
+  ASSERT_TRUE(store_->ReadAudit(3, &last).ok());
+  EXPECT_EQ(last, (std::vector<std::string>{"{\"seq\":10}", "{\"seq\":11}", "{\"seq\":12}"}));
+}
+
+TEST_P(HubStoreConformance, OneTxnLandsWhole) {
+  // An upstream batch, its view and the watermark: all visible together after commit.
+  SiteRecord s = Site("alpha");
+  s.up_applied = 3;
+  HubTxn t;
+  for (uint64_t seq = 1; seq <= 3; ++seq) t.PutUp("alpha", 7, seq, "e");
+  t.PutRun(MakeRun("r1", "alpha", "running"));
+  t.PutSite(s);
+  t.Audit(1, "{}");
+  Commit(t);
+  Reopen();
+  std::vector<SiteRecord> sites;
+  ASSERT_TRUE(store_->LoadSites(&sites).ok());
+  ASSERT_EQ(sites.size(), 1u);
+  EXPECT_EQ(sites[0].up_applied, 3u);
+  auto up = store_->ReadUp("alpha", 7, 0, 100);
+  ASSERT_TRUE(up.ok());
+  EXPECT_EQ(up->size(), 3u);
+  auto run = store_->GetRun("r1");
+  ASSERT_TRUE(run.ok() && *run);
+  EXPECT_EQ(store_->audit_head(), 1u);
+}
+
+TEST_P(HubStoreConformance, EmptyTxnIsANoOp) {
+  EXPECT_TRUE(store_->Commit(HubTxn{}).ok());
+  EXPECT_EQ(store_->audit_head(), 0u);
+}
+
+}  // namespace
+}  // namespace outpost::testing
