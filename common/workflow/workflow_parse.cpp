@@ -17,6 +17,30 @@
 namespace outpost::workflow_internal {
 namespace {
 
+// A key of a map node, or an undefined (false) node. yaml-cpp's own lookup builds a
+// stringstream for every absent key, and its iterators are not cheap either: the keys of
+// the map looked at last are indexed once (parsing asks many keys of one map in a row).
+YAML::Node Get(const YAML::Node& map, std::string_view key) {
+  struct Index {
+    YAML::Node map{YAML::NodeType::Undefined};
+    std::vector<std::pair<std::string, YAML::Node>> keys;
+  };
+  thread_local Index last;
+  if (!map.IsMap()) return YAML::Node(YAML::NodeType::Undefined);
+  if (!last.map.IsDefined() || !last.map.is(map)) {
+    last.map.reset(map);  // not operator=, which would rewrite the cached node
+    last.keys.clear();
+    for (auto it = map.begin(); it != map.end(); ++it) {
+      if (it->first.IsScalar()) last.keys.emplace_back(it->first.Scalar(), it->second);
+    }
+  }
+  for (const auto& [k, v] : last.keys) {
+    if (k == key) return v;  // the first, as yaml-cpp (duplicates are refused anyway)
+  }
+  return YAML::Node(YAML::NodeType::Undefined);
+}
+
+
 void ParseRetry(Reader& rd, const YAML::Node& n, RetryPolicy* r) {
   if (n.IsScalar()) {  // `retry: 3` shorthand
     rd.Int(n, "retry", 0, 1000, &r->max);
@@ -27,14 +51,14 @@ void ParseRetry(Reader& rd, const YAML::Node& n, RetryPolicy* r) {
     return;
   }
   rd.KnownKeys(n, {"max", "backoff", "factor", "max_backoff", "jitter"}, "retry");
-  if (n["max"]) rd.Int(n["max"], "retry.max", 0, 1000, &r->max);
-  if (n["backoff"]) rd.Duration(n["backoff"], "retry.backoff", &r->backoff.initial);
-  if (n["factor"]) rd.Number(n["factor"], "retry.factor", 1.0, 100.0, &r->backoff.factor);
-  if (n["max_backoff"]) rd.Duration(n["max_backoff"], "retry.max_backoff", &r->backoff.max);
-  if (n["jitter"]) {
+  if (Get(n, "max")) rd.Int(Get(n, "max"), "retry.max", 0, 1000, &r->max);
+  if (Get(n, "backoff")) rd.Duration(Get(n, "backoff"), "retry.backoff", &r->backoff.initial);
+  if (Get(n, "factor")) rd.Number(Get(n, "factor"), "retry.factor", 1.0, 100.0, &r->backoff.factor);
+  if (Get(n, "max_backoff")) rd.Duration(Get(n, "max_backoff"), "retry.max_backoff", &r->backoff.max);
+  if (Get(n, "jitter")) {
     bool j = false;
-    if (!n["jitter"].IsScalar() || !YAML::convert<bool>::decode(n["jitter"], j)) {
-      rd.Add(n["jitter"], "'retry.jitter' must be true or false");
+    if (!Get(n, "jitter").IsScalar() || !YAML::convert<bool>::decode(Get(n, "jitter"), j)) {
+      rd.Add(Get(n, "jitter"), "'retry.jitter' must be true or false");
     }
     r->backoff.full_jitter = j;
   }
@@ -42,10 +66,10 @@ void ParseRetry(Reader& rd, const YAML::Node& n, RetryPolicy* r) {
 
 // `id`, then `type`, `run` and `shell`: what the task does.
 void ParseIdAndCommand(Reader& rd, const YAML::Node& n, TaskDef* t) {
-  if (!n["id"]) {
+  if (!Get(n, "id")) {
     rd.Add(n, "task has no 'id'");
-  } else if (rd.Scalar(n["id"], "id", &t->id) && !IsName(t->id, 63)) {
-    rd.Add(n["id"], "task id '" + t->id + "' must be 1-63 letters, digits, '-', '_' or '.'");
+  } else if (rd.Scalar(Get(n, "id"), "id", &t->id) && !IsName(t->id, 63)) {
+    rd.Add(Get(n, "id"), "task id '" + t->id + "' must be 1-63 letters, digits, '-', '_' or '.'");
   }
   rd.task = t->id;
   rd.KnownKeys(n,
@@ -53,29 +77,29 @@ void ParseIdAndCommand(Reader& rd, const YAML::Node& n, TaskDef* t) {
                 "workdir", "for_each", "parallelism", "compensate", "queue", "output_cap",
                 "keep_children"},
                "task");
-  if (n["type"]) {
-    rd.Choice<bool>(n["type"], "type", {{"command", false}, {"approval", true}}, &t->approval);
+  if (Get(n, "type")) {
+    rd.Choice<bool>(Get(n, "type"), "type", {{"command", false}, {"approval", true}}, &t->approval);
   }
-  if (const auto run = n["run"]) {
+  if (const auto run = Get(n, "run")) {
     if (run.IsScalar()) {
       rd.Add(run, "'run' must be a list (argv); use 'shell' for a command line");
     } else if (rd.StringList(run, "run", &t->run) && t->run.empty()) {
       rd.Add(run, "'run' must not be empty");
     }
   }
-  if (const auto shell = n["shell"]) {
+  if (const auto shell = Get(n, "shell")) {
     if (rd.Scalar(shell, "shell", &t->shell) && t->shell.empty()) {
       rd.Add(shell, "'shell' must not be empty");
     }
   }
-  if (const auto keep = n["keep_children"]) {
+  if (const auto keep = Get(n, "keep_children")) {
     rd.Choice<bool>(keep, "keep_children", {{"true", true}, {"false", false}}, &t->keep_children);
   }
 }
 
 // `trigger` and `when`: when the task may start.
 void ParseTriggerAndWhen(Reader& rd, const YAML::Node& n, TaskDef* t) {
-  if (const auto trigger = n["trigger"]) {
+  if (const auto trigger = Get(n, "trigger")) {
     Trigger tr = Trigger::kAllSuccess;
     if (rd.Choice<Trigger>(trigger, "trigger",
                            {{"all_success", Trigger::kAllSuccess},
@@ -87,7 +111,7 @@ void ParseTriggerAndWhen(Reader& rd, const YAML::Node& n, TaskDef* t) {
       t->trigger = tr;
     }
   }
-  const auto when = n["when"];
+  const auto when = Get(n, "when");
   if (!when) return;
   std::string w;
   if (!rd.Scalar(when, "when", &w)) return;
@@ -130,10 +154,10 @@ void ParseForEach(Reader& rd, const YAML::Node& fe, ForEach* f) {
     }
   } else if (fe.IsMap()) {
     rd.KnownKeys(fe, {"lines_of"}, "for_each");
-    if (!fe["lines_of"]) {
+    if (!Get(fe, "lines_of")) {
       rd.Add(fe, "'for_each' map needs 'lines_of: TASK'");
     } else {
-      rd.Scalar(fe["lines_of"], "for_each.lines_of", &f->lines_of);
+      rd.Scalar(Get(fe, "lines_of"), "for_each.lines_of", &f->lines_of);
     }
   } else {
     rd.Add(fe, std::string("'for_each' must be a list, a template or a map, got ") + KindName(fe));
@@ -155,10 +179,23 @@ void ParseCompensate(Reader& rd, const YAML::Node& comp, TaskDef* t) {
 }
 
 // Where the keys validation relates to each other were given.
+// One pass over the task's keys: yaml-cpp builds a stringstream for every lookup of an
+// absent key, which made positions cost more than the rest of parsing a large file.
 TaskDef::KeyPositions KeyPositionsOf(const YAML::Node& n) {
-  auto at = [&n](const char* key) { return n[key] ? At(n[key]) : SourcePos{}; };
-  return {at("run"),  at("shell"),   at("retry"),    at("env"),         at("workdir"),
-          at("when"), at("trigger"), at("for_each"), at("parallelism"), at("compensate")};
+  TaskDef::KeyPositions k;
+  const std::pair<const char*, SourcePos*> wanted[] = {
+      {"run", &k.run},   {"shell", &k.shell},       {"retry", &k.retry},
+      {"env", &k.env},   {"workdir", &k.workdir},   {"when", &k.when},
+      {"trigger", &k.trigger}, {"for_each", &k.for_each}, {"parallelism", &k.parallelism},
+      {"compensate", &k.compensate}};
+  for (auto it = n.begin(); it != n.end(); ++it) {
+    if (!it->first.IsScalar()) continue;
+    const std::string& key = it->first.Scalar();
+    for (const auto& [name, pos] : wanted) {
+      if (key == name) *pos = At(it->second);
+    }
+  }
+  return k;
 }
 
 // `n` is a map; its problems are reported against the task's id once that is read.
@@ -168,7 +205,7 @@ void ParseTask(Problems* p, const YAML::Node& n, TaskDef* t) {
   t->col = n.Mark().column + 1;
   t->pos = KeyPositionsOf(n);
   ParseIdAndCommand(rd, n, t);
-  if (const auto needs = n["needs"]) {
+  if (const auto needs = Get(n, "needs")) {
     if (needs.IsScalar()) {
       t->needs.push_back(needs.Scalar());
       t->needs_pos.push_back(At(needs));
@@ -180,18 +217,18 @@ void ParseTask(Problems* p, const YAML::Node& n, TaskDef* t) {
     }
   }
   ParseTriggerAndWhen(rd, n, t);
-  if (n["timeout"]) rd.Duration(n["timeout"], "timeout", &t->timeout);
-  if (n["retry"]) ParseRetry(rd, n["retry"], &t->retry);
-  if (n["env"]) ParseEnv(rd, n["env"], t);
-  if (n["workdir"]) rd.Scalar(n["workdir"], "workdir", &t->workdir);
-  if (n["for_each"]) ParseForEach(rd, n["for_each"], &t->for_each);
-  if (n["parallelism"]) rd.Int(n["parallelism"], "parallelism", 1, 10000, &t->for_each.parallelism);
-  if (n["compensate"]) ParseCompensate(rd, n["compensate"], t);
-  if (int cap = 0; n["output_cap"] && rd.Int(n["output_cap"], "output_cap", 1024, 16 << 20, &cap)) {
+  if (Get(n, "timeout")) rd.Duration(Get(n, "timeout"), "timeout", &t->timeout);
+  if (Get(n, "retry")) ParseRetry(rd, Get(n, "retry"), &t->retry);
+  if (Get(n, "env")) ParseEnv(rd, Get(n, "env"), t);
+  if (Get(n, "workdir")) rd.Scalar(Get(n, "workdir"), "workdir", &t->workdir);
+  if (Get(n, "for_each")) ParseForEach(rd, Get(n, "for_each"), &t->for_each);
+  if (Get(n, "parallelism")) rd.Int(Get(n, "parallelism"), "parallelism", 1, 10000, &t->for_each.parallelism);
+  if (Get(n, "compensate")) ParseCompensate(rd, Get(n, "compensate"), t);
+  if (int cap = 0; Get(n, "output_cap") && rd.Int(Get(n, "output_cap"), "output_cap", 1024, 16 << 20, &cap)) {
     t->output_cap = static_cast<size_t>(cap);
   }
-  if (n["queue"] && rd.Scalar(n["queue"], "queue", &t->queue) && !IsName(t->queue, 63)) {
-    rd.Add(n["queue"], "queue name '" + t->queue + "' is not valid");
+  if (Get(n, "queue") && rd.Scalar(Get(n, "queue"), "queue", &t->queue) && !IsName(t->queue, 63)) {
+    rd.Add(Get(n, "queue"), "queue name '" + t->queue + "' is not valid");
   }
 }
 
@@ -206,34 +243,34 @@ void ParseSchedule(Reader& rd, const YAML::Node& n, ScheduleDef* s) {
     return;
   }
   rd.KnownKeys(n, {"cron", "timezone", "catch_up", "catch_up_max", "overlap", "grace"}, "schedule");
-  if (!n["cron"]) {
+  if (!Get(n, "cron")) {
     rd.Add(n, "'schedule' needs 'cron'");
   } else {
-    s->cron_pos = At(n["cron"]);
-    rd.Scalar(n["cron"], "schedule.cron", &s->cron);
+    s->cron_pos = At(Get(n, "cron"));
+    rd.Scalar(Get(n, "cron"), "schedule.cron", &s->cron);
   }
-  if (n["timezone"]) {
-    s->timezone_pos = At(n["timezone"]);
-    rd.Scalar(n["timezone"], "schedule.timezone", &s->timezone);
+  if (Get(n, "timezone")) {
+    s->timezone_pos = At(Get(n, "timezone"));
+    rd.Scalar(Get(n, "timezone"), "schedule.timezone", &s->timezone);
   }
   using CatchUp = ScheduleDef::CatchUp;
   using Overlap = ScheduleDef::Overlap;
-  if (n["catch_up"]) {
+  if (Get(n, "catch_up")) {
     rd.Choice<CatchUp>(
-        n["catch_up"], "schedule.catch_up",
+        Get(n, "catch_up"), "schedule.catch_up",
         {{"skip", CatchUp::kSkip}, {"latest", CatchUp::kLatest}, {"all", CatchUp::kAll}},
         &s->catch_up);
   }
-  if (n["catch_up_max"]) {
-    rd.Int(n["catch_up_max"], "schedule.catch_up_max", 1, 1000, &s->catch_up_max);
+  if (Get(n, "catch_up_max")) {
+    rd.Int(Get(n, "catch_up_max"), "schedule.catch_up_max", 1, 1000, &s->catch_up_max);
   }
-  if (n["overlap"]) {
+  if (Get(n, "overlap")) {
     rd.Choice<Overlap>(
-        n["overlap"], "schedule.overlap",
+        Get(n, "overlap"), "schedule.overlap",
         {{"skip", Overlap::kSkip}, {"queue", Overlap::kQueue}, {"allow", Overlap::kAllow}},
         &s->overlap);
   }
-  if (n["grace"]) rd.Duration(n["grace"], "schedule.grace", &s->grace);
+  if (Get(n, "grace")) rd.Duration(Get(n, "grace"), "schedule.grace", &s->grace);
 }
 
 // Typed: {type: string|int|number|bool, default: X, choices: [...], description: ...}
@@ -245,21 +282,21 @@ void ParseTypedParam(Reader& rd, const YAML::Node& v, ParamDef* pd) {
                                          {"number", ParamDef::Type::kNumber},
                                          {"bool", ParamDef::Type::kBool}};
   std::string type = "string";
-  if (v["type"]) rd.Scalar(v["type"], key + ".type", &type);
+  if (Get(v, "type")) rd.Scalar(Get(v, "type"), key + ".type", &type);
   if (!Lookup(types, type, &pd->type)) {
-    rd.Add(v["type"], "param '" + pd->name + "': type must be " + Alternatives(types) + ", got '" +
+    rd.Add(Get(v, "type"), "param '" + pd->name + "': type must be " + Alternatives(types) + ", got '" +
                           type + "'");
   }
-  if (v["choices"]) rd.StringList(v["choices"], key + ".choices", &pd->choices);
-  if (std::string ignored; v["description"]) {
-    rd.Scalar(v["description"], key + ".description", &ignored);
+  if (Get(v, "choices")) rd.StringList(Get(v, "choices"), key + ".choices", &pd->choices);
+  if (std::string ignored; Get(v, "description")) {
+    rd.Scalar(Get(v, "description"), key + ".description", &ignored);
   }
   std::string d;
-  if (v["default"] && !v["default"].IsNull() && rd.Scalar(v["default"], key + ".default", &d)) {
+  if (Get(v, "default") && !Get(v, "default").IsNull() && rd.Scalar(Get(v, "default"), key + ".default", &d)) {
     // Kept normalized when it fits; validation reports a default that does not.
     auto checked = pd->Check(d);
     pd->default_value = checked.ok() ? *checked : d;
-    pd->default_pos = At(v["default"]);
+    pd->default_pos = At(Get(v, "default"));
   }
 }
 
@@ -307,24 +344,24 @@ void ParseRoot(Problems* p, const YAML::Node& root, WorkflowDef* def) {
       root,
       {"name", "description", "timeout", "params", "tasks", "schedule", "concurrency", "priority"},
       "workflow");
-  if (root["schedule"]) ParseSchedule(rd, root["schedule"], &def->schedule.emplace());
-  if (root["concurrency"]) rd.Int(root["concurrency"], "concurrency", 1, 10000, &def->concurrency);
-  if (root["priority"]) rd.Int(root["priority"], "priority", -1000, 1000, &def->priority);
-  if (!root["name"]) {
+  if (Get(root, "schedule")) ParseSchedule(rd, Get(root, "schedule"), &def->schedule.emplace());
+  if (Get(root, "concurrency")) rd.Int(Get(root, "concurrency"), "concurrency", 1, 10000, &def->concurrency);
+  if (Get(root, "priority")) rd.Int(Get(root, "priority"), "priority", -1000, 1000, &def->priority);
+  if (!Get(root, "name")) {
     rd.Add(root, "workflow has no 'name'");
-  } else if (rd.Scalar(root["name"], "name", &def->name) && !IsName(def->name, 63)) {
-    rd.Add(root["name"],
+  } else if (rd.Scalar(Get(root, "name"), "name", &def->name) && !IsName(def->name, 63)) {
+    rd.Add(Get(root, "name"),
            "workflow name '" + def->name + "' must be 1-63 letters, digits, '-', '_' or '.'");
   }
-  if (std::string ignored; root["description"]) {
-    rd.Scalar(root["description"], "description", &ignored);
+  if (std::string ignored; Get(root, "description")) {
+    rd.Scalar(Get(root, "description"), "description", &ignored);
   }
-  if (root["timeout"]) rd.Duration(root["timeout"], "timeout", &def->timeout);
-  if (root["params"]) ParseParams(rd, root["params"], &def->params);
-  if (!root["tasks"]) {
+  if (Get(root, "timeout")) rd.Duration(Get(root, "timeout"), "timeout", &def->timeout);
+  if (Get(root, "params")) ParseParams(rd, Get(root, "params"), &def->params);
+  if (!Get(root, "tasks")) {
     rd.Add(root, "workflow has no 'tasks'");
   } else {
-    ParseTasks(rd, root["tasks"], &def->tasks);
+    ParseTasks(rd, Get(root, "tasks"), &def->tasks);
   }
 }
 
