@@ -5,6 +5,7 @@
 // This file picks the command group by the command's words. Options: args.h; the round
 // trip: client.h; the groups: commands.h; output and exit codes: output.h.
 #include <string>
+#include <string_view>
 
 #include "cli/args.h"
 #include "cli/client.h"
@@ -53,6 +54,10 @@ int Dispatch(const Args& a) {
 
 int Main(int argc, char** argv) {
   Args a;
+  // --json anywhere makes even an argument error JSON.
+  for (int i = 1; i < argc; ++i) {
+    if (std::string_view(argv[i]) == "--json") SetJsonErrors(true);
+  }
   if (std::string err = ParseArgs(argc, argv, &a); !err.empty()) return Usage(err);
   if (a.help) {
     PrintHelp();

@@ -96,9 +96,19 @@ void PrintError(std::string_view message) {
   std::cerr << "outpostctl: " << message << "\n";
 }
 
-void PrintWorkflowErrors(const Status& status) { std::cerr << status.message() << "\n"; }
+void PrintWorkflowErrors(const Status& status) {
+  if (json_errors) {
+    PrintError(status.message());
+    return;
+  }
+  std::cerr << status.message() << "\n";
+}
 
 int Usage(const std::string& why) {
+  if (json_errors) {
+    PrintError(why);  // a script gets the reason as JSON, not the help text
+    return kExitUsage;
+  }
   std::cerr << "outpostctl: " << why << "\n\n" << kHelp;
   return kExitUsage;
 }

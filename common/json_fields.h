@@ -59,6 +59,12 @@ class JsonFields {
   const nlohmann::json& j_;
 };
 
+// Whether `text` nests arrays and objects at most `max_depth` deep (strings are skipped).
+// Checked before parsing a request: nlohmann::json copies, compares and destroys values
+// recursively, so a 100,000-deep array would exhaust the stack after it parsed.
+bool JsonDepthWithin(std::string_view text, size_t max_depth);
+inline constexpr size_t kMaxRequestDepth = 32;
+
 // The JSON type's name as an operator would say it ("a string", "an integer", "null", ...).
 const char* JsonTypeName(const nlohmann::json& v);
 

@@ -16,18 +16,19 @@ namespace outpost {
 using json = nlohmann::json;
 
 
-HubCore::HubCore(HubStore* store, const Clock& clock, Rng* rng, HubOptions options)
-    : store_(store), clock_(clock), rng_(rng), options_(options) {}
+HubCore::HubCore(HubStore* store, const Clock& clock, Rng* rng, HubOptions options,
+                 Faults faults)
+    : store_(store), clock_(clock), rng_(rng), options_(options), faults_(faults) {}
 
 HubCore::~HubCore() = default;
 
 Result<std::unique_ptr<HubCore>> HubCore::Open(HubStore* store, const Clock& clock, Rng* rng,
-                                               HubOptions options) {
-  std::unique_ptr<HubCore> h(new HubCore(store, clock, rng, options));
+                                               HubOptions options, const Faults& faults) {
+  std::unique_ptr<HubCore> h(new HubCore(store, clock, rng, options, faults));
   std::vector<SiteRecord> sites;
   OUTPOST_RETURN_IF_ERROR(store->LoadSites(&sites));
   for (auto& s : sites) {
-    if (options.fault_forget_watermark) s.up_applied = 0;  // mutation check only
+    if (faults.forget_watermark) s.up_applied = 0;  // planted bug (common/faults.h)
     h->by_key_[s.key] = s.name;
     h->sites_[s.name] = std::move(s);
   }
@@ -204,7 +205,7 @@ void HubCore::Handle(const std::string& site_name, const std::string& peer, cons
     c->up = std::make_unique<Upstream>(this, site_name);
     c->down = std::make_unique<Downstream>(this, site_name);
     c->session = std::make_unique<SyncSession>(SyncSession::Role::kHub, clock_, options_.sync,
-                                               c->down.get(), c->up.get());
+                                               c->down.get(), c->up.get(), "", 0, faults_);
     conns_[site_name] = std::move(c);
     Conn* conn = conns_[site_name].get();
     SyncOutput so;
@@ -284,7 +285,7 @@ void HubCore::OnSiteDisconnected(const std::string& peer) {
 
 void HubCore::Tick(HubOutput* out) {
   if (!deferred_.empty() && clock_.Now() - deferred_since_ >= 1000) {
-    // fault_ack_before_durable: a lazy group commit, a second after the ACKs went out.
+    // faults_.ack_before_durable: a lazy group commit, a second after the ACKs went out.
     auto deferred = std::move(deferred_);
     deferred_.clear();
     for (auto& [site, batch] : deferred) {

@@ -53,9 +53,6 @@ struct HubOptions {
   bool accept_unknown = false;  // unknown keys wait as pending sites for `site accept`
   size_t max_list = 1000;       // rows a list query returns at most
   size_t max_pending = 1000;    // pending sites kept at most (accept_unknown)
-  // Mutation check only (outpost-sim --mutate ...), never set in outpost-hub:
-  bool fault_ack_before_durable = false;  // acknowledge upstream batches, write them at Tick
-  bool fault_forget_watermark = false;    // start with every upstream watermark at 0
 };
 
 struct HubCounters {
@@ -90,8 +87,10 @@ struct HubOutput {
 
 class HubCore {
  public:
+  // `faults`: planted bugs for the simulator's mutation check (common/faults.h).
   static Result<std::unique_ptr<HubCore>> Open(HubStore* store, const Clock& clock, Rng* rng,
-                                               HubOptions options);
+                                               HubOptions options,
+                                               const Faults& faults = Faults::None());
   ~HubCore();
 
   // ZAP for the site endpoint: the site's name for an enrolled key, nullopt otherwise.
@@ -123,7 +122,7 @@ class HubCore {
   class Downstream;
   struct Conn;
 
-  HubCore(HubStore* store, const Clock& clock, Rng* rng, HubOptions options);
+  HubCore(HubStore* store, const Clock& clock, Rng* rng, HubOptions options, Faults faults);
 
   SiteRecord* FindSite(const std::string& name);
   Conn* ConnFor(const std::string& site);
@@ -171,6 +170,7 @@ class HubCore {
   const Clock& clock_;
   Rng* rng_;
   HubOptions options_;
+  Faults faults_;
   std::map<std::string, SiteRecord> sites_;
   std::map<std::string, std::string> by_key_;  // public key -> site name
   std::map<std::string, WorkflowRecord> defs_;
@@ -179,7 +179,7 @@ class HubCore {
   uint64_t audit_next_ = 1;
   TimeMs unknown_logged_at_ = -1'000'000;
   uint64_t unknown_suppressed_ = 0;
-  // fault_ack_before_durable: batches acknowledged but not yet written.
+  // faults_.ack_before_durable: batches acknowledged but not yet written.
   std::vector<std::pair<std::string, std::pair<uint64_t, std::vector<std::string>>>> deferred_;
   TimeMs deferred_since_ = 0;
 };

@@ -177,14 +177,26 @@ void HubServer::ServeOperators() {
                {"code", "denied"}};
     } else {
       const std::string& name = op->second;
-      json req = json::parse(f.payload, nullptr, false);
-      if (req.is_discarded()) {
+      const bool shallow = JsonDepthWithin(f.payload, kMaxRequestDepth);
+      json req = shallow ? json::parse(f.payload, nullptr, false) : json(json::value_t::discarded);
+      if (!shallow) {
+        ++operator_bad_requests_;
+        reply = {{"ok", false},
+                 {"error", "request nests deeper than " + std::to_string(kMaxRequestDepth) +
+                               " levels"},
+                 {"code", "invalid"}};
+      } else if (req.is_discarded()) {
         ++operator_bad_requests_;
         reply = {{"ok", false}, {"error", "request is not valid JSON"}, {"code", "invalid"}};
       } else {
         HubOutput out;
         reply = core_->OnOperator(name, req, &out);
-        if (req.is_object() && req.contains("rid")) reply["rid"] = req["rid"];
+        // The request id is echoed only if it is a number or a short string.
+        if (auto rid = req.is_object() ? req.find("rid") : req.end();
+            rid != req.end() && (rid->is_number_integer() ||
+                                 (rid->is_string() && rid->get_ref<const std::string&>().size() <= 128))) {
+          reply["rid"] = *rid;
+        }
         Send(out);
         const auto op = req.is_object() ? req.find("op") : req.end();
         spdlog::info("hub.operator_request operator={} op={} ok={}", name,

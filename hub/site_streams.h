@@ -26,7 +26,7 @@ class HubCore::Upstream : public IncomingStream {
   Upstream(HubCore* hub, std::string site) : hub_(hub), site_(std::move(site)) {}
   uint64_t applied() const override { return hub_->sites_.at(site_).up_applied; }
   Status Apply(uint64_t first_seq, const std::vector<std::string>& entries) override {
-    if (hub_->options_.fault_ack_before_durable) {
+    if (hub_->faults_.ack_before_durable) {
       // The mutation the simulator must catch: the watermark moves (and the ACK goes
       // out) before anything is on disk.
       hub_->sites_[site_].up_applied = first_seq + entries.size() - 1;

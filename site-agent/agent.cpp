@@ -527,7 +527,7 @@ void Agent::AcceptClients() {
       close(fd);
       continue;
     }
-    clients_[next_client_++] = Client{fd, {}, {}};
+    clients_[next_client_++] = Client{fd, {}, {}, false};
   }
 }
 
@@ -547,18 +547,35 @@ void Agent::ReadClient(uint64_t id) {
     clients_.erase(it);
     return;
   }
-  std::string& in = it->second.in;
+  // A line longer than kMaxControlLine is refused once, whole: its bytes are dropped up to
+  // its newline (however they arrive), and the next line is a new request.
+  auto too_long = [this, id] {
+    ++counters_.bad_requests;
+    Reply(id, {{"ok", false},
+               {"error", "request longer than the control line limit (" +
+                             std::to_string(kMaxControlLine) + " bytes)"},
+               {"code", "invalid"}});
+  };
+  Client& c = it->second;
   size_t nl;
-  while ((nl = in.find('\n')) != std::string::npos) {
-    std::string line = in.substr(0, nl);
-    in.erase(0, nl + 1);
+  while ((nl = c.in.find('\n')) != std::string::npos) {
+    const bool skip = c.discarding || nl > kMaxControlLine;
+    std::string line = skip ? std::string() : c.in.substr(0, nl);
+    c.in.erase(0, nl + 1);
+    if (skip) {
+      if (!c.discarding) too_long();
+      c.discarding = false;
+      continue;
+    }
     HandleRequest(id, line);
     if (!clients_.count(id)) return;
   }
-  if (in.size() > kMaxControlLine) {
-    ++counters_.bad_requests;
-    Reply(id, {{"ok", false}, {"error", "request longer than the control line limit"}});
-    in.clear();
+  auto again = clients_.find(id);
+  if (again == clients_.end()) return;
+  if (again->second.in.size() > kMaxControlLine) {
+    if (!again->second.discarding) too_long();
+    again->second.discarding = true;
+    again->second.in.clear();
   }
 }
 

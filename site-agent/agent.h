@@ -93,6 +93,7 @@ class Agent {
     int fd = -1;
     std::string in;
     std::string out;
+    bool discarding = false;  // inside a line past kMaxControlLine: dropped to its newline
   };
   class Inbox;
   Agent(const AgentConfig& config, const Clock& clock, uint64_t seed);

@@ -121,6 +121,10 @@ void Agent::ServeHub() {
         last_hub_error_ = "the hub refused this agent's key (not enrolled, or revoked)";
         spdlog::error("agent.hub_auth_failed hub={} key={} hint=\"outpostctl site add NAME --key {}\"",
                       config_.hub_endpoint, keys_.public_z85, keys_.public_z85);
+        // A refused key may be enrolled (or accepted) any time: start again with a fresh
+        // socket after the jittered backoff, so ZAP sees the key again. libzmq alone does
+        // not retry a connection whose key was refused.
+        drop_link_ = true;
         break;
       case Connector::EventKind::kHandshakeFailed:
         // The CURVE handshake broke before ZAP could answer: most often the pinned hub key
@@ -134,6 +138,7 @@ void Agent::ServeHub() {
         spdlog::warn("agent.hub_handshake_failed hub={} pinned_hub_key={} hint=\"{}\"",
                      config_.hub_endpoint, config_.hub_key.size() == 40 ? config_.hub_key : "(file)",
                      last_hub_error_);
+        drop_link_ = true;  // a fresh socket after the backoff
         break;
       case Connector::EventKind::kFrame: {
         Message m;

@@ -69,10 +69,14 @@ json Agent::StatusJson() const {
 }
 
 void Agent::HandleRequest(uint64_t client, const std::string& line) {
-  json raw = json::parse(line, nullptr, false);
-  auto req = raw.is_discarded() ? Result<ControlRequest>(Status::InvalidArgument(
-                                      "request is not valid JSON"))
-                                : DecodeControlRequest(raw);
+  const bool shallow = JsonDepthWithin(line, kMaxRequestDepth);
+  json raw = shallow ? json::parse(line, nullptr, false) : json(json::value_t::discarded);
+  auto req = !shallow ? Result<ControlRequest>(Status::InvalidArgument(
+                            "request nests deeper than " + std::to_string(kMaxRequestDepth) +
+                            " levels"))
+             : raw.is_discarded()
+                 ? Result<ControlRequest>(Status::InvalidArgument("request is not valid JSON"))
+                 : DecodeControlRequest(raw);
   if (!req.ok()) {
     ++counters_.bad_requests;
     spdlog::warn("control.bad_request bytes={} error=\"{}\"", line.size(),

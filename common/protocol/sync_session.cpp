@@ -8,10 +8,12 @@
 namespace outpost {
 
 SyncSession::SyncSession(Role role, const Clock& clock, SyncOptions options, OutgoingStream* out,
-                         IncomingStream* in, std::string site, uint64_t incarnation)
+                         IncomingStream* in, std::string site, uint64_t incarnation,
+                         const Faults& faults)
     : role_(role),
       clock_(clock),
       options_(options),
+      faults_(faults),
       out_(out),
       in_(in),
       site_(std::move(site)),
@@ -202,7 +204,7 @@ void SyncSession::HandleBatch(const Message& m, SyncOutput* o) {
                 o);
   }
   if (m.first_seq > applied + 1) {
-    if (options_.fault_apply_gaps) {
+    if (faults_.apply_gaps) {
       // The mutation the simulator must catch: the gap is papered over.
       if (in_->Apply(applied + 1, m.entries).ok()) counters_.entries_applied += n;
       return SendAck(o);

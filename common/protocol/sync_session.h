@@ -39,6 +39,7 @@
 #include "common/clock.h"
 #include "common/protocol/event_log.h"
 #include "common/status.h"
+#include "common/faults.h"
 #include "common/protocol/wire.h"
 
 namespace outpost {
@@ -70,9 +71,6 @@ struct SyncOptions {
   DurationMs resend_after = 10'000;
   DurationMs idle_ping = 5'000;
   DurationMs dead_after = 30'000;
-  // Mutation check only (outpost-sim --mutate apply-gaps): apply a batch that starts
-  // past the watermark as if it were next. Never set outside the simulator.
-  bool fault_apply_gaps = false;
 };
 
 struct SyncCounters {
@@ -100,8 +98,10 @@ class SyncSession {
   enum class State { kDisconnected, kHandshaking, kEstablished };
 
   // `site` and `incarnation` are what a site announces in HELLO (unused by the hub).
+  // `faults`: planted bugs for the simulator's mutation check (common/faults.h).
   SyncSession(Role role, const Clock& clock, SyncOptions options, OutgoingStream* out,
-              IncomingStream* in, std::string site = "", uint64_t incarnation = 0);
+              IncomingStream* in, std::string site = "", uint64_t incarnation = 0,
+              const Faults& faults = Faults::None());
 
   void OnConnected(SyncOutput* o);
   void OnDisconnected();
@@ -132,6 +132,7 @@ class SyncSession {
   Role role_;
   const Clock& clock_;
   SyncOptions options_;
+  Faults faults_;
   OutgoingStream* out_;
   IncomingStream* in_;
   std::string site_;

@@ -91,12 +91,18 @@ Result<std::string> ParamDef::Check(const std::string& value) const {
       for (size_t k = i; k < v.size(); ++k) {
         if (!std::isdigit(static_cast<unsigned char>(v[k]))) return bad("an int");
       }
+      errno = 0;
+      std::strtoll(v.c_str(), nullptr, 10);
+      if (errno == ERANGE) return bad("an int (a 64-bit signed integer)");
       if (v == "-0") v = "0";
       break;
     }
     case Type::kNumber: {
       // A decimal number: [-]digits[.digits][e[-+]digits]. Not nan, inf, hex or "+3".
       size_t k = (!v.empty() && v[0] == '-') ? 1 : 0;
+      if (k + 1 < v.size() && v[k] == '0' && std::isdigit(static_cast<unsigned char>(v[k + 1]))) {
+        return bad("a number (no leading zeros)");
+      }
       auto digits = [&] {
         const size_t from = k;
         while (k < v.size() && std::isdigit(static_cast<unsigned char>(v[k]))) ++k;

@@ -457,6 +457,15 @@ TEST_F(FleetTest, UnknownKeyNeverReachesTheHubAndARevokedSiteIsCutOff) {
   EXPECT_GT(after["counters"]["keys_refused"], before["counters"]["keys_refused"]);
   EXPECT_EQ(after["counters"]["frames_refused"], 0);
   EXPECT_EQ(after["sites"]["enrolled"], 3);
+  // Enrolled later, the same running agent comes online by itself: a refused key is
+  // tried again after the backoff.
+  const std::string key = AgentKey(SiteDir("stranger"));
+  ASSERT_EQ(Ctl("site add stranger --key '" + key + "' --label role=web"), 0);
+  EXPECT_TRUE(Eventually([&] {
+    json st = Agent("stranger", {{"op", "status"}});
+    return st.contains("status") && st["status"]["hub"]["state"] == "established";
+  }, 15000)) << Agent("stranger", {{"op", "status"}}).dump();
+  ASSERT_EQ(Ctl("site revoke stranger"), 0);
   Stop(&stranger.pid, SIGKILL);
 
   // Revoking beta cuts its open connection: its session ends and new events stay home.

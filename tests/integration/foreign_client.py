@@ -201,6 +201,11 @@ def run_checks(hub):
               "operator request %s refused as invalid naming '%s'" % (json.dumps(req), field))
     r = hub.request(b"[1,2")
     check(r.get("ok") is False and r.get("code") == "invalid", "operator request not JSON refused")
+    deep = b'{"op":"status","rid":' + b"[" * 100000 + b"]" * 100000 + b"}"
+    r = hub.request(deep)
+    check(r.get("ok") is False and "deeper" in r.get("error", ""),
+          "a request nested 100,000 deep is refused, not a crash")
+    check(hub.request({"op": "status"}).get("ok") is True, "... and the hub goes on")
 
     site = Site(hub, incarnation=0x1111)
     r = hub.request({"op": "site.add", "name": "py-site", "key": site.public.decode()})
