@@ -466,6 +466,19 @@ void Agent::Flush() {
 
 Status Agent::CommitPending(const std::vector<StateWrite>& extra) {
   Status s = store_->Commit(pending_, *engine_, extra);
+  const bool full = s.code() == Code::kResourceExhausted;
+  if (full != disk_full_) {
+    // New work is refused while the disk is full; what was asked before waits in memory
+    // and is written (then started) as soon as there is room again.
+    disk_full_ = full;
+    if (full) {
+      spdlog::error("agent.disk_full data_dir={} (new runs are refused; held work is retried "
+                    "every second)",
+                    config_.data_dir);
+    } else {
+      spdlog::info("agent.disk_space_back data_dir={}", config_.data_dir);
+    }
+  }
   if (!s.ok()) {
     ++counters_.commit_failures;
     commit_retry_at_ = clock_.Now() + 1000;

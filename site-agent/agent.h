@@ -128,6 +128,7 @@ class Agent {
   void ReadClient(uint64_t id);
   void WriteClient(uint64_t id);
   Status SettleSiteName();
+  bool disk_full_ = false;  // the last commit found the disk full
   void HandleRequest(uint64_t client, const std::string& line);
   void Dispatch(uint64_t client, const ControlRequest& request);
   void Reply(uint64_t client, const nlohmann::json& j);

@@ -36,6 +36,7 @@ json Agent::StatusJson() const {
   char inc[20];
   snprintf(inc, sizeof inc, "%016llx", static_cast<unsigned long long>(log.incarnation()));
   return {{"site", config_.site},
+          {"disk_full", disk_full_},
           {"incarnation", inc},
           {"log_head", log.head()},
           {"log_acked", log.acked()},
@@ -98,6 +99,13 @@ void Agent::HandleRequest(uint64_t client, const std::string& line) {
 void Agent::Dispatch(uint64_t client, const ControlRequest& q) {
   const std::string& op = q.op;
   const std::string& id = q.id;
+  if (disk_full_ && (op == "run.start" || op == "run.cancel" || op == "run.approve")) {
+    Reply(client, Error("disk_full: the agent's data directory " + config_.data_dir +
+                            " has no room to record this; free space and retry (held work "
+                            "resumes by itself)",
+                        "conflict"));
+    return;
+  }
   if (op == "status") {
     Reply(client, {{"ok", true}, {"status", StatusJson()}});
   } else if (op == "workflow.list") {

@@ -167,6 +167,19 @@ int main(int argc, char** argv) {
 
   outpost::SystemClock clock;
   auto agent = outpost::Agent::Open(c, clock, outpost::SeedFromOs());
+  // A full disk at start is waited out (every 5 s, until SIGTERM or SIGINT) instead of a
+  // crash loop under systemd: the agent opens as soon as there is room.
+  while (!agent.ok() && agent.status().code() == outpost::Code::kResourceExhausted) {
+    spdlog::error("agent.disk_full_at_start error=\"{}\" retry_in_ms=5000",
+                  agent.status().ToString());
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGTERM);
+    sigaddset(&stop, SIGINT);
+    const timespec wait = {5, 0};
+    if (sigtimedwait(&stop, nullptr, &wait) > 0) return 0;
+    agent = outpost::Agent::Open(c, clock, outpost::SeedFromOs());
+  }
   if (!agent.ok()) {
     spdlog::critical("agent.open_failed error=\"{}\"", agent.status().ToString());
     return 1;

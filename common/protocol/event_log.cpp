@@ -1,5 +1,7 @@
 #include "common/protocol/event_log.h"
 
+#include <sys/statvfs.h>
+
 #include <rocksdb/write_batch.h>
 
 namespace outpost {
@@ -116,8 +118,21 @@ Status EventLog::RecoverIfNeeded() {
   return Status::Ok();
 }
 
+uint64_t EventLog::FreeBytes() const {
+  if (options_.env != nullptr) return UINT64_MAX;
+  struct statvfs st {};
+  if (statvfs(path_.c_str(), &st) != 0) return UINT64_MAX;  // unknown: let RocksDB decide
+  return static_cast<uint64_t>(st.f_bavail) * st.f_frsize;
+}
+
 Result<uint64_t> EventLog::Append(const std::vector<std::string>& events,
                                   const std::vector<StateWrite>& state) {
+  if (const uint64_t free = FreeBytes(); free < options_.min_free_bytes) {
+    return Status::ResourceExhausted("disk full: " + std::to_string(free) +
+                                     " bytes free on the event log's filesystem (" + path_ +
+                                     "), below the " + std::to_string(options_.min_free_bytes) +
+                                     " it keeps in reserve; nothing was written");
+  }
   OUTPOST_RETURN_IF_ERROR(RecoverIfNeeded());
   const size_t skip = already_durable_;
   if (skip > events.size()) {

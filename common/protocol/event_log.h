@@ -48,6 +48,11 @@ class EventLog {
     size_t write_buffer_bytes = 1 << 20;  // per column family; small for gateways
     size_t block_cache_bytes = 1 << 20;
     uint64_t new_incarnation = 0;    // stored when the database is created
+    // On the real disk (env == nullptr), an Append is refused with kResourceExhausted
+    // ("disk full") while the filesystem has less than this free, before RocksDB is asked:
+    // a WAL write that fails on a full disk leaves RocksDB's writer in an error state that
+    // some builds assert on at the next write or at close.
+    uint64_t min_free_bytes = 4 << 20;
   };
 
   static Result<std::unique_ptr<EventLog>> Open(const std::string& path, const Options& options);
@@ -83,6 +88,8 @@ class EventLog {
 
   // Approximate bytes on disk (SST + WAL) for quotas and reporting.
   uint64_t ApproximateSize() const;
+  // Bytes free on the log's filesystem (statvfs), or UINT64_MAX on an injected Env.
+  uint64_t FreeBytes() const;
 
  private:
   EventLog() = default;

@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -566,6 +567,69 @@ TEST_F(ExampleWorkflows, NightlyBackupArchivesVerifiesAndKeepsTheNewest) {
   int kept = 0;
   for (const auto& e : fs::directory_iterator(P("backups"))) kept += e.path().string().ends_with(".tar.gz");
   EXPECT_EQ(kept, 2);
+}
+
+}  // namespace
+}  // namespace outpost
+
+namespace outpost {
+namespace {
+
+// A full disk: new work is refused with disk_full and the agent stays up; what it already
+// accepted waits in memory and is written and run when space returns; nothing is lost.
+// Needs a small filesystem: a tmpfs mounted on the data directory (root only; skipped
+// elsewhere).
+TEST_F(AgentProcessTest, AFullDiskRefusesNewWorkAndResumesWhenSpaceReturns) {
+  fs::create_directories(DataDir());
+  if (geteuid() != 0 ||
+      system(("mount -t tmpfs -o size=16m tmpfs " + DataDir() + " 2>/dev/null").c_str()) != 0) {
+    GTEST_SKIP() << "needs root to mount a small tmpfs";
+  }
+  struct ScopeExit {
+    std::function<void()> fn;
+    ~ScopeExit() { fn(); }
+  } unmount{[this] {
+    if (pid_ > 0) StopAgent(SIGKILL);
+    if (system(("umount " + DataDir()).c_str()) != 0) ADD_FAILURE() << "umount failed";
+  }};
+  StartAgent();
+  const std::string before = StartRun("name: w\ntasks:\n  - id: a\n    run: [\"true\"]\n");
+  EXPECT_EQ(Call({{"op", "run.wait"}, {"id", before}})["run"]["state"], "succeeded");
+  // Fill the filesystem.
+  ASSERT_NE(system(("dd if=/dev/zero of=" + DataDir() + "/filler bs=64k 2>/dev/null").c_str()),
+            -1);
+  json st;
+  for (int i = 0; i < 100; ++i) {  // the next commit notices; a run start triggers one
+    // Accepted but not yet written: it waits for room, so no answer within 200 ms.
+    auto held = ControlCall(Socket(),
+                            {{"op", "run.start"},
+                             {"source", "name: w\ntasks:\n  - id: a\n    run: [\"true\"]\n"},
+                             {"file", "t.yaml"}},
+                            200);
+    (void)held;
+    st = Call({{"op", "status"}})["status"];
+    if (st["disk_full"] == true) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_EQ(st["disk_full"], true) << st.dump();
+  json refused = Call({{"op", "run.start"}, {"source", "name: w\ntasks:\n  - {id: a, run: [x]}\n"}});
+  EXPECT_EQ(refused["ok"], false);
+  EXPECT_EQ(refused["code"], "conflict");
+  EXPECT_NE(refused["error"].get<std::string>().find("disk_full"), std::string::npos);
+  // Space returns: the agent resumes by itself and the held run is written and runs.
+  fs::remove(DataDir() + "/filler");
+  json runs;
+  for (int i = 0; i < 200; ++i) {
+    st = Call({{"op", "status"}})["status"];
+    runs = Call({{"op", "run.list"}})["runs"];
+    if (st["disk_full"] == false && runs.size() >= 2) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(st["disk_full"], false);
+  ASSERT_GE(runs.size(), 2u);  // the first run and the held one; none lost
+  const std::string after = StartRun("name: w\ntasks:\n  - id: a\n    run: [\"true\"]\n");
+  EXPECT_EQ(Call({{"op", "run.wait"}, {"id", after}})["run"]["state"], "succeeded");
+  EXPECT_EQ(Call({{"op", "run.show"}, {"id", before}})["run"]["state"], "succeeded");
 }
 
 }  // namespace
