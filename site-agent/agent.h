@@ -63,6 +63,7 @@ struct AgentCounters {
   uint64_t hub_frames_malformed = 0;
   uint64_t hub_auth_failures = 0;
   uint64_t hub_handshake_failures = 0;  // CURVE handshakes that broke (a wrong pinned key?)
+  uint64_t hub_frame_exceptions = 0;    // bugs caught at the boundary of hub frames
   uint64_t hub_sessions = 0;
   uint64_t hub_send_failures = 0;
   uint64_t commands_applied = 0;

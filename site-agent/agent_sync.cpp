@@ -9,6 +9,7 @@
 #include <spdlog/spdlog.h>
 
 #include "site-agent/agent.h"
+#include "common/text.h"
 #include "site-agent/commands.h"
 
 namespace outpost {
@@ -146,11 +147,23 @@ void Agent::ServeHub() {
         if (!s.ok()) {
           ++counters_.hub_frames_malformed;
           spdlog::warn("agent.hub_frame_malformed bytes={} error=\"{}\"", ev.payload.size(),
-                       s.message());
+                       SafeText(s.message()));
           break;
         }
         const bool was = session_->established();
-        session_->OnMessage(m, &so);
+        // The boundary for what the hub sends (frames, and the commands applied from
+        // them): an exception that escapes is a bug — counted, the session dropped and
+        // started again later; nothing was acknowledged for what did not commit.
+        try {
+          session_->OnMessage(m, &so);
+        } catch (const std::exception& e) {
+          ++counters_.hub_frame_exceptions;
+          last_hub_error_ = "internal error while handling a frame from the hub";
+          spdlog::error("agent.hub_frame_exception type={} error=\"{}\"", MsgTypeName(m.t),
+                        SafeText(e.what()));
+          drop_link_ = true;
+          break;
+        }
         if (!was && session_->established()) {
           reconnect_attempt_ = 0;
           last_hub_error_.clear();
@@ -261,6 +274,7 @@ json Agent::SyncJson() const {
                    {"sessions", counters_.hub_sessions},
                    {"auth_failures", counters_.hub_auth_failures},
                    {"handshake_failures", counters_.hub_handshake_failures},
+                   {"frame_exceptions", counters_.hub_frame_exceptions},
                    {"frames_malformed", counters_.hub_frames_malformed},
                    {"send_failures", counters_.hub_send_failures},
                    {"commands_applied", counters_.commands_applied},
