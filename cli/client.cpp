@@ -78,13 +78,18 @@ std::string HubClient::ReadHubDir(HubAddress* addr) {
     return "cannot read " + addr->hub_dir + "/hub.endpoints (is outpost-hub running with " +
            "--data-dir " + addr->hub_dir + "?)";
   }
+  // The file is the hub's, but read like any input: a field of another type reads as absent.
+  auto text = [&ep](const char* key) {
+    auto it = ep.find(key);
+    return it != ep.end() && it->is_string() ? it->get<std::string>() : std::string();
+  };
   if (addr->endpoint.empty()) {
-    addr->endpoint = ep.value("operators", "");
+    addr->endpoint = text("operators");
     // A hub bound to every interface is reached on loopback from here.
     auto any = addr->endpoint.find("0.0.0.0");
     if (any != std::string::npos) addr->endpoint.replace(any, 7, "127.0.0.1");
   }
-  if (addr->hub_key.empty()) addr->hub_key = ep.value("hub_key", "");
+  if (addr->hub_key.empty()) addr->hub_key = text("hub_key");
   if (addr->key.empty()) addr->key = addr->hub_dir + "/admin/admin.key";
   return "";
 }

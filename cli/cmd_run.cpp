@@ -57,7 +57,7 @@ std::string Progress(const json& run) {
 
 // Polls the hub's view of run `id` until it is final or `deadline` (0: none) passes; the
 // reply holds that view. Progress goes to stderr when it changes (not with --json).
-Reply WaitForHubRun(const Args& a, HubClient& hub, const json& id,
+Reply WaitForHubRun(const Args& a, HubClient& hub, const std::string& id,
                     std::chrono::steady_clock::time_point deadline) {
   std::string last;
   while (true) {
@@ -69,14 +69,14 @@ Reply WaitForHubRun(const Args& a, HubClient& hub, const json& id,
                                   : "";
     if (IsFinal(state)) return show;
     if (std::string p = Progress(run); !a.as_json && p != last) {
-      std::cerr << id.get<std::string>() << ": " << p << "\n";
+      std::cerr << id << ": " << p << "\n";
       last = p;
     }
     if (deadline != std::chrono::steady_clock::time_point{} &&
         std::chrono::steady_clock::now() >= deadline) {
-      PrintError("gave up waiting for run " + id.get<std::string>() + " after --timeout " +
+      PrintError("gave up waiting for run " + id + " after --timeout " +
                  std::to_string(a.wait_timeout_s) + "s (" + Progress(run) +
-                 "); it goes on: outpostctl run show " + id.get<std::string>());
+                 "); it goes on: outpostctl run show " + id);
       return {kExitTimeout, show.body};
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(250));
@@ -90,8 +90,13 @@ int WaitForHubRuns(const Args& a, HubClient& hub, const json& ids) {
   const auto deadline = a.wait_timeout_s > 0 ? std::chrono::steady_clock::now() +
                                                    std::chrono::seconds(a.wait_timeout_s)
                                              : std::chrono::steady_clock::time_point{};
+  if (!ids.is_array()) {
+    PrintError("the hub's reply names no runs");
+    return kExitFailed;
+  }
   for (const auto& id : ids) {
-    Reply show = WaitForHubRun(a, hub, id, deadline);
+    if (!id.is_string()) continue;  // the hub's reply: run ids are strings
+    Reply show = WaitForHubRun(a, hub, id.get<std::string>(), deadline);
     if (!show.ok()) return show.code;
     all_ok = all_ok && show.body["run"]["state"] == "succeeded";
     finals.push_back(show.body["run"]);
@@ -127,7 +132,9 @@ int HubStart(const Args& a, HubClient& hub) {
                {"sites", r.body["sites"]},
                {"duplicate", r.body["duplicate"]}});
   } else {
-    for (const auto& id : r.body["runs"]) std::cout << id.get<std::string>() << "\n";
+    for (const auto& id : r.body["runs"]) {
+      if (id.is_string()) std::cout << id.get<std::string>() << "\n";
+    }
   }
   return kExitOk;
 }

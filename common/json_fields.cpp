@@ -17,6 +17,21 @@ Status Missing(const char* key) {
 
 }  // namespace
 
+json Error(const std::string& message, const char* code) {
+  return {{"ok", false}, {"error", message}, {"code", code}};
+}
+
+json Error(const Status& s) {
+  const char* code = "invalid";
+  if (s.code() == Code::kNotFound) code = "not_found";
+  if (s.code() == Code::kAlreadyExists || s.code() == Code::kFailedPrecondition) code = "conflict";
+  if (s.code() == Code::kIoError || s.code() == Code::kResourceExhausted ||
+      s.code() == Code::kCorruption || s.code() == Code::kInternal) {
+    code = "internal";
+  }
+  return Error(s.message(), code);
+}
+
 const char* JsonTypeName(const json& v) {
   switch (v.type()) {
     case json::value_t::null: return "null";

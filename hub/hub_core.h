@@ -21,7 +21,8 @@
 //   run_commands.cpp   run start (idempotent by request), cancel, approve
 //   operator_api.cpp   request dispatch and the read-only queries
 // and the pure parts beside it: run_view.h (how events fold into runs), labels.h
-// (names and selectors), operator_json.h (reply helpers), hub_store.h (the store).
+// (names and selectors), hub_store.h (the store); replies are built with
+// common/json_fields.h.
 //
 // Thread-safety: none; one driver thread.
 #pragma once

@@ -7,7 +7,6 @@
 #include <algorithm>
 
 #include "common/json_fields.h"
-#include "hub/operator_json.h"
 #include "hub/site_streams.h"
 #include "hub/run_view.h"
 

@@ -8,7 +8,6 @@
 #include "common/keys.h"
 #include "common/workflow/workflow.h"
 #include "hub/labels.h"
-#include "hub/operator_json.h"
 #include "hub/run_view.h"
 #include "hub/site_streams.h"
 

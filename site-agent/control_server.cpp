@@ -9,27 +9,6 @@ namespace outpost {
 
 using json = nlohmann::json;
 
-namespace {
-
-// Error replies carry the same codes as the hub's operator API (docs/protocol.md):
-// invalid, not_found, conflict, internal — so outpostctl maps both to the same exit codes.
-json Error(const std::string& message, const char* code = "invalid") {
-  return {{"ok", false}, {"error", message}, {"code", code}};
-}
-json Error(const Status& s) {
-  const char* code = "invalid";
-  if (s.code() == Code::kNotFound) code = "not_found";
-  if (s.code() == Code::kAlreadyExists || s.code() == Code::kFailedPrecondition) code = "conflict";
-  if (s.code() == Code::kIoError || s.code() == Code::kResourceExhausted ||
-      s.code() == Code::kCorruption || s.code() == Code::kInternal) {
-    code = "internal";
-  }
-  return Error(s.message(), code);
-}
-
-
-}  // namespace
-
 json Agent::StatusJson() const {
   const auto& ec = engine_->counters();
   const auto& log = store_->log();

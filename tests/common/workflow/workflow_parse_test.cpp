@@ -4,15 +4,12 @@
 #include <gtest/gtest.h>
 
 #include "common/workflow/workflow.h"
+#include "tests/common/workflow/workflow_errors.h"
 
 namespace outpost {
 namespace {
 
-std::string ErrorOf(const std::string& yaml) {
-  auto d = ParseWorkflow(yaml, "wf.yaml");
-  EXPECT_FALSE(d.ok()) << "expected an error for:\n" << yaml;
-  return d.ok() ? "" : d.status().message();
-}
+using testing::ErrorOf;
 
 TEST(WorkflowParseTest, ParsesAFullDefinition) {
   auto d = ParseWorkflow(R"(

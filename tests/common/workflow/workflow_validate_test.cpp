@@ -6,16 +6,13 @@
 #include <algorithm>
 
 #include "common/workflow/workflow.h"
+#include "tests/common/workflow/workflow_errors.h"
 #include "common/workflow/workflow_internal.h"
 
 namespace outpost {
 namespace {
 
-std::string ErrorOf(const std::string& yaml) {
-  auto d = ParseWorkflow(yaml, "wf.yaml");
-  EXPECT_FALSE(d.ok()) << "expected an error for:\n" << yaml;
-  return d.ok() ? "" : d.status().message();
-}
+using testing::ErrorOf;
 
 // Validates a definition built in code; "" when it breaks no rule.
 std::string Validate(const WorkflowDef& def) {
