@@ -1,6 +1,6 @@
 // ControlRequest: one request on the agent's local control socket, decoded once at the
 // edge and type-checked (the protocol is in common/protocol/control.h and
-// docs/operations.md).
+// docs/architecture.md, "Local control").
 //
 // Every field keeps one type whatever the op; DecodeControlRequest checks each field it
 // knows for type and range, and the fields the op requires for presence, and its error
