@@ -64,7 +64,7 @@ options:
 exit codes (hub and --local alike): 0 ok; 1 the operation failed (or, with --wait, a run
             did not succeed); 2 usage or invalid input; 3 agent or hub unreachable, or
             our key refused; 4 no such site, workflow or run; 5 conflict with the current
-            state; 6 --wait gave up after --timeout
+            state; 6 --wait gave up after --timeout; 7 our role at the hub does not allow it
 with --json, errors are printed as {"ok": false, "error": ...} on stdout
 )";
 
@@ -76,6 +76,7 @@ int ExitCodeForHubError(const std::string& code) {
   if (code == "not_found") return kExitNotFound;
   if (code == "conflict") return kExitConflict;
   if (code == "invalid") return kExitUsage;
+  if (code == "forbidden") return kExitForbidden;
   return kExitFailed;
 }
 

@@ -29,6 +29,8 @@ inline constexpr int kExitNotFound = 4;
 inline constexpr int kExitConflict = 5;
 // --wait gave up after --timeout; the run goes on.
 inline constexpr int kExitTimeout = 6;
+// The operator's role at the hub does not allow the operation.
+inline constexpr int kExitForbidden = 7;
 
 // The exit code for the "code" of the hub's error reply.
 int ExitCodeForHubError(const std::string& code);

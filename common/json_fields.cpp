@@ -29,6 +29,7 @@ json Error(const Status& s) {
       s.code() == Code::kCorruption || s.code() == Code::kInternal) {
     code = "internal";
   }
+  if (s.code() == Code::kPermissionDenied) code = "forbidden";
   return Error(s.message(), code);
 }
 

@@ -66,10 +66,11 @@ bool JsonDepthWithin(std::string_view text, size_t max_depth);
 inline constexpr size_t kMaxRequestDepth = 32;
 
 // The error reply of the operator API and the control socket: {"ok": false, "error":
-// SENTENCE, "code": CODE}. Codes: invalid, not_found, conflict, internal.
+// SENTENCE, "code": CODE}. Codes: invalid, not_found, conflict, forbidden, internal.
 nlohmann::json Error(const std::string& message, const char* code = "invalid");
 // The code follows the status: NotFound -> not_found, AlreadyExists and
-// FailedPrecondition -> conflict, storage failures -> internal, the rest invalid.
+// FailedPrecondition -> conflict, PermissionDenied -> forbidden, storage failures ->
+// internal, the rest invalid.
 nlohmann::json Error(const Status& s);
 
 // The JSON type's name as an operator would say it ("a string", "an integer", "null", ...).

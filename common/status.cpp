@@ -14,6 +14,7 @@ const char* CodeName(Code code) {
     case Code::kFailedPrecondition: return "failed precondition";
     case Code::kResourceExhausted: return "resource exhausted";
     case Code::kInternal: return "internal";
+    case Code::kPermissionDenied: return "permission denied";
   }
   return "unknown";
 }

@@ -28,6 +28,7 @@ enum class Code {
   kFailedPrecondition,
   kResourceExhausted,  // a limit was hit (size, quota, disk)
   kInternal,
+  kPermissionDenied,  // the caller may not do this (a role, a signature, a policy)
 };
 
 const char* CodeName(Code code);
@@ -51,6 +52,9 @@ class [[nodiscard]] Status {
     return {Code::kResourceExhausted, std::move(m)};
   }
   static Status Internal(std::string m) { return {Code::kInternal, std::move(m)}; }
+  static Status PermissionDenied(std::string m) {
+    return {Code::kPermissionDenied, std::move(m)};
+  }
 
   bool ok() const { return code_ == Code::kOk; }
   Code code() const { return code_; }
@@ -62,6 +66,10 @@ class [[nodiscard]] Status {
     if (ok()) return *this;
     return Status(code_, context + ": " + message_);
   }
+
+  // The first error of a chain: a.And(b).And(c) is a if it failed, else b if it failed,
+  // else c. Every operand is evaluated (use it for checks without side effects).
+  Status And(const Status& next) const { return ok() ? next : *this; }
 
   // The one explicit way to drop an error.
   void IgnoreError() const {}

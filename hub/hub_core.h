@@ -41,7 +41,7 @@
 #include "common/random.h"
 #include "common/protocol/sync_session.h"
 #include "hub/hub_store.h"
-#include "hub/labels.h"
+#include "common/labels.h"
 #include "hub/operator_request.h"
 
 namespace outpost {

@@ -7,7 +7,7 @@
 #include "common/json_fields.h"
 #include "common/keys.h"
 #include "common/workflow/workflow.h"
-#include "hub/labels.h"
+#include "common/labels.h"
 #include "hub/run_view.h"
 #include "hub/site_streams.h"
 

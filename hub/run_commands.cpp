@@ -7,7 +7,7 @@
 
 #include "common/ulid.h"
 #include "common/workflow/workflow.h"
-#include "hub/labels.h"
+#include "common/labels.h"
 #include "common/json_fields.h"
 #include "hub/site_streams.h"
 #include "hub/run_view.h"

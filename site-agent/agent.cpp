@@ -168,6 +168,7 @@ Result<std::unique_ptr<Agent>> Agent::Open(const AgentConfig& config, const Cloc
   a->SyncSchedules();
   OUTPOST_ASSIGN_OR_RETURN(a->listen_fd_, ListenUnix(a->socket_path()));
   OUTPOST_RETURN_IF_ERROR(a->OpenSync());
+  OUTPOST_RETURN_IF_ERROR(a->OpenTrust());
   a->ReleaseStartupPages();
   spdlog::info("agent.started site={} data_dir={} incarnation={:016x} log_head={} restored={}",
                cfg.site, cfg.data_dir, a->store_->log().incarnation(),

@@ -13,6 +13,7 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -27,6 +28,7 @@
 #include "site-agent/agent_store.h"
 #include "site-agent/control_request.h"
 #include "site-agent/engine.h"
+#include "site-agent/trust_gate.h"
 #include "site-agent/executor.h"
 #include "site-agent/log_stream.h"
 #include "site-agent/scheduler.h"
@@ -52,6 +54,12 @@ struct AgentConfig {
   std::string hub_key;       // the hub's Z85 public key, pinned
   SyncOptions sync;
   DurationMs reconnect_max = 30'000;
+  // The fleet root's Ed25519 public key ("ed25519:..." or a file holding it). Set, the
+  // site runs only what operators its root-signed policy names have signed
+  // (site-agent/trust_gate.h); empty, it trusts its hub absolutely.
+  std::string trust_root;
+  // A root-signed policy file to adopt at start (when newer than the one in force).
+  std::string policy_file;
 };
 
 struct AgentCounters {
@@ -69,6 +77,7 @@ struct AgentCounters {
   uint64_t commands_applied = 0;
   uint64_t commands_rejected = 0;
   uint64_t commands_duplicate = 0;
+  uint64_t commands_refused_by_policy = 0;  // refused by the trust gate (also in rejected)
   uint64_t workflow_files_invalid = 0;
   uint64_t schedule_errors = 0;
   uint64_t outputs_trimmed = 0;        // attempt outputs removed by retention
@@ -108,6 +117,10 @@ class Agent {
   Status CommitPending(const std::vector<StateWrite>& extra);
   // Hub sync (site-agent/agent_sync.cpp).
   Status OpenSync();
+  // The trust gate: the root from the config, the policy in force from the store, a
+  // newer policy file adopted (site-agent/agent_trust.cpp).
+  Status OpenTrust();
+  nlohmann::json TrustJson() const;
   void Connect();
   void ServeHub();
   void SyncTick();
@@ -159,6 +172,7 @@ class Agent {
 
   // Hub sync; all null when no hub is configured.
   CurveKeys keys_;
+  std::optional<TrustGate> gate_;  // set when a trust root is configured
   std::unique_ptr<ZmqContext> zmq_;
   std::unique_ptr<Connector> hub_;
   std::unique_ptr<EventLogStream> up_stream_;

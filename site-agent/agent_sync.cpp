@@ -230,7 +230,8 @@ Status Agent::ApplyCommands(uint64_t first_seq, const std::vector<std::string>& 
 }
 
 void Agent::ApplyCommand(const Command& c, std::vector<StateWrite>* extra) {
-  CommandOutcome o = ApplyHubCommand(c, *engine_, *store_, clock_, &pending_, extra);
+  CommandOutcome o = ApplyHubCommand(c, *engine_, *store_, clock_, &pending_, extra,
+                                     gate_ ? &*gate_ : nullptr);
   switch (o.kind) {
     case CommandOutcome::kApplied:
     case CommandOutcome::kNoop:
@@ -245,6 +246,7 @@ void Agent::ApplyCommand(const Command& c, std::vector<StateWrite>* extra) {
       break;
     case CommandOutcome::kRejected:
       ++counters_.commands_rejected;
+      if (gate_ && c.command_type() != CommandType::kSetPolicy) ++counters_.commands_refused_by_policy;
       spdlog::warn("agent.command_rejected type={} run={} workflow={} reason=\"{}\"",
                    CommandTypeName(c.type), c.run, c.workflow, o.message);
       break;

@@ -1,5 +1,6 @@
 #include "site-agent/commands.h"
 
+#include "common/codec.h"
 #include "common/workflow/workflow.h"
 
 namespace outpost {
@@ -10,11 +11,60 @@ void Reject(const Command& c, const std::string& why, const Clock& clock, Effect
   Event e;
   e.time = clock.Now();
   e.type = static_cast<uint8_t>(EventType::kCommandRejected);
-  e.run = c.run;
+  // Only a refused start ends its run (the hub shows it failed with this reason); a
+  // refused cancel or approval names its run in the message and leaves the run alone.
+  const bool start = c.command_type() == CommandType::kStartRun;
+  if (start) e.run = c.run;
   e.workflow = c.workflow;
   e.request = c.request;
-  e.message = std::string(CommandTypeName(c.type)) + ": " + why;
+  e.message = std::string(CommandTypeName(c.type)) + ": " +
+              (start || c.run.empty() ? "" : "run " + c.run + ": ") + why;
+  if (!c.author.empty()) e.message += " (asked by " + c.author + ")";
   fx->events.push_back(std::move(e));
+}
+
+// A state key as this batch leaves it: a write earlier in the batch wins over the store.
+Result<std::optional<std::string>> StateAfter(const std::string& key, const AgentStore& store,
+                                              const std::vector<StateWrite>& extra) {
+  for (auto it = extra.rbegin(); it != extra.rend(); ++it) {
+    if (it->key == key) return it->value;
+  }
+  return store.log().GetState(key);
+}
+
+std::optional<Command> PlacedCommand(const std::string& workflow, const AgentStore& store,
+                                     const std::vector<StateWrite>& extra) {
+  auto v = StateAfter("wf/" + workflow, store, extra);
+  if (!v.ok() || !*v) return std::nullopt;
+  Command placed;
+  if (!DecodeCommand(**v, &placed).ok()) return std::nullopt;
+  return placed;
+}
+
+// The fleet policy a kSetPolicy command carries: adopted when the root signed it and it
+// is newer than the one in force (a repeat is rewritten: the batch may be a retry).
+CommandOutcome ApplyPolicy(const Command& c, TrustGate* gate, const Clock& clock, Effects* fx,
+                           std::vector<StateWrite>* extra) {
+  if (!gate) {
+    return {CommandOutcome::kNoop, "no trust root is configured here; the policy is not used"};
+  }
+  Signed s{c.grant, c.signer, c.sig};
+  bool newer = false;
+  auto p = gate->CheckPolicy(s, &newer);
+  if (!p.ok()) {
+    Reject(c, p.status().message(), clock, fx);
+    return {CommandOutcome::kRejected, p.status().message()};
+  }
+  extra->push_back({kPolicyStateKey, EncodeSigned(s)});
+  if (!newer) return {CommandOutcome::kNoop, "policy v" + std::to_string(p->version) + " is in force"};
+  Event e;
+  e.time = clock.Now();
+  e.type = static_cast<uint8_t>(EventType::kPolicyApplied);
+  e.message = "fleet " + p->fleet + " policy v" + std::to_string(p->version) + " from the hub, " +
+              std::to_string(p->operators.size()) + " operator(s)";
+  fx->events.push_back(std::move(e));
+  gate->Adopt(s, std::move(p).value());
+  return {};
 }
 
 }  // namespace
@@ -28,17 +78,43 @@ void RecordUndecodableCommand(uint64_t seq, const Status& why, const Clock& cloc
 }
 
 CommandOutcome ApplyHubCommand(const Command& c, Engine& engine, const AgentStore& store,
-                               const Clock& clock, Effects* fx, std::vector<StateWrite>* extra) {
+                               const Clock& clock, Effects* fx, std::vector<StateWrite>* extra,
+                               TrustGate* gate) {
   auto reject = [&](const std::string& why) {
     Reject(c, why, clock, fx);
     return CommandOutcome{CommandOutcome::kRejected, why};
   };
+  if (c.command_type() == CommandType::kSetPolicy) return ApplyPolicy(c, gate, clock, fx, extra);
+  if (c.command_type() == CommandType::kStartRun) {
+    // A start already carried out is a duplicate, signed or not (the hub resends).
+    auto existing = store.GetRun(c.run);
+    if (engine.FindRun(c.run) || (existing.ok() && *existing)) {
+      return {CommandOutcome::kDuplicate, "run " + c.run + " already exists"};
+    }
+  }
+  if (gate) {
+    std::optional<Command> placed;
+    std::string run_workflow;
+    if (c.command_type() == CommandType::kStartRun || c.command_type() == CommandType::kPlaceWorkflow) {
+      placed = PlacedCommand(c.workflow, store, *extra);
+    } else if (const RunRecord* r = engine.FindRun(c.run)) {
+      run_workflow = r->workflow;
+    }
+    Grant g;
+    if (Status s = gate->Check(c, clock.Now(), placed, run_workflow, &g); !s.ok()) {
+      return reject(s.message());
+    }
+    if (c.command_type() == CommandType::kStartRun) {
+      // One signed start starts one run here, however often the hub sends it.
+      const std::string used = std::string(kUsedRequestPrefix) + g.request;
+      auto seen = StateAfter(used, store, *extra);
+      if (!seen.ok()) return reject("cannot read used requests: " + seen.status().message());
+      if (*seen) return reject("replayed: signed request " + g.request + " already started a run here");
+      extra->push_back({used, EncodeU64(static_cast<uint64_t>(g.expires))});
+    }
+  }
   switch (c.command_type()) {
     case CommandType::kStartRun: {
-      auto existing = store.GetRun(c.run);
-      if (engine.FindRun(c.run) || (existing.ok() && *existing)) {
-        return {CommandOutcome::kDuplicate, "run " + c.run + " already exists"};
-      }
       auto def = ParseWorkflow(c.source, "hub:" + c.workflow);
       if (!def.ok()) return reject(def.status().message());
       auto shared = std::make_shared<const WorkflowDef>(std::move(def).value());
@@ -86,6 +162,8 @@ CommandOutcome ApplyHubCommand(const Command& c, Engine& engine, const AgentStor
       fx->events.push_back(std::move(e));
       return {};
     }
+    case CommandType::kSetPolicy:
+      break;  // handled above
   }
   return reject("unknown command type " + std::to_string(c.type));
 }

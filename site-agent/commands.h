@@ -12,6 +12,7 @@
 #include "common/protocol/event_log.h"
 #include "site-agent/agent_store.h"
 #include "site-agent/engine.h"
+#include "site-agent/trust_gate.h"
 
 namespace outpost {
 
@@ -22,9 +23,13 @@ struct CommandOutcome {
 
 // Applies `c`: a run start (deduplicated by run id against the engine and the store), a
 // cancel (a no-op if the run is not active), a placement or a removal (state key
-// "wf/<name>"). A rejection is recorded as a command.rejected event in fx.
+// "wf/<name>"), a fleet policy (state key trust/policy). With a trust gate, every command
+// is first checked against the policy in force (site-agent/trust_gate.h) and a signed
+// start is used once (state key trust/used/<request>). A rejection is recorded as a
+// command.rejected event in fx. Without a gate (no trust root), the hub is trusted.
 CommandOutcome ApplyHubCommand(const Command& c, Engine& engine, const AgentStore& store,
-                               const Clock& clock, Effects* fx, std::vector<StateWrite>* extra);
+                               const Clock& clock, Effects* fx, std::vector<StateWrite>* extra,
+                               TrustGate* gate = nullptr);
 
 // A command entry that does not decode is consumed and recorded as a rejection.
 void RecordUndecodableCommand(uint64_t seq, const Status& why, const Clock& clock, Effects* fx);

@@ -45,7 +45,8 @@ json Agent::StatusJson() const {
             {"orphans_killed", counters_.orphans_killed},
             {"workflow_files_invalid", counters_.workflow_files_invalid},
             {"schedule_errors", counters_.schedule_errors}}},
-          {"hub", SyncJson()}};
+          {"hub", SyncJson()},
+          {"trust", TrustJson()}};
 }
 
 void Agent::HandleRequest(uint64_t client, const std::string& line) {

@@ -8,6 +8,7 @@
 #include <iostream>
 
 #include "common/transport/zmq_link.h"
+#include "common/trust.h"
 #include "site-agent/agent.h"
 
 namespace po = boost::program_options;
@@ -61,6 +62,11 @@ int main(int argc, char** argv) {
        "hub site endpoint to sync with, e.g. tcp://hub:7400 (unset: run alone)")
       ("hub-key", po::value(&c.hub_key),
        "the hub's public key (40 Z85 characters) or a file holding it; pinned")
+      ("trust-root", po::value(&c.trust_root),
+       "the fleet root's Ed25519 public key (ed25519:...) or a file holding it: run only what "
+       "operators named in a policy it signed have signed (unset: trust the hub absolutely)")
+      ("policy-file", po::value(&c.policy_file),
+       "a root-signed policy file to adopt at start when newer than the one in force")
       ("show-key", "print this agent's public key (creating DATA_DIR/agent.key at first use) and exit")
       ("sync-ping-ms", po::value(&ping_ms)->default_value(ping_ms),
        "idle time before the session sends PING")
@@ -97,6 +103,11 @@ int main(int argc, char** argv) {
   if (resend_ms < 100) bad = "sync-resend-ms must be at least 100";
   if (reconnect_max_ms < 100) bad = "reconnect-max-ms must be at least 100";
   if (!c.hub_endpoint.empty() && c.hub_key.empty()) bad = "--hub needs --hub-key";
+  if (!c.trust_root.empty()) {
+    auto root = outpost::ReadSigningPublicKey(c.trust_root);
+    if (!root.ok()) bad = "trust-root: " + root.status().message();
+  }
+  if (!c.policy_file.empty() && c.trust_root.empty()) bad = "--policy-file needs --trust-root";
   for (const auto& l : labels) {
     const auto eq = l.find('=');
     if (eq == std::string::npos || eq == 0) {

@@ -9,6 +9,7 @@ const char* CommandTypeName(uint8_t t) {
     case CommandType::kPlaceWorkflow: return "workflow.place";
     case CommandType::kRemoveWorkflow: return "workflow.remove";
     case CommandType::kApprove: return "run.approve";
+    case CommandType::kSetPolicy: return "policy.set";
   }
   return "unknown";
 }
@@ -22,7 +23,7 @@ Status DecodeCommand(std::string_view bytes, Command* out) {
   limits.max_map = 4096;
   limits.max_depth = 4;
   OUTPOST_RETURN_IF_ERROR(Decode(bytes, out, limits));
-  if (out->type < 1 || out->type > 5) {
+  if (out->type < 1 || out->type > 6) {
     return Status::Corruption("unknown command type " + std::to_string(out->type));
   }
   return Status::Ok();

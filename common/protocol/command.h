@@ -22,6 +22,7 @@ enum class CommandType : uint8_t {
   kPlaceWorkflow = 3,   // keep definition `source` as workflow `workflow` on the site
   kRemoveWorkflow = 4,  // drop placed workflow `workflow` (runs in flight finish)
   kApprove = 5,         // decide approval gate `task` of run `run`: `reason` approve|reject
+  kSetPolicy = 6,       // adopt the fleet policy in `grant`/`signer`/`sig` (root-signed)
 };
 
 const char* CommandTypeName(uint8_t t);
@@ -40,8 +41,13 @@ struct Command {
   std::string task;    // approve
   bool has_priority = false;  // start: the operator gave a run priority
   int32_t priority = 0;
+  // The operator's (or, for kSetPolicy, the fleet root's) signed statement this command
+  // carries out, verbatim (common/trust.h); empty when the operator did not sign.
+  std::string grant;
+  std::string signer;
+  std::string sig;
   MSGPACK_DEFINE_MAP(type, time, request, run, workflow, source, hash, params, reason, author, task,
-                     has_priority, priority);
+                     has_priority, priority, grant, signer, sig);
 
   CommandType command_type() const { return static_cast<CommandType>(type); }
 };

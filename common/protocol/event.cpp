@@ -25,6 +25,7 @@ const char* EventTypeName(EventType t) {
     case EventType::kScheduleFired: return "schedule.fired";
     case EventType::kScheduleSkipped: return "schedule.skipped";
     case EventType::kOutputTrimmed: return "output.trimmed";
+    case EventType::kPolicyApplied: return "policy.applied";
   }
   return "unknown";
 }

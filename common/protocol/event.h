@@ -38,6 +38,7 @@ enum class EventType : uint8_t {
   kScheduleFired = 19,      // a schedule tick started a run (message: tick time, catch-up)
   kScheduleSkipped = 20,    // a schedule tick started no run (message: why)
   kOutputTrimmed = 21,      // retention removed finished runs' output (message: how much)
+  kPolicyApplied = 22,      // the site adopted a fleet policy (message: fleet, version, source)
 };
 
 const char* EventTypeName(EventType t);

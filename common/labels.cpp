@@ -1,4 +1,4 @@
-#include "hub/labels.h"
+#include "common/labels.h"
 
 #include <algorithm>
 
