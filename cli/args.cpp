@@ -41,6 +41,10 @@ constexpr StringOption kStringOptions[] = {
     {"--request", &Args::request, "--request needs an id"},
     {"--as", &Args::as, "--as needs a name"},
     {"--from", &Args::from, "--from needs an ISO-8601 time"},
+    {"--signing-key", &Args::signing_key, "--signing-key needs a key file"},
+    {"--expires", &Args::expires, "--expires needs a duration (e.g. 7d)"},
+    {"--root-key", &Args::root_key, "--root-key needs a key file"},
+    {"--out", &Args::out, "--out needs a file"},
 };
 
 // Options that take a number from 0 to 1e9; missing or not one: "NAME needs a number".
@@ -161,6 +165,7 @@ void ApplyDefaults(Args* a) {
   env("OUTPOST_HUB", &a->hub);
   env("OUTPOST_HUB_KEY", &a->hub_key);
   env("OUTPOST_KEY", &a->key);
+  env("OUTPOST_SIGNING_KEY", &a->signing_key);
 }
 
 }  // namespace

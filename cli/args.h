@@ -3,7 +3,7 @@
 //
 // Defaults come from the environment: $OUTPOST_DATA_DIR for the agent's data directory
 // (else /var/lib/outpost-agent), and $OUTPOST_HUB_DIR, $OUTPOST_HUB, $OUTPOST_HUB_KEY and
-// $OUTPOST_KEY for the hub when the options are not given.
+// $OUTPOST_KEY for the hub, and $OUTPOST_SIGNING_KEY for the operator's signing key, when the options are not given.
 //
 // Thread-safety: plain values and functions; getenv is read while parsing.
 #pragma once
@@ -31,6 +31,11 @@ struct Args {
   int count = 10;
   std::optional<int> priority;
   std::string from;
+  // Trust (docs/security.md): the operator's Ed25519 signing key ($OUTPOST_SIGNING_KEY);
+  // set, workflow apply, run start, cancel and approve are signed. --expires: how long a
+  // signed start, cancel or approval (or a policy) stays valid. --root-key and --out for
+  // `trust sign-policy`.
+  std::string signing_key, expires, root_key, out;
   std::map<std::string, std::string> params;
   std::vector<std::string> words;  // the command: everything that is not an option
 };

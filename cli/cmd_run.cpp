@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "cli/commands.h"
+#include "cli/signing.h"
 #include "common/workflow/workflow.h"
 
 namespace outpost::cli {
@@ -123,6 +124,12 @@ int HubStart(const Args& a, HubClient& hub) {
   if (a.priority) req["priority"] = *a.priority;
   if (!a.site.empty()) req["site"] = a.site;
   if (!a.request.empty()) req["request"] = a.request;
+  int code = kExitOk;
+  if (auto key = LoadOperatorSigningKey(a, &code)) {
+    if (int c = SignStart(a, *key, hub, &req); c != kExitOk) return c;
+  } else if (code != kExitOk) {
+    return code;
+  }
   Reply r = hub.Call(req);
   if (!r.ok()) return r.code;
   if (a.wait) return WaitForHubRuns(a, hub, r.body["runs"]);
@@ -169,7 +176,14 @@ int HubLogs(const Args& a, HubClient& hub, const std::string& id, const std::str
 }
 
 int HubApprove(const Args& a, HubClient& hub, const std::string& id, const std::string& task) {
-  Reply r = hub.Call({{"op", "run.approve"}, {"id", id}, {"task", task}, {"reject", a.reject}});
+  json req = {{"op", "run.approve"}, {"id", id}, {"task", task}, {"reject", a.reject}};
+  int code = kExitOk;
+  if (auto key = LoadOperatorSigningKey(a, &code)) {
+    if (int c = SignRunDecision(a, *key, hub, "approve", id, task, &req); c != kExitOk) return c;
+  } else if (code != kExitOk) {
+    return code;
+  }
+  Reply r = hub.Call(req);
   if (!r.ok()) return r.code;
   if (a.as_json) {
     PrintJson(r.body);
@@ -180,7 +194,14 @@ int HubApprove(const Args& a, HubClient& hub, const std::string& id, const std::
 }
 
 int HubCancel(const Args& a, HubClient& hub, const std::string& id) {
-  Reply r = hub.Call({{"op", "run.cancel"}, {"id", id}});
+  json req = {{"op", "run.cancel"}, {"id", id}};
+  int code = kExitOk;
+  if (auto key = LoadOperatorSigningKey(a, &code)) {
+    if (int c = SignRunDecision(a, *key, hub, "cancel", id, "", &req); c != kExitOk) return c;
+  } else if (code != kExitOk) {
+    return code;
+  }
+  Reply r = hub.Call(req);
   if (!r.ok()) return r.code;
   if (a.as_json) {
     PrintJson(r.body);

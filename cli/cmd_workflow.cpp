@@ -4,6 +4,7 @@
 #include <string>
 
 #include "cli/commands.h"
+#include "cli/signing.h"
 #include "common/clock.h"
 #include "common/workflow/cron.h"
 #include "common/workflow/workflow.h"
@@ -48,8 +49,16 @@ int Apply(const Args& a, HubClient& hub, const std::string& file) {
   json target;
   std::string err;
   if (!ToSelector(a.target, &target, &err)) return Usage(err);
-  Reply r = hub.Call(
-      {{"op", "workflow.apply"}, {"source", def->source}, {"file", file}, {"target", target}});
+  json req = {{"op", "workflow.apply"}, {"source", def->source}, {"file", file}, {"target", target}};
+  int code = kExitOk;
+  if (auto key = LoadOperatorSigningKey(a, &code)) {
+    json signed_json;
+    if (int c = SignApply(*key, def->name, def->source, &signed_json); c != kExitOk) return c;
+    req["signed"] = signed_json;
+  } else if (code != kExitOk) {
+    return code;
+  }
+  Reply r = hub.Call(req);
   if (!r.ok()) return r.code;
   if (a.as_json) {
     PrintJson(r.body);

@@ -11,6 +11,7 @@
 #include "cli/client.h"
 #include "cli/commands.h"
 #include "cli/output.h"
+#include "cli/signing.h"
 
 namespace outpost::cli {
 namespace {
@@ -27,6 +28,7 @@ int HubDispatch(const Args& a) {
   if (w[0] == "site" && w.size() >= 2) return SiteCommand(a, hub);
   if (w[0] == "workflow" && w.size() >= 2) return HubWorkflowCommand(a, hub);
   if (w[0] == "run" && w.size() >= 2) return HubRunCommand(a, hub);
+  if (w[0] == "policy" && w.size() >= 2) return PolicyCommand(a, hub);
   return Usage("unknown command");
 }
 
@@ -47,6 +49,7 @@ int Dispatch(const Args& a) {
   if (w[0] == "workflow" && w.size() == 3 && w[1] == "validate") return WorkflowValidate(a, w[2]);
   if (w[0] == "workflow" && w.size() == 3 && w[1] == "schedule") return WorkflowSchedule(a, w[2]);
   if (w[0] == "key" && w.size() == 3 && w[1] == "create") return KeyCreate(a, w[2]);
+  if (w[0] == "trust" && w.size() >= 2) return TrustCommand(a);
   return a.local ? LocalDispatch(a) : HubDispatch(a);
 }
 

@@ -53,6 +53,9 @@ class JsonFields {
   // ["a", "b"]: every element a string.
   Status StrList(const char* key, std::vector<std::string>* out, bool required = false) const;
   bool Has(const char* key) const;
+  // The raw value of `key` (nullptr when absent), for a nested object a caller decodes
+  // with its own typed reader.
+  const nlohmann::json* Get(const char* key) const { return Find(key); }
 
  private:
   const nlohmann::json* Find(const char* key) const;

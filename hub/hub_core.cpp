@@ -35,6 +35,7 @@ Result<std::unique_ptr<HubCore>> HubCore::Open(HubStore* store, const Clock& clo
   std::vector<WorkflowRecord> defs;
   OUTPOST_RETURN_IF_ERROR(store->LoadDefs(&defs));
   for (auto& d : defs) h->defs_[d.name] = std::move(d);
+  OUTPOST_RETURN_IF_ERROR(h->LoadPolicy());
   h->audit_next_ = store->audit_head() + 1;
   return h;
 }
@@ -165,6 +166,7 @@ Status HubCore::NewIncarnation(SiteRecord& site, uint64_t incarnation) {
   copy.down_head = 0;
   copy.down_acked = 0;
   copy.placed.clear();  // the new database has none of them
+  copy.policy_sent = 0;
   Reconcile(copy, &txn);
   for (const auto& c : carry) Enqueue(copy, c, &txn);
   txn.PutSite(copy);

@@ -76,6 +76,7 @@ struct HubCounters {
   uint64_t operator_errors = 0;       // replies with ok=false, for any reason
   uint64_t operator_invalid = 0;      // requests refused by the decoder (type, range, op)
   uint64_t operator_exceptions = 0;   // handler bugs caught at the boundary
+  uint64_t operator_forbidden = 0;    // ops above the operator's role
 };
 
 struct HubOutput {
@@ -106,9 +107,10 @@ class HubCore {
   TimeMs NextDeadline() const;
 
   // One operator request (docs/protocol.md, "Operator API"); always returns a JSON object
-  // with "ok" and either the result or "error".
+  // with "ok" and either the result or "error". An op above the operator's role is
+  // refused with code "forbidden".
   nlohmann::json OnOperator(const std::string& operator_name, const nlohmann::json& request,
-                            HubOutput* out);
+                            HubOutput* out, OperatorRole role = OperatorRole::kAdmin);
 
   const HubCounters& counters() const { return counters_; }
   nlohmann::json StatusJson() const;
@@ -166,6 +168,10 @@ class HubCore {
   nlohmann::json OpRunShow(const OperatorRequest& r);
   nlohmann::json OpRunLogs(const OperatorRequest& r);
   nlohmann::json OpEvents(const OperatorRequest& r);
+  // The fleet policy (docs/security.md): stored, then enqueued to every enrolled site.
+  nlohmann::json OpPolicyPush(const std::string& who, const OperatorRequest& r, HubOutput* out);
+  nlohmann::json OpPolicyShow() const;
+  Status LoadPolicy();
 
   HubStore* store_;
   const Clock& clock_;
@@ -175,6 +181,8 @@ class HubCore {
   std::map<std::string, SiteRecord> sites_;
   std::map<std::string, std::string> by_key_;  // public key -> site name
   std::map<std::string, WorkflowRecord> defs_;
+  std::optional<Signed> policy_;  // the newest fleet policy pushed (root-signed)
+  int64_t policy_version_ = 0;
   std::map<std::string, std::unique_ptr<Conn>> conns_;  // site -> live session
   HubCounters counters_;
   uint64_t audit_next_ = 1;

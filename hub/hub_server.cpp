@@ -40,7 +40,7 @@ void HubServer::ReloadOperatorsIfChanged() {
 
 Status HubServer::LoadOperators() {
   const std::string dir = config_.data_dir + "/operators";
-  std::map<std::string, std::string> keys;
+  std::map<std::string, OperatorEntry> keys;
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(dir, ec)) {
     if (entry.path().extension() != ".pub") continue;
@@ -50,11 +50,33 @@ Status HubServer::LoadOperators() {
                     key.status().message());
       continue;
     }
-    keys[*key] = entry.path().stem().string();
+    OperatorEntry op{entry.path().stem().string(), OperatorRole::kOperator};
+    // "role = viewer|operator|admin" on a later line; without one, admin.pub (the key the
+    // hub made at first start) is admin and every other key an operator.
+    if (op.name == "admin") op.role = OperatorRole::kAdmin;
+    std::ifstream in(entry.path());
+    std::string line;
+    bool bad = false;
+    for (int n = 0; n < 64 && std::getline(in, line); ++n) {
+      const auto eq = line.find_first_of("=:");
+      if (line.rfind("role", 0) != 0 || eq == std::string::npos) continue;
+      std::string v = line.substr(eq + 1);
+      v.erase(0, v.find_first_not_of(" \t"));
+      v.erase(v.find_last_not_of(" \t\r") + 1);
+      auto role = ParseOperatorRole(v);
+      if (!role) {
+        spdlog::error("hub.operator_role_invalid file={} role=\"{}\" (viewer, operator, admin)",
+                      entry.path().string(), SafeText(v, 64));
+        bad = true;
+      } else {
+        op.role = *role;
+      }
+    }
+    if (!bad) keys[*key] = op;  // a file with a bad role grants nothing
   }
   if (ec) return Status::IoError("read " + dir + ": " + ec.message());
-  for (const auto& [key, name] : operator_keys_) {
-    if (!keys.count(key)) spdlog::warn("hub.operator_key_removed operator={}", name);
+  for (const auto& [key, op] : operator_keys_) {
+    if (!keys.count(key)) spdlog::warn("hub.operator_key_removed operator={}", op.name);
   }
   const bool changed = keys != operator_keys_;
   operator_keys_ = std::move(keys);
@@ -76,7 +98,7 @@ Result<std::unique_ptr<HubServer>> HubServer::Open(const HubConfig& config, cons
   if (config.make_admin_key && fs::is_empty(dir + "/operators", ec)) {
     fs::create_directories(dir + "/admin", ec);
     OUTPOST_ASSIGN_OR_RETURN(auto admin, LoadOrCreateKeys(dir + "/admin", "admin"));
-    std::ofstream(dir + "/operators/admin.pub") << admin.public_z85 << "\n";
+    std::ofstream(dir + "/operators/admin.pub") << admin.public_z85 << "\nrole = admin\n";
     spdlog::info("hub.admin_key_created path={}/admin/admin.key", dir);
   }
   OUTPOST_RETURN_IF_ERROR(h->LoadOperators());
@@ -176,7 +198,7 @@ void HubServer::ServeOperators() {
                          "directory"},
                {"code", "denied"}};
     } else {
-      const std::string& name = op->second;
+      const std::string& name = op->second.name;
       const bool shallow = JsonDepthWithin(f.payload, kMaxRequestDepth);
       json req = shallow ? json::parse(f.payload, nullptr, false) : json(json::value_t::discarded);
       if (!shallow) {
@@ -190,7 +212,7 @@ void HubServer::ServeOperators() {
         reply = {{"ok", false}, {"error", "request is not valid JSON"}, {"code", "invalid"}};
       } else {
         HubOutput out;
-        reply = core_->OnOperator(name, req, &out);
+        reply = core_->OnOperator(name, req, &out, op->second.role);
         // The request id is echoed only if it is a number or a short string.
         if (auto rid = req.is_object() ? req.find("rid") : req.end();
             rid != req.end() && (rid->is_number_integer() ||

@@ -63,7 +63,12 @@ class HubServer {
   std::unique_ptr<ZapHandler> zap_;
   std::unique_ptr<Listener> sites_;
   std::unique_ptr<Listener> operators_;
-  std::map<std::string, std::string> operator_keys_;  // public key -> operator name
+  struct OperatorEntry {
+    std::string name;
+    OperatorRole role = OperatorRole::kOperator;
+    bool operator==(const OperatorEntry&) const = default;
+  };
+  std::map<std::string, OperatorEntry> operator_keys_;  // public key -> operator
   TimeMs operators_loaded_ = 0;
   int signal_fd_ = -1;
   uint64_t send_failures_ = 0;

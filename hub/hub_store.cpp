@@ -45,5 +45,8 @@ void HubTxn::PutRequest(const RequestRecord& r) {
 void HubTxn::Audit(uint64_t seq, const std::string& json) {
   ops_.push_back({Kind::kAudit, {}, {}, 0, seq, json});
 }
+void HubTxn::PutSetting(const std::string& key, const std::string& value) {
+  ops_.push_back({Kind::kPutSetting, key, {}, 0, 0, value});
+}
 
 }  // namespace outpost

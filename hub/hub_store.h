@@ -10,6 +10,7 @@
 //             (run, task) -> output tail of the task's last finished attempt
 //   defs      name -> WorkflowRecord (applied definitions and their target selector)
 //   requests  request id -> RequestRecord;  audit: seq -> hub event (JSON text)
+//   settings  key -> bytes ("policy": the fleet policy handed to sites)
 //
 // Every change the hub makes goes through a HubTxn committed atomically and durably
 // (synced before Commit returns): an upstream batch, its materialized effect and the new
@@ -55,9 +56,10 @@ struct SiteRecord {
   uint64_t events_total = 0;                  // events received over all incarnations
   std::string agent_address;                  // informational
   std::vector<uint64_t> retired;  // incarnations this site replaced: refused if seen again
+  int64_t policy_sent = 0;        // version of the fleet policy enqueued to it (0: none)
   MSGPACK_DEFINE_MAP(name, key, state, labels, created, last_seen, incarnation, up_applied,
                      up_head, down_epoch, down_head, down_acked, placed, events_total,
-                     agent_address, retired);
+                     agent_address, retired, policy_sent);
 
   SiteState site_state() const { return static_cast<SiteState>(state); }
 };
@@ -69,7 +71,13 @@ struct WorkflowRecord {
   std::map<std::string, std::string> target;  // label selector; empty matches every site
   TimeMs applied = 0;
   std::string author;
-  MSGPACK_DEFINE_MAP(name, source, hash, target, applied, author);
+  // The operator's signed "apply" statement (common/trust.h), carried to every site.
+  std::string grant, signer, sig;
+  MSGPACK_DEFINE_MAP(name, source, hash, target, applied, author, grant, signer, sig);
+
+  // What a site has placed when it holds this definition: the hash, and the signature
+  // when signed (re-applying the same source signed places it again).
+  std::string placed_tag() const { return sig.empty() ? hash : hash + "+" + sig.substr(0, 16); }
 };
 
 struct HubTask {
@@ -119,7 +127,7 @@ class HubTxn {
  public:
   enum class Kind : uint8_t {
     kPutSite, kDeleteSite, kPutUp, kPutDown, kTrimDown, kPutRun, kPutOutput, kPutDef,
-    kDeleteDef, kPutRequest, kAudit, kDeleteRun, kPurgeSiteStreams
+    kDeleteDef, kPutRequest, kAudit, kDeleteRun, kPurgeSiteStreams, kPutSetting
   };
   struct Op {
     Kind kind;
@@ -146,6 +154,8 @@ class HubTxn {
   void DeleteDef(const std::string& name);
   void PutRequest(const RequestRecord& r);
   void Audit(uint64_t seq, const std::string& json);
+  // A hub-wide setting (e.g. "policy": the fleet policy the hub hands to sites).
+  void PutSetting(const std::string& key, const std::string& value);
 
   const std::vector<Op>& ops() const { return ops_; }
   size_t size() const { return ops_.size(); }
@@ -171,6 +181,7 @@ class HubStore {
   virtual Result<std::optional<std::string>> GetOutput(const std::string& run,
                                                        const std::string& task) const = 0;
   virtual Result<std::optional<RequestRecord>> GetRequest(const std::string& id) const = 0;
+  virtual Result<std::optional<std::string>> GetSetting(const std::string& key) const = 0;
   // Entries after `after`, in order, at most max_count and (past the first) max_bytes;
   // a gap in the stored stream is Corruption.
   virtual Result<std::vector<LogRecord>> ReadDown(const std::string& site, uint64_t epoch,

@@ -2,6 +2,8 @@
 // queries (status, site and workflow lists, runs, logs, hub events).
 #include "hub/hub_core.h"
 
+#include "common/trust.h"
+
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -73,16 +75,24 @@ json HubCore::StatusJson() const {
             {"operator_requests", c.operator_requests},
             {"operator_errors", c.operator_errors},
             {"operator_invalid", c.operator_invalid},
-            {"operator_exceptions", c.operator_exceptions}}}};
+            {"operator_exceptions", c.operator_exceptions},
+            {"operator_forbidden", c.operator_forbidden}}},
+          {"policy", policy_ ? json{{"version", policy_version_}} : json(nullptr)}};
 }
 
-json HubCore::OnOperator(const std::string& who, const json& request, HubOutput* out) {
+json HubCore::OnOperator(const std::string& who, const json& request, HubOutput* out,
+                         OperatorRole role) {
   ++counters_.operator_requests;
   json reply;
   auto r = DecodeOperatorRequest(request, options_.max_list);
   if (!r.ok()) {
     ++counters_.operator_invalid;
     reply = Error(r.status());
+  } else if (RequiredRole(r->op) > role) {
+    ++counters_.operator_forbidden;
+    reply = Error("operator '" + who + "' has role " + OperatorRoleName(role) + "; " + r->op +
+                      " needs " + OperatorRoleName(RequiredRole(r->op)),
+                  "forbidden");
   } else {
     // The boundary: no exception from a handler reaches the driver. One that escapes is a
     // bug, answered as an internal error and counted, and the hub goes on.
@@ -121,6 +131,20 @@ json HubCore::Dispatch(const std::string& who, const OperatorRequest& r, HubOutp
   if (op == "workflow.apply") return OpWorkflowApply(who, r, out);
   if (op == "workflow.remove") return OpWorkflowRemove(r, out);
   if (op == "workflow.list") return OpWorkflowList();
+  if (op == "workflow.show") {
+    auto d = defs_.find(r.name);
+    if (d == defs_.end()) return Error("no workflow named '" + r.name + "'", "not_found");
+    json signer = d->second.signer.empty() ? json(nullptr) : json(d->second.signer);
+    return {{"ok", true},
+            {"workflow",
+             {{"name", d->second.name},
+              {"hash", d->second.hash},
+              {"digest", ContentDigest(d->second.source)},
+              {"source", d->second.source},
+              {"target", d->second.target},
+              {"author", d->second.author},
+              {"signer", signer}}}};
+  }
   if (op == "run.start") return OpRunStart(who, r, out);
   if (op == "run.cancel") return OpRunCancel(who, r, out);
   if (op == "run.approve") return OpRunApprove(who, r, out);
@@ -128,6 +152,8 @@ json HubCore::Dispatch(const std::string& who, const OperatorRequest& r, HubOutp
   if (op == "run.show") return OpRunShow(r);
   if (op == "run.logs") return OpRunLogs(r);
   if (op == "events") return OpEvents(r);
+  if (op == "policy.push") return OpPolicyPush(who, r, out);
+  if (op == "policy.show") return OpPolicyShow();
   return Error("unknown op '" + op + "'");  // DecodeOperatorRequest knows the same list
 }
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "common/json_fields.h"
+#include "common/trust.h"
 
 namespace outpost {
 
@@ -22,6 +23,7 @@ const std::map<std::string, std::vector<const char*>>& Required() {
       {"workflow.apply", {"source"}},
       {"workflow.remove", {"name"}},
       {"workflow.list", {}},
+      {"workflow.show", {"name"}},
       {"run.start", {"workflow"}},
       {"run.cancel", {"id"}},
       {"run.approve", {"id", "task"}},
@@ -29,6 +31,8 @@ const std::map<std::string, std::vector<const char*>>& Required() {
       {"run.show", {"id"}},
       {"run.logs", {"id", "task"}},
       {"events", {}},
+      {"policy.push", {"policy"}},
+      {"policy.show", {}},
   };
   return *ops;
 }
@@ -55,6 +59,12 @@ Status DecodeFields(const JsonFields& f, size_t max_list, OperatorRequest* r) {
   OUTPOST_RETURN_IF_ERROR(f.Str("state", &r->state, false, 64));
   OUTPOST_RETURN_IF_ERROR(f.StrMap("params", &r->params));
   OUTPOST_RETURN_IF_ERROR(f.Bool("reject", &r->reject));
+  for (auto [field, out] : {std::pair{"signed", &r->signed_stmt}, std::pair{"policy", &r->policy}}) {
+    if (!f.Has(field)) continue;
+    auto s = SignedFromJson(*f.Get(field), field);
+    if (!s.ok()) return s.status();
+    *out = std::move(s).value();
+  }
   if (f.Has("priority")) {
     OUTPOST_RETURN_IF_ERROR(f.Int("priority", &priority, -1000, 1000));
     r->priority = static_cast<int>(priority);
@@ -68,6 +78,31 @@ Status DecodeFields(const JsonFields& f, size_t max_list, OperatorRequest* r) {
 }
 
 }  // namespace
+
+const char* OperatorRoleName(OperatorRole r) {
+  switch (r) {
+    case OperatorRole::kViewer: return "viewer";
+    case OperatorRole::kOperator: return "operator";
+    case OperatorRole::kAdmin: return "admin";
+  }
+  return "viewer";
+}
+
+std::optional<OperatorRole> ParseOperatorRole(const std::string& s) {
+  if (s == "viewer") return OperatorRole::kViewer;
+  if (s == "operator") return OperatorRole::kOperator;
+  if (s == "admin") return OperatorRole::kAdmin;
+  return std::nullopt;
+}
+
+OperatorRole RequiredRole(const std::string& op) {
+  if (op == "run.start" || op == "run.cancel" || op == "run.approve") return OperatorRole::kOperator;
+  if (op.rfind("site.", 0) == 0 && op != "site.list" && op != "site.show") return OperatorRole::kAdmin;
+  if (op == "workflow.apply" || op == "workflow.remove" || op == "policy.push") {
+    return OperatorRole::kAdmin;
+  }
+  return OperatorRole::kViewer;  // status, lists, shows, logs, events
+}
 
 const std::vector<std::string>& OperatorOps() {
   static const auto* ops = [] {

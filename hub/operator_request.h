@@ -19,6 +19,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/status.h"
+#include "common/trust.h"
 
 namespace outpost {
 
@@ -41,7 +42,19 @@ struct OperatorRequest {
   std::optional<int> priority;
   bool reject = false;
   std::optional<size_t> limit;
+  // Trust (docs/security.md): the operator's signed statement for this request
+  // ("signed"), and a root-signed fleet policy ("policy", policy.push).
+  std::optional<Signed> signed_stmt;
+  std::optional<Signed> policy;
 };
+
+// What an operator may do at the hub (defence in depth: sites check signatures).
+// viewer: status, lists, shows, logs, events; operator: also run start, cancel and
+// approve; admin: everything (sites, workflows, policies).
+enum class OperatorRole : uint8_t { kViewer = 0, kOperator = 1, kAdmin = 2 };
+const char* OperatorRoleName(OperatorRole r);
+std::optional<OperatorRole> ParseOperatorRole(const std::string& s);
+OperatorRole RequiredRole(const std::string& op);
 
 // The ops the hub knows, for the fuzzer and the docs test.
 const std::vector<std::string>& OperatorOps();

@@ -6,6 +6,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "common/trust.h"
 #include "common/workflow/workflow.h"
 #include "common/labels.h"
 #include "common/json_fields.h"
@@ -24,10 +25,21 @@ void HubCore::Enqueue(SiteRecord& site, const Command& c, HubStore::Txn* txn) {
 
 void HubCore::Reconcile(SiteRecord& site, HubStore::Txn* txn) {
   if (site.site_state() != SiteState::kEnrolled) return;
+  // The fleet policy first: a site checks the placements after it against it.
+  if (policy_ && site.policy_sent != policy_version_) {
+    Command c;
+    c.type = static_cast<uint8_t>(CommandType::kSetPolicy);
+    c.time = clock_.Now();
+    c.grant = policy_->body;
+    c.signer = policy_->signer;
+    c.sig = policy_->sig;
+    Enqueue(site, c, txn);
+    site.policy_sent = policy_version_;
+  }
   for (const auto& [name, d] : defs_) {
     const bool match = SelectorMatches(d.target, site.labels);
     auto placed = site.placed.find(name);
-    if (match && (placed == site.placed.end() || placed->second != d.hash)) {
+    if (match && (placed == site.placed.end() || placed->second != d.placed_tag())) {
       Command c;
       c.type = static_cast<uint8_t>(CommandType::kPlaceWorkflow);
       c.time = clock_.Now();
@@ -35,8 +47,11 @@ void HubCore::Reconcile(SiteRecord& site, HubStore::Txn* txn) {
       c.source = d.source;
       c.hash = d.hash;
       c.author = d.author;
+      c.grant = d.grant;
+      c.signer = d.signer;
+      c.sig = d.sig;
       Enqueue(site, c, txn);
-      site.placed[name] = d.hash;
+      site.placed[name] = d.placed_tag();
     }
   }
   for (auto it = site.placed.begin(); it != site.placed.end();) {
@@ -80,9 +95,23 @@ json HubCore::OpWorkflowApply(const std::string& who, const OperatorRequest& r,
   d.target = target;
   d.applied = clock_.Now();
   d.author = who;
+  if (r.signed_stmt) {
+    // The hub checks what it can (a well-formed statement for this very definition) so an
+    // operator hears of a mistake now; the sites check the signature against their policy.
+    const Signed& st = *r.signed_stmt;
+    if (Status v = VerifySignature(st); !v.ok()) return Error(v);
+    auto g = ParseGrant(st.body);
+    if (!g.ok()) return Error(g.status().WithContext("signed"));
+    if (g->kind != "apply" || g->workflow != d.name || g->digest != ContentDigest(d.source)) {
+      return Error("the signed statement is not an apply of this definition of '" + d.name + "'");
+    }
+    d.grant = st.body;
+    d.signer = st.signer;
+    d.sig = st.sig;
+  }
   auto prev = defs_.find(d.name);
-  const bool unchanged =
-      prev != defs_.end() && prev->second.hash == d.hash && prev->second.target == d.target;
+  const bool unchanged = prev != defs_.end() && prev->second.placed_tag() == d.placed_tag() &&
+                         prev->second.target == d.target;
   std::optional<WorkflowRecord> old;
   if (prev != defs_.end()) old = prev->second;
   defs_[d.name] = d;  // Reconcile reads defs_

@@ -68,6 +68,8 @@ Status RocksHubStore::AddToBatch(const HubTxn::Op& op, rocksdb::WriteBatch* batc
     case Kind::kDeleteDef: return FromRocks(batch->Delete(Handle(Cf::kDefs), op.key), "batch");
     case Kind::kPutRequest:
       return FromRocks(batch->Put(Handle(Cf::kMeta), "req/" + op.key, op.value), "batch");
+    case Kind::kPutSetting:
+      return FromRocks(batch->Put(Handle(Cf::kMeta), "set/" + op.key, op.value), "batch");
     case Kind::kAudit:
       return FromRocks(batch->Put(Handle(Cf::kMeta), kAuditPrefix + EncodeU64(op.seq), op.value),
                        "batch");
@@ -166,6 +168,14 @@ Result<std::optional<RequestRecord>> RocksHubStore::GetRequest(const std::string
   RequestRecord r;
   OUTPOST_RETURN_IF_ERROR(Decode(v, &r).WithContext("request " + id));
   return std::optional<RequestRecord>(std::move(r));
+}
+
+Result<std::optional<std::string>> RocksHubStore::GetSetting(const std::string& key) const {
+  std::string v;
+  auto s = rocks_.db->Get(rocksdb::ReadOptions(), Handle(Cf::kMeta), "set/" + key, &v);
+  if (s.IsNotFound()) return std::optional<std::string>();
+  OUTPOST_RETURN_IF_ERROR(FromRocks(s, "read setting " + key));
+  return std::optional<std::string>(std::move(v));
 }
 
 namespace {

@@ -43,6 +43,7 @@ class RocksHubStore : public HubStore {
   Result<std::optional<std::string>> GetOutput(const std::string& run,
                                                const std::string& task) const override;
   Result<std::optional<RequestRecord>> GetRequest(const std::string& id) const override;
+  Result<std::optional<std::string>> GetSetting(const std::string& key) const override;
   Result<std::vector<LogRecord>> ReadDown(const std::string& site, uint64_t epoch, uint64_t after,
                                           size_t max_count, size_t max_bytes) const override;
   Result<std::vector<LogRecord>> ReadUp(const std::string& site, uint64_t incarnation,

@@ -5,6 +5,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "common/trust.h"
 #include "common/ulid.h"
 #include "common/workflow/workflow.h"
 #include "common/labels.h"
@@ -38,6 +39,24 @@ json HubCore::OpRunStart(const std::string& who, const OperatorRequest& r, HubOu
             {"duplicate", true}};
   }
   const std::map<std::string, std::string>&params = r.params, &selector = r.target;
+  std::optional<Grant> grant;
+  if (r.signed_stmt) {
+    // Checked here so an operator hears of a mistake now; each site checks it again
+    // against its policy, and only the sites it names will run it.
+    if (Status v = VerifySignature(*r.signed_stmt); !v.ok()) return Error(v);
+    auto g = ParseGrant(r.signed_stmt->body);
+    if (!g.ok()) return Error(g.status().WithContext("signed"));
+    if (g->kind != "start" || g->workflow != workflow || g->request != request ||
+        g->params != params || g->priority != r.priority) {
+      return Error("the signed statement is not this start (workflow, request id, params and "
+                   "priority must be the signed ones)");
+    }
+    if (g->digest != ContentDigest(d->second.source)) {
+      return Error("workflow '" + workflow + "' at the hub is not the definition you signed "
+                   "(apply it again, or sign the one applied)", "conflict");
+    }
+    grant = std::move(g).value();
+  }
   auto def = ParseWorkflow(d->second.source, workflow);
   if (!def.ok()) return Error(def.status());
   auto resolved = def->ResolveParams(params);
@@ -64,11 +83,23 @@ json HubCore::OpRunStart(const std::string& who, const OperatorRequest& r, HubOu
         targets.push_back(name);
       }
     }
+  }
+  if (grant) {
+    // A signed start goes only to the sites it names (by key).
+    std::erase_if(targets, [&](const std::string& name) {
+      const std::string& key = sites_.at(name).key;
+      return std::find(grant->sites.begin(), grant->sites.end(), key) == grant->sites.end();
+    });
     if (targets.empty()) {
-      return Error("no enrolled site has workflow '" + workflow + "' placed" +
-                       (selector.empty() ? "" : " and matches the target"),
+      return Error("none of the sites the signed start names is an enrolled target with '" +
+                       workflow + "' placed",
                    "not_found");
     }
+  }
+  if (targets.empty()) {
+    return Error("no enrolled site has workflow '" + workflow + "' placed" +
+                     (selector.empty() ? "" : " and matches the target"),
+                 "not_found");
   }
   HubStore::Txn txn;
   RequestRecord q;
@@ -104,6 +135,11 @@ json HubCore::OpRunStart(const std::string& who, const OperatorRequest& r, HubOu
     c.author = who;
     c.has_priority = priority.has_value();
     c.priority = priority.value_or(0);
+    if (r.signed_stmt) {
+      c.grant = r.signed_stmt->body;
+      c.signer = r.signed_stmt->signer;
+      c.sig = r.signed_stmt->sig;
+    }
     Enqueue(copy, c, &txn);
     txn.PutRun(run);
     q.runs.push_back(run.id);
@@ -143,6 +179,11 @@ json HubCore::OpRunCancel(const std::string& who, const OperatorRequest& r, HubO
   c.run = id;
   c.reason = r.reason.empty() ? "cancelled by " + who : r.reason;
   c.author = who;
+  if (r.signed_stmt) {
+    c.grant = r.signed_stmt->body;
+    c.signer = r.signed_stmt->signer;
+    c.sig = r.signed_stmt->sig;
+  }
   HubStore::Txn txn;
   Enqueue(copy, c, &txn);
   run.cancel_requested = true;
@@ -179,6 +220,11 @@ json HubCore::OpRunApprove(const std::string& who, const OperatorRequest& r,
   c.task = task;
   c.reason = reject ? "reject" : "approve";
   c.author = who;
+  if (r.signed_stmt) {
+    c.grant = r.signed_stmt->body;
+    c.signer = r.signed_stmt->signer;
+    c.sig = r.signed_stmt->sig;
+  }
   HubStore::Txn txn;
   Enqueue(copy, c, &txn);
   Audit(&txn, {{"event", reject ? "run.rejected" : "run.approved"}, {"run", id}, {"task", task},
@@ -191,6 +237,84 @@ json HubCore::OpRunApprove(const std::string& who, const OperatorRequest& r,
           {"task", task},
           {"decision", reject ? "reject" : "approve"},
           {"message", online(run.site) ? "decision sent" : "decision queued until the site reconnects"}};
+}
+
+Status HubCore::LoadPolicy() {
+  OUTPOST_ASSIGN_OR_RETURN(auto raw, store_->GetSetting("policy"));
+  if (!raw) return Status::Ok();
+  Signed s;
+  auto j = nlohmann::json::parse(*raw, nullptr, false);
+  auto got = SignedFromJson(j, "stored policy");
+  if (!got.ok()) return got.status();
+  auto p = ParsePolicy(got->body);
+  if (!p.ok()) return p.status().WithContext("stored policy");
+  policy_ = std::move(got).value();
+  policy_version_ = p->version;
+  return Status::Ok();
+}
+
+json HubCore::OpPolicyPush(const std::string& who, const OperatorRequest& r, HubOutput* out) {
+  const Signed& s = *r.policy;
+  // The hub is not the root of trust: it checks that this is a well-formed policy so a
+  // mistake is heard now, and that it is not older than the one it hands out; each site
+  // verifies the root's signature itself.
+  if (Status v = VerifySignature(s); !v.ok()) return Error(v);
+  auto p = ParsePolicy(s.body);
+  if (!p.ok()) return Error(p.status());
+  if (policy_ && p->version < policy_version_) {
+    return Error("policy v" + std::to_string(p->version) + " is older than v" +
+                     std::to_string(policy_version_) + " already pushed",
+                 "conflict");
+  }
+  if (policy_ && p->version == policy_version_) {
+    if (policy_->body == s.body && policy_->sig == s.sig) {
+      return {{"ok", true}, {"version", p->version}, {"unchanged", true}};
+    }
+    return Error("another policy v" + std::to_string(p->version) + " was already pushed; sign a "
+                     "higher version",
+                 "conflict");
+  }
+  const std::optional<Signed> old = policy_;
+  const int64_t old_version = policy_version_;
+  policy_ = s;
+  policy_version_ = p->version;
+  HubStore::Txn txn;
+  txn.PutSetting("policy", SafeDump(SignedToJson(s)));
+  std::map<std::string, SiteRecord> changed;
+  for (const auto& [name, site] : sites_) {
+    SiteRecord copy = site;
+    const uint64_t before = copy.down_head;
+    Reconcile(copy, &txn);
+    if (copy.down_head != before) changed[name] = std::move(copy);
+  }
+  Audit(&txn, {{"event", "policy.pushed"},
+               {"fleet", p->fleet},
+               {"version", p->version},
+               {"signer", s.signer},
+               {"author", who}});
+  if (Status st = CommitSites(txn, changed); !st.ok()) {
+    policy_ = old;
+    policy_version_ = old_version;
+    return Error(st);
+  }
+  std::vector<std::string> poke;
+  for (const auto& [name, site] : changed) poke.push_back(name);
+  spdlog::info("hub.policy_pushed fleet={} version={} sites={}", p->fleet, p->version, poke.size());
+  PokeSites(poke, out);
+  return {{"ok", true}, {"version", p->version}, {"fleet", p->fleet}, {"sites", poke.size()},
+          {"unchanged", false}};
+}
+
+json HubCore::OpPolicyShow() const {
+  if (!policy_) return {{"ok", true}, {"policy", nullptr}};
+  json sites = json::object();
+  for (const auto& [name, s] : sites_) {
+    if (s.site_state() == SiteState::kEnrolled) sites[name] = s.policy_sent;
+  }
+  return {{"ok", true},
+          {"policy", SignedToJson(*policy_)},
+          {"version", policy_version_},
+          {"sent_to", sites}};
 }
 
 }  // namespace outpost

@@ -96,6 +96,7 @@ void FoldEvent(const Event& e, HubRun* run, HubTxn* txn) {
       break;
     case EventType::kWorkflowPlaced:
     case EventType::kWorkflowRemoved:
+    case EventType::kPolicyApplied:
       break;
   }
 }

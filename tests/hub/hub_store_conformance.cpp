@@ -248,6 +248,28 @@ TEST_P(HubStoreConformance, OneTxnLandsWhole) {
   EXPECT_EQ(store_->audit_head(), 1u);
 }
 
+TEST_P(HubStoreConformance, SettingsAreReplacedAndSurviveReopen) {
+  auto none = store_->GetSetting("policy");
+  ASSERT_TRUE(none.ok());
+  EXPECT_FALSE(*none);
+  HubTxn t;
+  t.PutSetting("policy", std::string("v1\0bytes", 8));
+  Commit(t);
+  HubTxn u;
+  u.PutSetting("policy", "v2");
+  u.PutSetting("other", "x");
+  Commit(u);
+  Reopen();
+  auto got = store_->GetSetting("policy");
+  ASSERT_TRUE(got.ok() && *got);
+  EXPECT_EQ(**got, "v2");
+  // Settings live beside requests and the audit log without touching them.
+  EXPECT_EQ(store_->audit_head(), 0u);
+  auto req = store_->GetRequest("policy");
+  ASSERT_TRUE(req.ok());
+  EXPECT_FALSE(*req);
+}
+
 TEST_P(HubStoreConformance, EmptyTxnIsANoOp) {
   EXPECT_TRUE(store_->Commit(HubTxn{}).ok());
   EXPECT_EQ(store_->audit_head(), 0u);
