@@ -1,0 +1,290 @@
+// Trust with real processes: sites with a fleet root run only what an operator their
+// root-signed policy names has signed, whatever a hub with an edited store sends them.
+// The hub's store is edited the way an attacker who owns the hub machine would: stop the
+// hub, append commands to a site's command log in its RocksDB, start it again.
+#include "tests/integration/fleet_fixture.h"
+
+#include "common/protocol/command.h"
+#include "common/protocol/event.h"
+#include "common/trust.h"
+#include "common/workflow/workflow.h"
+#include "hub/rocks_hub_store.h"
+
+namespace outpost {
+namespace {
+
+using namespace outpost::testing;
+
+const char* kHelloSigned = R"(
+name: hello
+params:
+  who: {default: world}
+tasks:
+  - id: greet
+    shell: echo "hello $OUTPOST_PARAM_WHO"
+)";
+
+class TrustTest : public FleetTest {
+ protected:
+  void SetUp() override {
+    FleetTest::SetUp();
+    sites_ = {{"alpha", "web"}, {"beta", "web"}};
+    root_path_ = (dir_ / "root.key").string();
+    alice_path_ = (dir_ / "alice.key").string();
+    root_ = *GenerateSigningKey();
+    alice_ = *GenerateSigningKey();
+    mallory_ = *GenerateSigningKey();
+    ASSERT_TRUE(WriteSigningKey(root_path_, root_).ok());
+    ASSERT_TRUE(WriteSigningKey(alice_path_, alice_).ok());
+    agent_extra_ = {"--trust-root", root_path_ + ".pub"};
+    pwned_ = (dir_ / "pwned").string();
+  }
+
+  // A policy body naming alice for workflow hello on role=web sites.
+  nlohmann::json PolicyBody(int version) const {
+    return {{"kind", "policy"},
+            {"fleet", "test"},
+            {"version", version},
+            {"issued", SystemClock().Now()},
+            {"expires", SystemClock().Now() + 3600'000},
+            {"operators",
+             {{{"name", "alice"},
+               {"key", alice_.public_key},
+               {"may", {"apply", "start", "cancel", "approve"}},
+               {"workflows", {"hello"}},
+               {"sites", {{"role", "web"}}}}}}};
+  }
+
+  std::string SitePublicKey(const std::string& site) {
+    json s;
+    EXPECT_EQ(Ctl("site show " + site, &s), 0) << last_err_;
+    return s.value("key", "");
+  }
+
+  // Stops the hub, lets `edit` append to command logs of its store, starts it again.
+  void EditHubStore(const std::function<void(std::map<std::string, SiteRecord>&, HubTxn&)>& edit) {
+    Stop(&hub_pid_, SIGTERM);
+    {
+      auto store = RocksHubStore::Open(HubDir() + "/db", RocksHubStore::Options{});
+      ASSERT_TRUE(store.ok()) << store.status().ToString();
+      std::vector<SiteRecord> list;
+      ASSERT_TRUE((*store)->LoadSites(&list).ok());
+      std::map<std::string, SiteRecord> sites;
+      for (auto& s : list) sites[s.name] = s;
+      HubTxn txn;
+      edit(sites, txn);
+      for (const auto& [name, s] : sites) txn.PutSite(s);
+      ASSERT_TRUE((*store)->Commit(txn).ok());
+    }
+    StartHub();
+  }
+  static void Append(SiteRecord& s, const Command& c, HubTxn& t) {
+    t.PutDown(s.name, s.down_epoch, ++s.down_head, EncodeCommand(c));
+  }
+
+  // The command.rejected messages in `site`'s event stream as the hub received it.
+  std::vector<std::string> Rejections(const std::string& site) {
+    Stop(&hub_pid_, SIGTERM);
+    std::vector<std::string> out;
+    {
+      auto store = RocksHubStore::Open(HubDir() + "/db", RocksHubStore::Options{});
+      EXPECT_TRUE(store.ok());
+      std::vector<SiteRecord> list;
+      EXPECT_TRUE((*store)->LoadSites(&list).ok());
+      for (const auto& s : list) {
+        if (s.name != site) continue;
+        auto up = (*store)->ReadUp(site, s.incarnation, 0, 100000);
+        EXPECT_TRUE(up.ok());
+        for (const auto& rec : *up) {
+          Event e;
+          if (Decode(rec.payload, &e).ok() &&
+              e.type == static_cast<uint8_t>(EventType::kCommandRejected)) {
+            out.push_back(e.message);
+          }
+        }
+      }
+    }
+    StartHub();
+    return out;
+  }
+
+  bool Converged(const std::string& site) {
+    return Eventually([&] {
+      json st = Agent(site, {{"op", "status"}});
+      json hub;
+      if (Ctl("site show " + site, &hub) != 0 || !st.contains("status")) return false;
+      return hub["events_received"] == st["status"]["log_head"] && hub["commands_pending"] == 0;
+    }, 30000);
+  }
+
+  std::string root_path_, alice_path_, pwned_;
+  SigningKey root_, alice_, mallory_;
+};
+
+std::string Joined(const std::vector<std::string>& v) {
+  std::string s;
+  for (const auto& m : v) s += "  " + m + "\n";
+  return s;
+}
+
+bool Has(const std::vector<std::string>& v, const std::string& part) {
+  return std::any_of(v.begin(), v.end(), [&](const std::string& m) { return m.find(part) != std::string::npos; });
+}
+
+TEST_F(TrustTest, AHubWithAnEditedStoreGetsNothingRunThatWasNotSigned) {
+  StartFleet();
+  // The root signs policy v1 offline; the hub hands it to the sites.
+  const std::string policy_file = (dir_ / "policy.json").string();
+  std::ofstream(policy_file) << PolicyBody(1).dump();
+  std::string out;
+  ASSERT_EQ(Run(std::string(OUTPOSTCTL_BIN) + " trust sign-policy " + policy_file +
+                    " --root-key " + root_path_ + " --out " + policy_file + ".signed",
+                &out),
+            0)
+      << last_err_;
+  ASSERT_EQ(Ctl("policy push " + policy_file + ".signed"), 0) << last_err_;
+  // Alice applies hello, signed, and starts it on alpha, signed.
+  const std::string wf = WriteWorkflow("hello", kHelloSigned);
+  ASSERT_EQ(Ctl("workflow apply " + wf + " --signing-key " + alice_path_), 0) << last_err_;
+  json started;
+  ASSERT_EQ(Ctl("run start hello --site alpha --param who=alice --wait --timeout 30 --signing-key " +
+                    alice_path_,
+                &started),
+            0)
+      << last_err_;
+  // Unsigned work, even through the real operator API, is refused by the site.
+  json unsigned_run;
+  EXPECT_NE(Ctl("run start hello --site alpha --wait --timeout 30", &unsigned_run), 0);
+  ASSERT_TRUE(Converged("alpha"));
+  ASSERT_TRUE(Converged("beta"));
+
+  const std::string alpha_key = SitePublicKey("alpha"), beta_key = SitePublicKey("beta");
+  const std::string evil = "name: hello\ntasks:\n  - id: x\n    shell: touch " + pwned_ + "\n";
+  auto signed_start = [&](const SigningKey& who, const std::string& request,
+                          const std::vector<std::string>& sites, const std::string& source) {
+    nlohmann::json body = {{"kind", "start"},       {"request", request},
+                           {"workflow", "hello"},   {"digest", ContentDigest(source)},
+                           {"params", {{"who", "x"}}}, {"sites", sites},
+                           {"expires", SystemClock().Now() + 600'000}};
+    return *Sign(body, who);
+  };
+  auto start_cmd = [&](const std::string& run, const std::string& request, const std::string& source,
+                       const Signed& s) {
+    Command c;
+    c.type = static_cast<uint8_t>(CommandType::kStartRun);
+    c.run = run;
+    c.request = request;
+    c.workflow = "hello";
+    c.source = source;
+    c.params = {{"who", "x"}};
+    c.author = "hub-attacker";
+    c.grant = s.body;
+    c.signer = s.signer;
+    c.sig = s.sig;
+    return c;
+  };
+  const std::string placed = kHelloSigned;
+  EditHubStore([&](std::map<std::string, SiteRecord>& sites, HubTxn& t) {
+    // 1. Alter the placed workflow: the signed apply over a different definition.
+    Command place;
+    place.type = static_cast<uint8_t>(CommandType::kPlaceWorkflow);
+    place.workflow = "hello";
+    place.source = evil;
+    Signed real_apply = *Sign({{"kind", "apply"}, {"workflow", "hello"},
+                               {"digest", ContentDigest(placed)}, {"signed", SystemClock().Now()}},
+                              alice_);
+    place.grant = real_apply.body;
+    place.signer = real_apply.signer;
+    place.sig = real_apply.sig;
+    Append(sites["beta"], place, t);
+    // 2. Forge a start: no signature at all, the evil definition.
+    Command forged = start_cmd("beta-forged", "forged-1", evil, Signed{});
+    forged.grant.clear();
+    forged.signer.clear();
+    forged.sig.clear();
+    Append(sites["beta"], forged, t);
+    // 3. Replay a start signed for alpha to beta.
+    Signed for_alpha = signed_start(alice_, "req-alpha", {alpha_key}, placed);
+    Append(sites["beta"], start_cmd("beta-replayed", "req-alpha", placed, for_alpha), t);
+    // 4. Alter a signed start's params on its way to alpha.
+    Command altered = start_cmd("alpha-altered", "req-alpha", placed, for_alpha);
+    altered.params = {{"who", "$(touch " + pwned_ + ")"}};
+    Append(sites["alpha"], altered, t);
+    // 5. The genuine start to alpha, then the same again under another run id: one run.
+    Append(sites["alpha"], start_cmd("alpha-genuine", "req-alpha", placed, for_alpha), t);
+    Append(sites["alpha"], start_cmd("alpha-again", "req-alpha", placed, for_alpha), t);
+    // 6. Signed by a key the policy does not name.
+    Signed by_mallory = signed_start(mallory_, "req-mallory", {alpha_key}, placed);
+    Append(sites["alpha"], start_cmd("alpha-mallory", "req-mallory", placed, by_mallory), t);
+    // 7. A policy signed by another key; then a genuine v2; then the genuine, older v1.
+    auto policy_cmd = [](const Signed& s) {
+      Command c;
+      c.type = static_cast<uint8_t>(CommandType::kSetPolicy);
+      c.grant = s.body;
+      c.signer = s.signer;
+      c.sig = s.sig;
+      return c;
+    };
+    Append(sites["alpha"], policy_cmd(*Sign(PolicyBody(9), mallory_)), t);
+    Append(sites["alpha"], policy_cmd(*Sign(PolicyBody(2), root_)), t);
+    Append(sites["alpha"], policy_cmd(*Sign(PolicyBody(1), root_)), t);
+  });
+  ASSERT_TRUE(Converged("alpha"));
+  ASSERT_TRUE(Converged("beta"));
+  const auto beta = Rejections("beta");
+  const auto alpha = Rejections("alpha");
+  EXPECT_TRUE(Has(beta, "workflow.place: altered: the command's workflow definition is not the signed one"))
+      << Joined(beta);
+  EXPECT_TRUE(Has(beta, "run.start: unsigned")) << Joined(beta);
+  EXPECT_TRUE(Has(beta, "run.start: meant for another site")) << Joined(beta);
+  EXPECT_TRUE(Has(alpha, "run.start: altered: the command's params is not the signed one"))
+      << Joined(alpha);
+  EXPECT_TRUE(Has(alpha, "run.start: replayed: signed request req-alpha already started a run here"))
+      << Joined(alpha);
+  EXPECT_TRUE(Has(alpha, "not allowed by policy v1: " + mallory_.public_key)) << Joined(alpha);
+  EXPECT_TRUE(Has(alpha, "policy.set: policy signed by " + mallory_.public_key)) << Joined(alpha);
+  EXPECT_TRUE(Has(alpha, "policy.set: policy v1 is older than v2 in force (no rollback)"))
+      << Joined(alpha);
+  // The operator's own unsigned start was refused too.
+  EXPECT_TRUE(Has(alpha, "run.start: unsigned: no operator signed it (asked by admin)")) << Joined(alpha);
+  // Nothing the attacker sent ran; the genuine signed start ran exactly once.
+  EXPECT_FALSE(fs::exists(pwned_));
+  json genuine = Agent("alpha", {{"op", "run.show"}, {"id", "alpha-genuine"}});
+  EXPECT_EQ(genuine["run"]["state"], "succeeded") << genuine.dump();
+  EXPECT_FALSE(Agent("alpha", {{"op", "run.show"}, {"id", "alpha-again"}}).value("ok", false));
+  EXPECT_FALSE(Agent("beta", {{"op", "run.show"}, {"id", "beta-forged"}}).value("ok", false));
+  // The placed definition on beta is still the signed one.
+  json wfl = Agent("beta", {{"op", "workflow.list"}});
+  EXPECT_NE(wfl.dump().find(HexHash(placed)), std::string::npos) << wfl.dump();
+  // status says the site checks signatures, under policy v2, and counts the refusals.
+  json st = Agent("alpha", {{"op", "status"}});
+  EXPECT_EQ(st["status"]["trust"]["mode"], "signed");
+  EXPECT_EQ(st["status"]["trust"]["policy"]["version"], 2);
+  EXPECT_GE(st["status"]["trust"]["refused"].get<int>(), 4);
+}
+
+TEST_F(TrustTest, ASiteWithoutATrustRootSaysItTrustsItsHubAndViewersCannotStartRuns) {
+  agent_extra_.clear();
+  sites_ = {{"alpha", "web"}};
+  StartFleet();
+  json st = Agent("alpha", {{"op", "status"}});
+  EXPECT_EQ(st["status"]["trust"]["mode"], "hub-trusted");
+  EXPECT_NE(ReadAll((dir_ / "alpha.log").string()).find("agent.trust mode=hub-trusted"),
+            std::string::npos);
+  // A viewer key at the hub may look but not act.
+  ASSERT_EQ(Run(std::string(OUTPOSTCTL_BIN) + " key create " + (dir_ / "viewer").string(), &last_err_), 0);
+  {
+    std::ofstream pub(HubDir() + "/operators/viewer.pub");
+    pub << ReadAll((dir_ / "viewer.pub").string()) << "role = viewer\n";
+  }
+  const std::string as_viewer = "--key " + (dir_ / "viewer.key").string() + " ";
+  EXPECT_EQ(Ctl(as_viewer + "status"), 0) << last_err_;
+  json r;
+  EXPECT_EQ(Ctl(as_viewer + "run start hello", &r), 7) << r.dump();
+  EXPECT_NE(r.dump().find("has role viewer; run.start needs operator"), std::string::npos)
+      << r.dump();
+  EXPECT_EQ(Ctl(as_viewer + "site remove alpha", &r), 7) << r.dump();
+}
+
+}  // namespace
+}  // namespace outpost
