@@ -3,6 +3,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
+#include <grp.h>
 #include <sys/mman.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -16,6 +17,8 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 
 #include <zmq.h>
 
@@ -129,6 +132,33 @@ Result<std::unique_ptr<Agent>> Agent::Open(const AgentConfig& config, const Cloc
       clock, [self] { return self->config_.site + "-" + MakeUlid(self->clock_.Now(), &self->rng_); });
   ProcessExecutor::Options eo;
   eo.output_cap = config.output_cap;
+  eo.pass_env = config.task_env;
+  if (!config.task_user.empty()) {
+    OUTPOST_ASSIGN_OR_RETURN(auto user, ProcessExecutor::LookupUser(config.task_user));
+    eo.user = user;
+    eo.task_root = config.task_dir.empty() ? config.data_dir + "/work" : config.task_dir;
+    // The task user may pass through the data directory to its work and output files,
+    // never list it or read anything else in it (db/ 0700, agent.key 0600, the socket
+    // 0600 and checked by SO_PEERCRED).
+    std::filesystem::create_directories(eo.task_root, ec);
+    chmod(config.data_dir.c_str(), 0711);
+    chmod((config.data_dir + "/outputs").c_str(), 0711);
+    chmod((config.data_dir + "/db").c_str(), 0700);
+    chmod(eo.task_root.c_str(), 0711);
+    spdlog::info("agent.task_user user={} uid={} work={}", user.name, user.uid, eo.task_root);
+  } else if (!config.task_dir.empty()) {
+    eo.task_root = config.task_dir;
+    std::filesystem::create_directories(eo.task_root, ec);
+  }
+  if (!config.control_group.empty()) {
+    struct group gr {}, *found = nullptr;
+    std::vector<char> buf(16384);
+    if (getgrnam_r(config.control_group.c_str(), &gr, buf.data(), buf.size(), &found) != 0 ||
+        found == nullptr) {
+      return Status::InvalidArgument("control group '" + config.control_group + "' does not exist");
+    }
+    a->control_gid_ = gr.gr_gid;
+  }
   OUTPOST_ASSIGN_OR_RETURN(a->executor_, ProcessExecutor::Create(eo));
 
   sigset_t mask;
@@ -495,6 +525,16 @@ Status Agent::CommitPending(const std::vector<StateWrite>& extra) {
     // Each attempt gets its own file to publish key=value outputs into.
     const std::string out = OutputFile(sp.key);
     unlink(out.c_str());
+    if (executor_->task_user()) {
+      // Made here for the task user: it can write this file and nothing else in outputs/.
+      int ofd = open(out.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0600);
+      if (ofd >= 0) {
+        if (fchown(ofd, executor_->task_user()->uid, executor_->task_user()->gid) != 0) {
+          spdlog::warn("agent.output_chown_failed file={} error=\"{}\"", out, strerror(errno));
+        }
+        close(ofd);
+      }
+    }
     sp.env.emplace_back("OUTPOST_OUTPUT", out);
     auto pid = executor_->Start(sp);
     if (pid.ok()) {
@@ -516,6 +556,7 @@ Status Agent::CommitPending(const std::vector<StateWrite>& extra) {
     spdlog::info("run.finished run={} workflow={} state={}", id, r ? r->workflow : "?",
                  r ? RunStateName(r->run_state()) : "?");
     engine_->Forget(id);
+    executor_->RemoveRunDir(id);
     auto w = waiters_.find(id);
     if (w == waiters_.end()) continue;
     auto view = store_->GetRun(id);
@@ -532,10 +573,51 @@ Status Agent::CommitPending(const std::vector<StateWrite>& extra) {
   return Status::Ok();
 }
 
+// Who is on the other end of the control socket (SO_PEERCRED): root, the agent's own
+// user and members of the control group may use it; anyone else (a task's user above all)
+// is refused. Returns "" or a log line's worth of why.
+std::string Agent::PeerRefused(int fd) const {
+  struct ucred cred {};
+  socklen_t len = sizeof cred;
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
+    return std::string("reason=no_peer_credentials error=\"") + strerror(errno) + "\"";
+  }
+  if (executor_->task_user() && cred.uid == executor_->task_user()->uid) {
+    return "reason=task_user uid=" + std::to_string(cred.uid) + " pid=" + std::to_string(cred.pid);
+  }
+  if (cred.uid == 0 || cred.uid == geteuid()) return "";
+  if (control_gid_) {
+    if (cred.gid == *control_gid_) return "";
+    // Supplementary groups of the peer process.
+    std::ifstream status("/proc/" + std::to_string(cred.pid) + "/status");
+    std::string line;
+    while (std::getline(status, line)) {
+      if (line.rfind("Groups:", 0) != 0) continue;
+      std::istringstream groups(line.substr(7));
+      gid_t g;
+      while (groups >> g) {
+        if (g == *control_gid_) return "";
+      }
+    }
+  }
+  return "reason=not_allowed uid=" + std::to_string(cred.uid) + " pid=" + std::to_string(cred.pid);
+}
+
 void Agent::AcceptClients() {
   for (;;) {
     int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) return;
+    if (std::string why = PeerRefused(fd); !why.empty()) {
+      ++counters_.control_peers_refused;
+      spdlog::warn("control.refused {}", why);
+      const std::string reply =
+          "{\"ok\":false,\"code\":\"forbidden\",\"error\":\"this user may not use the agent's "
+          "control socket (root, the agent's user or the control group only)\"}\n";
+      ssize_t ignored = write(fd, reply.data(), reply.size());
+      (void)ignored;
+      close(fd);
+      continue;
+    }
     if (clients_.size() >= 256) {
       spdlog::warn("control.refused reason=too_many_clients");
       close(fd);

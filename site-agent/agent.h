@@ -60,6 +60,14 @@ struct AgentConfig {
   std::string trust_root;
   // A root-signed policy file to adopt at start (when newer than the one in force).
   std::string policy_file;
+  // Tasks run as this unprivileged user (docs/security.md); empty: as the agent's user.
+  std::string task_user;
+  // Where runs get their work directories (default DATA_DIR/work with a task user).
+  std::string task_dir;
+  // Names of agent environment variables tasks also get.
+  std::vector<std::string> task_env;
+  // A group whose members may use the control socket besides root and the agent's user.
+  std::string control_group;
 };
 
 struct AgentCounters {
@@ -78,6 +86,7 @@ struct AgentCounters {
   uint64_t commands_rejected = 0;
   uint64_t commands_duplicate = 0;
   uint64_t commands_refused_by_policy = 0;  // refused by the trust gate (also in rejected)
+  uint64_t control_peers_refused = 0;       // control connections from users not allowed
   uint64_t workflow_files_invalid = 0;
   uint64_t schedule_errors = 0;
   uint64_t outputs_trimmed = 0;        // attempt outputs removed by retention
@@ -173,6 +182,8 @@ class Agent {
   // Hub sync; all null when no hub is configured.
   CurveKeys keys_;
   std::optional<TrustGate> gate_;  // set when a trust root is configured
+  std::optional<gid_t> control_gid_;  // --control-group
+  std::string PeerRefused(int fd) const;
   std::unique_ptr<ZmqContext> zmq_;
   std::unique_ptr<Connector> hub_;
   std::unique_ptr<EventLogStream> up_stream_;

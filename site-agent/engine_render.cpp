@@ -11,7 +11,9 @@
 // fail, and StartAttempt fails the task without a retry. AddProcessEnv adds what every
 // process gets: OUTPOST_PARAM_<NAME> per param, OUTPOST_WORKFLOW, OUTPOST_RUN_ID,
 // OUTPOST_TASK_ID, OUTPOST_ATTEMPT, OUTPOST_ITEM (instances and their compensations) and
-// OUTPOST_COMPENSATING (the record a compensation undoes).
+// OUTPOST_COMPENSATING (the record a compensation undoes), and OUTPOST_OUTPUT_<TASK>_<KEY>
+// for each output of each task it needs. In `shell`, each template value is passed as a
+// variable OUTPOST_V<n> and referred to, never pasted (RenderShellTemplate).
 #include <cctype>
 
 #include "common/workflow/expr.h"
@@ -22,15 +24,18 @@ namespace outpost {
 
 namespace {
 
-// OUTPOST_PARAM_ and the param's name upper-cased, with '-' and '.' as '_'.
-std::string ParamEnvName(const std::string& param) {
-  std::string name = "OUTPOST_PARAM_";
-  for (char c : param) {
-    name += (c == '-' || c == '.') ? '_'
-                                   : static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+// PREFIX and `name` upper-cased, with every character that cannot be in a variable
+// name ('-', '.', ...) as '_'.
+std::string EnvName(const char* prefix, const std::string& name) {
+  std::string out = prefix;
+  for (char c : name) {
+    const unsigned char u = static_cast<unsigned char>(c);
+    out += std::isalnum(u) ? static_cast<char>(std::toupper(u)) : '_';
   }
-  return name;
+  return out;
 }
+
+std::string ParamEnvName(const std::string& param) { return EnvName("OUTPOST_PARAM_", param); }
 
 }  // namespace
 
@@ -83,9 +88,13 @@ bool Engine::Render(const Active& a, size_t i, StartProcess* sp, std::string* wh
       if (!render(run[k], &sp->argv[k])) return false;
     }
   } else {
-    std::string cmd;
-    if (!render(shell, &cmd)) return false;
-    sp->argv = {"/bin/sh", "-c", cmd};
+    // Values reach the shell as variables, never as shell text (RenderShellTemplate).
+    auto cmd = RenderShellTemplate(shell, ctx, "OUTPOST_V", &sp->env);
+    if (!cmd.ok()) {
+      *why = cmd.status().message();
+      return false;
+    }
+    sp->argv = {"/bin/sh", "-c", std::move(cmd).value()};
   }
   for (const auto& [k, v] : td.env) {
     std::string value;
@@ -108,6 +117,14 @@ void Engine::AddProcessEnv(const Active& a, size_t i, StartProcess* sp) const {
   }
   if (t.task_kind() == TaskKind::kCompensation) {
     sp->env.emplace_back("OUTPOST_COMPENSATING", t.parent);
+  }
+  // The outputs of the tasks it needs, as OUTPOST_OUTPUT_<TASK>_<KEY>.
+  for (const auto& dep : a.defs[i]->needs) {
+    auto it = a.index.find(dep);
+    if (it == a.index.end()) continue;
+    for (const auto& [k, v] : a.tasks[it->second].outputs) {
+      sp->env.emplace_back(EnvName("OUTPOST_OUTPUT_", dep + "_" + k), v);
+    }
   }
 }
 

@@ -9,12 +9,15 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <grp.h>
+#include <pwd.h>
+#include <sys/stat.h>
+
 #include <cerrno>
+#include <filesystem>
 #include <cstring>
 #include <fstream>
 #include <sstream>
-
-extern char** environ;
 
 namespace outpost {
 
@@ -41,17 +44,98 @@ ProcessExecutor::~ProcessExecutor() {
   if (sigfd_ >= 0) close(sigfd_);
 }
 
+Result<ProcessExecutor::TaskUser> ProcessExecutor::LookupUser(const std::string& name) {
+  struct passwd pw {}, *found = nullptr;
+  std::vector<char> buf(16384);
+  if (getpwnam_r(name.c_str(), &pw, buf.data(), buf.size(), &found) != 0 || found == nullptr) {
+    return Status::NotFound("task user '" + name + "' does not exist (the package creates "
+                            "outpost-task; or useradd --system " + name + ")");
+  }
+  TaskUser u;
+  u.name = name;
+  u.uid = pw.pw_uid;
+  u.gid = pw.pw_gid;
+  u.home = pw.pw_dir ? pw.pw_dir : "/";
+  if (u.uid == 0) return Status::InvalidArgument("task user '" + name + "' is root");
+  int n = 64;
+  std::vector<gid_t> groups(n);
+  if (getgrouplist(name.c_str(), u.gid, groups.data(), &n) < 0) {
+    groups.resize(n);
+    getgrouplist(name.c_str(), u.gid, groups.data(), &n);
+  }
+  groups.resize(std::max(n, 0));
+  u.groups = groups;
+  return u;
+}
+
+std::map<std::string, std::string> ProcessExecutor::BaseEnv(const std::string& home) const {
+  std::map<std::string, std::string> env;
+  env["PATH"] = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+  env["LANG"] = "C.UTF-8";
+  if (options_.user) {
+    env["HOME"] = home;
+    env["USER"] = env["LOGNAME"] = options_.user->name;
+  } else {
+    for (const char* k : {"HOME", "USER", "LOGNAME"}) {
+      if (const char* v = getenv(k)) env[k] = v;
+    }
+  }
+  if (const char* tz = getenv("TZ")) env["TZ"] = tz;
+  for (const auto& k : options_.pass_env) {
+    if (const char* v = getenv(k.c_str())) env[k] = v;
+  }
+  return env;
+}
+
+void ProcessExecutor::RemoveRunDir(const std::string& run) const {
+  if (options_.task_root.empty() || run.empty() || run.find('/') != std::string::npos ||
+      run == "." || run == "..") {
+    return;
+  }
+  std::error_code ec;
+  std::filesystem::remove_all(options_.task_root + "/" + run, ec);
+}
+
+namespace {
+
+// argv[0] as execve needs it: a path, found on PATH when it has no '/'.
+std::string Resolve(const std::string& prog, const std::string& path) {
+  if (prog.find('/') != std::string::npos) return prog;
+  size_t pos = 0;
+  while (pos <= path.size()) {
+    size_t colon = path.find(':', pos);
+    std::string dir = path.substr(pos, colon == std::string::npos ? std::string::npos : colon - pos);
+    if (dir.empty()) dir = ".";
+    std::string candidate = dir + "/" + prog;
+    if (access(candidate.c_str(), X_OK) == 0) return candidate;
+    if (colon == std::string::npos) break;
+    pos = colon + 1;
+  }
+  return prog;
+}
+
+}  // namespace
+
 Result<int> ProcessExecutor::Start(const StartProcess& spec) {
   if (spec.argv.empty()) return Status::InvalidArgument("empty argv");
+  std::string workdir = spec.workdir;
+  if (workdir.empty() && !options_.task_root.empty() && !spec.key.run.empty() &&
+      spec.key.run.find('/') == std::string::npos) {
+    workdir = options_.task_root + "/" + spec.key.run;
+    if (mkdir(workdir.c_str(), 0700) != 0 && errno != EEXIST) {
+      return Status::IoError("cannot make the run's work directory " + workdir + ": " +
+                             strerror(errno));
+    }
+    if (options_.user && chown(workdir.c_str(), options_.user->uid, options_.user->gid) != 0) {
+      return Status::IoError("cannot give " + workdir + " to the task user: " + strerror(errno));
+    }
+  }
   int fds[2];
   if (pipe2(fds, O_CLOEXEC) != 0) return Status::IoError(std::string("pipe: ") + strerror(errno));
 
-  // Environment: the agent's own, overridden by the task's.
-  std::map<std::string, std::string> env;
-  for (char** e = environ; *e != nullptr; ++e) {
-    const char* eq = strchr(*e, '=');
-    if (eq) env[std::string(*e, static_cast<size_t>(eq - *e))] = eq + 1;
-  }
+  // Environment: the minimal base, then the task's own (docs/workflows.md, "Environment").
+  std::map<std::string, std::string> env = BaseEnv(workdir.empty() ? "/" : workdir);
+  if (options_.user) env["HOME"] = options_.user->home;
   for (const auto& [k, v] : spec.env) env[k] = v;
   std::vector<std::string> env_strings;
   env_strings.reserve(env.size());
@@ -63,41 +147,105 @@ Result<int> ProcessExecutor::Start(const StartProcess& spec) {
   for (auto& s : argv_copy) argv.push_back(s.data());
   argv.push_back(nullptr);
 
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_adddup2(&fa, fds[1], 1);
-  posix_spawn_file_actions_adddup2(&fa, fds[1], 2);
-  if (!spec.workdir.empty()) posix_spawn_file_actions_addchdir_np(&fa, spec.workdir.c_str());
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  sigset_t none, defaults;
-  sigemptyset(&none);
-  sigemptyset(&defaults);
-  sigaddset(&defaults, SIGPIPE);
-  sigaddset(&defaults, SIGTERM);
-  sigaddset(&defaults, SIGINT);
-  sigaddset(&defaults, SIGCHLD);
-  posix_spawnattr_setsigmask(&attr, &none);
-  posix_spawnattr_setsigdefault(&attr, &defaults);
-  posix_spawnattr_setpgroup(&attr, 0);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
-                                      POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_USEVFORK);
   pid_t pid = -1;
-  int rc = posix_spawnp(&pid, argv[0], &fa, &attr, argv.data(), envp.data());
-  posix_spawn_file_actions_destroy(&fa);
-  posix_spawnattr_destroy(&attr);
+  int rc = 0;
+  if (options_.user) {
+    rc = SpawnAs(*options_.user, Resolve(argv_copy[0], env["PATH"]), argv, envp, workdir, fds[1],
+                 &pid);
+  } else {
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_adddup2(&fa, fds[1], 1);
+    posix_spawn_file_actions_adddup2(&fa, fds[1], 2);
+    if (!workdir.empty()) posix_spawn_file_actions_addchdir_np(&fa, workdir.c_str());
+    posix_spawnattr_t attr;
+    posix_spawnattr_init(&attr);
+    sigset_t none, defaults;
+    sigemptyset(&none);
+    sigemptyset(&defaults);
+    sigaddset(&defaults, SIGPIPE);
+    sigaddset(&defaults, SIGTERM);
+    sigaddset(&defaults, SIGINT);
+    sigaddset(&defaults, SIGCHLD);
+    posix_spawnattr_setsigmask(&attr, &none);
+    posix_spawnattr_setsigdefault(&attr, &defaults);
+    posix_spawnattr_setpgroup(&attr, 0);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
+                                        POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_USEVFORK);
+    // The task's PATH, not the agent's, finds the program.
+    rc = posix_spawn(&pid, Resolve(argv_copy[0], env["PATH"]).c_str(), &fa, &attr, argv.data(),
+                     envp.data());
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&attr);
+  }
   close(fds[1]);
   if (rc != 0) {
     close(fds[0]);
     std::string what = std::string(argv[0]) + ": " + strerror(rc);
-    if (!spec.workdir.empty()) what += " (workdir '" + spec.workdir + "')";
+    if (!workdir.empty()) what += " (workdir '" + workdir + "')";
     return Status::IoError(what);
   }
   fcntl(fds[0], F_SETFL, fcntl(fds[0], F_GETFL) | O_NONBLOCK);
   const size_t cap = spec.output_cap > 0 ? std::min(spec.output_cap, options_.output_cap) : options_.output_cap;
   procs_[pid] = Proc{spec.key, fds[0], cap, {}, spec.keep_children};
   return pid;
+}
+
+// fork, then in the child only async-signal-safe calls: its own process group, default
+// signals, the pipe as stdout and stderr, the work directory, then the task user's
+// groups, gid and uid (in that order: after setuid nothing else could be changed), exec.
+// An error before exec comes back as its errno through a close-on-exec pipe.
+int ProcessExecutor::SpawnAs(const TaskUser& u, const std::string& path, std::vector<char*>& argv,
+                             std::vector<char*>& envp, const std::string& workdir, int out_fd,
+                             pid_t* pid_out) {
+  int err_pipe[2];
+  if (pipe2(err_pipe, O_CLOEXEC) != 0) return errno;
+  const int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  pid_t pid = fork();
+  if (pid < 0) {
+    const int e = errno;
+    close(err_pipe[0]);
+    close(err_pipe[1]);
+    if (devnull >= 0) close(devnull);
+    return e;
+  }
+  if (pid == 0) {
+    int e = 0;
+    sigset_t none;
+    sigemptyset(&none);
+    for (int sig : {SIGPIPE, SIGTERM, SIGINT, SIGCHLD}) signal(sig, SIG_DFL);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
+    if (setpgid(0, 0) != 0 || devnull < 0 || dup2(devnull, 0) < 0 || dup2(out_fd, 1) < 0 ||
+        dup2(out_fd, 2) < 0 || (!workdir.empty() && chdir(workdir.c_str()) != 0) ||
+        setgroups(u.groups.size(), u.groups.data()) != 0 || setgid(u.gid) != 0 ||
+        setuid(u.uid) != 0) {
+      e = errno;
+    } else {
+      execve(path.c_str(), argv.data(), envp.data());
+      e = errno;
+    }
+    ssize_t ignored = write(err_pipe[1], &e, sizeof e);
+    (void)ignored;
+    _exit(127);
+  }
+  close(err_pipe[1]);
+  if (devnull >= 0) close(devnull);
+  // Also in the parent, so the group exists before a Kill could name it.
+  setpgid(pid, pid);
+  int child_errno = 0;
+  ssize_t n;
+  do {
+    n = read(err_pipe[0], &child_errno, sizeof child_errno);
+  } while (n < 0 && errno == EINTR);
+  close(err_pipe[0]);
+  if (n == sizeof child_errno) {
+    int status = 0;
+    waitpid(pid, &status, 0);
+    return child_errno;
+  }
+  *pid_out = pid;
+  return 0;
 }
 
 void ProcessExecutor::Kill(const AttemptKey& key, int sig) {

@@ -7,6 +7,9 @@
 // ProcessExecutor contract:
 //  - every attempt runs in its own process group (pgid = pid), stdin from /dev/null,
 //    stdout and stderr merged into one pipe whose last `output_cap` bytes are kept;
+//  - its environment is BaseEnv (minimal and documented, not the agent's own) plus the
+//    task's; with a task user it runs as that user (setgroups, setgid, setuid before
+//    exec) in a work directory of its run that the agent's data directory is not;
 //  - Kill() signals the whole group;
 //  - when the leader exits, processes left in its group are killed (SIGKILL) and the exit
 //    says so (ExitInfo::leftovers), unless the task keeps its children;
@@ -16,7 +19,10 @@
 // Thread-safety: one owner thread.
 #pragma once
 
+#include <sys/types.h>
+
 #include <map>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -38,9 +44,30 @@ class Executor {
 
 class ProcessExecutor final : public Executor {
  public:
+  // The unprivileged account tasks run as (--task-user), resolved at start.
+  struct TaskUser {
+    std::string name;
+    uid_t uid = 0;
+    gid_t gid = 0;
+    std::vector<gid_t> groups;  // its supplementary groups
+    std::string home;
+  };
   struct Options {
     size_t output_cap = 64 * 1024;
+    // Set: every attempt runs as this user (the agent must be root to switch).
+    std::optional<TaskUser> user;
+    // Set: an attempt without a workdir runs in TASK_ROOT/RUN_ID, made for the run and
+    // owned by the task user (removed with RemoveRunDir when the run ends).
+    std::string task_root;
+    // Names of the agent's environment variables tasks also get (--task-env).
+    std::vector<std::string> pass_env;
   };
+  // The account `name`, with its groups; an error names what is missing.
+  static Result<TaskUser> LookupUser(const std::string& name);
+  // The minimal environment every task starts from (before its own and OUTPOST_*):
+  // PATH, HOME, USER, LOGNAME, LANG, and TZ if the agent has one, then pass_env.
+  std::map<std::string, std::string> BaseEnv(const std::string& home) const;
+  void RemoveRunDir(const std::string& run) const;
   static Result<std::unique_ptr<ProcessExecutor>> Create(Options options);
   ~ProcessExecutor() override;
 
@@ -56,6 +83,7 @@ class ProcessExecutor final : public Executor {
   // Call when a pipe fd is readable (or hung up).
   void OnPipeReadable(int fd);
   size_t running() const { return procs_.size(); }
+  const TaskUser* task_user() const { return options_.user ? &*options_.user : nullptr; }
   // Kills every process group still running (agent shutdown).
   void KillAll(int signal);
 
@@ -68,6 +96,10 @@ class ProcessExecutor final : public Executor {
     bool keep_children = false;
   };
   explicit ProcessExecutor(Options o) : options_(o) {}
+  // Runs path as `u` (fork + exec); 0 and *pid, or the errno of what failed.
+  static int SpawnAs(const TaskUser& u, const std::string& path, std::vector<char*>& argv,
+                     std::vector<char*>& envp, const std::string& workdir, int out_fd,
+                     pid_t* pid_out);
   void Drain(Proc& p);
   void AppendOutput(Proc& p, const char* data, size_t n);
 

@@ -67,6 +67,16 @@ int main(int argc, char** argv) {
        "operators named in a policy it signed have signed (unset: trust the hub absolutely)")
       ("policy-file", po::value(&c.policy_file),
        "a root-signed policy file to adopt at start when newer than the one in force")
+      ("task-user", po::value(&c.task_user),
+       "run tasks as this unprivileged user (the package creates outpost-task); the agent then "
+       "needs root or CAP_SETUID, CAP_SETGID and CAP_CHOWN")
+      ("task-dir", po::value(&c.task_dir),
+       "where each run gets its work directory (default DATA_DIR/work with --task-user)")
+      ("task-env", po::value(&c.task_env)->composing(),
+       "the name of an agent environment variable tasks also get (repeatable); tasks start "
+       "from a minimal environment")
+      ("control-group", po::value(&c.control_group),
+       "a group whose members may use the control socket (besides root and the agent's user)")
       ("show-key", "print this agent's public key (creating DATA_DIR/agent.key at first use) and exit")
       ("sync-ping-ms", po::value(&ping_ms)->default_value(ping_ms),
        "idle time before the session sends PING")

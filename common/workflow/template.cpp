@@ -95,6 +95,114 @@ Result<std::vector<TemplatePiece>> ParseTemplate(std::string_view text) {
   return out;
 }
 
+namespace {
+
+// The value of one reference, or NotFound naming what is missing.
+Result<std::string> ResolveRef(const TemplateRef& r, const TemplateContext& ctx) {
+  switch (r.kind) {
+    case TemplateRef::Kind::kParam: {
+      auto it = ctx.params ? ctx.params->find(r.name) : decltype(ctx.params->end()){};
+      if (!ctx.params || it == ctx.params->end()) {
+        return Status::NotFound(r.text + ": the run has no param '" + r.name + "'");
+      }
+      return it->second;
+    }
+    case TemplateRef::Kind::kSiteName:
+      return ctx.site_name;
+    case TemplateRef::Kind::kItem:
+      if (ctx.item == nullptr) {
+        return Status::NotFound(r.text + " is only defined in an instance of a for_each task");
+      }
+      return *ctx.item;
+    case TemplateRef::Kind::kSiteLabel: {
+      auto it = ctx.site_labels ? ctx.site_labels->find(r.name) : decltype(ctx.site_labels->end()){};
+      if (!ctx.site_labels || it == ctx.site_labels->end()) {
+        return Status::NotFound(r.text + ": this site has no label '" + r.name + "'");
+      }
+      return it->second;
+    }
+    case TemplateRef::Kind::kTaskOutput: {
+      const auto* outs = ctx.outputs ? ctx.outputs(r.name) : nullptr;
+      auto it = outs ? outs->find(r.key) : decltype(outs->end()){};
+      if (!outs || it == outs->end()) {
+        return Status::NotFound(r.text + ": task '" + r.name + "' did not publish output '" + r.key +
+                                "'");
+      }
+      return it->second;
+    }
+  }
+  return Status::Internal("unknown template reference");
+}
+
+// Where a point of POSIX shell text is, lexically: unquoted, in '...', in "...". Fed the
+// literal text before each reference. Command substitutions ($(...), `...`) and
+// subshells open a fresh unquoted context that their closing character ends.
+class ShellQuoteTracker {
+ public:
+  enum Where { kUnquoted, kSingle, kDouble };
+
+  void Feed(std::string_view text) {
+    for (size_t i = 0; i < text.size(); ++i) {
+      const char c = text[i];
+      char& top = stack_.back();
+      if (top == 'S') {
+        if (c == '\'') stack_.pop_back();
+        continue;
+      }
+      if (top == 'D') {
+        if (c == '\\') {
+          ++i;
+        } else if (c == '"') {
+          stack_.pop_back();
+        } else if (c == '$' && i + 1 < text.size() && text[i + 1] == '(') {
+          stack_.push_back('P');
+          ++i;
+        } else if (c == '`') {
+          stack_.push_back('B');
+        }
+        continue;
+      }
+      // Unquoted: the top level, a $( ... ) or ( ... ) ('P'), or a `...` ('B').
+      if (c == '\\') {
+        ++i;
+      } else if (c == '\'') {
+        stack_.push_back('S');
+      } else if (c == '"') {
+        stack_.push_back('D');
+      } else if (c == '`') {
+        if (top == 'B') {
+          stack_.pop_back();
+        } else {
+          stack_.push_back('B');
+        }
+      } else if (c == '(') {
+        stack_.push_back('P');
+      } else if (c == ')' && top == 'P') {
+        stack_.pop_back();
+      } else if (c == '#' && (i == 0 ? at_word_start_ : IsSpace(text[i - 1]))) {
+        while (i < text.size() && text[i] != '\n') ++i;  // a comment
+      }
+      if (stack_.empty()) stack_.push_back('N');
+    }
+    if (!text.empty()) at_word_start_ = IsSpace(text.back());
+  }
+
+  Where where() const {
+    switch (stack_.back()) {
+      case 'S': return kSingle;
+      case 'D': return kDouble;
+      default: return kUnquoted;
+    }
+  }
+
+ private:
+  static bool IsSpace(char c) { return c == ' ' || c == '\t' || c == '\n' || c == ';' || c == '|' || c == '&'; }
+  std::vector<char> stack_{'N'};
+  bool at_word_start_ = true;
+};
+
+}  // namespace
+
 Result<std::string> RenderTemplate(std::string_view text, const TemplateContext& ctx) {
   if (!HasTemplate(text)) return std::string(text);
   OUTPOST_ASSIGN_OR_RETURN(auto pieces, ParseTemplate(text));
@@ -104,43 +212,34 @@ Result<std::string> RenderTemplate(std::string_view text, const TemplateContext&
       out += p.literal;
       continue;
     }
-    const TemplateRef& r = p.ref;
-    switch (r.kind) {
-      case TemplateRef::Kind::kParam: {
-        auto it = ctx.params ? ctx.params->find(r.name) : decltype(ctx.params->end()){};
-        if (!ctx.params || it == ctx.params->end()) {
-          return Status::NotFound(r.text + ": the run has no param '" + r.name + "'");
-        }
-        out += it->second;
-        break;
-      }
-      case TemplateRef::Kind::kSiteName:
-        out += ctx.site_name;
-        break;
-      case TemplateRef::Kind::kItem:
-        if (ctx.item == nullptr) {
-          return Status::NotFound(r.text + " is only defined in an instance of a for_each task");
-        }
-        out += *ctx.item;
-        break;
-      case TemplateRef::Kind::kSiteLabel: {
-        auto it = ctx.site_labels ? ctx.site_labels->find(r.name) : decltype(ctx.site_labels->end()){};
-        if (!ctx.site_labels || it == ctx.site_labels->end()) {
-          return Status::NotFound(r.text + ": this site has no label '" + r.name + "'");
-        }
-        out += it->second;
-        break;
-      }
-      case TemplateRef::Kind::kTaskOutput: {
-        const auto* outs = ctx.outputs ? ctx.outputs(r.name) : nullptr;
-        auto it = outs ? outs->find(r.key) : decltype(outs->end()){};
-        if (!outs || it == outs->end()) {
-          return Status::NotFound(r.text + ": task '" + r.name + "' did not publish output '" + r.key +
-                                  "'");
-        }
-        out += it->second;
-        break;
-      }
+    OUTPOST_ASSIGN_OR_RETURN(std::string v, ResolveRef(p.ref, ctx));
+    out += v;
+  }
+  return out;
+}
+
+Result<std::string> RenderShellTemplate(std::string_view text, const TemplateContext& ctx,
+                                        const std::string& var_prefix,
+                                        std::vector<std::pair<std::string, std::string>>* env) {
+  if (!HasTemplate(text)) return std::string(text);
+  OUTPOST_ASSIGN_OR_RETURN(auto pieces, ParseTemplate(text));
+  std::string out;
+  ShellQuoteTracker where;
+  for (const auto& p : pieces) {
+    if (!p.is_ref) {
+      out += p.literal;
+      where.Feed(p.literal);
+      continue;
+    }
+    OUTPOST_ASSIGN_OR_RETURN(std::string v, ResolveRef(p.ref, ctx));
+    const std::string name = var_prefix + std::to_string(env->size());
+    env->emplace_back(name, std::move(v));
+    // The value stays in the environment; the shell sees a reference to it that expands
+    // to exactly the value, as one word, wherever it stands.
+    switch (where.where()) {
+      case ShellQuoteTracker::kUnquoted: out += "\"${" + name + "}\""; break;
+      case ShellQuoteTracker::kDouble: out += "${" + name + "}"; break;
+      case ShellQuoteTracker::kSingle: out += "'\"${" + name + "}\"'"; break;
     }
   }
   return out;

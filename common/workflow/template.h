@@ -49,6 +49,15 @@ struct TemplateContext {
 
 Result<std::string> RenderTemplate(std::string_view text, const TemplateContext& ctx);
 
+// For a `shell:` command: no value can change how the shell parses it. Each reference
+// becomes a variable, VAR_PREFIX + its index (appended to *env with the value), and the
+// text refers to it as "${VAR}" where it stands unquoted, ${VAR} inside "...", and
+// '"${VAR}"' inside '...' — so it expands to exactly the value, as one word, and is never
+// parsed as shell. (In a here-document body, use the OUTPOST_PARAM_* variables instead.)
+Result<std::string> RenderShellTemplate(std::string_view text, const TemplateContext& ctx,
+                                        const std::string& var_prefix,
+                                        std::vector<std::pair<std::string, std::string>>* env);
+
 // Parses the key=value lines a task wrote to $OUTPOST_OUTPUT: keys are letters, digits,
 // '_', '-', '.'; blank lines and lines starting with '#' are skipped; anything else is an
 // error naming the line. At most 256 keys and 64 KiB.

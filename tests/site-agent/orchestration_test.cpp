@@ -247,8 +247,12 @@ TEST_F(Orchestration, AFailedRunCompensatesSucceededTasksInReverseOrder) {
   EXPECT_TRUE(engine_.FindRun("r1")->compensating);
   // One at a time: the deploy (finished last) first.
   EXPECT_EQ(RunningTasks(), (std::vector<std::string>{"compensate:deploy"}));
+  // The output reaches the shell as a variable, never as shell text.
   EXPECT_EQ(Running("compensate:deploy")->argv,
-            (std::vector<std::string>{"/bin/sh", "-c", "rollback --to 1.4.2"}));
+            (std::vector<std::string>{"/bin/sh", "-c", "rollback --to \"${OUTPOST_V0}\""}));
+  EXPECT_NE(std::find(Running("compensate:deploy")->env.begin(), Running("compensate:deploy")->env.end(),
+                      std::pair<std::string, std::string>{"OUTPOST_V0", "1.4.2"}),
+            Running("compensate:deploy")->env.end());
   // A cancel does not stop compensations.
   fx_ = Effects();
   EXPECT_FALSE(engine_.Cancel("r1", "impatient", &fx_).ok());
@@ -344,7 +348,10 @@ TEST_F(Orchestration, RestoreResumesInstancesAndCompensations) {
   ASSERT_EQ(fx.starts.size(), 1u);  // the interrupted compensation runs again
   EXPECT_EQ(fx.starts[0].key.task, "compensate:deploy");
   EXPECT_EQ(fx.starts[0].key.attempt, 2);
-  EXPECT_EQ(fx.starts[0].argv[2], "rollback --to 2");
+  EXPECT_EQ(fx.starts[0].argv[2], "rollback --to \"${OUTPOST_V0}\"");
+  EXPECT_NE(std::find(fx.starts[0].env.begin(), fx.starts[0].env.end(),
+                      std::pair<std::string, std::string>{"OUTPOST_V0", "2"}),
+            fx.starts[0].env.end());
 }
 
 TEST_F(Orchestration, RestoreResumesAFanOutWhereItStopped) {
