@@ -53,7 +53,7 @@ std::string ChainYaml(int n, const std::string& cmd) {
 double EngineOnly(const std::string& yaml, int parallel) {
   ManualClock clock;
   Rng rng(1);
-  Engine engine(clock, &rng, EngineOptions{parallel, 5000, "bench", {}, {}});
+  Engine engine(clock, &rng, EngineOptions{parallel, 5000, "bench", {}, {}, {}});
   auto def = std::make_shared<const WorkflowDef>(ParseWorkflow(yaml, "bench").value());
   auto t0 = Clk::now();
   Effects fx;

@@ -50,7 +50,7 @@ void Measure(const char* shape, int n, const std::string& yaml) {
   }
   ManualClock clock(1'800'000'000'000);
   Rng rng(1);
-  Engine engine(clock, &rng, EngineOptions{4, 5000, "bench", {}, {}});
+  Engine engine(clock, &rng, EngineOptions{4, 5000, "bench", {}, {}, {}});
   Effects fx;
   auto shared = std::make_shared<const WorkflowDef>(std::move(def).value());
   const auto t2 = Clk::now();

@@ -2,6 +2,8 @@
 #include "cli/args.h"
 
 #include <cstdlib>
+#include <fstream>
+#include <sstream>
 #include <string_view>
 
 namespace outpost::cli {
@@ -115,6 +117,20 @@ std::string ParseSpecial(const std::string& w, ArgReader& r, Args* a) {
     }
   } else if (w == "--priority") {
     return ParsePriority(r, a);
+  } else if (w == "--param-file") {
+    // The value from a file (one trailing newline dropped): secrets stay off command lines.
+    if (!r.Value(&v)) return "--param-file needs NAME=FILE";
+    const auto eq = v.find('=');
+    if (eq == std::string::npos || eq == 0) return "--param-file needs NAME=FILE, got '" + v + "'";
+    std::ifstream in(v.substr(eq + 1), std::ios::binary);
+    if (!in) return "--param-file: cannot read " + v.substr(eq + 1);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    std::string value = ss.str();
+    if (value.size() > 65536) return "--param-file: " + v.substr(eq + 1) + " is larger than 64 KiB";
+    if (!value.empty() && value.back() == '\n') value.pop_back();
+    if (!value.empty() && value.back() == '\r') value.pop_back();
+    a->params[v.substr(0, eq)] = value;
   } else if (w == "--param") {
     if (!r.Value(&v)) return "--param needs k=v";
     auto eq = v.find('=');

@@ -125,11 +125,9 @@ int HubStart(const Args& a, HubClient& hub) {
   if (!a.site.empty()) req["site"] = a.site;
   if (!a.request.empty()) req["request"] = a.request;
   int code = kExitOk;
-  if (auto key = LoadOperatorSigningKey(a, &code)) {
-    if (int c = SignStart(a, *key, hub, &req); c != kExitOk) return c;
-  } else if (code != kExitOk) {
-    return code;
-  }
+  auto key = LoadOperatorSigningKey(a, &code);
+  if (code != kExitOk) return code;
+  if (int c = PrepareStart(a, key, hub, &req); c != kExitOk) return c;
   Reply r = hub.Call(req);
   if (!r.ok()) return r.code;
   if (a.wait) return WaitForHubRuns(a, hub, r.body["runs"]);

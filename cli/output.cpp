@@ -34,6 +34,17 @@ fleet commands (through the hub's operator endpoint):
   status                                      fleet overview: online/offline, last seen, backlog
   events [--limit N]                          the hub's audit log (enrollments, online/offline...)
   key create FILE                             make an operator keypair FILE.key / FILE.pub
+  policy push FILE | policy show              hand a root-signed fleet policy to every site (admin)
+
+trust (docs/security.md; no agent or hub needed):
+  trust keygen FILE                           make an Ed25519 signing key FILE (0600) and FILE.pub
+  trust sign-policy FILE --root-key KEY [--out F] [--expires 365d]
+                                              sign a fleet policy with the root key (offline)
+  trust show FILE                             what a signed file holds, and whether it verifies
+  With --signing-key FILE ($OUTPOST_SIGNING_KEY), workflow apply, run start, cancel and
+  approve are signed (--expires: how long a start (7d), cancel or approval (1d) is valid).
+  --param-file NAME=FILE gives a param's value from a file (for secrets: off the command line);
+  secret params are sealed to each target site, the hub never sees them.
 
 local commands (--local, the agent on this machine, no hub needed):
   run start FILE|NAME [--param k=v]... [--priority N] [--wait]

@@ -205,10 +205,10 @@ int SignApply(const SigningKey& key, const std::string& workflow, const std::str
   return kExitOk;
 }
 
-int SignStart(const Args& a, const SigningKey& key, HubClient& hub, json* req) {
+int PrepareStart(const Args& a, const std::optional<SigningKey>& key, HubClient& hub, json* req) {
   const std::string workflow = (*req)["workflow"];
-  // The definition as applied at the hub: its digest is what the site compares with the
-  // signed definition placed there.
+  // The definition as applied at the hub: which params are secret, and the digest the
+  // site compares with the signed definition placed there.
   Reply w = hub.Call({{"op", "workflow.show"}, {"name", workflow}});
   if (!w.ok()) return w.code;
   const json& wf = w.body["workflow"];
@@ -216,7 +216,25 @@ int SignStart(const Args& a, const SigningKey& key, HubClient& hub, json* req) {
     PrintError("the hub's answer for workflow " + workflow + " has no source");
     return kExitFailed;
   }
-  const std::string digest = ContentDigest(wf["source"].get<std::string>());
+  const std::string source = wf["source"].get<std::string>();
+  auto def = ParseWorkflow(source, "hub:" + workflow);
+  if (!def.ok()) {
+    PrintError(def.status().message());
+    return kExitFailed;
+  }
+  std::map<std::string, std::string> secrets;  // param -> clear value, sealed below
+  for (const auto& pd : def->params) {
+    if (!pd.secret) continue;
+    auto v = a.params.find(pd.name);
+    if (v == a.params.end()) {
+      PrintError("workflow '" + workflow + "' needs secret param '" + pd.name + "' (--param " +
+                 pd.name + "=VALUE; it is sealed to each site, the hub never sees it)");
+      return kExitUsage;
+    }
+    secrets[pd.name] = v->second;
+    (*req)["params"].erase(pd.name);
+  }
+  if (!key && secrets.empty()) return kExitOk;
   // The sites it is for: those the hub would start it on, by key.
   std::map<std::string, std::string> selector;
   for (const auto& [k, v] : (*req)["target"].items()) {
@@ -248,18 +266,32 @@ int SignStart(const Args& a, const SigningKey& key, HubClient& hub, json* req) {
     PrintError("no enrolled site with workflow '" + workflow + "' placed matches the target");
     return kExitNotFound;
   }
+  json sealed = json::object();
+  for (const auto& [param, value] : secrets) {
+    for (const auto& k : keys) {
+      auto box = SealToSite(value, k.get<std::string>());
+      if (!box.ok()) {
+        PrintError("sealing '" + param + "': " + box.status().message());
+        return kExitFailed;
+      }
+      sealed[param][k.get<std::string>()] = *box;
+    }
+  }
+  if (!secrets.empty()) (*req)["secrets"] = sealed;
+  if (!key) return kExitOk;
   if (!req->contains("request")) (*req)["request"] = NewRequestId();
   const TimeMs expires = ExpiryFrom(a, "7d");
   if (expires == 0) return kExitUsage;
   json body = {{"kind", "start"},
                {"request", (*req)["request"]},
                {"workflow", workflow},
-               {"digest", digest},
+               {"digest", ContentDigest(source)},
                {"params", (*req)["params"]},
                {"sites", keys},
                {"expires", expires}};
   if (req->contains("priority")) body["priority"] = (*req)["priority"];
-  auto s = Sign(body, key);
+  if (!secrets.empty()) body["secrets"] = sealed;
+  auto s = Sign(body, *key);
   if (!s.ok()) {
     PrintError(s.status().message());
     return kExitFailed;

@@ -31,8 +31,11 @@ TimeMs ExpiryFrom(const Args& a, const char* fallback);
 // Each returns kExitOk and sets *signed_json, or prints the error and returns the code.
 int SignApply(const SigningKey& key, const std::string& workflow, const std::string& source,
               nlohmann::json* signed_json);
-// Fills req["request"] when empty; resolves the target sites at the hub.
-int SignStart(const Args& a, const SigningKey& key, HubClient& hub, nlohmann::json* req);
+// A hub run.start before it is sent: secret params are taken out of "params" and sealed to
+// each target site's key ("secrets"); with a signing key, the start is signed (its
+// request id chosen here when none was given). Resolves the target sites at the hub.
+int PrepareStart(const Args& a, const std::optional<SigningKey>& key, HubClient& hub,
+                 nlohmann::json* req);
 int SignRunDecision(const Args& a, const SigningKey& key, HubClient& hub, const std::string& kind,
                     const std::string& run, const std::string& task, nlohmann::json* req);
 

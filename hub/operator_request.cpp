@@ -59,6 +59,17 @@ Status DecodeFields(const JsonFields& f, size_t max_list, OperatorRequest* r) {
   OUTPOST_RETURN_IF_ERROR(f.Str("state", &r->state, false, 64));
   OUTPOST_RETURN_IF_ERROR(f.StrMap("params", &r->params));
   OUTPOST_RETURN_IF_ERROR(f.Bool("reject", &r->reject));
+  if (const nlohmann::json* sec = f.Get("secrets")) {
+    if (!sec->is_object() || sec->size() > 64) {
+      return Status::InvalidArgument("'secrets' must be an object of at most 64 params");
+    }
+    JsonFields sf(*sec);
+    for (const auto& [param, per_site] : sec->items()) {
+      std::map<std::string, std::string> m;
+      OUTPOST_RETURN_IF_ERROR(sf.StrMap(param.c_str(), &m, kRequired).WithContext("secrets"));
+      r->secrets[param] = std::move(m);
+    }
+  }
   for (auto [field, out] : {std::pair{"signed", &r->signed_stmt}, std::pair{"policy", &r->policy}}) {
     if (!f.Has(field)) continue;
     auto s = SignedFromJson(*f.Get(field), field);

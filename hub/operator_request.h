@@ -46,6 +46,8 @@ struct OperatorRequest {
   // ("signed"), and a root-signed fleet policy ("policy", policy.push).
   std::optional<Signed> signed_stmt;
   std::optional<Signed> policy;
+  // run.start: secret params, each sealed to each target site: param -> site key -> box.
+  std::map<std::string, std::map<std::string, std::string>> secrets;
 };
 
 // What an operator may do at the hub (defence in depth: sites check signatures).

@@ -47,7 +47,7 @@ json HubCore::OpRunStart(const std::string& who, const OperatorRequest& r, HubOu
     auto g = ParseGrant(r.signed_stmt->body);
     if (!g.ok()) return Error(g.status().WithContext("signed"));
     if (g->kind != "start" || g->workflow != workflow || g->request != request ||
-        g->params != params || g->priority != r.priority) {
+        g->params != params || g->priority != r.priority || g->secrets != r.secrets) {
       return Error("the signed statement is not this start (workflow, request id, params and "
                    "priority must be the signed ones)");
     }
@@ -59,7 +59,22 @@ json HubCore::OpRunStart(const std::string& who, const OperatorRequest& r, HubOu
   }
   auto def = ParseWorkflow(d->second.source, workflow);
   if (!def.ok()) return Error(def.status());
-  auto resolved = def->ResolveParams(params);
+  // Secret params come sealed, never in clear; the hub's view shows a placeholder.
+  std::map<std::string, std::string> given = params;
+  for (const auto& pd : def->params) {
+    if (!pd.secret) continue;
+    if (params.count(pd.name)) {
+      return Error("param '" + pd.name + "' of '" + workflow + "' is secret: it is sealed to each "
+                   "site by outpostctl and never sent in clear");
+    }
+    if (r.secrets.count(pd.name)) given[pd.name] = kSecretPlaceholder;
+  }
+  for (const auto& [param, per_site] : r.secrets) {
+    if (!given.count(param) || given.at(param) != kSecretPlaceholder) {
+      return Error("workflow '" + workflow + "' has no secret param '" + param + "'");
+    }
+  }
+  auto resolved = def->ResolveParams(given);
   if (!resolved.ok()) return Error(resolved.status());
   const std::optional<int> priority = r.priority;
   const std::string& only = r.site;
@@ -135,6 +150,13 @@ json HubCore::OpRunStart(const std::string& who, const OperatorRequest& r, HubOu
     c.author = who;
     c.has_priority = priority.has_value();
     c.priority = priority.value_or(0);
+    for (const auto& [param, per_site] : r.secrets) {
+      auto box = per_site.find(copy.key);
+      if (box == per_site.end()) {
+        return Error("secret param '" + param + "' is not sealed to site '" + site + "'", "conflict");
+      }
+      c.secrets[param] = box->second;
+    }
     if (r.signed_stmt) {
       c.grant = r.signed_stmt->body;
       c.signer = r.signed_stmt->signer;

@@ -103,7 +103,7 @@ Status World::OpenSite(SimSite& s) {
   OUTPOST_ASSIGN_OR_RETURN(auto log, EventLog::Open("/sites/" + s.name, lo));
   s.store = std::make_unique<AgentStore>(std::move(log));
   s.engine = std::make_unique<Engine>(s.clock, &s.rng,
-                                      EngineOptions{sc_.max_parallel, 5000, s.name, s.labels, {}});
+                                      EngineOptions{sc_.max_parallel, 5000, s.name, s.labels, {}, {}});
   s.up = std::make_unique<EventLogStream>(&s.store->log());
   s.inbox = std::make_unique<Inbox>(this, &s);
   s.session = std::make_unique<SyncSession>(SyncSession::Role::kSite, s.clock, sc_.sync, s.up.get(),

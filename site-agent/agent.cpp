@@ -24,6 +24,7 @@
 
 #include "common/protocol/control.h"
 #include "common/workflow/template.h"
+#include "common/trust.h"
 #include "common/ulid.h"
 #include "site-agent/retention.h"
 
@@ -126,6 +127,9 @@ Result<std::unique_ptr<Agent>> Agent::Open(const AgentConfig& config, const Cloc
   eopts.kill_grace = cfg.kill_grace;
   eopts.site_name = cfg.site;
   eopts.site_labels = cfg.labels;
+  eopts.open_secret = [agent = a.get()](const std::string& sealed) {
+    return OpenSealed(sealed, agent->keys_.public_z85, agent->keys_.secret_z85);
+  };
   a->engine_ = std::make_unique<Engine>(clock, &a->rng_, eopts);
   Agent* self = a.get();
   a->scheduler_ = std::make_unique<Scheduler>(
@@ -197,6 +201,14 @@ Result<std::unique_ptr<Agent>> Agent::Open(const AgentConfig& config, const Cloc
   a->LoadWorkflowDir();
   a->SyncSchedules();
   OUTPOST_ASSIGN_OR_RETURN(a->listen_fd_, ListenUnix(a->socket_path()));
+  if (a->control_gid_) {
+    // The control group may connect; SO_PEERCRED still checks every connection.
+    if (chown(a->socket_path().c_str(), static_cast<uid_t>(-1), *a->control_gid_) != 0 ||
+        chmod(a->socket_path().c_str(), 0660) != 0) {
+      return Status::IoError("cannot give the control socket to group '" + cfg.control_group +
+                             "': " + strerror(errno));
+    }
+  }
   OUTPOST_RETURN_IF_ERROR(a->OpenSync());
   OUTPOST_RETURN_IF_ERROR(a->OpenTrust());
   a->ReleaseStartupPages();

@@ -120,6 +120,7 @@ CommandOutcome ApplyHubCommand(const Command& c, Engine& engine, const AgentStor
       auto shared = std::make_shared<const WorkflowDef>(std::move(def).value());
       StartOptions o;
       o.request = c.request;
+      o.sealed = c.secrets;
       if (c.has_priority) o.priority = c.priority;
       Status s = engine.StartRun(shared, c.run, c.params, fx, o);
       if (!s.ok()) return reject(s.message());

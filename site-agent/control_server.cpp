@@ -2,6 +2,7 @@
 #include <spdlog/spdlog.h>
 
 #include "common/json_fields.h"
+#include "common/trust.h"
 #include "common/ulid.h"
 #include "site-agent/agent.h"
 
@@ -41,6 +42,7 @@ json Agent::StatusJson() const {
             {"commit_failures", counters_.commit_failures},
             {"bad_requests", counters_.bad_requests},
             {"request_exceptions", counters_.request_exceptions},
+            {"control_peers_refused", counters_.control_peers_refused},
             {"spawn_failures", counters_.spawn_failures},
             {"orphans_killed", counters_.orphans_killed},
             {"workflow_files_invalid", counters_.workflow_files_invalid},
@@ -141,9 +143,22 @@ void Agent::Dispatch(uint64_t client, const ControlRequest& q) {
       Reply(client, Error(def.status().message()));
       return;
     }
-    const std::map<std::string, std::string>& params = q.params;
+    std::map<std::string, std::string> params = q.params;
     StartOptions so;
     if (q.priority) so.priority = *q.priority;
+    // A secret given here (a local administrator's request) is sealed to this site's own
+    // key at once, so it is stored and recorded like one sealed by outpostctl.
+    for (const auto& pd : def->params) {
+      auto v = params.find(pd.name);
+      if (!pd.secret || v == params.end()) continue;
+      auto sealed = SealToSite(v->second, keys_.public_z85);
+      if (!sealed.ok()) {
+        Reply(client, Error(sealed.status()));
+        return;
+      }
+      so.sealed[pd.name] = *sealed;
+      params.erase(v);
+    }
     const std::string run_id = config_.site + "-" + MakeUlid(clock_.Now(), &rng_);
     auto shared = std::make_shared<const WorkflowDef>(std::move(def).value());
     Status s = engine_->StartRun(shared, run_id, params, &pending_, so);

@@ -123,10 +123,30 @@ Status Engine::StartRun(std::shared_ptr<const WorkflowDef> def, const std::strin
                         const std::map<std::string, std::string>& params, Effects* fx,
                         const StartOptions& options) {
   if (runs_.count(run_id)) return Status::AlreadyExists("run '" + run_id + "' already exists");
-  OUTPOST_ASSIGN_OR_RETURN(auto resolved, def->ResolveParams(params));
+  // Secret params arrive sealed; in params (and so in every event) they are a placeholder.
+  std::map<std::string, std::string> given = params;
+  for (const auto& [name, sealed] : options.sealed) {
+    const ParamDef* pd = nullptr;
+    for (const auto& p : def->params) pd = p.name == name ? &p : pd;
+    if (!pd || !pd->secret) {
+      return Status::InvalidArgument("workflow '" + def->name + "' has no secret param '" + name + "'");
+    }
+    given[name] = kSecretPlaceholder;
+  }
+  for (const auto& pd : def->params) {
+    if (!pd.secret) continue;
+    if (!options.sealed.count(pd.name)) {
+      return Status::InvalidArgument(
+          "workflow '" + def->name + "' needs secret param '" + pd.name + "'" +
+          (params.count(pd.name) ? " sealed to this site (outpostctl seals it; it never travels in clear)"
+                                 : ""));
+    }
+  }
+  OUTPOST_ASSIGN_OR_RETURN(auto resolved, def->ResolveParams(given));
   OUTPOST_RETURN_IF_ERROR(Admit(*def));
   Active a;
   a.rec = NewRun(*def, run_id, std::move(resolved), options, clock_.Now());
+  a.rec.sealed = options.sealed;
   a.def = std::move(def);
   for (const auto& td : a.def->tasks) {
     TaskRecord t;
@@ -188,6 +208,33 @@ void Engine::OnExit(const AttemptKey& key, const ExitInfo& exit, Effects* fx) {
   t.deadline = 0;
   t.kill_at = 0;
   t.pid = 0;
+  if (!a.rec.sealed.empty()) {
+    // No secret leaves in an output tail, a published output or a fan-out's items.
+    ExitInfo redacted = exit;
+    RedactSecrets(a, &redacted);
+    return OnRedactedExit(a, i, redacted, fx);
+  }
+  OnRedactedExit(a, i, exit, fx);
+}
+
+void Engine::RedactSecrets(const Active& a, ExitInfo* exit) const {
+  if (!options_.open_secret) return;
+  for (const auto& [name, sealed] : a.rec.sealed) {
+    auto value = options_.open_secret(sealed);
+    if (!value.ok() || value->size() < 3) continue;  // too short to tell from text
+    auto scrub = [&](std::string* s) {
+      for (size_t pos = 0; (pos = s->find(*value, pos)) != std::string::npos;) {
+        s->replace(pos, value->size(), kSecretPlaceholder);
+        pos += sizeof kSecretPlaceholder - 1;
+      }
+    };
+    scrub(&exit->output);
+    for (auto& [k, v] : exit->outputs) scrub(&v);
+  }
+}
+
+void Engine::OnRedactedExit(Active& a, size_t i, const ExitInfo& exit, Effects* fx) {
+  auto& t = a.tasks[i];
   Event fin = MakeEvent(
       exit.spawn_error.empty() ? EventType::kAttemptFinished : EventType::kAttemptSpawnFailed, a,
       &t);

@@ -45,6 +45,7 @@
 #pragma once
 
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -118,6 +119,8 @@ struct EngineOptions {
   std::string site_name;        // {{ site.name }}
   std::map<std::string, std::string> site_labels;  // {{ site.labels.KEY }}
   std::map<std::string, int> queues;  // named queues and their concurrency limits
+  // Opens a sealed secret (the site's key); unset: secret params cannot run here.
+  std::function<Result<std::string>(const std::string& sealed)> open_secret;
 };
 
 struct EngineCounters {
@@ -132,6 +135,9 @@ struct StartOptions {
   std::string request;   // the hub's request id (empty for a local run)
   std::optional<int> priority;  // unset: the definition's priority
   std::string trigger;   // "schedule 2026-...": what started the run, for `run show`
+  // Secret params, each sealed to this site's key (base64); their value in params is
+  // kSecretPlaceholder. Opened only to give them to a task's environment.
+  std::map<std::string, std::string> sealed;
 };
 
 inline constexpr int kMaxFanOut = 1000;  // instances of one for_each task
@@ -222,6 +228,9 @@ class Engine {
   // The run and record of an attempt the engine is running, or nullptr.
   Active* FindAttempt(const AttemptKey& key, size_t* i);
   void AttemptFailed(Active& a, size_t i, const std::string& why, Effects* fx);
+  // Replaces each secret param's value in an exit's output and outputs by "[secret]".
+  void RedactSecrets(const Active& a, ExitInfo* exit) const;
+  void OnRedactedExit(Active& a, size_t i, const ExitInfo& exit, Effects* fx);
   void FinishTask(Active& a, size_t i, TaskState s, const std::string& why, Effects* fx);
   void MaybeFinishRun(Active& a, Effects* fx);
   void CancelInternal(Active& a, const std::string& reason, Effects* fx);

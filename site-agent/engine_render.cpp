@@ -18,6 +18,7 @@
 
 #include "common/workflow/expr.h"
 #include "common/workflow/template.h"
+#include "common/workflow/workflow.h"
 #include "site-agent/engine.h"
 
 namespace outpost {
@@ -35,7 +36,7 @@ std::string EnvName(const char* prefix, const std::string& name) {
   return out;
 }
 
-std::string ParamEnvName(const std::string& param) { return EnvName("OUTPOST_PARAM_", param); }
+std::string ParamEnvName(const std::string& param) { return SecretEnvName(param); }
 
 }  // namespace
 
@@ -101,13 +102,25 @@ bool Engine::Render(const Active& a, size_t i, StartProcess* sp, std::string* wh
     if (!render(v, &value)) return false;
     sp->env.emplace_back(k, std::move(value));
   }
+  // Secret params: opened with the site's key only now, only into the environment.
+  for (const auto& [name, sealed] : a.rec.sealed) {
+    auto value = options_.open_secret ? options_.open_secret(sealed)
+                                      : Result<std::string>(Status::FailedPrecondition("no key"));
+    if (!value.ok()) {
+      *why = "secret param '" + name + "' does not open on this site: " + value.status().message();
+      return false;
+    }
+    sp->env.emplace_back(ParamEnvName(name), std::move(value).value());
+  }
   return render(td.workdir, &sp->workdir);
 }
 
 // After the task's own env (Render), as the attempt starts.
 void Engine::AddProcessEnv(const Active& a, size_t i, StartProcess* sp) const {
   const auto& t = a.tasks[i];
-  for (const auto& [k, v] : a.rec.params) sp->env.emplace_back(ParamEnvName(k), v);
+  for (const auto& [k, v] : a.rec.params) {
+    if (!a.rec.sealed.count(k)) sp->env.emplace_back(ParamEnvName(k), v);  // secrets: Render
+  }
   sp->env.emplace_back("OUTPOST_WORKFLOW", a.rec.workflow);
   sp->env.emplace_back("OUTPOST_RUN_ID", a.rec.id);
   sp->env.emplace_back("OUTPOST_TASK_ID", t.id);

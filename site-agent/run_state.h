@@ -98,9 +98,10 @@ struct RunRecord {
   std::string trigger;         // what started it: "" (operator/hub) or "schedule TIME"
   bool compensating = false;   // the run failed and its compensations are running
   std::string outcome;         // compensating: what the run would have ended as
+  std::map<std::string, std::string> sealed;  // secret params, sealed to this site's key
   MSGPACK_DEFINE_MAP(id, workflow, hash, source, params, state, created, started, finished,
                      deadline, cancel_requested, timed_out, message, request, priority, trigger,
-                     compensating, outcome);
+                     compensating, outcome, sealed);
 
   RunState run_state() const { return static_cast<RunState>(state); }
 };

@@ -130,6 +130,15 @@ Status TrustGate::Check(const Command& c, TimeMs now, const std::optional<Comman
       if (g.workflow != c.workflow) return mismatch("workflow name");
       if (g.digest != ContentDigest(c.source)) return mismatch("workflow definition");
       if (g.params != c.params) return mismatch("params");
+      {
+        // The secrets sealed to this site are the signed ones (the hub could seal others).
+        std::map<std::string, std::string> mine;
+        for (const auto& [param, per_site] : g.secrets) {
+          auto it = per_site.find(site_key_);
+          if (it != per_site.end()) mine[param] = it->second;
+        }
+        if (mine != c.secrets) return mismatch("secrets");
+      }
       if (g.priority.has_value() != c.has_priority || (c.has_priority && *g.priority != c.priority)) {
         return mismatch("priority");
       }

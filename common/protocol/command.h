@@ -46,8 +46,10 @@ struct Command {
   std::string grant;
   std::string signer;
   std::string sig;
+  // start: secret params, each sealed to this site's key (base64 crypto_box_seal).
+  std::map<std::string, std::string> secrets;
   MSGPACK_DEFINE_MAP(type, time, request, run, workflow, source, hash, params, reason, author, task,
-                     has_priority, priority, grant, signer, sig);
+                     has_priority, priority, grant, signer, sig, secrets);
 
   CommandType command_type() const { return static_cast<CommandType>(type); }
 };

@@ -206,6 +206,15 @@ Result<std::map<std::string, std::string>> WorkflowDef::ResolveParams(
   return out;
 }
 
+std::string SecretEnvName(const std::string& name) {
+  std::string out = "OUTPOST_PARAM_";
+  for (char c : name) {
+    const unsigned char u = static_cast<unsigned char>(c);
+    out += std::isalnum(u) ? static_cast<char>(std::toupper(u)) : '_';
+  }
+  return out;
+}
+
 Result<DurationMs> ParseDuration(std::string_view text) {
   if (text.empty()) return Status::InvalidArgument("empty duration");
   DurationMs total = 0;

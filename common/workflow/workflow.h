@@ -116,10 +116,19 @@ struct ParamDef {
   Type type = Type::kString;
   std::vector<std::string> choices;  // non-empty: the value must be one of them
   SourcePos default_pos;             // where a typed default was given, for validation
+  // A secret: sealed to the site by outpostctl, given to tasks only as the variable
+  // OUTPOST_PARAM_<NAME>, never templated, logged or recorded (docs/security.md).
+  bool secret = false;
+  SourcePos secret_pos;
   // Checks `value` against type and choices; returns it normalized (bools as true/false).
   Result<std::string> Check(const std::string& value) const;
 };
 const char* ParamTypeName(ParamDef::Type t);
+// The variable a task reads param `name` from: OUTPOST_PARAM_ + NAME upper-cased, with
+// every character that cannot be in a variable name as '_'.
+std::string SecretEnvName(const std::string& name);
+// What a secret param's value is in params, events and views: never the value.
+inline constexpr char kSecretPlaceholder[] = "[secret]";
 
 struct WorkflowDef {
   std::string name;

@@ -276,7 +276,11 @@ void ParseSchedule(Reader& rd, const YAML::Node& n, ScheduleDef* s) {
 // Typed: {type: string|int|number|bool, default: X, choices: [...], description: ...}
 void ParseTypedParam(Reader& rd, const YAML::Node& v, ParamDef* pd) {
   const std::string key = "params." + pd->name;
-  rd.KnownKeys(v, {"type", "default", "choices", "description"}, "param '" + pd->name + "'");
+  rd.KnownKeys(v, {"type", "default", "choices", "description", "secret"}, "param '" + pd->name + "'");
+  if (Get(v, "secret")) {
+    rd.Choice<bool>(Get(v, "secret"), key + ".secret", {{"true", true}, {"false", false}}, &pd->secret);
+    pd->secret_pos = At(Get(v, "secret"));
+  }
   const Options<ParamDef::Type> types = {{"string", ParamDef::Type::kString},
                                          {"int", ParamDef::Type::kInt},
                                          {"number", ParamDef::Type::kNumber},

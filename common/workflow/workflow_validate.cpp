@@ -57,6 +57,11 @@ void CheckSchedule(const ScheduleDef& s, Problems* p) {
 
 void CheckParamDefaults(const std::vector<ParamDef>& params, Problems* p) {
   for (const auto& pd : params) {
+    if (pd.secret && (pd.default_value || pd.type != ParamDef::Type::kString || !pd.choices.empty())) {
+      p->Add(pd.secret_pos, "",
+             "param '" + pd.name + "' is secret: it is a string, with no default and no choices "
+             "(its value is sealed to the site when a run starts)");
+    }
     if (!pd.default_value) continue;
     if (auto checked = pd.Check(*pd.default_value); !checked.ok()) {
       p->Add(pd.default_pos, "", "default of " + checked.status().message());
@@ -196,6 +201,7 @@ struct Scope {
   const WorkflowDef& def;
   const TaskDef& task;
   const std::set<std::string>& params;  // declared params
+  const std::set<std::string>& secrets;  // declared secret params
   bool upstream(const std::string& id) const { return IsUpstream(def, task, id); }
 };
 
@@ -213,6 +219,9 @@ void CheckWhenRefs(const Scope& s, Problems* p) {
       p->Add(at, t.id, text + " is only defined in the commands of a for_each task");
     } else if (r.kind == TemplateRef::Kind::kParam && !s.params.count(r.name)) {
       p->Add(at, t.id, text + ": no param '" + r.name + "' is declared");
+    } else if (r.kind == TemplateRef::Kind::kParam && s.secrets.count(r.name)) {
+      p->Add(at, t.id, text + ": param '" + r.name + "' is secret; a task reads it from $" +
+                           SecretEnvName(r.name) + ", never through a template or condition");
     } else if (r.kind == TemplateRef::Kind::kTaskOutput && !s.upstream(r.name)) {
       p->Add(at, t.id,
              text + ": task '" + r.name + "' is not upstream of '" + t.id + "' (add it to needs)");
@@ -241,6 +250,9 @@ void CheckTextRefs(const Scope& s, const Text& x, Problems* p) {
     const TemplateRef& r = piece.ref;
     if (r.kind == TemplateRef::Kind::kParam && !s.params.count(r.name)) {
       p->Add(at, t.id, r.text + ": no param '" + r.name + "' is declared");
+    } else if (r.kind == TemplateRef::Kind::kParam && s.secrets.count(r.name)) {
+      p->Add(at, t.id, r.text + ": param '" + r.name + "' is secret; a task reads it from $" +
+                           SecretEnvName(r.name) + " (a value pasted into a command would show in ps)");
     } else if (r.kind == TemplateRef::Kind::kItem && !x.item_ok) {
       p->Add(at, t.id, r.text + " is only defined in the commands of a for_each task");
     } else if (r.kind == TemplateRef::Kind::kTaskOutput && !s.def.FindTask(r.name)) {
@@ -258,10 +270,13 @@ void CheckTextRefs(const Scope& s, const Text& x, Problems* p) {
 // params must be declared; tasks.ID must be upstream of the task that uses it (its value
 // exists only once that task finished) — a compensation may also read its own task's.
 void CheckTemplates(const WorkflowDef& def, Problems* p) {
-  std::set<std::string> params;
-  for (const auto& pd : def.params) params.insert(pd.name);
+  std::set<std::string> params, secrets;
+  for (const auto& pd : def.params) {
+    params.insert(pd.name);
+    if (pd.secret) secrets.insert(pd.name);
+  }
   for (const auto& t : def.tasks) {
-    const Scope s{def, t, params};
+    const Scope s{def, t, params, secrets};
     CheckWhenRefs(s, p);
     if (!t.for_each.lines_of.empty() && !s.upstream(t.for_each.lines_of)) {
       p->Add(KeyPos(t, t.pos.for_each), t.id,

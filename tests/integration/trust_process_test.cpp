@@ -280,10 +280,172 @@ TEST_F(TrustTest, ASiteWithoutATrustRootSaysItTrustsItsHubAndViewersCannotStartR
   const std::string as_viewer = "--key " + (dir_ / "viewer.key").string() + " ";
   EXPECT_EQ(Ctl(as_viewer + "status"), 0) << last_err_;
   json r;
-  EXPECT_EQ(Ctl(as_viewer + "run start hello", &r), 7) << r.dump();
-  EXPECT_NE(r.dump().find("has role viewer; run.start needs operator"), std::string::npos)
+  EXPECT_EQ(Ctl(as_viewer + "run cancel alpha-01", &r), 7) << r.dump();
+  EXPECT_NE(r.dump().find("has role viewer; run.cancel needs operator"), std::string::npos)
       << r.dump();
   EXPECT_EQ(Ctl(as_viewer + "site remove alpha", &r), 7) << r.dump();
+}
+
+const char* kSecretFlow = R"(
+name: deploy-key
+params:
+  token: {secret: true}
+  who: {default: ops}
+tasks:
+  - id: use
+    shell: |
+      [ -n "$OUTPOST_PARAM_TOKEN" ] || { echo "no token"; exit 1; }
+      echo "token is $OUTPOST_PARAM_TOKEN for {{ params.who }}"
+      sleep 2
+)";
+
+// Every file under `dir` (recursively) that holds `needle`.
+std::vector<std::string> FilesHolding(const fs::path& dir, const std::string& needle) {
+  std::vector<std::string> hits;
+  std::error_code ec;
+  for (const auto& e : fs::recursive_directory_iterator(dir, ec)) {
+    if (!e.is_regular_file(ec)) continue;
+    if (ReadAll(e.path().string()).find(needle) != std::string::npos) hits.push_back(e.path().string());
+  }
+  return hits;
+}
+
+// Whether any process's command line holds `needle`.
+bool InSomeCommandLine(const std::string& needle) {
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator("/proc", ec)) {
+    std::string cmd = ReadAll((e.path() / "cmdline").string());
+    if (cmd.find(needle) != std::string::npos) return true;
+  }
+  return false;
+}
+
+TEST_F(TrustTest, ASecretReachesOnlyTheTasksEnvironment) {
+  const std::string secret = "s3cr3t-Value-42";
+  // Given in a file, so not even outpostctl's own command line shows it.
+  const std::string secret_file = (dir_ / "token").string();
+  std::ofstream(secret_file) << secret << "\n";
+  StartFleet();
+  const std::string policy_file = (dir_ / "policy.json").string();
+  std::ofstream(policy_file) << [&] {
+    json p = PolicyBody(1);
+    p["operators"][0]["workflows"] = {"deploy-key"};
+    return p.dump();
+  }();
+  std::string out;
+  ASSERT_EQ(Run(std::string(OUTPOSTCTL_BIN) + " trust sign-policy " + policy_file + " --root-key " +
+                    root_path_ + " --out " + policy_file + ".signed",
+                &out),
+            0)
+      << last_err_;
+  ASSERT_EQ(Ctl("policy push " + policy_file + ".signed"), 0) << last_err_;
+  const std::string wf = WriteWorkflow("deploy-key", kSecretFlow);
+  ASSERT_EQ(Ctl("workflow apply " + wf + " --signing-key " + alice_path_), 0) << last_err_;
+  // The hub refuses a secret sent in clear (outpostctl never does that).
+  json clear;
+  EXPECT_NE(Ctl("--json run start deploy-key --site alpha", &clear), 0);
+  // outpostctl seals it to each site; both sites run it with the value in their task's env.
+  const std::string start = std::string(OUTPOSTCTL_BIN) + " --hub-dir " + HubDir() +
+                            " --timeout-ms 10000 run start deploy-key --param-file token=" + secret_file +
+                            " --signing-key " + alice_path_ + " --json";
+  const std::string file = (dir_ / "start.out").string();
+  pid_t starter = Spawn({"/bin/sh", "-c", start + " > " + file}, (dir_ / "start.err").string());
+  // While the tasks sleep, no command line on this machine shows the value.
+  bool seen_running = false;
+  for (int i = 0; i < 100 && !seen_running; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    json st = Agent("alpha", {{"op", "status"}});
+    seen_running = st["status"]["running_attempts"] == 1;
+  }
+  EXPECT_TRUE(seen_running);
+  EXPECT_FALSE(InSomeCommandLine(secret));
+  int status = 0;
+  waitpid(starter, &status, 0);
+  json started = json::parse(ReadAll(file), nullptr, false);
+  ASSERT_TRUE(started.contains("runs")) << ReadAll(file) << ReadAll((dir_ / "start.err").string());
+  for (const auto& id : started["runs"]) {
+    ASSERT_TRUE(Eventually([&] {
+      json r;
+      return Ctl("run show " + id.get<std::string>(), &r) == 0 && r["state"] == "succeeded";
+    }, 30000)) << id;
+    json logs;
+    ASSERT_EQ(Ctl("run logs " + id.get<std::string>() + " use", &logs), 0);
+    EXPECT_NE(logs.dump().find("token is [secret] for ops"), std::string::npos) << logs.dump();
+    json r;
+    Ctl("run show " + id.get<std::string>(), &r);
+    EXPECT_EQ(r["params"]["token"], "[secret]") << r.dump();
+  }
+  ASSERT_TRUE(Converged("alpha"));
+  Stop(&hub_pid_, SIGTERM);
+  for (auto& s : sites_) Stop(&s.pid, SIGTERM);
+  // Not in the hub's store, the sites' databases, any log, or outpostctl's output.
+  fs::remove(secret_file);
+  EXPECT_EQ(FilesHolding(dir_ / "hub", secret), std::vector<std::string>{});
+  EXPECT_EQ(FilesHolding(dir_ / "alpha", secret), std::vector<std::string>{});
+  EXPECT_EQ(FilesHolding(dir_ / "beta", secret), std::vector<std::string>{});
+  for (const char* log : {"hub.log", "alpha.log", "beta.log", "start.out", "start.err"}) {
+    EXPECT_EQ(ReadAll((dir_ / log).string()).find(secret), std::string::npos) << log;
+  }
+}
+
+const char* kNosyTask = R"(
+name: nosy
+params:
+  data_dir: {}
+  ctl: {}
+tasks:
+  - id: gate
+    type: approval
+    timeout: 1h
+  - id: probe
+    shell: |
+      id -un
+      cat {{ params.data_dir }}/agent.key && echo "READ THE KEY"
+      ls {{ params.data_dir }}/db && echo "LISTED THE DB"
+      ls {{ params.data_dir }} && echo "LISTED THE DATA DIR"
+      {{ params.ctl }} --local --data-dir {{ params.data_dir }} run approve "$OUTPOST_RUN_ID" gate && echo "APPROVED MY GATE"
+      echo "HOME=$HOME"
+      env | grep -c . | sed 's/^/env vars: /'
+      true
+)";
+
+TEST_F(TrustTest, ATaskRunsAsTheTaskUserAndCannotReachTheAgent) {
+  if (geteuid() != 0) GTEST_SKIP() << "switching to a task user needs root";
+  // nobody's group may use the socket, so the connection gets as far as SO_PEERCRED.
+  agent_extra_ = {"--task-user", "nobody", "--control-group", "nogroup"};
+  sites_ = {{"alpha", "web"}};
+  StartFleet();
+  const std::string wf = WriteWorkflow("nosy", kNosyTask);
+  std::string out;
+  ASSERT_EQ(Run(std::string(OUTPOSTCTL_BIN) + " --local --data-dir " + SiteDir("alpha") +
+                    " --json run start " + wf + " --param data_dir=" + SiteDir("alpha") +
+                    " --param ctl=" + OUTPOSTCTL_BIN,
+                &out),
+            0)
+      << out << last_err_;
+  const std::string id = json::parse(out)["id"];
+  json run;
+  ASSERT_TRUE(Eventually([&] {
+    run = Agent("alpha", {{"op", "run.show"}, {"id", id}});
+    for (const auto& t : run["run"]["tasks"]) {
+      if (t["id"] == "probe" && t["state"] == "succeeded") return true;
+    }
+    return false;
+  }, 20000)) << run.dump(2);
+  json logs = Agent("alpha", {{"op", "run.logs"}, {"id", id}, {"task", "probe"}});
+  const std::string text = logs.value("output", "");
+  EXPECT_NE(text.find("nobody"), std::string::npos) << text;
+  EXPECT_EQ(text.find("READ THE KEY"), std::string::npos) << text;
+  EXPECT_EQ(text.find("LISTED THE DB"), std::string::npos) << text;
+  EXPECT_EQ(text.find("LISTED THE DATA DIR"), std::string::npos) << text;
+  EXPECT_EQ(text.find("APPROVED MY GATE"), std::string::npos) << text;
+  // The agent hung up on it (SO_PEERCRED: the task user), whatever it sent.
+  EXPECT_NE(text.find("outpostctl: "), std::string::npos) << text;
+  // The gate still waits for a person.
+  json again = Agent("alpha", {{"op", "run.show"}, {"id", id}});
+  EXPECT_EQ(again["run"]["tasks"][0]["state"], "awaiting_approval") << again.dump(2);
+  json st = Agent("alpha", {{"op", "status"}});
+  EXPECT_GE(st["status"]["counters"]["control_peers_refused"].get<int>(), 1) << st.dump();
 }
 
 }  // namespace

@@ -17,7 +17,7 @@ using testing_defs::Def;
 
 class EngineTest : public ::testing::Test {
  protected:
-  EngineTest() : rng_(42), engine_(clock_, &rng_, EngineOptions{4, 5000, "test-site", {{"zone", "b"}}, {}}) {}
+  EngineTest() : rng_(42), engine_(clock_, &rng_, EngineOptions{4, 5000, "test-site", {{"zone", "b"}}, {}, {}}) {}
 
   void Start(const std::string& yaml, const std::string& id = "r1",
              std::map<std::string, std::string> params = {}) {
@@ -318,7 +318,7 @@ tasks:
   std::vector<TaskRecord> tasks = {*engine_.FindTask("r1", "a"), *engine_.FindTask("r1", "b"),
                                    *engine_.FindTask("r1", "c")};
   Rng rng2(1);
-  Engine fresh(clock_, &rng2, EngineOptions{4, 5000, "test-site", {{"zone", "b"}}, {}});
+  Engine fresh(clock_, &rng2, EngineOptions{4, 5000, "test-site", {{"zone", "b"}}, {}, {}});
   Effects fx;
   ASSERT_TRUE(fresh.Restore(run, tasks, &fx).ok());
   // b has a retry left: waits for its backoff; c has none: failed.
@@ -346,7 +346,7 @@ TEST_F(EngineTest, RestoreOfPendingTasksQueuesThem) {
   RunRecord run = *engine_.FindRun("r1");
   std::vector<TaskRecord> tasks;  // only the header was stored
   Rng rng2(1);
-  Engine fresh(clock_, &rng2, EngineOptions{4, 5000, "test-site", {{"zone", "b"}}, {}});
+  Engine fresh(clock_, &rng2, EngineOptions{4, 5000, "test-site", {{"zone", "b"}}, {}, {}});
   Effects fx;
   ASSERT_TRUE(fresh.Restore(run, tasks, &fx).ok());
   ASSERT_EQ(fx.starts.size(), 1u);

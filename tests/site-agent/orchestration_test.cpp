@@ -16,7 +16,7 @@ using testing_defs::Def;
 class Orchestration : public ::testing::Test {
  protected:
   explicit Orchestration(int max_parallel = 4, std::map<std::string, int> queues = {})
-      : rng_(7), engine_(clock_, &rng_, EngineOptions{max_parallel, 5000, "gw-1", {}, queues}) {}
+      : rng_(7), engine_(clock_, &rng_, EngineOptions{max_parallel, 5000, "gw-1", {}, queues, {}}) {}
 
   Status Start(const std::string& yaml, const std::string& id = "r1", StartOptions o = {}) {
     fx_ = Effects();
@@ -342,7 +342,7 @@ TEST_F(Orchestration, RestoreResumesInstancesAndCompensations) {
     tasks.push_back(*engine_.FindTask("r1", id));
   }
   Rng rng2(9);
-  Engine fresh(clock_, &rng2, EngineOptions{4, 5000, "gw-1", {}, {}});
+  Engine fresh(clock_, &rng2, EngineOptions{4, 5000, "gw-1", {}, {}, {}});
   Effects fx;
   ASSERT_TRUE(fresh.Restore(run, tasks, &fx).ok());
   ASSERT_EQ(fx.starts.size(), 1u);  // the interrupted compensation runs again
@@ -376,7 +376,7 @@ tasks:
   }
   std::reverse(tasks.begin(), tasks.end());  // the store's order is not the engine's
   Rng rng2(9);
-  Engine fresh(clock_, &rng2, EngineOptions{4, 5000, "gw-1", {}, {}});
+  Engine fresh(clock_, &rng2, EngineOptions{4, 5000, "gw-1", {}, {}, {}});
   Effects fx;
   ASSERT_TRUE(fresh.Restore(run, tasks, &fx).ok());
   // The two interrupted instances had no retries: they failed; the last one starts.

@@ -36,7 +36,7 @@ class Site {
     auto log = EventLog::Open(dir_, lo);
     ASSERT_TRUE(log.ok()) << log.status().ToString();
     store_ = std::make_unique<AgentStore>(std::move(log).value());
-    engine_ = std::make_unique<Engine>(*clock_, &rng_, EngineOptions{4, 5000, "gw", {}, {}});
+    engine_ = std::make_unique<Engine>(*clock_, &rng_, EngineOptions{4, 5000, "gw", {}, {}, {}});
     sched_ = std::make_unique<Scheduler>(*clock_, [this] { return "gw-" + std::to_string(++ids_); });
     Effects fx;
     auto unfinished = store_->LoadUnfinished();
@@ -225,7 +225,7 @@ TEST(ScheduleCatchUp, AfterMonthsDownLatestRunsTheNewestTickNotAnAncientOne) {
   ManualClock clock;
   clock.Set(At("2026-11-24T12:00:30Z"));
   Rng rng(1);
-  Engine engine(clock, &rng, EngineOptions{4, 5000, "gw", {}, {}});
+  Engine engine(clock, &rng, EngineOptions{4, 5000, "gw", {}, {}, {}});
   int ids = 0;
   Scheduler sched(clock, [&ids] { return "r" + std::to_string(++ids); });
   auto def = Def("name: m\nschedule: {cron: '* * * * *', catch_up: latest, grace: 10s}\n"
@@ -252,7 +252,7 @@ TEST(ScheduleCatchUp, AClockSteppedBackFiresNothingAgain) {
   ManualClock clock;
   clock.Set(At("2026-11-24T09:30:00Z"));  // an hour before the last tick handled
   Rng rng(1);
-  Engine engine(clock, &rng, EngineOptions{4, 5000, "gw", {}, {}});
+  Engine engine(clock, &rng, EngineOptions{4, 5000, "gw", {}, {}, {}});
   Scheduler sched(clock, [] { return std::string("r1"); });
   auto def = Def("name: h\nschedule: {cron: '@hourly', catch_up: all, overlap: allow}\n"
                  "tasks:\n  - id: a\n    run: [x]\n");
