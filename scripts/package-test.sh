@@ -24,17 +24,25 @@ DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "./$AGENT" "./$CLI" >/dev/
 [ -x /usr/bin/outpost-agent ] && [ -x /usr/bin/outpostctl ] || fail "binaries not installed"
 [ -f /etc/outpost/agent.conf ] || fail "config not installed"
 [ -f /usr/lib/systemd/system/outpost-agent.service ] || fail "unit not installed"
-getent passwd outpost >/dev/null || fail "no outpost user"
-[ "$(stat -c '%U %a' /var/lib/outpost-agent)" = "outpost 700" ] || fail "state dir owner/mode"
+getent passwd outpost-task >/dev/null || fail "no outpost-task user"
+[ "$(stat -c '%U %a' /var/lib/outpost-agent)" = "root 711" ] || fail "state dir owner/mode"
 /usr/bin/outpost-agent --config /etc/outpost/agent.conf --check-config >/dev/null || fail "packaged config invalid"
 
-step "running the packaged agent as the outpost user with the packaged config"
-runuser -u outpost -- /usr/bin/outpost-agent --config /etc/outpost/agent.conf --log-level warn &
+step "running the packaged agent as the unit does (root, tasks as outpost-task)"
+/usr/bin/outpost-agent --config /etc/outpost/agent.conf --log-level warn &
 PID=$!
 for _ in $(seq 100); do [ -S /var/lib/outpost-agent/agent.sock ] && break; sleep 0.1; done
-OUT=$(runuser -u outpost -- outpostctl --local --data-dir /var/lib/outpost-agent --json \
+OUT=$(outpostctl --local --data-dir /var/lib/outpost-agent --json \
   run start /usr/share/outpost/workflows/hello.yaml --wait) || fail "run did not succeed: $OUT"
 echo "$OUT" | grep -q '"state": "succeeded"' || fail "run state: $OUT"
+ID=$(echo "$OUT" | sed -n 's/.*"id": "\([^"]*\)".*/\1/p' | head -n 1)
+outpostctl --local --data-dir /var/lib/outpost-agent run logs "$ID" uptime >/dev/null || fail "no logs"
+step "a task ran as outpost-task and its run's work directory is gone"
+[ -z "$(ls /var/lib/outpost-agent/work)" ] || fail "work directory left: $(ls /var/lib/outpost-agent/work)"
+step "the control socket refuses the task user"
+if runuser -u outpost-task -- outpostctl --local --data-dir /var/lib/outpost-agent status >/dev/null 2>&1; then
+  fail "outpost-task used the control socket"
+fi
 [ -f /var/lib/outpost-agent/agent.key ] && [ "$(stat -c %a /var/lib/outpost-agent/agent.key)" = 600 ] \
   || fail "agent key missing or not 0600"
 kill "$PID"; wait "$PID" 2>/dev/null || true; PID=
