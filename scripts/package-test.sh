@@ -19,6 +19,22 @@ cleanup() {
 }
 trap cleanup EXIT
 
+for tool in lintian:lintian systemd-analyze:systemd; do
+  command -v "${tool%%:*}" >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+    --no-install-recommends "${tool#*:}" >/dev/null
+done
+step "lintian: no errors in any package"
+for deb in build/outpost-*.deb; do
+  lintian --fail-on error --tag-display-limit 0 "$deb" 2>&1 | grep -v 'root privileges' || true
+  lintian --fail-on error "$deb" >/dev/null 2>&1 || fail "lintian errors in $deb"
+done
+step "systemd units: exposure (systemd-analyze security --offline)"
+exposure() { systemd-analyze security --offline=yes "$1" 2>/dev/null | sed -n 's/.*exposure level for .*: \([0-9.]*\).*/\1/p'; }
+HUB_X=$(exposure config/systemd/outpost-hub.service) AGENT_X=$(exposure config/systemd/outpost-agent.service)
+echo "package-test: hub $HUB_X, agent $AGENT_X"
+awk -v h="$HUB_X" -v a="$AGENT_X" 'BEGIN { exit !(h != "" && a != "" && h <= 2.5 && a <= 3.5) }' \
+  || fail "unit exposure above budget (hub <= 2.5, agent <= 3.5)"
+
 step "installing $AGENT and $CLI"
 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "./$AGENT" "./$CLI" >/dev/null
 [ -x /usr/bin/outpost-agent ] && [ -x /usr/bin/outpostctl ] || fail "binaries not installed"
