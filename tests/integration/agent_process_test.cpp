@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <set>
 #include <functional>
 #include <fstream>
 #include <sstream>
@@ -552,6 +553,78 @@ TEST_F(ExampleWorkflows, DeviceSweepReadsEveryDeviceAndReportsTheOnesThatFailed)
   EXPECT_EQ(Read(P("readings/meter-7.reading")), "value of meter-7\n");
   EXPECT_EQ(Task(run, "report")["state"], "succeeded");
   EXPECT_EQ(Read(P("readings/summary")), "4 of 5 device(s) read, 1 did not answer\n");
+}
+
+// The shipped examples with hostile inventory lines and file names: every value stays a
+// value (docs/workflows.md, "In shell, a value is never shell text"). Each hostile value,
+// if a shell ran it, would create a *.pwned file beside the task's output file.
+std::vector<std::string> Pwned(const fs::path& dir) {
+  std::vector<std::string> found;
+  std::error_code ec;
+  for (const auto& e : fs::recursive_directory_iterator(dir, ec)) {
+    if (e.path().string().find("pwned") != std::string::npos &&
+        e.path().string().find("readings") == std::string::npos &&
+        e.path().string().find("uplink") == std::string::npos &&
+        e.path().string().find("logs") == std::string::npos && e.path().extension() != ".txt") {
+      found.push_back(e.path().string());
+    }
+  }
+  return found;
+}
+
+const std::vector<std::string> kHostile = {
+    "$(touch \"$OUTPOST_OUTPUT.pwned\")", "`touch \"$OUTPOST_OUTPUT.pwned\"`",
+    "a;touch \"$OUTPOST_OUTPUT.pwned\"", "q' ; touch \"$OUTPOST_OUTPUT.pwned\" '",
+    "\"dq\" && touch \"$OUTPOST_OUTPUT.pwned\"", "two  spaces | touch x.pwned"};
+
+TEST_F(ExampleWorkflows, DeviceSweepWithAHostileInventoryRunsNothingItHolds) {
+  {
+    std::ofstream inv(P("devices.txt"));
+    for (const auto& line : kHostile) inv << line << "\n";
+    inv << "../../escape\n";
+  }
+  const std::string reader = P("read.sh");
+  std::ofstream(reader) << "#!/bin/sh\nprintf 'value of %s\\n' \"$1\"\n";
+  fs::permissions(reader, fs::perms::owner_all);
+  const std::string id = Start("device-sweep", {{"inventory", P("devices.txt")}, {"out_dir", P("readings")},
+                                                {"read_cmd", reader}});
+  json run = WaitRun(id);
+  EXPECT_EQ(run["state"], "succeeded") << run.dump(2);
+  EXPECT_EQ(Task(run, "read")["instances"], static_cast<int>(kHostile.size() + 1));
+  EXPECT_EQ(Pwned(dir_), std::vector<std::string>{});
+  EXPECT_FALSE(fs::exists(P("escape.reading")));  // a line is a name, never a path
+  // Each device got exactly its line as its one argument.
+  std::set<std::string> readings, expected;
+  for (const auto& e : fs::directory_iterator(P("readings"))) {
+    if (e.path().extension() == ".reading") readings.insert(Read(e.path().string()));
+  }
+  for (const auto& line : kHostile) expected.insert("value of " + line + "\n");
+  expected.insert("value of ../../escape\n");
+  EXPECT_EQ(readings, expected);
+  EXPECT_EQ(Read(P("readings/summary")), "7 of 7 device(s) read, 0 did not answer\n");
+}
+
+TEST_F(ExampleWorkflows, LogRotationWithHostileFileNamesRunsNothingTheyHold) {
+  fs::create_directories(P("logs"));
+  for (const auto& n : kHostile) {
+    const std::string path = P("logs/" + n + ".log");
+    std::ofstream(path) << "line\n";
+    const auto old = fs::last_write_time(path) - std::chrono::hours(3);
+    fs::last_write_time(path, old);
+  }
+  const std::string id = Start("log-rotation", {{"log_dir", P("logs")}, {"archive_dir", P("archive")},
+                                                {"upload_dir", P("uplink")}});
+  json run = WaitRun(id);
+  ASSERT_EQ(run["state"], "succeeded") << run.dump(2);
+  EXPECT_EQ(Task(run, "rotate")["outputs"]["rotated"], std::to_string(kHostile.size()));
+  EXPECT_EQ(Task(run, "upload")["instances"], static_cast<int>(kHostile.size()));
+  size_t uploaded = 0;
+  for (const auto& e : fs::directory_iterator(P("uplink"))) {
+    EXPECT_EQ(e.path().extension(), ".gz");
+    ++uploaded;
+  }
+  EXPECT_EQ(uploaded, kHostile.size());
+  EXPECT_EQ(Pwned(dir_), std::vector<std::string>{});
 }
 
 TEST_F(ExampleWorkflows, NightlyBackupArchivesVerifiesAndKeepsTheNewest) {
