@@ -72,6 +72,9 @@ Status TrustGate::Check(const Command& c, TimeMs now, const std::optional<Comman
                         const std::string& run_workflow, Grant* out) const {
   const CommandType type = c.command_type();
   if (type == CommandType::kRemoveWorkflow) return Status::Ok();  // stops work; never starts it
+  if (type == CommandType::kSetPolicy) {
+    return Status::PermissionDenied("a policy is checked against the root, not as a command");
+  }
   if (c.grant.empty()) return Status::PermissionDenied("unsigned: no operator signed it");
   OUTPOST_RETURN_IF_ERROR(CheckPolicyInForce(now));
   Signed s{c.grant, c.signer, c.sig};

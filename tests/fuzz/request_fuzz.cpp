@@ -38,6 +38,9 @@
 #include "hub/hub_core.h"
 #include "hub/rocks_hub_store.h"
 #include "site-agent/control_request.h"
+#include "site-agent/trust_gate.h"
+#include "common/keys.h"
+#include "common/trust.h"
 
 namespace outpost {
 namespace {
@@ -47,7 +50,18 @@ using json = nlohmann::json;
 const std::vector<std::string> kFields = {
     "op", "name", "key", "as", "labels", "set", "remove", "purge", "source", "file", "target",
     "workflow", "request", "site", "id", "task", "reason", "state", "params", "priority",
-    "reject", "limit", "attempt", "by", "rid"};
+    "reject", "limit", "attempt", "by", "rid", "signed", "policy", "secrets"};
+
+// Signed statements: random bodies of every kind, really signed (so they get past the
+// signature into the typed parsers), or not.
+const std::vector<std::string> kStatementFields = {
+    "kind", "fleet", "version", "issued", "expires", "operators", "workflow", "digest", "signed",
+    "request", "params", "priority", "sites", "secrets", "run", "site", "task", "decision",
+    "name", "key", "may", "workflows"};
+const SigningKey& FuzzKey() {
+  static const SigningKey key = *GenerateSigningKey();
+  return key;
+}
 
 uint64_t Below(Rng* rng, uint64_t n) { return n == 0 ? 0 : rng->Uniform(n - 1); }
 
@@ -92,6 +106,8 @@ json RandomValue(Rng* rng, const std::vector<std::string>& likely, int depth = 0
   }
 }
 
+json RandomSigned(Rng* rng, const std::vector<std::string>& likely);
+
 // A value of the type the field has (so requests get past the decoder into the handlers),
 // at and past its bounds.
 json TypedValue(Rng* rng, const std::string& field, const std::vector<std::string>& likely) {
@@ -111,7 +127,37 @@ json TypedValue(Rng* rng, const std::string& field, const std::vector<std::strin
     return edges[Below(rng, 8)];
   }
   if (field == "remove") return json::array({RandomString(rng, likely)});
+  if (field == "signed" || field == "policy") return RandomSigned(rng, likely);
+  if (field == "secrets") {
+    return {{RandomString(rng, likely), {{RandomString(rng, likely), RandomString(rng, likely)}}}};
+  }
   return RandomString(rng, likely);
+}
+
+json RandomStatement(Rng* rng, const std::vector<std::string>& likely, int depth = 0) {
+  json body = json::object();
+  const char* kinds[] = {"policy", "apply", "start", "cancel", "approve", "other"};
+  body["kind"] = kinds[Below(rng, 6)];
+  for (uint64_t i = 0, n = Below(rng, 9); i < n; ++i) {
+    const std::string& f = kStatementFields[Below(rng, kStatementFields.size())];
+    if (f == "operators" && depth == 0) {
+      body[f] = json::array({RandomStatement(rng, likely, 1)});
+    } else {
+      body[f] = Below(rng, 3) == 0 ? RandomValue(rng, likely) : json(RandomString(rng, likely));
+    }
+  }
+  if (Below(rng, 2)) body["version"] = static_cast<int64_t>(Below(rng, 5));
+  if (Below(rng, 2)) body["expires"] = static_cast<int64_t>(1'800'000'000'000 + Below(rng, 2) * 1000000);
+  return body;
+}
+
+json RandomSigned(Rng* rng, const std::vector<std::string>& likely) {
+  json body = RandomStatement(rng, likely);
+  auto s = Sign(body, FuzzKey());
+  if (!s.ok() || Below(rng, 4) == 0) {
+    return {{"body", SafeDump(body)}, {"signer", FuzzKey().public_key}, {"sig", RandomString(rng, likely)}};
+  }
+  return SignedToJson(*s);
 }
 
 json RandomRequest(Rng* rng, const std::vector<std::string>& ops,
@@ -182,6 +228,75 @@ int FuzzHub(uint64_t seed, long iterations) {
          static_cast<unsigned long long>(c.operator_requests),
          static_cast<unsigned long long>(c.operator_invalid),
          static_cast<unsigned long long>(c.operator_errors));
+  return 0;
+}
+
+// The site's trust gate on random signed commands and policies: never a throw, never a
+// command allowed that the policy does not name.
+int FuzzTrustGate(uint64_t seed, long iterations) {
+  const SigningKey root = *GenerateSigningKey();
+  const CurveKeys site = *GenerateCurveKeys();
+  TrustGate gate(root.public_key, site.public_z85, {{"zone", "a"}});
+  std::vector<std::string> likely = {"deploy", "a", site.public_z85, FuzzKey().public_key,
+                                     "approve", "reject", "*", "zone"};
+  Rng rng(seed ^ 2);
+  long allowed = 0;
+  for (long i = 0; i < iterations; ++i) {
+    try {
+      json sj = RandomSigned(&rng, likely);
+      Signed st{sj["body"], sj["signer"], sj["sig"]};
+      if (Below(&rng, 3) == 0) {
+        // As a policy from the root (re-signed by the root when it parses as JSON).
+        json body = json::parse(st.body, nullptr, false);
+        if (!body.is_discarded()) {
+          if (Below(&rng, 2)) {
+            body["kind"] = "policy";
+            body["fleet"] = "f";
+            body["issued"] = 1;
+            body["operators"] = json::array({{{"name", "x"}, {"key", FuzzKey().public_key},
+                                              {"may", json::array({"start", "apply"})},
+                                              {"workflows", json::array({"*"})}}});
+          }
+          auto rs = Sign(body, root);
+          if (rs.ok()) st = *rs;
+        }
+        bool newer = false;
+        auto p = gate.CheckPolicy(st, &newer);
+        if (p.ok() && newer) gate.Adopt(st, *p);
+        continue;
+      }
+      Command c;
+      c.type = static_cast<uint8_t>(1 + Below(&rng, 6));
+      c.workflow = "deploy";
+      c.run = "r";
+      c.request = RandomString(&rng, likely);
+      c.source = "name: deploy\ntasks:\n  - id: a\n    run: [\"true\"]\n";
+      c.grant = st.body;
+      c.signer = st.signer;
+      c.sig = st.sig;
+      Grant g;
+      if (!gate.Check(c, 1'800'000'000'000, std::nullopt, "deploy", &g).ok()) continue;
+      if (c.command_type() == CommandType::kRemoveWorkflow) continue;  // needs no signature
+      ++allowed;
+      // Allowed: then it verifies, and its signer is in the policy with this action.
+      const char* action = c.command_type() == CommandType::kPlaceWorkflow ? "apply"
+                           : c.command_type() == CommandType::kStartRun   ? "start"
+                           : c.command_type() == CommandType::kCancelRun  ? "cancel"
+                                                                          : "approve";
+      const PolicyRule* rule = gate.policy() ? gate.policy()->FindOperator(c.signer) : nullptr;
+      if (!VerifySignature(st).ok() || !rule || !rule->may.count(action)) {
+        fprintf(stderr, "FAIL seed=%llu iteration=%ld: the gate allowed %s signed by %s: %s\n",
+                static_cast<unsigned long long>(seed), i, CommandTypeName(c.type),
+                c.signer.c_str(), SafeDump(json(c.grant)).substr(0, 500).c_str());
+        return 1;
+      }
+    } catch (const std::exception& e) {
+      fprintf(stderr, "FAIL seed=%llu iteration=%ld: the trust gate threw: %s\n",
+              static_cast<unsigned long long>(seed), i, e.what());
+      return 1;
+    }
+  }
+  printf("trust gate: statements=%ld allowed=%ld result=ok\n", iterations, allowed);
   return 0;
 }
 
@@ -280,6 +395,7 @@ int Main(int argc, char** argv) {
          static_cast<unsigned long long>(seed), static_cast<unsigned long long>(seed));
   fflush(stdout);
   if (int rc = FuzzHub(seed, iterations); rc != 0) return rc;
+  if (int rc = FuzzTrustGate(seed, std::max(1L, iterations / 10)); rc != 0) return rc;
   if (!agent_bin.empty()) return FuzzAgent(seed, agent_iterations, agent_bin);
   return 0;
 }
