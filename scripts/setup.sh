@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 PACKAGES=(build-essential cmake ninja-build ccache pkg-config git
   libzmq3-dev cppzmq-dev libmsgpack-cxx-dev librocksdb-dev libsodium-dev libspdlog-dev
   libboost-program-options-dev libgtest-dev libyaml-cpp-dev nlohmann-json3-dev tzdata
-  python3-zmq python3-msgpack)
+  python3-zmq python3-msgpack python3-nacl)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
