@@ -9,6 +9,7 @@
 
 #include "../common/mem_streams.h"
 #include "common/keys.h"
+#include "common/trust.h"
 
 namespace outpost {
 namespace {
@@ -530,6 +531,97 @@ TEST_F(HubCoreTest, RevokedOrPendingSitesCanBeRemovedWithOrWithoutHistory) {
   // The same key may be enrolled again.
   json again = Op({{"op", "site.add"}, {"name", "a2"}, {"key", key}});
   EXPECT_TRUE(again["ok"].get<bool>()) << again.dump();
+}
+
+}  // namespace
+}  // namespace outpost
+
+namespace outpost {
+namespace {
+
+class HubTrustTest : public HubCoreTest {};
+
+TEST_F(HubTrustTest, RolesLimitTheOperatorApi) {
+  AddSite("gw-1", "edge");
+  HubOutput out;
+  auto as = [&](OperatorRole role, json req) { return core_->OnOperator("someone", req, &out, role); };
+  EXPECT_TRUE(as(OperatorRole::kViewer, {{"op", "status"}})["ok"].get<bool>());
+  EXPECT_TRUE(as(OperatorRole::kViewer, {{"op", "site.list"}})["ok"].get<bool>());
+  for (const char* op : {"run.start", "run.cancel", "run.approve", "site.add", "workflow.apply",
+                         "policy.push", "site.remove"}) {
+    json r = as(OperatorRole::kViewer, {{"op", op}});
+    // A request that does not decode is refused first; one that does, by role.
+    if (r["code"] != "invalid") {
+      EXPECT_EQ(r["code"], "forbidden") << op << " " << r.dump();
+    }
+  }
+  json r = as(OperatorRole::kViewer, {{"op", "run.cancel"}, {"id", "x"}});
+  EXPECT_EQ(r["code"], "forbidden");
+  EXPECT_EQ(r["error"], "operator 'someone' has role viewer; run.cancel needs operator");
+  r = as(OperatorRole::kOperator, {{"op", "workflow.apply"}, {"source", kWf}});
+  EXPECT_EQ(r["code"], "forbidden");
+  r = as(OperatorRole::kOperator, {{"op", "run.cancel"}, {"id", "x"}});
+  EXPECT_EQ(r["code"], "not_found");  // allowed, and then there is no such run
+  EXPECT_GE(core_->counters().operator_forbidden, 2u);
+}
+
+TEST_F(HubTrustTest, PoliciesOnlyMoveForwardAndReachEverySiteBeforePlacements) {
+  const SigningKey root = *GenerateSigningKey();
+  auto policy = [&](int version, const std::string& fleet = "f") {
+    return SignedToJson(*Sign({{"kind", "policy"}, {"fleet", fleet}, {"version", version}, {"issued", 1},
+                               {"expires", int64_t{4'000'000'000'000}}, {"operators", json::array()}},
+                              root));
+  };
+  const std::string key = AddSite("gw-1", "edge");
+  FakeSite site("gw-1", 7, clock_);
+  Connect(&site);
+  json r = Op({{"op", "policy.push"}, {"policy", policy(2)}});
+  ASSERT_TRUE(r["ok"].get<bool>()) << r.dump();
+  EXPECT_EQ(r["sites"], 1);
+  EXPECT_TRUE(Op({{"op", "policy.push"}, {"policy", policy(2)}})["unchanged"].get<bool>());
+  EXPECT_EQ(Op({{"op", "policy.push"}, {"policy", policy(1)}})["code"], "conflict");
+  EXPECT_EQ(Op({{"op", "policy.push"}, {"policy", policy(2, "other")}})["code"], "conflict");
+  json bad = policy(3);
+  bad["sig"] = "AAAA";
+  EXPECT_EQ(Op({{"op", "policy.push"}, {"policy", bad}})["code"], "forbidden");
+  ASSERT_TRUE(Op({{"op", "workflow.apply"}, {"source", kWf}})["ok"].get<bool>());
+  Settle();
+  auto cmds = site.Commands();
+  ASSERT_GE(cmds.size(), 2u);
+  EXPECT_EQ(cmds[0].command_type(), CommandType::kSetPolicy);
+  EXPECT_EQ(cmds[1].command_type(), CommandType::kPlaceWorkflow);
+  // A site enrolled later gets the policy first too, and it survives a hub restart.
+  Open();
+  AddSite("gw-2", "edge");
+  FakeSite late("gw-2", 9, clock_);
+  Connect(&late);
+  auto later = late.Commands();
+  ASSERT_GE(later.size(), 2u);
+  EXPECT_EQ(later[0].command_type(), CommandType::kSetPolicy);
+  EXPECT_EQ(Op({{"op", "policy.show"}})["version"], 2);
+  (void)key;
+}
+
+TEST_F(HubTrustTest, ASignedStartGoesOnlyToTheSitesItNamesAndMustMatchTheRequest) {
+  const SigningKey alice = *GenerateSigningKey();
+  const std::string k1 = AddSite("gw-1", "edge");
+  AddSite("gw-2", "edge");
+  ASSERT_TRUE(Op({{"op", "workflow.apply"}, {"source", kWf}, {"target", {{"role", "edge"}}}})["ok"].get<bool>());
+  auto start = [&](const json& overrides) {
+    json body = {{"kind", "start"}, {"request", "req-1"}, {"workflow", "deploy"},
+                 {"digest", ContentDigest(kWf)}, {"params", json::object()}, {"sites", {k1}},
+                 {"expires", int64_t{4'000'000'000'000}}};
+    body.update(overrides);
+    return SignedToJson(*Sign(body, alice));
+  };
+  json r = Op({{"op", "run.start"}, {"workflow", "deploy"}, {"request", "req-1"}, {"signed", start(json::object())}});
+  ASSERT_TRUE(r["ok"].get<bool>()) << r.dump();
+  EXPECT_EQ(r["sites"], json::array({"gw-1"}));  // gw-2 matches the target but is not named
+  r = Op({{"op", "run.start"}, {"workflow", "deploy"}, {"request", "req-2"}, {"signed", start(json::object())}});
+  EXPECT_EQ(r["code"], "invalid") << r.dump();  // the request id is not the signed one
+  r = Op({{"op", "run.start"}, {"workflow", "deploy"}, {"request", "req-3"},
+          {"signed", start({{"request", "req-3"}, {"digest", std::string(64, 'a')}})}});
+  EXPECT_EQ(r["code"], "conflict") << r.dump();  // not the definition at the hub
 }
 
 }  // namespace
