@@ -16,6 +16,7 @@
 #include <cerrno>
 #include <filesystem>
 #include <cstring>
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 
@@ -65,6 +66,20 @@ Result<ProcessExecutor::TaskUser> ProcessExecutor::LookupUser(const std::string&
   }
   groups.resize(std::max(n, 0));
   u.groups = groups;
+  if (geteuid() != 0) {
+    // Without root, the agent needs CAP_SETUID and CAP_SETGID (bits 7 and 6) in effect.
+    std::ifstream status("/proc/self/status");
+    std::string line;
+    unsigned long long eff = 0;
+    while (std::getline(status, line)) {
+      if (line.rfind("CapEff:", 0) == 0) eff = std::strtoull(line.c_str() + 7, nullptr, 16);
+    }
+    if ((eff & (1ull << 7)) == 0 || (eff & (1ull << 6)) == 0) {
+      return Status::FailedPrecondition(
+          "--task-user " + name + " needs the agent to run as root (or with CAP_SETUID and "
+          "CAP_SETGID); drop task-user to run tasks as the agent's own user");
+    }
+  }
   return u;
 }
 
