@@ -136,6 +136,7 @@ Result<std::unique_ptr<Agent>> Agent::Open(const AgentConfig& config, const Cloc
       clock, [self] { return self->config_.site + "-" + MakeUlid(self->clock_.Now(), &self->rng_); });
   ProcessExecutor::Options eo;
   eo.output_cap = config.output_cap;
+  eo.cgroup_root = CgroupRootFor(config);
   eo.pass_env = config.task_env;
   if (!config.task_user.empty()) {
     OUTPOST_ASSIGN_OR_RETURN(auto user, ProcessExecutor::LookupUser(config.task_user));
@@ -163,7 +164,17 @@ Result<std::unique_ptr<Agent>> Agent::Open(const AgentConfig& config, const Cloc
     }
     a->control_gid_ = gr.gr_gid;
   }
-  OUTPOST_ASSIGN_OR_RETURN(a->executor_, ProcessExecutor::Create(eo));
+  auto executor = ProcessExecutor::Create(eo);
+  if (!executor.ok() && !eo.cgroup_root.empty() && config.cgroup == "auto") {
+    spdlog::warn("agent.cgroup_unusable dir={} error=\"{}\"; attempts use process groups",
+                 eo.cgroup_root, executor.status().message());
+    eo.cgroup_root.clear();
+    executor = ProcessExecutor::Create(eo);
+  }
+  OUTPOST_ASSIGN_OR_RETURN(a->executor_, std::move(executor));
+  a->engine_->set_isolation(a->executor_->isolation());
+  spdlog::info("agent.isolation mode=\"{}\"{}", a->executor_->isolation(),
+               eo.cgroup_root.empty() ? "" : " cgroup=" + eo.cgroup_root);
 
   sigset_t mask;
   sigemptyset(&mask);
@@ -583,6 +594,47 @@ Status Agent::CommitPending(const std::vector<StateWrite>& extra) {
   }
   if (!done.events.empty()) log_grew_ = true;  // SyncTick ships it
   return Status::Ok();
+}
+
+// The cgroup v2 directory attempts get their cgroups under: --cgroup DIR as given; "auto":
+// this agent's own cgroup (from /proc/self/cgroup, under the cgroup2 mount) when it may
+// make cgroups there, in a directory named after its data directory so agents sharing a
+// cgroup never touch each other's attempts; "" for process groups only.
+std::string Agent::CgroupRootFor(const AgentConfig& config) {
+  if (config.cgroup == "off") return "";
+  if (config.cgroup != "auto") return config.cgroup;
+  std::string rel;
+  {
+    std::ifstream in("/proc/self/cgroup");
+    std::string line;
+    while (std::getline(in, line)) {
+      if (line.rfind("0::", 0) == 0) rel = line.substr(3);
+    }
+  }
+  std::string mount;
+  {
+    std::ifstream in("/proc/self/mountinfo");
+    std::string line;
+    while (std::getline(in, line) && mount.empty()) {
+      const auto dash = line.find(" - cgroup2 ");
+      if (dash == std::string::npos) continue;
+      std::istringstream fields(line.substr(0, dash));
+      std::string f;
+      for (int i = 0; i < 5 && fields >> f; ++i) {
+        if (i == 4) mount = f;
+      }
+    }
+  }
+  if (rel.empty() || mount.empty()) return "";
+  const std::string base = mount + (rel == "/" ? "" : rel);
+  if (access(base.c_str(), W_OK) != 0 || access((base + "/cgroup.procs").c_str(), W_OK) != 0) {
+    return "";
+  }
+  std::string canonical = config.data_dir;
+  std::error_code ec;
+  auto abs = std::filesystem::weakly_canonical(config.data_dir, ec);
+  if (!ec) canonical = abs.string();
+  return base + "/outpost-agent-" + ContentDigest(canonical).substr(0, 12);
 }
 
 // Who is on the other end of the control socket (SO_PEERCRED): root, the agent's own

@@ -68,6 +68,9 @@ struct AgentConfig {
   std::vector<std::string> task_env;
   // A group whose members may use the control socket besides root and the agent's user.
   std::string control_group;
+  // Where attempts get their own cgroup v2: "auto" (under the agent's own cgroup when it
+  // may write there, e.g. systemd Delegate=yes), "off", or a directory.
+  std::string cgroup = "auto";
 };
 
 struct AgentCounters {
@@ -184,6 +187,7 @@ class Agent {
   std::optional<TrustGate> gate_;  // set when a trust root is configured
   std::optional<gid_t> control_gid_;  // --control-group
   std::string PeerRefused(int fd) const;
+  static std::string CgroupRootFor(const AgentConfig& config);
   std::unique_ptr<ZmqContext> zmq_;
   std::unique_ptr<Connector> hub_;
   std::unique_ptr<EventLogStream> up_stream_;

@@ -47,6 +47,7 @@ json Agent::StatusJson() const {
             {"orphans_killed", counters_.orphans_killed},
             {"workflow_files_invalid", counters_.workflow_files_invalid},
             {"schedule_errors", counters_.schedule_errors}}},
+          {"isolation", executor_->isolation()},
           {"hub", SyncJson()},
           {"trust", TrustJson()}};
 }

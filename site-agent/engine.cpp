@@ -247,7 +247,7 @@ void Engine::OnRedactedExit(Active& a, size_t i, const ExitInfo& exit, Effects* 
   if (ok) {
     t.outputs = exit.outputs;
     KeepFanOutSource(a, i, exit.output);
-    FinishTask(a, i, TaskState::kSucceeded, "", fx);
+    FinishTask(a, i, TaskState::kSucceeded, exit.leftovers, fx);  // "" or what was killed
   } else if (Cancelling(a, i)) {
     FinishTask(a, i, TaskState::kCancelled, "killed: run cancelled", fx);
   } else {

@@ -179,6 +179,9 @@ class Engine {
   // Records of an active run, or nullptr if the engine does not hold it (finished runs
   // are dropped with Forget() once the driver has persisted them).
   const RunRecord* FindRun(const std::string& run_id) const;
+  // How attempts are contained ("cgroup", "process group"): written in each attempt's
+  // attempt.started event.
+  void set_isolation(std::string isolation) { isolation_ = std::move(isolation); }
   const TaskRecord* FindTask(const std::string& run_id, const std::string& task) const;
   void Forget(const std::string& run_id);
 
@@ -296,6 +299,7 @@ class Engine {
   uint64_t next_seq_ = 0;
   int running_ = 0;
   EngineCounters counters_;
+  std::string isolation_;
 };
 
 }  // namespace outpost

@@ -108,7 +108,9 @@ void Engine::StartAttempt(Active& a, size_t i, Effects* fx) {
   ++running_by_queue_[QueueOf(a, i)];
   ++counters_.attempts_started;
   Touch(a, i, fx);
-  fx->events.push_back(MakeEvent(EventType::kAttemptStarted, a, &t));
+  Event started = MakeEvent(EventType::kAttemptStarted, a, &t);
+  if (!isolation_.empty()) started.message = "isolation: " + isolation_;
+  fx->events.push_back(std::move(started));
 
   sp.key = {a.rec.id, t.id, t.attempts};
   sp.output_cap = td.output_cap;

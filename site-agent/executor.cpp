@@ -35,10 +35,67 @@ Result<std::unique_ptr<ProcessExecutor>> ProcessExecutor::Create(Options options
   if (fd < 0) return Status::IoError(std::string("signalfd: ") + strerror(errno));
   std::unique_ptr<ProcessExecutor> ex(new ProcessExecutor(options));
   ex->sigfd_ = fd;
+  if (!options.cgroup_root.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(options.cgroup_root, ec);
+    if (ec || access((options.cgroup_root + "/cgroup.procs").c_str(), W_OK) != 0) {
+      return Status::FailedPrecondition("cannot use " + options.cgroup_root +
+                                        " as a cgroup v2 directory for task attempts");
+    }
+    // Attempts of a previous run of this agent: their processes are killed with them.
+    for (const auto& e : std::filesystem::directory_iterator(options.cgroup_root, ec)) {
+      if (e.is_directory() && e.path().filename().string().rfind("attempt-", 0) == 0) {
+        ex->KillCgroup(e.path().string());
+        ex->cgroups_to_remove_.push_back(e.path().string());
+      }
+    }
+    ex->RemoveEmptyCgroups();
+  }
   return ex;
 }
 
+namespace {
+
+bool WriteFile(const std::string& path, const char* text) {
+  int fd = open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  const ssize_t n = write(fd, text, strlen(text));
+  close(fd);
+  return n == static_cast<ssize_t>(strlen(text));
+}
+
+std::vector<pid_t> CgroupProcs(const std::string& cgroup) {
+  std::vector<pid_t> pids;
+  std::ifstream in(cgroup + "/cgroup.procs");
+  pid_t p;
+  while (in >> p) pids.push_back(p);
+  return pids;
+}
+
+}  // namespace
+
+size_t ProcessExecutor::KillCgroup(const std::string& cgroup) const {
+  const auto pids = CgroupProcs(cgroup);
+  if (pids.empty()) return 0;
+  // cgroup.kill (Linux 5.14) kills every process in it at once, also ones forking now;
+  // before that, each process listed.
+  if (!WriteFile(cgroup + "/cgroup.kill", "1")) {
+    for (pid_t p : pids) kill(p, SIGKILL);
+  }
+  return pids.size();
+}
+
+void ProcessExecutor::RemoveEmptyCgroups() {
+  std::vector<std::string> still;
+  for (const auto& cg : cgroups_to_remove_) {
+    if (rmdir(cg.c_str()) != 0 && errno != ENOENT) still.push_back(cg);  // busy until they die
+  }
+  cgroups_to_remove_ = std::move(still);
+}
+
 ProcessExecutor::~ProcessExecutor() {
+  RemoveEmptyCgroups();
+  if (!options_.cgroup_root.empty()) rmdir(options_.cgroup_root.c_str());  // if empty
   for (auto& [pid, p] : procs_) {
     if (p.pipe_fd >= 0) close(p.pipe_fd);
   }
@@ -164,9 +221,20 @@ Result<int> ProcessExecutor::Start(const StartProcess& spec) {
 
   pid_t pid = -1;
   int rc = 0;
-  if (options_.user) {
-    rc = SpawnAs(*options_.user, Resolve(argv_copy[0], env["PATH"]), argv, envp, workdir, fds[1],
-                 &pid);
+  std::string cgroup;
+  if (!options_.cgroup_root.empty()) {
+    RemoveEmptyCgroups();
+    cgroup = options_.cgroup_root + "/attempt-" + std::to_string(getpid()) + "-" +
+             std::to_string(++cgroup_seq_);
+    if (mkdir(cgroup.c_str(), 0755) != 0) {
+      ++cgroup_fallbacks_;  // this attempt runs in its process group only
+      cgroup.clear();
+    }
+  }
+  if (options_.user || !cgroup.empty()) {
+    rc = Spawn(options_.user ? &*options_.user : nullptr, cgroup,
+               Resolve(argv_copy[0], env["PATH"]), argv, envp, workdir, fds[1], &pid);
+    if (rc != 0 && !cgroup.empty()) rmdir(cgroup.c_str());
   } else {
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
@@ -203,26 +271,36 @@ Result<int> ProcessExecutor::Start(const StartProcess& spec) {
   }
   fcntl(fds[0], F_SETFL, fcntl(fds[0], F_GETFL) | O_NONBLOCK);
   const size_t cap = spec.output_cap > 0 ? std::min(spec.output_cap, options_.output_cap) : options_.output_cap;
-  procs_[pid] = Proc{spec.key, fds[0], cap, {}, spec.keep_children};
+  procs_[pid] = Proc{spec.key, fds[0], cap, {}, spec.keep_children, cgroup};
   return pid;
 }
 
-// fork, then in the child only async-signal-safe calls: its own process group, default
-// signals, the pipe as stdout and stderr, the work directory, then the task user's
-// groups, gid and uid (in that order: after setuid nothing else could be changed), exec.
-// An error before exec comes back as its errno through a close-on-exec pipe.
-int ProcessExecutor::SpawnAs(const TaskUser& u, const std::string& path, std::vector<char*>& argv,
-                             std::vector<char*>& envp, const std::string& workdir, int out_fd,
-                             pid_t* pid_out) {
+// fork, then in the child only async-signal-safe calls: into the attempt's cgroup (before
+// anything could fork), its own process group, default signals, the pipe as stdout and
+// stderr, the work directory, then the task user's groups, gid and uid (in that order:
+// after setuid nothing else could be changed), exec. An error before exec comes back as
+// its errno through a close-on-exec pipe.
+int ProcessExecutor::Spawn(const TaskUser* u, const std::string& cgroup, const std::string& path,
+                           std::vector<char*>& argv, std::vector<char*>& envp,
+                           const std::string& workdir, int out_fd, pid_t* pid_out) {
   int err_pipe[2];
   if (pipe2(err_pipe, O_CLOEXEC) != 0) return errno;
   const int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  const int cg_fd = cgroup.empty() ? -1 : open((cgroup + "/cgroup.procs").c_str(), O_WRONLY | O_CLOEXEC);
+  if (!cgroup.empty() && cg_fd < 0) {
+    const int e = errno;
+    close(err_pipe[0]);
+    close(err_pipe[1]);
+    if (devnull >= 0) close(devnull);
+    return e;
+  }
   pid_t pid = fork();
   if (pid < 0) {
     const int e = errno;
     close(err_pipe[0]);
     close(err_pipe[1]);
     if (devnull >= 0) close(devnull);
+    if (cg_fd >= 0) close(cg_fd);
     return e;
   }
   if (pid == 0) {
@@ -231,10 +309,11 @@ int ProcessExecutor::SpawnAs(const TaskUser& u, const std::string& path, std::ve
     sigemptyset(&none);
     for (int sig : {SIGPIPE, SIGTERM, SIGINT, SIGCHLD}) signal(sig, SIG_DFL);
     sigprocmask(SIG_SETMASK, &none, nullptr);
-    if (setpgid(0, 0) != 0 || devnull < 0 || dup2(devnull, 0) < 0 || dup2(out_fd, 1) < 0 ||
-        dup2(out_fd, 2) < 0 || (!workdir.empty() && chdir(workdir.c_str()) != 0) ||
-        setgroups(u.groups.size(), u.groups.data()) != 0 || setgid(u.gid) != 0 ||
-        setuid(u.uid) != 0) {
+    if ((cg_fd >= 0 && write(cg_fd, "0", 1) != 1) || setpgid(0, 0) != 0 || devnull < 0 ||
+        dup2(devnull, 0) < 0 || dup2(out_fd, 1) < 0 || dup2(out_fd, 2) < 0 ||
+        (!workdir.empty() && chdir(workdir.c_str()) != 0) ||
+        (u && (setgroups(u->groups.size(), u->groups.data()) != 0 || setgid(u->gid) != 0 ||
+               setuid(u->uid) != 0))) {
       e = errno;
     } else {
       execve(path.c_str(), argv.data(), envp.data());
@@ -246,6 +325,7 @@ int ProcessExecutor::SpawnAs(const TaskUser& u, const std::string& path, std::ve
   }
   close(err_pipe[1]);
   if (devnull >= 0) close(devnull);
+  if (cg_fd >= 0) close(cg_fd);
   // Also in the parent, so the group exists before a Kill could name it.
   setpgid(pid, pid);
   int child_errno = 0;
@@ -267,13 +347,26 @@ void ProcessExecutor::Kill(const AttemptKey& key, int sig) {
   for (const auto& [pid, p] : procs_) {
     if (p.key == key) {
       kill(-pid, sig);
+      // The cgroup also holds processes that left the group (setsid, a double fork).
+      if (!p.cgroup.empty()) {
+        if (sig == SIGKILL) {
+          KillCgroup(p.cgroup);
+        } else {
+          for (pid_t q : CgroupProcs(p.cgroup)) kill(q, sig);
+        }
+      }
       return;
     }
   }
 }
 
 void ProcessExecutor::KillAll(int sig) {
-  for (const auto& [pid, p] : procs_) kill(-pid, sig);
+  for (const auto& [pid, p] : procs_) {
+    kill(-pid, sig);
+    if (!p.cgroup.empty()) {
+      for (pid_t q : CgroupProcs(p.cgroup)) kill(q, sig);
+    }
+  }
 }
 
 std::vector<int> ProcessExecutor::pipe_fds() const {
@@ -338,7 +431,19 @@ void ProcessExecutor::OnSignalReadable() {
     // The group outlives its leader when the task left processes behind (a `cmd &`, or a
     // child that ignored the SIGTERM of a timeout or cancel). The attempt is over: they are
     // killed now, so nothing of it runs on unseen — unless the task keeps its children.
-    if (kill(-pid, 0) == 0) {
+    if (!p.cgroup.empty()) {
+      // The cgroup sees every process the attempt started, in its group or not.
+      const size_t left = CgroupProcs(p.cgroup).size();
+      if (left > 0 && p.keep_children) {
+        ex.leftovers = std::to_string(left) + " left-over process(es) kept running (keep_children)";
+      } else if (left > 0) {
+        kill(-pid, SIGKILL);
+        KillCgroup(p.cgroup);
+        ex.leftovers = std::to_string(left) + " left-over process(es) killed (cgroup)";
+      }
+      cgroups_to_remove_.push_back(p.cgroup);
+      RemoveEmptyCgroups();
+    } else if (kill(-pid, 0) == 0) {
       if (p.keep_children) {
         ex.leftovers = "left-over processes kept running (keep_children)";
       } else {

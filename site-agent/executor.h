@@ -61,6 +61,10 @@ class ProcessExecutor final : public Executor {
     std::string task_root;
     // Names of the agent's environment variables tasks also get (--task-env).
     std::vector<std::string> pass_env;
+    // Set: a cgroup v2 directory the agent may manage (its own, delegated); every attempt
+    // runs in a cgroup of its own under it, and leftovers are killed through the cgroup,
+    // even ones that left the process group. Empty: process groups only.
+    std::string cgroup_root;
   };
   // The account `name`, with its groups; an error names what is missing.
   static Result<TaskUser> LookupUser(const std::string& name);
@@ -84,6 +88,9 @@ class ProcessExecutor final : public Executor {
   void OnPipeReadable(int fd);
   size_t running() const { return procs_.size(); }
   const TaskUser* task_user() const { return options_.user ? &*options_.user : nullptr; }
+  // "cgroup" or "process group": how attempts are contained and their leftovers found.
+  const char* isolation() const { return options_.cgroup_root.empty() ? "process group" : "cgroup"; }
+  uint64_t cgroup_fallbacks() const { return cgroup_fallbacks_; }
   // Kills every process group still running (agent shutdown).
   void KillAll(int signal);
 
@@ -94,12 +101,20 @@ class ProcessExecutor final : public Executor {
     size_t cap = 0;  // output kept: the task's cap if smaller than the agent's
     std::string output;
     bool keep_children = false;
+    std::string cgroup;  // the attempt's cgroup, or "" (process group only)
   };
   explicit ProcessExecutor(Options o) : options_(o) {}
-  // Runs path as `u` (fork + exec); 0 and *pid, or the errno of what failed.
-  static int SpawnAs(const TaskUser& u, const std::string& path, std::vector<char*>& argv,
-                     std::vector<char*>& envp, const std::string& workdir, int out_fd,
-                     pid_t* pid_out);
+  // Runs path (fork + exec) in `cgroup` if given, as `u` if given; 0 and *pid, or the
+  // errno of what failed.
+  static int Spawn(const TaskUser* u, const std::string& cgroup, const std::string& path,
+                   std::vector<char*>& argv, std::vector<char*>& envp, const std::string& workdir,
+                   int out_fd, pid_t* pid_out);
+  // Kills every process in the cgroup; returns how many there were.
+  size_t KillCgroup(const std::string& cgroup) const;
+  void RemoveEmptyCgroups();
+  uint64_t cgroup_seq_ = 0;
+  uint64_t cgroup_fallbacks_ = 0;
+  std::vector<std::string> cgroups_to_remove_;
   void Drain(Proc& p);
   void AppendOutput(Proc& p, const char* data, size_t n);
 

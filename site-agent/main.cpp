@@ -75,6 +75,9 @@ int main(int argc, char** argv) {
       ("task-env", po::value(&c.task_env)->composing(),
        "the name of an agent environment variable tasks also get (repeatable); tasks start "
        "from a minimal environment")
+      ("cgroup", po::value(&c.cgroup)->default_value("auto"),
+       "each attempt in its own cgroup v2 under this directory (auto: under the agent's own "
+       "cgroup when it may write there, e.g. systemd Delegate=yes; off: process groups only)")
       ("control-group", po::value(&c.control_group),
        "a group whose members may use the control socket (besides root and the agent's user)")
       ("show-key", "print this agent's public key (creating DATA_DIR/agent.key at first use) and exit")

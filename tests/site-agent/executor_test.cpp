@@ -9,7 +9,9 @@
 
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
+#include <sstream>
 
 namespace outpost {
 namespace {
@@ -122,6 +124,74 @@ TEST_F(ExecutorTest, BackgroundProcessesEndWithTheTaskUnlessItKeepsThem) {
   EXPECT_TRUE(Alive(daemon));
   kill(daemon, SIGKILL);
   std::remove(file.c_str());
+}
+
+// A cgroup v2 directory this process may manage, or "" (then the test is skipped).
+std::string WritableCgroup() {
+  std::ifstream in("/proc/self/cgroup");
+  std::string line, rel;
+  while (std::getline(in, line)) {
+    if (line.rfind("0::", 0) == 0) rel = line.substr(3);
+  }
+  std::ifstream mounts("/proc/self/mountinfo");
+  std::string mount;
+  while (std::getline(mounts, line) && mount.empty()) {
+    const auto dash = line.find(" - cgroup2 ");
+    if (dash == std::string::npos) continue;
+    std::istringstream fields(line.substr(0, dash));
+    std::string f;
+    for (int i = 0; i < 5 && fields >> f; ++i) {
+      if (i == 4) mount = f;
+    }
+  }
+  if (rel.empty() || mount.empty()) return "";
+  const std::string base = mount + (rel == "/" ? "" : rel);
+  if (access(base.c_str(), W_OK) != 0) return "";
+  return base + "/outpost-executor-test-" + std::to_string(getpid());
+}
+
+TEST_F(ExecutorTest, ACgroupCatchesProcessesThatLeftTheGroup) {
+  const std::string root = WritableCgroup();
+  if (root.empty()) GTEST_SKIP() << "no cgroup v2 directory this test may write";
+  ProcessExecutor::Options o;
+  o.cgroup_root = root;
+  auto made = ProcessExecutor::Create(o);
+  ASSERT_TRUE(made.ok()) << made.status().ToString();
+  ex_ = std::move(made).value();
+  EXPECT_STREQ(ex_->isolation(), "cgroup");
+  const std::string file = "/tmp/outpost-exec-cg-" + std::to_string(getpid());
+  // setsid: a new session and process group, out of reach of kill(-pgid).
+  auto s = Spec({"/bin/sh", "-c", "setsid sleep 1004 & echo $! > " + file});
+  ASSERT_TRUE(ex_->Start(s).ok());
+  auto exits = WaitExits(1);
+  ASSERT_EQ(exits.size(), 1u);
+  EXPECT_EQ(exits[0].second.leftovers, "1 left-over process(es) killed (cgroup)");
+  const pid_t escaped = ReadPid(file);
+  ASSERT_GT(escaped, 0);
+  for (int i = 0; i < 100 && Alive(escaped); ++i) usleep(20'000);
+  EXPECT_FALSE(Alive(escaped)) << "process " << escaped << " that left the group survived";
+  // A cancel reaches it too, while the leader still runs.
+  auto c = Spec({"/bin/sh", "-c", "setsid sh -c 'trap \"\" TERM; sleep 1005' & echo $! > " + file + "; sleep 1006"});
+  ASSERT_TRUE(ex_->Start(c).ok());
+  pid_t child = -1;
+  for (int i = 0; i < 100 && child <= 0; ++i) {
+    usleep(20'000);
+    child = ReadPid(file);
+  }
+  ASSERT_GT(child, 0);
+  ex_->Kill(c.key, SIGKILL);
+  exits = WaitExits(1);
+  ASSERT_EQ(exits.size(), 1u);
+  for (int i = 0; i < 100 && Alive(child); ++i) usleep(20'000);
+  EXPECT_FALSE(Alive(child));
+  std::remove(file.c_str());
+  ex_.reset();
+  for (int i = 0; i < 100 && std::filesystem::exists(root); ++i) {
+    for (const auto& e : std::filesystem::directory_iterator(root)) rmdir(e.path().c_str());
+    rmdir(root.c_str());
+    usleep(20'000);
+  }
+  EXPECT_FALSE(std::filesystem::exists(root));
 }
 
 TEST_F(ExecutorTest, KeepsOnlyTheTailOfLongOutput) {
