@@ -171,7 +171,8 @@ std::optional<Reply> HubClient::TakeReply() {
     if (ev.kind == K::kAuthFailed) {
       return Reply{Fail(kExitUnreachable, "the hub at " + endpoint_ +
                                               " refused this operator key (not in its "
-                                              "operators/ directory)"),
+                                              "operators/ directory, or its .pub file has a "
+                                              "line the hub refused: see the hub's log)"),
                    json()};
     }
     if (ev.kind != K::kFrame) continue;

@@ -57,6 +57,8 @@ int SiteRequest(const Args& a, json* req) {
   } else if (w[1] == "accept" && w.size() == 3) {
     *req = {{"op", "site.accept"}, {"name", w[2]}, {"labels", LabelOptions(a)}};
     if (!a.as.empty()) (*req)["as"] = a.as;
+  } else if (w[1] == "events" && w.size() == 3) {
+    *req = {{"op", "site.events"}, {"name", w[2]}, {"limit", a.limit}};
   } else if (w[1] == "revoke" && w.size() == 3) {
     *req = {{"op", "site.revoke"}, {"name", w[2]}};
   } else if (w[1] == "remove" && w.size() == 3) {
@@ -91,10 +93,36 @@ int SiteCommand(const Args& a, HubClient& hub) {
     }
     return kExitOk;
   }
+  if (w[1] == "events") {
+    if (a.as_json) {
+      PrintJson(r.body["events"]);
+      return kExitOk;
+    }
+    printf("%-8s %-24s %-22s %s\n", "SEQ", "TIME", "TYPE", "WHAT");
+    for (const auto& e : r.body["events"]) {
+      std::string what;
+      for (const char* k : {"workflow", "run", "task", "state"}) {
+        if (e.contains(k)) what += std::string(k) + "=" + Cell(e[k]) + " ";
+      }
+      if (e.contains("message")) what += Cell(e["message"]);
+      printf("%-8s %-24s %-22s %s\n", Cell(e["seq"]).c_str(), Cell(e["time"]).c_str(),
+             Cell(e["type"]).c_str(), what.c_str());
+    }
+    return kExitOk;
+  }
   if (a.as_json) {
     PrintJson(r.body["site"]);
   } else {
     PrintSites(json::array({r.body["site"]}));
+    const json& site = r.body["site"];
+    if (site.contains("policy") && site["policy"].is_string()) {
+      printf("policy: %s\n", site["policy"].get<std::string>().c_str());
+    }
+    if (site.contains("refused_workflows") && site["refused_workflows"].is_object()) {
+      for (const auto& [wf, why] : site["refused_workflows"].items()) {
+        printf("refused workflow %s: %s\n", wf.c_str(), Cell(why).c_str());
+      }
+    }
   }
   return kExitOk;
 }

@@ -5,6 +5,7 @@
 
 #include "cli/commands.h"
 #include "cli/signing.h"
+#include "common/trust.h"
 #include "common/clock.h"
 #include "common/workflow/cron.h"
 #include "common/workflow/workflow.h"
@@ -102,11 +103,16 @@ int WorkflowValidate(const Args& a, const std::string& file) {
     return kExitUsage;
   }
   if (a.as_json) {
-    PrintJson(
-        {{"valid", true}, {"name", def->name}, {"hash", def->hash}, {"tasks", def->tasks.size()}});
+    PrintJson({{"valid", true},
+               {"name", def->name},
+               {"hash", def->hash},
+               {"digest", ContentDigest(def->source)},
+               {"tasks", def->tasks.size()}});
   } else {
     std::cout << file << ": ok (workflow '" << def->name << "', " << def->tasks.size()
-              << " tasks, hash " << def->hash << ")\n";
+              << " tasks, hash " << def->hash << ")\n"
+              << "digest " << ContentDigest(def->source)
+              << " (what signatures bind to; a policy may name it as digest:HEX)\n";
   }
   return kExitOk;
 }

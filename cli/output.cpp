@@ -17,20 +17,24 @@ constexpr char kHelp[] =
 
 fleet commands (through the hub's operator endpoint):
   site list                                   every site: state, online, labels, backlog
-  site show NAME
+  site show NAME                              a site, with placements it refused and its policy
+  site events NAME [--limit N]                its newest events as the hub has them (refusals say why)
   site add NAME --key PUB [--label k=v]...    enroll an agent's public key (or a file holding it)
   site accept NAME [--as NEW] [--label k=v]...  enroll a pending site (hub --accept-unknown)
   site revoke NAME                            refuse the site from now on; cuts its open link
   site remove NAME [--purge]                  forget a revoked or pending site (its name and key can
                                               be enrolled again); --purge drops its history too
   site label NAME k=v... [k-]...              set (k=v) or remove (k-) labels; placement follows
-  workflow apply FILE [--target k=v[,k=v]]    place a definition on every site matching the target
+  workflow apply FILE [--target k=v[,k=v]] [--signing-key KEY]
+                                              place a definition on every site matching the target
   workflow list | workflow remove NAME
-  run start WORKFLOW [--site NAME | --target SELECTOR] [--param k=v]... [--priority N] [--request ID]
+  run start WORKFLOW [--site NAME | --target SELECTOR] [--param k=v | --param-file k=FILE]...
+                  [--priority N] [--request ID] [--signing-key KEY [--expires 7d]]
                   [--wait [--timeout SECONDS]]   with --wait: progress on stderr; exit 6 at the timeout
   run list [--site S] [--workflow W] [--state X] [--limit N]
   run show ID | run logs ID TASK | run cancel ID
   run approve ID TASK [--reject]              decide an approval gate (delivered when the site is reachable)
+                                              (cancel and approve take --signing-key KEY [--expires 1d])
   status                                      fleet overview: online/offline, last seen, backlog
   events [--limit N]                          the hub's audit log (enrollments, online/offline...)
   key create FILE                             make an operator keypair FILE.key / FILE.pub
@@ -40,10 +44,12 @@ trust (docs/security.md; no agent or hub needed):
   trust keygen FILE                           make an Ed25519 signing key FILE (0600) and FILE.pub
   trust sign-policy FILE --root-key KEY [--out F] [--expires 365d]
                                               sign a fleet policy with the root key (offline)
-  trust show FILE                             what a signed file holds, and whether it verifies
+  trust show FILE [--root-key PUB]            what a signed file holds, whether it verifies (and, with
+                                              --root-key, whether that key signed it), when it expires
   With --signing-key FILE ($OUTPOST_SIGNING_KEY), workflow apply, run start, cancel and
   approve are signed (--expires: how long a start (7d), cancel or approval (1d) is valid).
-  --param-file NAME=FILE gives a param's value from a file (for secrets: off the command line);
+  --param-file NAME=FILE gives a param's value from a file, its last newline dropped (for
+  secrets: off the command line);
   secret params are sealed to each target site, the hub never sees them.
 
 local commands (--local, the agent on this machine, no hub needed):

@@ -147,9 +147,14 @@ int SignPolicy(const Args& a, const std::string& path) {
 int ShowSigned(const Args& a, const std::string& path) {
   auto j = ReadJsonFile(path);
   if (!j) return kExitUsage;
+  if (j->is_object() && !j->contains("body") && (j->contains("operators") || j->contains("fleet"))) {
+    PrintError(path + " is an unsigned policy: sign it with `outpostctl trust sign-policy " + path +
+               " --root-key ROOT.key --out FILE`");
+    return kExitUsage;
+  }
   auto s = SignedFromJson(*j, path);
   if (!s.ok()) {
-    PrintError(s.status().message());
+    PrintError(s.status().message() + " (not a signed file from outpostctl trust sign-policy)");
     return kExitUsage;
   }
   Status v = VerifySignature(*s);
@@ -158,13 +163,44 @@ int ShowSigned(const Args& a, const std::string& path) {
               {"signature_valid", v.ok()},
               {"body", body.is_discarded() ? json(s->body) : body}};
   if (!v.ok()) out["error"] = v.message();
+  bool root_ok = true;
+  if (!a.root_key.empty()) {
+    auto root = ReadSigningPublicKey(a.root_key);
+    if (!root.ok()) {
+      auto secret = LoadSigningKey(a.root_key);
+      if (!secret.ok()) {
+        PrintError("--root-key: " + root.status().message());
+        return kExitUsage;
+      }
+      root = secret->public_key;
+    }
+    root_ok = s->signer == *root;
+    out["signed_by_root"] = root_ok;
+  }
+  const TimeMs now = Now();
+  if (body.is_object() && body.contains("expires") && body["expires"].is_number_integer()) {
+    const TimeMs expires = body["expires"].get<TimeMs>();
+    out["expires"] = FormatTime(expires);
+    out["expired"] = expires <= now;
+  }
+  if (body.is_object() && body.contains("issued") && body["issued"].is_number_integer()) {
+    out["issued"] = FormatTime(body["issued"].get<TimeMs>());
+  }
   if (a.as_json) {
     PrintJson(out);
   } else {
-    std::cout << "signer     " << s->signer << "\nsignature  " << (v.ok() ? "valid" : v.message())
-              << "\n" << SafeDump(out["body"], 2) << "\n";
+    std::cout << "signer     " << s->signer;
+    if (out.contains("signed_by_root")) std::cout << (root_ok ? " (the root)" : " (NOT the root)");
+    std::cout << "\nsignature  " << (v.ok() ? "valid" : v.message()) << "\n";
+    if (out.contains("issued")) std::cout << "issued     " << Cell(out["issued"]) << "\n";
+    if (out.contains("expires")) {
+      std::cout << "expires    " << Cell(out["expires"]) << (out["expired"] == true ? " (EXPIRED)" : "")
+                << "\n";
+    }
+    std::cout << SafeDump(out["body"], 2) << "\n";
   }
-  return v.ok() ? kExitOk : kExitFailed;
+  const bool expired = out.contains("expired") && out["expired"] == true;
+  return v.ok() && root_ok && !expired ? kExitOk : kExitFailed;
 }
 
 }  // namespace
@@ -227,8 +263,9 @@ int PrepareStart(const Args& a, const std::optional<SigningKey>& key, HubClient&
     if (!pd.secret) continue;
     auto v = a.params.find(pd.name);
     if (v == a.params.end()) {
-      PrintError("workflow '" + workflow + "' needs secret param '" + pd.name + "' (--param " +
-                 pd.name + "=VALUE; it is sealed to each site, the hub never sees it)");
+      PrintError("workflow '" + workflow + "' needs secret param '" + pd.name + "': --param-file " +
+                 pd.name + "=FILE (kept off command lines; --param works too). It is sealed to "
+                 "each site; the hub never sees it");
       return kExitUsage;
     }
     secrets[pd.name] = v->second;

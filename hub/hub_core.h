@@ -54,6 +54,9 @@ struct HubOptions {
   bool accept_unknown = false;  // unknown keys wait as pending sites for `site accept`
   size_t max_list = 1000;       // rows a list query returns at most
   size_t max_pending = 1000;    // pending sites kept at most (accept_unknown)
+  // The fleet root's public key ("ed25519:..."), if the hub is told it: a pushed policy
+  // must be signed by it. Unset, every policy must have the signer of the first one.
+  std::string trust_root;
 };
 
 struct HubCounters {
@@ -171,6 +174,7 @@ class HubCore {
   // The fleet policy (docs/security.md): stored, then enqueued to every enrolled site.
   nlohmann::json OpPolicyPush(const std::string& who, const OperatorRequest& r, HubOutput* out);
   nlohmann::json OpPolicyShow() const;
+  nlohmann::json OpSiteEvents(const OperatorRequest& r);
   Status LoadPolicy();
 
   HubStore* store_;

@@ -4,6 +4,8 @@
 #include <spdlog/spdlog.h>
 
 #include <boost/program_options.hpp>
+
+#include "common/trust.h"
 #include <iostream>
 
 #include "hub/hub_server.h"
@@ -21,6 +23,7 @@ int main(int argc, char** argv) {
   std::string config_file, log_level;
   int64_t offline_after_ms = c.core.sync.dead_after, ping_ms = c.core.sync.idle_ping;
   int64_t resend_ms = c.core.sync.resend_after;
+  std::string trust_root;
   po::options_description opts("outpost-hub options (also valid as key = value in --config)");
   opts.add_options()
       ("help,h", "print this help and exit")
@@ -37,6 +40,9 @@ int main(int argc, char** argv) {
        "record unknown site keys as pending sites for `outpostctl site accept`")
       ("max-pending", po::value(&c.core.max_pending)->default_value(c.core.max_pending),
        "pending sites kept at most when unknown keys are accepted; further ones are refused")
+      ("trust-root", po::value(&trust_root),
+       "the fleet root's Ed25519 public key (ed25519:...) or a file holding it: policy push "
+       "refuses a policy it did not sign (sites check it regardless)")
       ("offline-after-ms", po::value(&offline_after_ms)->default_value(offline_after_ms),
        "a site silent this long is marked offline and its session dropped")
       ("ping-ms", po::value(&ping_ms)->default_value(ping_ms),
@@ -68,6 +74,14 @@ int main(int argc, char** argv) {
   if (ping_ms < 100 || ping_ms >= offline_after_ms) bad = "ping-ms must be 100 .. offline-after-ms";
   if (resend_ms < 100) bad = "resend-ms must be at least 100";
   if (c.io_threads < 1 || c.io_threads > 64) bad = "io-threads must be 1-64";
+  if (!trust_root.empty()) {
+    auto root = outpost::ReadSigningPublicKey(trust_root);
+    if (!root.ok()) {
+      bad = "trust-root: " + root.status().message();
+    } else {
+      c.core.trust_root = *root;
+    }
+  }
   auto level = spdlog::level::from_str(log_level);
   if (level == spdlog::level::off && log_level != "off") bad = "unknown log-level '" + log_level + "'";
   if (!bad.empty()) {

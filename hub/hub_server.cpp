@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -51,22 +52,35 @@ Status HubServer::LoadOperators() {
       continue;
     }
     OperatorEntry op{entry.path().stem().string(), OperatorRole::kOperator};
-    // "role = viewer|operator|admin" on a later line; without one, admin.pub (the key the
-    // hub made at first start) is admin and every other key an operator.
+    // "role = viewer|operator|admin" on a later line (also "role: ..."; the key word in
+    // any case; "#" starts a comment). Without one, admin.pub (the key the hub made at
+    // first start) is admin and every other key an operator. Any other line, or a role
+    // that is not one of the three, refuses the key (logged): a typo never grants more.
     if (op.name == "admin") op.role = OperatorRole::kAdmin;
     std::ifstream in(entry.path());
     std::string line;
     bool bad = false;
-    for (int n = 0; n < 64 && std::getline(in, line); ++n) {
+    std::getline(in, line);  // the key
+    for (int n = 2; n < 64 && std::getline(in, line); ++n) {
+      if (const auto hash = line.find('#'); hash != std::string::npos) line.resize(hash);
+      auto trim = [](std::string v) {
+        v.erase(0, v.find_first_not_of(" \t\r"));
+        v.erase(v.find_last_not_of(" \t\r") + 1);
+        return v;
+      };
+      line = trim(line);
+      if (line.empty()) continue;
       const auto eq = line.find_first_of("=:");
-      if (line.rfind("role", 0) != 0 || eq == std::string::npos) continue;
-      std::string v = line.substr(eq + 1);
-      v.erase(0, v.find_first_not_of(" \t"));
-      v.erase(v.find_last_not_of(" \t\r") + 1);
-      auto role = ParseOperatorRole(v);
+      std::string k = eq == std::string::npos ? line : trim(line.substr(0, eq));
+      for (auto& c : k) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      std::string v = eq == std::string::npos ? "" : trim(line.substr(eq + 1));
+      for (auto& c : v) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      auto role = k == "role" ? ParseOperatorRole(v) : std::nullopt;
       if (!role) {
-        spdlog::error("hub.operator_role_invalid file={} role=\"{}\" (viewer, operator, admin)",
-                      entry.path().string(), SafeText(v, 64));
+        spdlog::error("hub.operator_key_refused file={} line={} text=\"{}\" reason=\"{}\"",
+                      entry.path().string(), n, SafeText(line, 80),
+                      k == "role" ? "role must be viewer, operator or admin"
+                                  : "only 'role = viewer|operator|admin' may follow the key");
         bad = true;
       } else {
         op.role = *role;

@@ -57,9 +57,15 @@ struct SiteRecord {
   std::string agent_address;                  // informational
   std::vector<uint64_t> retired;  // incarnations this site replaced: refused if seen again
   int64_t policy_sent = 0;        // version of the fleet policy enqueued to it (0: none)
+  // What the site said about its commands: placements it refused (workflow -> why), the
+  // last word on the fleet policy (applied or refused, and why), refusals counted.
+  std::map<std::string, std::string> refused;
+  std::string policy_status;
+  uint64_t commands_refused = 0;
   MSGPACK_DEFINE_MAP(name, key, state, labels, created, last_seen, incarnation, up_applied,
                      up_head, down_epoch, down_head, down_acked, placed, events_total,
-                     agent_address, retired, policy_sent);
+                     agent_address, retired, policy_sent, refused, policy_status,
+                     commands_refused);
 
   SiteState site_state() const { return static_cast<SiteState>(state); }
 };

@@ -153,6 +153,7 @@ json HubCore::Dispatch(const std::string& who, const OperatorRequest& r, HubOutp
   if (op == "run.logs") return OpRunLogs(r);
   if (op == "events") return OpEvents(r);
   if (op == "policy.push") return OpPolicyPush(who, r, out);
+  if (op == "site.events") return OpSiteEvents(r);
   if (op == "policy.show") return OpPolicyShow();
   return Error("unknown op '" + op + "'");  // DecodeOperatorRequest knows the same list
 }
@@ -160,11 +161,13 @@ json HubCore::Dispatch(const std::string& who, const OperatorRequest& r, HubOutp
 json HubCore::OpWorkflowList() const {
   json list = json::array();
   for (const auto& [name, d] : defs_) {
-    json placed = json::array();
+    json placed = json::array(), refused = json::object();
     for (const auto& [sn, s] : sites_) {
       if (s.placed.count(name)) placed.push_back(sn);
+      if (auto r = s.refused.find(name); r != s.refused.end()) refused[sn] = r->second;
     }
     list.push_back({{"name", name},
+                    {"refused_by", refused},
                     {"hash", d.hash},
                     {"target", d.target},
                     {"applied", TimeJson(d.applied)},
@@ -172,6 +175,37 @@ json HubCore::OpWorkflowList() const {
                     {"sites", placed}});
   }
   return {{"ok", true}, {"workflows", list}};
+}
+
+// The newest `limit` events of a site's current stream, as the hub received them: what a
+// site did and refused (command.rejected says why), without access to the site.
+json HubCore::OpSiteEvents(const OperatorRequest& r) {
+  const SiteRecord* s = FindSite(r.name);
+  if (!s) return Error("no site named '" + r.name + "'", "not_found");
+  const size_t limit = r.limit.value_or(std::min<size_t>(50, options_.max_list));
+  const uint64_t after = s->up_applied > limit ? s->up_applied - limit : 0;
+  auto got = store_->ReadUp(s->name, s->incarnation, after, limit);
+  if (!got.ok()) return Error(got.status());
+  json list = json::array();
+  DecodeLimits limits;
+  limits.max_depth = 4;
+  for (const auto& rec : *got) {
+    Event e;
+    if (!Decode(rec.payload, &e, limits).ok()) {
+      list.push_back({{"seq", rec.seq}, {"type", "undecodable"}});
+      continue;
+    }
+    json j = {{"seq", rec.seq},
+              {"time", TimeJson(e.time)},
+              {"type", EventTypeName(static_cast<EventType>(e.type))}};
+    if (!e.run.empty()) j["run"] = e.run;
+    if (!e.task.empty()) j["task"] = e.task;
+    if (!e.workflow.empty()) j["workflow"] = e.workflow;
+    if (!e.state.empty()) j["state"] = e.state;
+    if (!e.message.empty()) j["message"] = SafeText(e.message, 4096);
+    list.push_back(std::move(j));
+  }
+  return {{"ok", true}, {"site", s->name}, {"events", list}};
 }
 
 json HubCore::OpRunShow(const OperatorRequest& r) {

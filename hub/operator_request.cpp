@@ -20,6 +20,7 @@ const std::map<std::string, std::vector<const char*>>& Required() {
       {"site.label", {"name"}},
       {"site.list", {}},
       {"site.show", {"name"}},
+      {"site.events", {"name"}},
       {"workflow.apply", {"source"}},
       {"workflow.remove", {"name"}},
       {"workflow.list", {}},
@@ -108,7 +109,9 @@ std::optional<OperatorRole> ParseOperatorRole(const std::string& s) {
 
 OperatorRole RequiredRole(const std::string& op) {
   if (op == "run.start" || op == "run.cancel" || op == "run.approve") return OperatorRole::kOperator;
-  if (op.rfind("site.", 0) == 0 && op != "site.list" && op != "site.show") return OperatorRole::kAdmin;
+  if (op.rfind("site.", 0) == 0 && op != "site.list" && op != "site.show" && op != "site.events") {
+    return OperatorRole::kAdmin;
+  }
   if (op == "workflow.apply" || op == "workflow.remove" || op == "policy.push") {
     return OperatorRole::kAdmin;
   }

@@ -101,7 +101,10 @@ json HubCore::SiteJson(const SiteRecord& s) const {
           {"events_received", s.events_total},
           {"events_behind", s.up_head > s.up_applied ? s.up_head - s.up_applied : 0},
           {"commands_pending", s.down_head - s.down_acked},
-          {"workflows", placed}};
+          {"workflows", placed},
+          {"refused_workflows", s.refused},
+          {"commands_refused", s.commands_refused},
+          {"policy", s.policy_status.empty() ? json(nullptr) : json(s.policy_status)}};
 }
 
 json HubCore::OpSiteAdd(const OperatorRequest& r, HubOutput* out) {

@@ -281,8 +281,24 @@ json HubCore::OpPolicyPush(const std::string& who, const OperatorRequest& r, Hub
   // mistake is heard now, and that it is not older than the one it hands out; each site
   // verifies the root's signature itself.
   if (Status v = VerifySignature(s); !v.ok()) return Error(v);
+  if (!options_.trust_root.empty() && s.signer != options_.trust_root) {
+    return Error("the policy is signed by " + s.signer + ", not by the fleet root " +
+                     options_.trust_root + " (trust-root in hub.conf); sign it with the root key",
+                 "forbidden");
+  }
+  if (options_.trust_root.empty() && policy_ && s.signer != policy_->signer) {
+    return Error("the policy is signed by " + s.signer + ", but the policies pushed so far are "
+                     "signed by " + policy_->signer + "; to change the fleet root, set "
+                     "trust-root in hub.conf to the new root",
+                 "conflict");
+  }
   auto p = ParsePolicy(s.body);
   if (!p.ok()) return Error(p.status());
+  if (p->expires <= clock_.Now()) {
+    return Error("policy v" + std::to_string(p->version) + " expired at " + FormatTime(p->expires) +
+                     "; sites would refuse it (sign it again with a later --expires)",
+                 "conflict");
+  }
   if (policy_ && p->version < policy_version_) {
     return Error("policy v" + std::to_string(p->version) + " is older than v" +
                      std::to_string(policy_version_) + " already pushed",
@@ -333,10 +349,15 @@ json HubCore::OpPolicyShow() const {
   for (const auto& [name, s] : sites_) {
     if (s.site_state() == SiteState::kEnrolled) sites[name] = s.policy_sent;
   }
+  json status = json::object();
+  for (const auto& [name, s] : sites_) {
+    if (s.site_state() == SiteState::kEnrolled) status[name] = s.policy_status;
+  }
   return {{"ok", true},
           {"policy", SignedToJson(*policy_)},
           {"version", policy_version_},
-          {"sent_to", sites}};
+          {"queued_to", sites},
+          {"site_status", status}};
 }
 
 }  // namespace outpost

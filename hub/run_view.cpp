@@ -129,4 +129,26 @@ json RunJson(const HubRun& r) {
           {"tasks", tasks}};
 }
 
+void NoteSiteEvent(const Event& e, SiteRecord* site) {
+  switch (static_cast<EventType>(e.type)) {
+    case EventType::kCommandRejected:
+      ++site->commands_refused;
+      if (e.message.rfind("workflow.place:", 0) == 0 && !e.workflow.empty()) {
+        site->placed.erase(e.workflow);
+        site->refused[e.workflow] = e.message;
+      } else if (e.message.rfind("policy.set:", 0) == 0) {
+        site->policy_status = "refused: " + e.message;
+      }
+      break;
+    case EventType::kWorkflowPlaced:
+      site->refused.erase(e.workflow);
+      break;
+    case EventType::kPolicyApplied:
+      site->policy_status = "applied: " + e.message;
+      break;
+    default:
+      break;
+  }
+}
+
 }  // namespace outpost

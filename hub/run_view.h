@@ -25,6 +25,11 @@ bool FinalRunState(const std::string& state);
 // Applies event `e` (for run r.id) to `r`; output tails go to txn.
 void FoldEvent(const Event& e, HubRun* run, HubTxn* txn);
 
+// What a site's event says about the site itself, folded into its record: a placement it
+// refused leaves `placed` for `refused` (with why) until it places that workflow; a
+// policy it applied or refused is its `policy_status`; every refusal is counted.
+void NoteSiteEvent(const Event& e, SiteRecord* site);
+
 // The operator API's JSON for a run, tasks included.
 nlohmann::json RunJson(const HubRun& r);
 // An optional time as JSON: RFC 3339 text, or null when never set.

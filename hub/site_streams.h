@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "hub/hub_core.h"
+#include "hub/run_view.h"
 
 namespace outpost {
 
@@ -54,6 +55,7 @@ class HubCore::Upstream : public IncomingStream {
         continue;
       }
       hub_->MaterializeEvent(site_, seq, e, &runs, &txn);
+      NoteSiteEvent(e, &copy);
     }
     for (const auto& [id, r] : runs) txn.PutRun(r);
     copy.up_applied = first_seq + entries.size() - 1;

@@ -246,7 +246,7 @@ void Agent::ApplyCommand(const Command& c, std::vector<StateWrite>* extra) {
       break;
     case CommandOutcome::kRejected:
       ++counters_.commands_rejected;
-      if (gate_ && c.command_type() != CommandType::kSetPolicy) ++counters_.commands_refused_by_policy;
+      if (gate_) ++counters_.commands_refused_by_policy;
       spdlog::warn("agent.command_rejected type={} run={} workflow={} reason=\"{}\"",
                    CommandTypeName(c.type), c.run, c.workflow, o.message);
       break;

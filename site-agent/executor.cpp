@@ -94,7 +94,11 @@ void ProcessExecutor::RemoveEmptyCgroups() {
 }
 
 ProcessExecutor::~ProcessExecutor() {
-  RemoveEmptyCgroups();
+  // Killed leftovers take a moment to leave their cgroups: retry briefly, bounded.
+  for (int i = 0; i < 20 && !cgroups_to_remove_.empty(); ++i) {
+    RemoveEmptyCgroups();
+    if (!cgroups_to_remove_.empty()) usleep(10'000);
+  }
   if (!options_.cgroup_root.empty()) rmdir(options_.cgroup_root.c_str());  // if empty
   for (auto& [pid, p] : procs_) {
     if (p.pipe_fd >= 0) close(p.pipe_fd);

@@ -142,7 +142,9 @@ class ShellQuoteTracker {
   enum Where { kUnquoted, kSingle, kDouble };
 
   void Feed(std::string_view text) {
+    escape_pending_ = false;
     for (size_t i = 0; i < text.size(); ++i) {
+      if (i + 1 == text.size() && text[i] == '\\' && stack_.back() != 'S') escape_pending_ = true;
       const char c = text[i];
       char& top = stack_.back();
       if (top == 'S') {
@@ -187,6 +189,9 @@ class ShellQuoteTracker {
     if (!text.empty()) at_word_start_ = IsSpace(text.back());
   }
 
+  // The text fed so far ends with a backslash that escapes what comes next.
+  bool escape_pending() const { return escape_pending_; }
+
   Where where() const {
     switch (stack_.back()) {
       case 'S': return kSingle;
@@ -199,6 +204,7 @@ class ShellQuoteTracker {
   static bool IsSpace(char c) { return c == ' ' || c == '\t' || c == '\n' || c == ';' || c == '|' || c == '&'; }
   std::vector<char> stack_{'N'};
   bool at_word_start_ = true;
+  bool escape_pending_ = false;
 };
 
 }  // namespace
@@ -232,6 +238,9 @@ Result<std::string> RenderShellTemplate(std::string_view text, const TemplateCon
       continue;
     }
     OUTPOST_ASSIGN_OR_RETURN(std::string v, ResolveRef(p.ref, ctx));
+    // A backslash right before a template is a literal backslash (it must not escape the
+    // quote that begins the reference).
+    if (where.escape_pending()) out += '\\';
     const std::string name = var_prefix + std::to_string(env->size());
     env->emplace_back(name, std::move(v));
     // The value stays in the environment; the shell sees a reference to it that expands

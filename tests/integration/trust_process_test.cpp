@@ -256,6 +256,19 @@ TEST_F(TrustTest, AHubWithAnEditedStoreGetsNothingRunThatWasNotSigned) {
   // The placed definition on beta is still the signed one.
   json wfl = Agent("beta", {{"op", "workflow.list"}});
   EXPECT_NE(wfl.dump().find(HexHash(placed)), std::string::npos) << wfl.dump();
+  // The hub shows what the sites refused: the altered placement, and every reason.
+  json beta_site;
+  ASSERT_EQ(Ctl("site show beta", &beta_site), 0);
+  EXPECT_NE(beta_site["refused_workflows"].dump().find("workflow definition is not the signed one"),
+            std::string::npos) << beta_site.dump();
+  EXPECT_GE(beta_site["commands_refused"].get<int>(), 3);
+  json events;
+  ASSERT_EQ(Ctl("site events alpha --limit 200", &events), 0);
+  EXPECT_NE(events.dump().find("replayed: signed request req-alpha"), std::string::npos);
+  json alpha_site;
+  ASSERT_EQ(Ctl("site show alpha", &alpha_site), 0);
+  EXPECT_NE(alpha_site["policy"].get<std::string>().find("refused: policy.set: policy v1 is older"),
+            std::string::npos) << alpha_site.dump();
   // status says the site checks signatures, under policy v2, and counts the refusals.
   json st = Agent("alpha", {{"op", "status"}});
   EXPECT_EQ(st["status"]["trust"]["mode"], "signed");

@@ -88,6 +88,9 @@ TEST_F(ShellTemplateTest, HostileValuesStayValuesInEveryQuotingContext) {
       {"v={{ params.v }}; printf '[%s]' \"$v\"", "[V]"},
       {"# it's a comment\nprintf '[%s]' {{ params.v }}", "[V]"},
       {"(printf '[%s]' {{ params.v }})", "[V]"},
+      // A backslash right before a template is a literal backslash.
+      {"printf '[%s]' \\{{ params.v }}", "[\\V]"},
+      {"printf '[%s]' \"a\\{{ params.v }}\"", "[a\\V]"},
   };
   for (const auto& value : Hostile()) {
     std::map<std::string, std::string> params = {{"v", value}};
