@@ -230,7 +230,14 @@ Result<int> ProcessExecutor::Start(const StartProcess& spec) {
     RemoveEmptyCgroups();
     cgroup = options_.cgroup_root + "/attempt-" + std::to_string(getpid()) + "-" +
              std::to_string(++cgroup_seq_);
-    if (mkdir(cgroup.c_str(), 0755) != 0) {
+    bool made = mkdir(cgroup.c_str(), 0755) == 0;
+    if (!made && errno == ENOENT) {
+      // Someone removed the (empty) directory of this agent's attempts: make it again.
+      std::error_code ec;
+      std::filesystem::create_directories(options_.cgroup_root, ec);
+      made = !ec && mkdir(cgroup.c_str(), 0755) == 0;
+    }
+    if (!made) {
       ++cgroup_fallbacks_;  // this attempt runs in its process group only
       cgroup.clear();
     }
