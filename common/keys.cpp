@@ -26,6 +26,25 @@ std::string ReadFirstLine(const std::string& path) {
 
 }  // namespace
 
+Status WriteSecretFile(const std::string& path, const std::string& contents) {
+  const std::string tmp = path + ".tmp";
+  mode_t old = umask(0077);
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << contents;
+    if (!out) {
+      umask(old);
+      return Status::IoError("cannot write " + tmp);
+    }
+  }
+  umask(old);
+  chmod(tmp.c_str(), 0600);
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) return Status::IoError("rename " + tmp + ": " + ec.message());
+  return Status::Ok();
+}
+
 bool IsZ85Key(const std::string& s) {
   if (s.size() != 40) return false;
   uint8_t out[32];
@@ -50,20 +69,7 @@ Result<CurveKeys> LoadOrCreateKeys(const std::string& dir, const std::string& na
   if (!has_sec) {
     OUTPOST_ASSIGN_OR_RETURN(CurveKeys k, GenerateCurveKeys());
     std::filesystem::create_directories(dir, ec);
-    const std::string tmp = sec_path + ".tmp";
-    mode_t old = umask(0077);
-    {
-      std::ofstream out(tmp, std::ios::trunc);
-      out << k.secret_z85 << "\n";
-      if (!out) {
-        umask(old);
-        return Status::IoError("cannot write " + tmp);
-      }
-    }
-    umask(old);
-    chmod(tmp.c_str(), 0600);
-    std::filesystem::rename(tmp, sec_path, ec);
-    if (ec) return Status::IoError("rename " + tmp + ": " + ec.message());
+    OUTPOST_RETURN_IF_ERROR(WriteSecretFile(sec_path, k.secret_z85 + "\n"));
     std::ofstream(pub_path, std::ios::trunc) << k.public_z85 << "\n";
     return k;
   }

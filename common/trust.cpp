@@ -9,6 +9,7 @@
 #include <fstream>
 
 #include "common/json_fields.h"
+#include "common/keys.h"
 #include "common/labels.h"
 
 namespace outpost {
@@ -117,20 +118,7 @@ Status WriteSigningKey(const std::string& path, const SigningKey& key) {
     return Status::AlreadyExists(path + " or " + path + ".pub already exists; a signing key is "
                                  "never overwritten");
   }
-  const std::string tmp = path + ".tmp";
-  mode_t old = umask(0077);
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << kSecretKeyPrefix << ToBase64(key.secret) << "\n";
-    if (!out) {
-      umask(old);
-      return Status::IoError("cannot write " + tmp);
-    }
-  }
-  umask(old);
-  chmod(tmp.c_str(), 0600);
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) return Status::IoError("rename " + tmp + ": " + ec.message());
+  OUTPOST_RETURN_IF_ERROR(WriteSecretFile(path, kSecretKeyPrefix + ToBase64(key.secret) + "\n"));
   std::ofstream pub(path + ".pub", std::ios::trunc);
   pub << key.public_key << "\n";
   if (!pub) return Status::IoError("cannot write " + path + ".pub");
@@ -198,19 +186,22 @@ Result<std::string> CanonicalJson(const json& body) {
   }
 }
 
-std::string ContentDigest(std::string_view content) {
+std::string Blake2bHex(std::string_view content, size_t bytes) {
   SodiumReady();
-  unsigned char out[32];
-  crypto_generichash(out, sizeof out, reinterpret_cast<const unsigned char*>(content.data()),
+  unsigned char out[crypto_generichash_BYTES_MAX];
+  bytes = std::min<size_t>(std::max<size_t>(bytes, crypto_generichash_BYTES_MIN), sizeof out);
+  crypto_generichash(out, bytes, reinterpret_cast<const unsigned char*>(content.data()),
                      content.size(), nullptr, 0);
   static const char* kHex = "0123456789abcdef";
   std::string hex;
-  for (unsigned char b : out) {
-    hex += kHex[b >> 4];
-    hex += kHex[b & 15];
+  for (size_t i = 0; i < bytes; ++i) {
+    hex += kHex[out[i] >> 4];
+    hex += kHex[out[i] & 15];
   }
   return hex;
 }
+
+std::string ContentDigest(std::string_view content) { return Blake2bHex(content, 32); }
 
 Result<Signed> Sign(const json& body, const SigningKey& key) {
   if (!SodiumReady()) return Status::Internal("libsodium did not initialise");

@@ -54,6 +54,8 @@ Result<std::string> CanonicalJson(const nlohmann::json& body);
 
 // A 256-bit BLAKE2b digest of content, as 64 hex digits: what statements bind to.
 std::string ContentDigest(std::string_view content);
+// BLAKE2b of `bytes` bytes (16 to 64) as hex.
+std::string Blake2bHex(std::string_view content, size_t bytes);
 
 struct Signed {
   std::string body;    // canonical JSON bytes, exactly as signed

@@ -603,33 +603,8 @@ Status Agent::CommitPending(const std::vector<StateWrite>& extra) {
 std::string Agent::CgroupRootFor(const AgentConfig& config) {
   if (config.cgroup == "off") return "";
   if (config.cgroup != "auto") return config.cgroup;
-  std::string rel;
-  {
-    std::ifstream in("/proc/self/cgroup");
-    std::string line;
-    while (std::getline(in, line)) {
-      if (line.rfind("0::", 0) == 0) rel = line.substr(3);
-    }
-  }
-  std::string mount;
-  {
-    std::ifstream in("/proc/self/mountinfo");
-    std::string line;
-    while (std::getline(in, line) && mount.empty()) {
-      const auto dash = line.find(" - cgroup2 ");
-      if (dash == std::string::npos) continue;
-      std::istringstream fields(line.substr(0, dash));
-      std::string f;
-      for (int i = 0; i < 5 && fields >> f; ++i) {
-        if (i == 4) mount = f;
-      }
-    }
-  }
-  if (rel.empty() || mount.empty()) return "";
-  const std::string base = mount + (rel == "/" ? "" : rel);
-  if (access(base.c_str(), W_OK) != 0 || access((base + "/cgroup.procs").c_str(), W_OK) != 0) {
-    return "";
-  }
+  const std::string base = ProcessExecutor::OwnCgroup();
+  if (base.empty()) return "";
   std::string canonical = config.data_dir;
   std::error_code ec;
   auto abs = std::filesystem::weakly_canonical(config.data_dir, ec);

@@ -144,6 +144,30 @@ Result<ProcessExecutor::TaskUser> ProcessExecutor::LookupUser(const std::string&
   return u;
 }
 
+std::string ProcessExecutor::OwnCgroup() {
+  std::string rel, line, mount;
+  std::ifstream cgroups("/proc/self/cgroup");
+  while (std::getline(cgroups, line)) {
+    if (line.rfind("0::", 0) == 0) rel = line.substr(3);
+  }
+  std::ifstream mounts("/proc/self/mountinfo");
+  while (mount.empty() && std::getline(mounts, line)) {
+    const auto dash = line.find(" - cgroup2 ");
+    if (dash == std::string::npos) continue;
+    std::istringstream fields(line.substr(0, dash));
+    std::string f;
+    for (int i = 0; i < 5 && fields >> f; ++i) {
+      if (i == 4) mount = f;  // the mount point
+    }
+  }
+  if (rel.empty() || mount.empty()) return "";
+  const std::string base = mount + (rel == "/" ? "" : rel);
+  if (access(base.c_str(), W_OK) != 0 || access((base + "/cgroup.procs").c_str(), W_OK) != 0) {
+    return "";
+  }
+  return base;
+}
+
 std::map<std::string, std::string> ProcessExecutor::BaseEnv(const std::string& home) const {
   std::map<std::string, std::string> env;
   env["PATH"] = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";

@@ -66,6 +66,9 @@ class ProcessExecutor final : public Executor {
     // even ones that left the process group. Empty: process groups only.
     std::string cgroup_root;
   };
+  // This process's own cgroup v2 directory (from /proc/self/cgroup, under the cgroup2
+  // mount) when this process may make cgroups in it; "" otherwise.
+  static std::string OwnCgroup();
   // The account `name`, with its groups; an error names what is missing.
   static Result<TaskUser> LookupUser(const std::string& name);
   // The minimal environment every task starts from (before its own and OUTPOST_*):

@@ -3,7 +3,7 @@
 // resolution, durations, and the source hash.
 #include "common/workflow/workflow.h"
 
-#include <sodium.h>
+#include "common/trust.h"
 
 #include <algorithm>
 #include <cctype>
@@ -254,18 +254,7 @@ Result<DurationMs> ParseDuration(std::string_view text) {
   return total;
 }
 
-std::string HexHash(std::string_view data) {
-  unsigned char out[16];
-  crypto_generichash(out, sizeof out, reinterpret_cast<const unsigned char*>(data.data()),
-                     data.size(), nullptr, 0);
-  static const char* kHex = "0123456789abcdef";
-  std::string hex;
-  for (unsigned char b : out) {
-    hex += kHex[b >> 4];
-    hex += kHex[b & 15];
-  }
-  return hex;
-}
+std::string HexHash(std::string_view data) { return Blake2bHex(data, 16); }
 
 Result<WorkflowDef> ParseWorkflow(std::string_view yaml, std::string_view filename) {
   workflow_internal::Problems problems(filename);

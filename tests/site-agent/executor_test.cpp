@@ -126,33 +126,10 @@ TEST_F(ExecutorTest, BackgroundProcessesEndWithTheTaskUnlessItKeepsThem) {
   std::remove(file.c_str());
 }
 
-// A cgroup v2 directory this process may manage, or "" (then the test is skipped).
-std::string WritableCgroup() {
-  std::ifstream in("/proc/self/cgroup");
-  std::string line, rel;
-  while (std::getline(in, line)) {
-    if (line.rfind("0::", 0) == 0) rel = line.substr(3);
-  }
-  std::ifstream mounts("/proc/self/mountinfo");
-  std::string mount;
-  while (std::getline(mounts, line) && mount.empty()) {
-    const auto dash = line.find(" - cgroup2 ");
-    if (dash == std::string::npos) continue;
-    std::istringstream fields(line.substr(0, dash));
-    std::string f;
-    for (int i = 0; i < 5 && fields >> f; ++i) {
-      if (i == 4) mount = f;
-    }
-  }
-  if (rel.empty() || mount.empty()) return "";
-  const std::string base = mount + (rel == "/" ? "" : rel);
-  if (access(base.c_str(), W_OK) != 0) return "";
-  return base + "/outpost-executor-test-" + std::to_string(getpid());
-}
-
 TEST_F(ExecutorTest, ACgroupCatchesProcessesThatLeftTheGroup) {
-  const std::string root = WritableCgroup();
-  if (root.empty()) GTEST_SKIP() << "no cgroup v2 directory this test may write";
+  const std::string own = ProcessExecutor::OwnCgroup();
+  if (own.empty()) GTEST_SKIP() << "no cgroup v2 directory this test may write";
+  const std::string root = own + "/outpost-executor-test-" + std::to_string(getpid());
   ProcessExecutor::Options o;
   o.cgroup_root = root;
   auto made = ProcessExecutor::Create(o);
