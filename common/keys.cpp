@@ -16,6 +16,9 @@ Status ZmqError(const std::string& what) {
   return Status::IoError(what + ": " + zmq_strerror(zmq_errno()));
 }
 
+
+}  // namespace
+
 std::string ReadFirstLine(const std::string& path) {
   std::ifstream in(path);
   std::string line;
@@ -23,8 +26,6 @@ std::string ReadFirstLine(const std::string& path) {
   while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
   return line;
 }
-
-}  // namespace
 
 Status WriteSecretFile(const std::string& path, const std::string& contents) {
   const std::string tmp = path + ".tmp";

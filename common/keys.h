@@ -25,6 +25,8 @@ Result<CurveKeys> LoadOrCreateKeys(const std::string& dir, const std::string& na
 // characters is taken as the key itself.
 Result<std::string> ReadPublicKey(const std::string& text_or_path);
 bool IsZ85Key(const std::string& s);
+// The first line of a file, without trailing spaces or CR ("" if unreadable).
+std::string ReadFirstLine(const std::string& path);
 // Writes a secret to PATH, mode 0600 from the start (umask), atomically (a .tmp renamed).
 Status WriteSecretFile(const std::string& path, const std::string& contents);
 

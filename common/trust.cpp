@@ -28,13 +28,6 @@ bool SodiumReady() {
   return ready;
 }
 
-std::string ReadFirstLine(const std::string& path) {
-  std::ifstream in(path);
-  std::string line;
-  std::getline(in, line);
-  while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
-  return line;
-}
 
 std::optional<std::string> DecodePublic(const std::string& text) {
   if (text.rfind(kPublicKeyPrefix, 0) != 0) return std::nullopt;
