@@ -203,6 +203,11 @@ Result<std::unique_ptr<Agent>> Agent::Open(const AgentConfig& config, const Cloc
       spdlog::info("agent.run_restored run={}", id);
     }
   }
+  // What escaped the orphans' process groups is still in their attempts' cgroups.
+  if (size_t escaped = a->executor_->SweepLeftoverCgroups(); escaped > 0) {
+    a->counters_.orphans_killed += escaped;
+    spdlog::warn("agent.orphan_cgroups_killed count={}", escaped);
+  }
   // Output files left by attempts that were running when the agent died belong to no
   // attempt that can still finish (resumed attempts get new numbers; the orphans that
   // could write them were killed above): sweep them.

@@ -42,16 +42,22 @@ Result<std::unique_ptr<ProcessExecutor>> ProcessExecutor::Create(Options options
       return Status::FailedPrecondition("cannot use " + options.cgroup_root +
                                         " as a cgroup v2 directory for task attempts");
     }
-    // Attempts of a previous run of this agent: their processes are killed with them.
-    for (const auto& e : std::filesystem::directory_iterator(options.cgroup_root, ec)) {
-      if (e.is_directory() && e.path().filename().string().rfind("attempt-", 0) == 0) {
-        ex->KillCgroup(e.path().string());
-        ex->cgroups_to_remove_.push_back(e.path().string());
-      }
-    }
-    ex->RemoveEmptyCgroups();
   }
   return ex;
+}
+
+size_t ProcessExecutor::SweepLeftoverCgroups() {
+  if (options_.cgroup_root.empty()) return 0;
+  size_t with_processes = 0;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(options_.cgroup_root, ec)) {
+    if (e.is_directory() && e.path().filename().string().rfind("attempt-", 0) == 0) {
+      if (KillCgroup(e.path().string()) > 0) ++with_processes;
+      cgroups_to_remove_.push_back(e.path().string());
+    }
+  }
+  RemoveEmptyCgroups();
+  return with_processes;
 }
 
 namespace {

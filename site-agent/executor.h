@@ -91,6 +91,10 @@ class ProcessExecutor final : public Executor {
   void OnPipeReadable(int fd);
   size_t running() const { return procs_.size(); }
   const TaskUser* task_user() const { return options_.user ? &*options_.user : nullptr; }
+  // At start, after the orphan groups were killed: kills what is left in the cgroups of
+  // attempts from before a restart (processes that left their group) and removes them.
+  // Returns how many still held processes.
+  size_t SweepLeftoverCgroups();
   // "cgroup" or "process group": how attempts are contained and their leftovers found.
   const char* isolation() const { return options_.cgroup_root.empty() ? "process group" : "cgroup"; }
   uint64_t cgroup_fallbacks() const { return cgroup_fallbacks_; }
