@@ -100,13 +100,17 @@ int SiteCommand(const Args& a, HubClient& hub) {
     }
     printf("%-8s %-24s %-22s %s\n", "SEQ", "TIME", "TYPE", "WHAT");
     for (const auto& e : r.body["events"]) {
+      // Reads only what is there: the reply comes over the network.
+      auto field = [&e](const char* k) {
+        return e.is_object() && e.contains(k) ? Cell(e[k]) : std::string("-");
+      };
       std::string what;
       for (const char* k : {"workflow", "run", "task", "state"}) {
-        if (e.contains(k)) what += std::string(k) + "=" + Cell(e[k]) + " ";
+        if (e.is_object() && e.contains(k)) what += std::string(k) + "=" + field(k) + " ";
       }
-      if (e.contains("message")) what += Cell(e["message"]);
-      printf("%-8s %-24s %-22s %s\n", Cell(e["seq"]).c_str(), Cell(e["time"]).c_str(),
-             Cell(e["type"]).c_str(), what.c_str());
+      if (e.is_object() && e.contains("message")) what += field("message");
+      printf("%-8s %-24s %-22s %s\n", field("seq").c_str(), field("time").c_str(),
+             field("type").c_str(), what.c_str());
     }
     return kExitOk;
   }

@@ -282,7 +282,7 @@ int PrepareStart(const Args& a, const std::optional<SigningKey>& key, HubClient&
   if (!sites.ok()) return sites.code;
   for (const auto& s : sites.body["sites"]) {
     if (!s.is_object() || !s.contains("name") || !s["name"].is_string() || !s.contains("key") ||
-        !s["key"].is_string() || s.value("state", "") != "enrolled") {
+        !s["key"].is_string() || !s.contains("state") || s["state"] != "enrolled") {
       continue;
     }
     std::map<std::string, std::string> labels;
@@ -382,7 +382,7 @@ int PolicyCommand(const Args& a, HubClient& hub) {
     if (!r.ok()) return r.code;
     if (a.as_json) {
       PrintJson(r.body);
-    } else if (r.body.value("unchanged", false)) {
+    } else if (r.body["unchanged"] == true) {
       std::cout << "policy v" << r.body["version"] << " is already the hub's policy\n";
     } else {
       std::cout << "fleet " << Cell(r.body["fleet"]) << " policy v" << r.body["version"]

@@ -147,6 +147,8 @@ class HubCore {
   void Enqueue(SiteRecord& site, const Command& c, HubStore::Txn* txn);
   // Placement commands that bring `site` in line with the applied definitions.
   void Reconcile(SiteRecord& site, HubStore::Txn* txn);
+  // Reconcile on a copy of every site; the copies that got commands, by name.
+  std::map<std::string, SiteRecord> ReconcileAll(HubStore::Txn* txn);
   void PokeSites(const std::vector<std::string>& sites, HubOutput* out);
   Status CommitSites(HubStore::Txn& txn, std::map<std::string, SiteRecord>& changed);
   void MaterializeEvent(const std::string& site, uint64_t seq, const Event& e,

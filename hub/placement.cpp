@@ -1,5 +1,5 @@
-// HubCore's placement: the command log of each site and the workflow definitions placed
-// on sites by label selector. Reconcile computes the place/remove commands that bring a
+// HubCore's placement: the command log of each site, the workflow definitions placed on
+// sites by label selector, and the fleet policy handed to every site before them. Reconcile computes the place/remove commands that bring a
 // site in line with the applied definitions; every change to a definition, a site's
 // labels or its enrollment goes through it.
 #include "hub/hub_core.h"
@@ -69,6 +69,17 @@ void HubCore::Reconcile(SiteRecord& site, HubStore::Txn* txn) {
   }
 }
 
+std::map<std::string, SiteRecord> HubCore::ReconcileAll(HubStore::Txn* txn) {
+  std::map<std::string, SiteRecord> changed;
+  for (const auto& [name, site] : sites_) {
+    SiteRecord copy = site;
+    const uint64_t before = copy.down_head;
+    Reconcile(copy, txn);
+    if (copy.down_head != before) changed[name] = std::move(copy);
+  }
+  return changed;
+}
+
 void HubCore::PokeSites(const std::vector<std::string>& sites, HubOutput* out) {
   for (const auto& site : sites) {
     Conn* c = ConnFor(site);
@@ -117,14 +128,11 @@ json HubCore::OpWorkflowApply(const std::string& who, const OperatorRequest& r,
   defs_[d.name] = d;  // Reconcile reads defs_
   HubStore::Txn txn;
   txn.PutDef(d);
-  std::map<std::string, SiteRecord> changed;
+  std::map<std::string, SiteRecord> changed = ReconcileAll(&txn);
   json placed = json::array();
   for (const auto& [name, s] : sites_) {
-    SiteRecord copy = s;
-    const uint64_t before = copy.down_head;
-    Reconcile(copy, &txn);
-    if (copy.placed.count(d.name)) placed.push_back(name);
-    if (copy.down_head != before) changed[name] = std::move(copy);
+    auto c = changed.find(name);
+    if ((c == changed.end() ? s : c->second).placed.count(d.name)) placed.push_back(name);
   }
   Audit(&txn, {{"event", "workflow.applied"},
                {"workflow", d.name},
@@ -159,13 +167,7 @@ json HubCore::OpWorkflowRemove(const OperatorRequest& r, HubOutput* out) {
   defs_.erase(it);
   HubStore::Txn txn;
   txn.DeleteDef(name);
-  std::map<std::string, SiteRecord> changed;
-  for (const auto& [sn, s] : sites_) {
-    SiteRecord copy = s;
-    const uint64_t before = copy.down_head;
-    Reconcile(copy, &txn);
-    if (copy.down_head != before) changed[sn] = std::move(copy);
-  }
+  std::map<std::string, SiteRecord> changed = ReconcileAll(&txn);
   Audit(&txn, {{"event", "workflow.removed"}, {"workflow", name}});
   std::vector<std::string> poke;
   for (const auto& [sn, s] : changed) poke.push_back(sn);
@@ -175,6 +177,101 @@ json HubCore::OpWorkflowRemove(const OperatorRequest& r, HubOutput* out) {
   }
   PokeSites(poke, out);
   return {{"ok", true}, {"workflow", name}, {"sites", poke}};
+}
+
+// The fleet policy (docs/security.md): the hub keeps the newest one pushed and hands it
+// to every enrolled site through Reconcile, before any placement.
+Status HubCore::LoadPolicy() {
+  OUTPOST_ASSIGN_OR_RETURN(auto raw, store_->GetSetting("policy"));
+  if (!raw) return Status::Ok();
+  Signed s;
+  auto j = nlohmann::json::parse(*raw, nullptr, false);
+  auto got = SignedFromJson(j, "stored policy");
+  if (!got.ok()) return got.status();
+  auto p = ParsePolicy(got->body);
+  if (!p.ok()) return p.status().WithContext("stored policy");
+  policy_ = std::move(got).value();
+  policy_version_ = p->version;
+  return Status::Ok();
+}
+
+json HubCore::OpPolicyPush(const std::string& who, const OperatorRequest& r, HubOutput* out) {
+  const Signed& s = *r.policy;
+  // The hub is not the root of trust: it checks that this is a well-formed policy so a
+  // mistake is heard now, and that it is not older than the one it hands out; each site
+  // verifies the root's signature itself.
+  if (Status v = VerifySignature(s); !v.ok()) return Error(v);
+  if (!options_.trust_root.empty() && s.signer != options_.trust_root) {
+    return Error("the policy is signed by " + s.signer + ", not by the fleet root " +
+                     options_.trust_root + " (trust-root in hub.conf); sign it with the root key",
+                 "forbidden");
+  }
+  if (options_.trust_root.empty() && policy_ && s.signer != policy_->signer) {
+    return Error("the policy is signed by " + s.signer + ", but the policies pushed so far are "
+                     "signed by " + policy_->signer + "; to change the fleet root, set "
+                     "trust-root in hub.conf to the new root",
+                 "conflict");
+  }
+  auto p = ParsePolicy(s.body);
+  if (!p.ok()) return Error(p.status());
+  if (p->expires <= clock_.Now()) {
+    return Error("policy v" + std::to_string(p->version) + " expired at " + FormatTime(p->expires) +
+                     "; sites would refuse it (sign it again with a later --expires)",
+                 "conflict");
+  }
+  if (policy_ && p->version < policy_version_) {
+    return Error("policy v" + std::to_string(p->version) + " is older than v" +
+                     std::to_string(policy_version_) + " already pushed",
+                 "conflict");
+  }
+  if (policy_ && p->version == policy_version_) {
+    if (policy_->body == s.body && policy_->sig == s.sig) {
+      return {{"ok", true}, {"version", p->version}, {"unchanged", true}};
+    }
+    return Error("another policy v" + std::to_string(p->version) + " was already pushed; sign a "
+                     "higher version",
+                 "conflict");
+  }
+  const std::optional<Signed> old = policy_;
+  const int64_t old_version = policy_version_;
+  policy_ = s;
+  policy_version_ = p->version;
+  HubStore::Txn txn;
+  txn.PutSetting("policy", SafeDump(SignedToJson(s)));
+  std::map<std::string, SiteRecord> changed = ReconcileAll(&txn);
+  Audit(&txn, {{"event", "policy.pushed"},
+               {"fleet", p->fleet},
+               {"version", p->version},
+               {"signer", s.signer},
+               {"author", who}});
+  if (Status st = CommitSites(txn, changed); !st.ok()) {
+    policy_ = old;
+    policy_version_ = old_version;
+    return Error(st);
+  }
+  std::vector<std::string> poke;
+  for (const auto& [name, site] : changed) poke.push_back(name);
+  spdlog::info("hub.policy_pushed fleet={} version={} sites={}", p->fleet, p->version, poke.size());
+  PokeSites(poke, out);
+  return {{"ok", true}, {"version", p->version}, {"fleet", p->fleet}, {"sites", poke.size()},
+          {"unchanged", false}};
+}
+
+json HubCore::OpPolicyShow() const {
+  if (!policy_) return {{"ok", true}, {"policy", nullptr}};
+  json sites = json::object();
+  for (const auto& [name, s] : sites_) {
+    if (s.site_state() == SiteState::kEnrolled) sites[name] = s.policy_sent;
+  }
+  json status = json::object();
+  for (const auto& [name, s] : sites_) {
+    if (s.site_state() == SiteState::kEnrolled) status[name] = s.policy_status;
+  }
+  return {{"ok", true},
+          {"policy", SignedToJson(*policy_)},
+          {"version", policy_version_},
+          {"queued_to", sites},
+          {"site_status", status}};
 }
 
 }  // namespace outpost

@@ -203,10 +203,10 @@ Result<std::unique_ptr<Agent>> Agent::Open(const AgentConfig& config, const Cloc
       spdlog::info("agent.run_restored run={}", id);
     }
   }
-  // What escaped the orphans' process groups is still in their attempts' cgroups.
-  if (size_t escaped = a->executor_->SweepLeftoverCgroups(); escaped > 0) {
-    a->counters_.orphans_killed += escaped;
-    spdlog::warn("agent.orphan_cgroups_killed count={}", escaped);
+  // What escaped the orphans' process groups is still in their attempts' cgroups (the
+  // groups just killed may still be dying there too: logged, not counted again).
+  if (size_t swept = a->executor_->SweepLeftoverCgroups(); swept > 0) {
+    spdlog::info("agent.orphan_cgroups_swept count={}", swept);
   }
   // Output files left by attempts that were running when the agent died belong to no
   // attempt that can still finish (resumed attempts get new numbers; the orphans that

@@ -43,6 +43,7 @@ json Agent::StatusJson() const {
             {"bad_requests", counters_.bad_requests},
             {"request_exceptions", counters_.request_exceptions},
             {"control_peers_refused", counters_.control_peers_refused},
+            {"cgroup_fallbacks", executor_->cgroup_fallbacks()},
             {"spawn_failures", counters_.spawn_failures},
             {"orphans_killed", counters_.orphans_killed},
             {"workflow_files_invalid", counters_.workflow_files_invalid},

@@ -208,13 +208,14 @@ void Engine::OnExit(const AttemptKey& key, const ExitInfo& exit, Effects* fx) {
   t.deadline = 0;
   t.kill_at = 0;
   t.pid = 0;
-  if (!a.rec.sealed.empty()) {
-    // No secret leaves in an output tail, a published output or a fan-out's items.
-    ExitInfo redacted = exit;
-    RedactSecrets(a, &redacted);
-    return OnRedactedExit(a, i, redacted, fx);
+  if (a.rec.sealed.empty()) {
+    OnRedactedExit(a, i, exit, fx);
+    return;
   }
-  OnRedactedExit(a, i, exit, fx);
+  // No secret leaves in an output tail, a published output or a fan-out's items.
+  ExitInfo redacted = exit;
+  RedactSecrets(a, &redacted);
+  OnRedactedExit(a, i, redacted, fx);
 }
 
 void Engine::RedactSecrets(const Active& a, ExitInfo* exit) const {

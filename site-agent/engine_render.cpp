@@ -25,18 +25,7 @@ namespace outpost {
 
 namespace {
 
-// PREFIX and `name` upper-cased, with every character that cannot be in a variable
-// name ('-', '.', ...) as '_'.
-std::string EnvName(const char* prefix, const std::string& name) {
-  std::string out = prefix;
-  for (char c : name) {
-    const unsigned char u = static_cast<unsigned char>(c);
-    out += std::isalnum(u) ? static_cast<char>(std::toupper(u)) : '_';
-  }
-  return out;
-}
 
-std::string ParamEnvName(const std::string& param) { return SecretEnvName(param); }
 
 }  // namespace
 
@@ -136,7 +125,7 @@ void Engine::AddProcessEnv(const Active& a, size_t i, StartProcess* sp) const {
     auto it = a.index.find(dep);
     if (it == a.index.end()) continue;
     for (const auto& [k, v] : a.tasks[it->second].outputs) {
-      sp->env.emplace_back(EnvName("OUTPOST_OUTPUT_", dep + "_" + k), v);
+      sp->env.emplace_back(EnvVarName("OUTPOST_OUTPUT_", dep + "_" + k), v);
     }
   }
 }

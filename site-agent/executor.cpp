@@ -174,12 +174,12 @@ std::string ProcessExecutor::OwnCgroup() {
   return base;
 }
 
-std::map<std::string, std::string> ProcessExecutor::BaseEnv(const std::string& home) const {
+std::map<std::string, std::string> ProcessExecutor::BaseEnv() const {
   std::map<std::string, std::string> env;
   env["PATH"] = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
   env["LANG"] = "C.UTF-8";
   if (options_.user) {
-    env["HOME"] = home;
+    env["HOME"] = options_.user->home;
     env["USER"] = env["LOGNAME"] = options_.user->name;
   } else {
     for (const char* k : {"HOME", "USER", "LOGNAME"}) {
@@ -240,8 +240,7 @@ Result<int> ProcessExecutor::Start(const StartProcess& spec) {
   if (pipe2(fds, O_CLOEXEC) != 0) return Status::IoError(std::string("pipe: ") + strerror(errno));
 
   // Environment: the minimal base, then the task's own (docs/workflows.md, "Environment").
-  std::map<std::string, std::string> env = BaseEnv(workdir.empty() ? "/" : workdir);
-  if (options_.user) env["HOME"] = options_.user->home;
+  std::map<std::string, std::string> env = BaseEnv();
   for (const auto& [k, v] : spec.env) env[k] = v;
   std::vector<std::string> env_strings;
   env_strings.reserve(env.size());

@@ -73,7 +73,7 @@ class ProcessExecutor final : public Executor {
   static Result<TaskUser> LookupUser(const std::string& name);
   // The minimal environment every task starts from (before its own and OUTPOST_*):
   // PATH, HOME, USER, LOGNAME, LANG, and TZ if the agent has one, then pass_env.
-  std::map<std::string, std::string> BaseEnv(const std::string& home) const;
+  std::map<std::string, std::string> BaseEnv() const;
   void RemoveRunDir(const std::string& run) const;
   static Result<std::unique_ptr<ProcessExecutor>> Create(Options options);
   ~ProcessExecutor() override;
@@ -93,7 +93,7 @@ class ProcessExecutor final : public Executor {
   const TaskUser* task_user() const { return options_.user ? &*options_.user : nullptr; }
   // At start, after the orphan groups were killed: kills what is left in the cgroups of
   // attempts from before a restart (processes that left their group) and removes them.
-  // Returns how many still held processes.
+  // Returns how many still held processes (the groups just killed may still be there).
   size_t SweepLeftoverCgroups();
   // "cgroup" or "process group": how attempts are contained and their leftovers found.
   const char* isolation() const { return options_.cgroup_root.empty() ? "process group" : "cgroup"; }

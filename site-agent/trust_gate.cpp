@@ -15,8 +15,6 @@ struct SignedRecord {
   MSGPACK_DEFINE_MAP(body, signer, sig);
 };
 
-std::string Ago(TimeMs t) { return FormatTime(t); }
-
 }  // namespace
 
 std::string EncodeSigned(const Signed& s) { return Encode(SignedRecord{s.body, s.signer, s.sig}); }
@@ -63,7 +61,7 @@ Status TrustGate::CheckPolicyInForce(TimeMs now) const {
   }
   if (now >= policy_->expires) {
     return Status::PermissionDenied("policy v" + std::to_string(policy_->version) + " expired at " +
-                                    Ago(policy_->expires) + "; a newer one must be signed");
+                                    FormatTime(policy_->expires) + "; a newer one must be signed");
   }
   return Status::Ok();
 }
@@ -93,7 +91,7 @@ Status TrustGate::Check(const Command& c, TimeMs now, const std::optional<Comman
   };
   auto not_expired = [&]() -> Status {
     if (now >= g.expires) {
-      return Status::PermissionDenied("expired at " + Ago(g.expires) + " (signed by " +
+      return Status::PermissionDenied("expired at " + FormatTime(g.expires) + " (signed by " +
                                       c.signer + ")");
     }
     return Status::Ok();
@@ -118,8 +116,8 @@ Status TrustGate::Check(const Command& c, TimeMs now, const std::optional<Comman
         auto prev = ParseGrant(placed->grant);
         if (prev.ok() && prev->signed_at > g.signed_at) {
           return Status::PermissionDenied("rollback: the placed definition was signed at " +
-                                          Ago(prev->signed_at) + ", after this one (" +
-                                          Ago(g.signed_at) + ")");
+                                          FormatTime(prev->signed_at) + ", after this one (" +
+                                          FormatTime(g.signed_at) + ")");
         }
       }
       break;

@@ -49,11 +49,8 @@ class TrustGate {
   Status Check(const Command& c, TimeMs now, const std::optional<Command>& placed,
                const std::string& run_workflow, Grant* grant) const;
 
-  bool has_policy() const { return policy_.has_value(); }
   const Policy* policy() const { return policy_ ? &*policy_ : nullptr; }
-  const Signed& policy_statement() const { return policy_signed_; }
   const std::string& root() const { return root_; }
-  const std::map<std::string, std::string>& labels() const { return labels_; }
 
  private:
   Status CheckPolicyInForce(TimeMs now) const;

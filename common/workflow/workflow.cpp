@@ -206,8 +206,8 @@ Result<std::map<std::string, std::string>> WorkflowDef::ResolveParams(
   return out;
 }
 
-std::string SecretEnvName(const std::string& name) {
-  std::string out = "OUTPOST_PARAM_";
+std::string EnvVarName(std::string_view prefix, std::string_view name) {
+  std::string out(prefix);
   for (char c : name) {
     const unsigned char u = static_cast<unsigned char>(c);
     out += std::isalnum(u) ? static_cast<char>(std::toupper(u)) : '_';

@@ -124,9 +124,11 @@ struct ParamDef {
   Result<std::string> Check(const std::string& value) const;
 };
 const char* ParamTypeName(ParamDef::Type t);
-// The variable a task reads param `name` from: OUTPOST_PARAM_ + NAME upper-cased, with
-// every character that cannot be in a variable name as '_'.
-std::string SecretEnvName(const std::string& name);
+// An environment variable's name: `prefix` and `name` upper-cased, with every character
+// that cannot be in a variable name as '_'.
+std::string EnvVarName(std::string_view prefix, std::string_view name);
+// The variable a task reads param `name` from: OUTPOST_PARAM_<NAME>.
+inline std::string ParamEnvName(std::string_view name) { return EnvVarName("OUTPOST_PARAM_", name); }
 // What a secret param's value is in params, events and views: never the value.
 inline constexpr char kSecretPlaceholder[] = "[secret]";
 

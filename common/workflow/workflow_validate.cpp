@@ -221,7 +221,7 @@ void CheckWhenRefs(const Scope& s, Problems* p) {
       p->Add(at, t.id, text + ": no param '" + r.name + "' is declared");
     } else if (r.kind == TemplateRef::Kind::kParam && s.secrets.count(r.name)) {
       p->Add(at, t.id, text + ": param '" + r.name + "' is secret; a task reads it from $" +
-                           SecretEnvName(r.name) + ", never through a template or condition");
+                           ParamEnvName(r.name) + ", never through a template or condition");
     } else if (r.kind == TemplateRef::Kind::kTaskOutput && !s.upstream(r.name)) {
       p->Add(at, t.id,
              text + ": task '" + r.name + "' is not upstream of '" + t.id + "' (add it to needs)");
@@ -252,7 +252,7 @@ void CheckTextRefs(const Scope& s, const Text& x, Problems* p) {
       p->Add(at, t.id, r.text + ": no param '" + r.name + "' is declared");
     } else if (r.kind == TemplateRef::Kind::kParam && s.secrets.count(r.name)) {
       p->Add(at, t.id, r.text + ": param '" + r.name + "' is secret; a task reads it from $" +
-                           SecretEnvName(r.name) + " (a value pasted into a command would show in ps)");
+                           ParamEnvName(r.name) + " (a value pasted into a command would show in ps)");
     } else if (r.kind == TemplateRef::Kind::kItem && !x.item_ok) {
       p->Add(at, t.id, r.text + " is only defined in the commands of a for_each task");
     } else if (r.kind == TemplateRef::Kind::kTaskOutput && !s.def.FindTask(r.name)) {

@@ -55,6 +55,19 @@ class TrustTest : public FleetTest {
                {"sites", {{"role", "web"}}}}}}};
   }
 
+  // The root signs `body` offline (outpostctl trust sign-policy); the hub hands it out.
+  void SignAndPushPolicy(const json& body) {
+    const std::string file = (dir_ / "policy.json").string();
+    std::ofstream(file) << body.dump();
+    std::string out;
+    ASSERT_EQ(Run(std::string(OUTPOSTCTL_BIN) + " trust sign-policy " + file + " --root-key " +
+                      root_path_ + " --out " + file + ".signed",
+                  &out),
+              0)
+        << last_err_;
+    ASSERT_EQ(Ctl("policy push " + file + ".signed"), 0) << last_err_;
+  }
+
   std::string SitePublicKey(const std::string& site) {
     json s;
     EXPECT_EQ(Ctl("site show " + site, &s), 0) << last_err_;
@@ -134,15 +147,7 @@ bool Has(const std::vector<std::string>& v, const std::string& part) {
 TEST_F(TrustTest, AHubWithAnEditedStoreGetsNothingRunThatWasNotSigned) {
   StartFleet();
   // The root signs policy v1 offline; the hub hands it to the sites.
-  const std::string policy_file = (dir_ / "policy.json").string();
-  std::ofstream(policy_file) << PolicyBody(1).dump();
-  std::string out;
-  ASSERT_EQ(Run(std::string(OUTPOSTCTL_BIN) + " trust sign-policy " + policy_file +
-                    " --root-key " + root_path_ + " --out " + policy_file + ".signed",
-                &out),
-            0)
-      << last_err_;
-  ASSERT_EQ(Ctl("policy push " + policy_file + ".signed"), 0) << last_err_;
+  SignAndPushPolicy(PolicyBody(1));
   // Alice applies hello, signed, and starts it on alpha, signed.
   const std::string wf = WriteWorkflow("hello", kHelloSigned);
   ASSERT_EQ(Ctl("workflow apply " + wf + " --signing-key " + alice_path_), 0) << last_err_;
@@ -339,19 +344,9 @@ TEST_F(TrustTest, ASecretReachesOnlyTheTasksEnvironment) {
   const std::string secret_file = (dir_ / "token").string();
   std::ofstream(secret_file) << secret << "\n";
   StartFleet();
-  const std::string policy_file = (dir_ / "policy.json").string();
-  std::ofstream(policy_file) << [&] {
-    json p = PolicyBody(1);
-    p["operators"][0]["workflows"] = {"deploy-key"};
-    return p.dump();
-  }();
-  std::string out;
-  ASSERT_EQ(Run(std::string(OUTPOSTCTL_BIN) + " trust sign-policy " + policy_file + " --root-key " +
-                    root_path_ + " --out " + policy_file + ".signed",
-                &out),
-            0)
-      << last_err_;
-  ASSERT_EQ(Ctl("policy push " + policy_file + ".signed"), 0) << last_err_;
+  json policy = PolicyBody(1);
+  policy["operators"][0]["workflows"] = {"deploy-key"};
+  SignAndPushPolicy(policy);
   const std::string wf = WriteWorkflow("deploy-key", kSecretFlow);
   ASSERT_EQ(Ctl("workflow apply " + wf + " --signing-key " + alice_path_), 0) << last_err_;
   // The hub refuses a secret sent in clear (outpostctl never does that).
