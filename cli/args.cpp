@@ -47,6 +47,8 @@ constexpr StringOption kStringOptions[] = {
     {"--expires", &Args::expires, "--expires needs a duration (e.g. 7d)"},
     {"--root-key", &Args::root_key, "--root-key needs a key file"},
     {"--out", &Args::out, "--out needs a file"},
+    {"--name", &Args::name, "--name needs a name"},
+    {"--volume-size", &Args::volume_size, "--volume-size needs a size (e.g. 700M)"},
 };
 
 // Options that take a number from 0 to 1e9; missing or not one: "NAME needs a number".

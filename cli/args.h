@@ -36,6 +36,9 @@ struct Args {
   // signed start, cancel or approval (or a policy) stays valid. --root-key and --out for
   // `trust sign-policy`.
   std::string signing_key, expires, root_key, out;
+  // Artifacts and bundles: `artifact push --name`, `bundle export --volume-size` (bytes,
+  // suffix K, M or G).
+  std::string name, volume_size;
   std::map<std::string, std::string> params;
   std::vector<std::string> words;  // the command: everything that is not an option
 };

@@ -42,8 +42,8 @@ std::string LoadOperatorKeys(const std::string& key_file, CurveKeys* keys) {
 
 }  // namespace
 
-Reply LocalClient::Call(const json& req, int timeout_ms) const {
-  auto r = ControlCall(socket_, req, timeout_ms);
+Reply LocalClient::Call(const json& req, int timeout_ms, int pass_fd) const {
+  auto r = ControlCall(socket_, req, timeout_ms, pass_fd);
   if (!r.ok()) return {Fail(kExitUnreachable, r.status().message()), json()};
   const json& body = *r;
   if (!body.is_object() || !body.contains("ok") || body["ok"] != true) {

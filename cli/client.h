@@ -40,7 +40,7 @@ class LocalClient {
 
   Reply Call(const nlohmann::json& req) const { return Call(req, timeout_ms_); }
   // `timeout_ms` -1: wait as long as it takes (run.wait).
-  Reply Call(const nlohmann::json& req, int timeout_ms) const;
+  Reply Call(const nlohmann::json& req, int timeout_ms, int pass_fd = -1) const;
 
  private:
   std::string socket_;

@@ -5,6 +5,7 @@
 //                      (the hub), list (--local)
 //  - cmd_run.cpp       run start|list|show|logs|approve|cancel, on the hub or --local
 //  - cmd_misc.cpp      status, events, key create, retention trim
+//  - cmd_bundle.cpp    bundle export|import|show, artifact push|list (hub or --local)
 //
 // Each takes the parsed Args and the client for the agent or the hub, prints the result
 // (output.h) and returns the exit code. A group function gets words[0] == its group and
@@ -32,6 +33,10 @@ int LocalRunCommand(const Args& a, const LocalClient& agent);
 int LocalWorkflowList(const Args& a, const LocalClient& agent);
 int LocalStatus(const LocalClient& agent);
 int RetentionTrim(const Args& a, const LocalClient& agent);
+
+// Bundles and artifacts (cmd_bundle.cpp): exactly one of hub and agent is set.
+int BundleCommand(const Args& a, HubClient* hub, const LocalClient* agent);
+int ArtifactCommand(const Args& a, HubClient* hub, const LocalClient* agent);
 
 // Neither agent nor hub needed.
 int WorkflowValidate(const Args& a, const std::string& file);

@@ -29,6 +29,8 @@ int HubDispatch(const Args& a) {
   if (w[0] == "workflow" && w.size() >= 2) return HubWorkflowCommand(a, hub);
   if (w[0] == "run" && w.size() >= 2) return HubRunCommand(a, hub);
   if (w[0] == "policy" && w.size() >= 2) return PolicyCommand(a, hub);
+  if (w[0] == "bundle" && w.size() >= 2) return BundleCommand(a, &hub, nullptr);
+  if (w[0] == "artifact" && w.size() >= 2) return ArtifactCommand(a, &hub, nullptr);
   return Usage("unknown command");
 }
 
@@ -39,6 +41,8 @@ int LocalDispatch(const Args& a) {
   if (w[0] == "workflow" && w.size() == 2 && w[1] == "list") return LocalWorkflowList(a, agent);
   if (w[0] == "retention" && w.size() == 2 && w[1] == "trim") return RetentionTrim(a, agent);
   if (w[0] == "run" && w.size() >= 2) return LocalRunCommand(a, agent);
+  if (w[0] == "bundle" && w.size() >= 2) return BundleCommand(a, nullptr, &agent);
+  if (w[0] == "artifact" && w.size() >= 2) return ArtifactCommand(a, nullptr, &agent);
   return Usage("unknown command");
 }
 
@@ -50,6 +54,7 @@ int Dispatch(const Args& a) {
   if (w[0] == "workflow" && w.size() == 3 && w[1] == "schedule") return WorkflowSchedule(a, w[2]);
   if (w[0] == "key" && w.size() == 3 && w[1] == "create") return KeyCreate(a, w[2]);
   if (w[0] == "trust" && w.size() >= 2) return TrustCommand(a);
+  if (w[0] == "bundle" && w.size() >= 3 && w[1] == "show") return BundleCommand(a, nullptr, nullptr);
   return a.local ? LocalDispatch(a) : HubDispatch(a);
 }
 

@@ -39,6 +39,16 @@ fleet commands (through the hub's operator endpoint):
   events [--limit N]                          the hub's audit log (enrollments, online/offline...)
   key create FILE                             make an operator keypair FILE.key / FILE.pub
   policy push FILE | policy show              hand a root-signed fleet policy to every site (admin)
+  artifact push FILE [--name NAME]            store a file at the hub by content; prints its digest
+                                              (workflows name it under artifacts:) (admin)
+  artifact list                               artifacts at the hub and, per site, cached/transferring
+  bundle export --site NAME --out FILE [--volume-size 700M]
+                                              the site's commands and missing artifacts for carried
+                                              media (FILE, or FILE.001... when split into volumes)
+  bundle import FILE...                       a site's return bundle: its events and acknowledgements
+
+bundles (docs/operations.md, "An air-gapped site"):
+  bundle show FILE...                         what a volume holds and whether it is whole (no keys needed)
 
 trust (docs/security.md; no agent or hub needed):
   trust keygen FILE                           make an Ed25519 signing key FILE (0600) and FILE.pub
@@ -60,6 +70,11 @@ local commands (--local, the agent on this machine, no hub needed):
   run list [--limit N] | run show ID | run logs ID TASK [--attempt N] | run cancel ID
   run approve ID TASK [--reject]              decide an approval gate on this site
   status
+  bundle import FILE...                       apply bundle volumes from the hub (any order, any number
+                                              of times); artifacts they carry go into the cache
+  bundle export --out FILE                    the return bundle for the hub: events it lacks and the
+                                              commands' watermark
+  artifact list                               the site's artifact cache: cached, transferring, missing
   workflow validate FILE                      check a workflow file (no agent or hub needed)
   retention trim                              remove finished runs' output now, by the agent's
                                               retain-output and output-budget

@@ -36,6 +36,9 @@ Result<std::unique_ptr<HubCore>> HubCore::Open(HubStore* store, const Clock& clo
   OUTPOST_RETURN_IF_ERROR(store->LoadDefs(&defs));
   for (auto& d : defs) h->defs_[d.name] = std::move(d);
   OUTPOST_RETURN_IF_ERROR(h->LoadPolicy());
+  std::vector<ArtifactRecord> arts;
+  OUTPOST_RETURN_IF_ERROR(store->LoadArtifacts(&arts));
+  for (auto& a : arts) h->artifacts_[a.digest] = std::move(a);
   h->audit_next_ = store->audit_head() + 1;
   return h;
 }
@@ -232,6 +235,9 @@ void HubCore::Handle(const std::string& site_name, const std::string& peer, cons
     return;
   }
   Conn* conn = ConnFor(site_name);
+  if (m.type() == MsgType::kArtifactGet && conn && conn->peer == peer && conn->session->established()) {
+    return ServeArtifact(site_name, peer, m, out);
+  }
   if (!conn || conn->peer != peer) {
     // A frame from before the hub restarted, or from a connection since replaced: the
     // site must open a session first.

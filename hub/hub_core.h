@@ -36,6 +36,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/clock.h"
+#include "common/keys.h"
 #include "common/protocol/command.h"
 #include "common/protocol/event.h"
 #include "common/random.h"
@@ -57,6 +58,8 @@ struct HubOptions {
   // The fleet root's public key ("ed25519:..."), if the hub is told it: a pushed policy
   // must be signed by it. Unset, every policy must have the signer of the first one.
   std::string trust_root;
+  // The hub's CURVE keypair: bundles are boxed with it (common/bundle.h).
+  CurveKeys keys;
 };
 
 struct HubCounters {
@@ -80,6 +83,11 @@ struct HubCounters {
   uint64_t operator_invalid = 0;      // requests refused by the decoder (type, range, op)
   uint64_t operator_exceptions = 0;   // handler bugs caught at the boundary
   uint64_t operator_forbidden = 0;    // ops above the operator's role
+  uint64_t artifact_chunks_served = 0;  // ARTIFACT_CHUNK frames with data
+  uint64_t artifact_requests_refused = 0;  // ARTIFACT_GET for what the site may not have
+  uint64_t bundles_exported = 0;
+  uint64_t bundle_volumes_imported = 0;
+  uint64_t bundle_records_refused = 0;  // damaged, forged, misplaced or for another hub
 };
 
 struct HubOutput {
@@ -178,6 +186,23 @@ class HubCore {
   nlohmann::json OpPolicyShow() const;
   nlohmann::json OpSiteEvents(const OperatorRequest& r);
   Status LoadPolicy();
+  // Artifacts and bundles (hub/bundles.cpp).
+  nlohmann::json OpArtifactHas(const OperatorRequest& r);
+  nlohmann::json OpArtifactChunk(const OperatorRequest& r);
+  nlohmann::json OpArtifactCommit(const std::string& who, const OperatorRequest& r);
+  nlohmann::json OpArtifactList() const;
+  nlohmann::json OpBundleExport(const std::string& who, const OperatorRequest& r);
+  nlohmann::json OpBundleRecord(const OperatorRequest& r);
+  nlohmann::json OpBundleImport(const std::string& who, const OperatorRequest& r, HubOutput* out);
+  void ServeArtifact(const std::string& site, const std::string& peer, const Message& m,
+                     HubOutput* out);
+  // The artifacts (digest -> name) the definitions placed on `site` name.
+  std::map<std::string, std::string> NeededArtifacts(const SiteRecord& site) const;
+  const std::map<std::string, std::string>& ArtifactsOf(const WorkflowRecord& d) const;
+  // Brings a site's incarnation in line with one it announced (HELLO or a bundle); false
+  // (and `why`) when the incarnation was retired or the store failed.
+  bool AdoptIncarnation(SiteRecord& site, uint64_t incarnation, std::string* why);
+  nlohmann::json SiteArtifactsJson(const SiteRecord& s) const;
 
   HubStore* store_;
   const Clock& clock_;
@@ -191,6 +216,16 @@ class HubCore {
   int64_t policy_version_ = 0;
   std::map<std::string, std::unique_ptr<Conn>> conns_;  // site -> live session
   HubCounters counters_;
+  std::map<std::string, ArtifactRecord> artifacts_;  // digest -> record
+  mutable std::map<std::string, std::map<std::string, std::string>> def_artifacts_;  // by hash
+  struct Transfer {
+    uint64_t chunks_served = 0;
+    uint64_t chunks = 0;
+    TimeMs last = 0;
+  };
+  std::map<std::string, std::map<std::string, Transfer>> transfers_;  // site -> digest
+  struct ExportPlan;
+  std::map<std::string, std::shared_ptr<ExportPlan>> exports_;  // bundle id -> plan
   uint64_t audit_next_ = 1;
   TimeMs unknown_logged_at_ = -1'000'000;
   uint64_t unknown_suppressed_ = 0;

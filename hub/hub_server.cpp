@@ -118,7 +118,9 @@ Result<std::unique_ptr<HubServer>> HubServer::Open(const HubConfig& config, cons
   OUTPOST_RETURN_IF_ERROR(h->LoadOperators());
 
   OUTPOST_ASSIGN_OR_RETURN(h->store_, RocksHubStore::Open(dir + "/db", RocksHubStore::Options{}));
-  OUTPOST_ASSIGN_OR_RETURN(h->core_, HubCore::Open(h->store_.get(), clock, &h->rng_, config.core));
+  HubOptions core = config.core;
+  core.keys = keys;
+  OUTPOST_ASSIGN_OR_RETURN(h->core_, HubCore::Open(h->store_.get(), clock, &h->rng_, core));
 
   OUTPOST_ASSIGN_OR_RETURN(h->ctx_, ZmqContext::Create(config.io_threads, config.max_sockets));
   // ZAP first: no CURVE server socket exists without it.

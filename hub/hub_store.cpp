@@ -50,3 +50,15 @@ void HubTxn::PutSetting(const std::string& key, const std::string& value) {
 }
 
 }  // namespace outpost
+
+namespace outpost {
+
+void HubTxn::PutChunk(const std::string& digest, const std::string& bytes) {
+  ops_.push_back({Kind::kPutChunk, digest, {}, 0, 0, bytes});
+}
+
+void HubTxn::PutArtifact(const ArtifactRecord& a) {
+  ops_.push_back({Kind::kPutArtifact, a.digest, {}, 0, 0, Encode(a)});
+}
+
+}  // namespace outpost

@@ -11,6 +11,8 @@
 //   defs      name -> WorkflowRecord (applied definitions and their target selector)
 //   requests  request id -> RequestRecord;  audit: seq -> hub event (JSON text)
 //   settings  key -> bytes ("policy": the fleet policy handed to sites)
+//   artifacts digest -> ArtifactRecord (name, size, its chunks' digests), and
+//             chunk digest -> chunk bytes (stored once however many artifacts share it)
 //
 // Every change the hub makes goes through a HubTxn committed atomically and durably
 // (synced before Commit returns): an upstream batch, its materialized effect and the new
@@ -62,10 +64,14 @@ struct SiteRecord {
   std::map<std::string, std::string> refused;
   std::string policy_status;
   uint64_t commands_refused = 0;
+  // Artifacts the site reported in its cache (digest -> size), from its events.
+  std::map<std::string, uint64_t> artifacts;
+  // Bundles: the last imported from the site and the last exported to it (ids).
+  std::string bundle_in, bundle_out;
   MSGPACK_DEFINE_MAP(name, key, state, labels, created, last_seen, incarnation, up_applied,
                      up_head, down_epoch, down_head, down_acked, placed, events_total,
                      agent_address, retired, policy_sent, refused, policy_status,
-                     commands_refused);
+                     commands_refused, artifacts, bundle_in, bundle_out);
 
   SiteState site_state() const { return static_cast<SiteState>(state); }
 };
@@ -84,6 +90,17 @@ struct WorkflowRecord {
   // What a site has placed when it holds this definition: the hash, and the signature
   // when signed (re-applying the same source signed places it again).
   std::string placed_tag() const { return sig.empty() ? hash : hash + "+" + sig.substr(0, 16); }
+};
+
+// A file stored at the hub by content (outpostctl artifact push), docs/protocol.md.
+struct ArtifactRecord {
+  std::string digest;  // BLAKE2b-256 hex of the whole file
+  std::string name;    // the operator's name for it (informational)
+  uint64_t size = 0;
+  std::vector<std::string> chunks;  // digest of each kArtifactChunkBytes chunk, in order
+  TimeMs pushed = 0;
+  std::string author;
+  MSGPACK_DEFINE_MAP(digest, name, size, chunks, pushed, author);
 };
 
 struct HubTask {
@@ -133,7 +150,8 @@ class HubTxn {
  public:
   enum class Kind : uint8_t {
     kPutSite, kDeleteSite, kPutUp, kPutDown, kTrimDown, kPutRun, kPutOutput, kPutDef,
-    kDeleteDef, kPutRequest, kAudit, kDeleteRun, kPurgeSiteStreams, kPutSetting
+    kDeleteDef, kPutRequest, kAudit, kDeleteRun, kPurgeSiteStreams, kPutSetting, kPutChunk,
+    kPutArtifact
   };
   struct Op {
     Kind kind;
@@ -162,6 +180,9 @@ class HubTxn {
   void Audit(uint64_t seq, const std::string& json);
   // A hub-wide setting (e.g. "policy": the fleet policy the hub hands to sites).
   void PutSetting(const std::string& key, const std::string& value);
+  // Artifacts: one chunk's bytes under its digest, and the record of a whole file.
+  void PutChunk(const std::string& digest, const std::string& bytes);
+  void PutArtifact(const ArtifactRecord& a);
 
   const std::vector<Op>& ops() const { return ops_; }
   size_t size() const { return ops_.size(); }
@@ -188,6 +209,8 @@ class HubStore {
                                                        const std::string& task) const = 0;
   virtual Result<std::optional<RequestRecord>> GetRequest(const std::string& id) const = 0;
   virtual Result<std::optional<std::string>> GetSetting(const std::string& key) const = 0;
+  virtual Result<std::optional<std::string>> GetChunk(const std::string& digest) const = 0;
+  virtual Status LoadArtifacts(std::vector<ArtifactRecord>* out) const = 0;
   // Entries after `after`, in order, at most max_count and (past the first) max_bytes;
   // a gap in the stored stream is Corruption.
   virtual Result<std::vector<LogRecord>> ReadDown(const std::string& site, uint64_t epoch,

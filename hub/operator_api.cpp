@@ -155,6 +155,13 @@ json HubCore::Dispatch(const std::string& who, const OperatorRequest& r, HubOutp
   if (op == "policy.push") return OpPolicyPush(who, r, out);
   if (op == "site.events") return OpSiteEvents(r);
   if (op == "policy.show") return OpPolicyShow();
+  if (op == "artifact.has") return OpArtifactHas(r);
+  if (op == "artifact.chunk") return OpArtifactChunk(r);
+  if (op == "artifact.commit") return OpArtifactCommit(who, r);
+  if (op == "artifact.list") return OpArtifactList();
+  if (op == "bundle.export") return OpBundleExport(who, r);
+  if (op == "bundle.record") return OpBundleRecord(r);
+  if (op == "bundle.import") return OpBundleImport(who, r, out);
   return Error("unknown op '" + op + "'");  // DecodeOperatorRequest knows the same list
 }
 

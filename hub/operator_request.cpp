@@ -34,6 +34,13 @@ const std::map<std::string, std::vector<const char*>>& Required() {
       {"events", {}},
       {"policy.push", {"policy"}},
       {"policy.show", {}},
+      {"artifact.has", {"chunks"}},
+      {"artifact.chunk", {"data"}},
+      {"artifact.commit", {"digest", "size", "chunks"}},
+      {"artifact.list", {}},
+      {"bundle.export", {"site"}},
+      {"bundle.record", {"id", "volume", "index"}},
+      {"bundle.import", {"head", "records"}},
   };
   return *ops;
 }
@@ -60,6 +67,22 @@ Status DecodeFields(const JsonFields& f, size_t max_list, OperatorRequest* r) {
   OUTPOST_RETURN_IF_ERROR(f.Str("state", &r->state, false, 64));
   OUTPOST_RETURN_IF_ERROR(f.StrMap("params", &r->params));
   OUTPOST_RETURN_IF_ERROR(f.Bool("reject", &r->reject));
+  // A chunk of 1 MiB is 1.4 MB of base64; a frame is bounded anyway (kMaxOperatorFrameBytes).
+  OUTPOST_RETURN_IF_ERROR(f.Str("data", &r->data, false, 2 << 20));
+  OUTPOST_RETURN_IF_ERROR(f.Str("head", &r->head, false, 1 << 20));
+  OUTPOST_RETURN_IF_ERROR(f.Str("digest", &r->digest, false, 64));
+  OUTPOST_RETURN_IF_ERROR(f.StrList("records", &r->records));
+  OUTPOST_RETURN_IF_ERROR(f.StrList("chunks", &r->chunks));
+  for (auto [field, out, hi] : {std::tuple{"volume", &r->volume, int64_t{1} << 20},
+                                std::tuple{"index", &r->index, int64_t{1} << 24}}) {
+    int64_t v = 0;
+    OUTPOST_RETURN_IF_ERROR(f.Int(field, &v, 0, hi));
+    *out = static_cast<uint32_t>(v);
+  }
+  if (int64_t size = 0; f.Has("size")) {
+    OUTPOST_RETURN_IF_ERROR(f.Int("size", &size, 0, int64_t{1} << 44));
+    r->size = static_cast<uint64_t>(size);
+  }
   if (const nlohmann::json* sec = f.Get("secrets")) {
     if (!sec->is_object() || sec->size() > 64) {
       return Status::InvalidArgument("'secrets' must be an object of at most 64 params");
@@ -112,9 +135,12 @@ OperatorRole RequiredRole(const std::string& op) {
   if (op.rfind("site.", 0) == 0 && op != "site.list" && op != "site.show" && op != "site.events") {
     return OperatorRole::kAdmin;
   }
-  if (op == "workflow.apply" || op == "workflow.remove" || op == "policy.push") {
+  if (op == "workflow.apply" || op == "workflow.remove" || op == "policy.push" ||
+      op == "artifact.has" || op == "artifact.chunk" || op == "artifact.commit") {
     return OperatorRole::kAdmin;
   }
+  // Carrying a site's streams is what its link would do: an operator's job.
+  if (op.rfind("bundle.", 0) == 0) return OperatorRole::kOperator;
   return OperatorRole::kViewer;  // status, lists, shows, logs, events
 }
 

@@ -46,6 +46,12 @@ struct OperatorRequest {
   // ("signed"), and a root-signed fleet policy ("policy", policy.push).
   std::optional<Signed> signed_stmt;
   std::optional<Signed> policy;
+  // Artifacts and bundles (docs/protocol.md): base64 bytes ("data"; a bundle volume's
+  // head in "head" and its records in "records"), digests, sizes and positions.
+  std::string data, head, digest;
+  std::vector<std::string> records, chunks;
+  uint64_t size = 0;
+  uint32_t volume = 0, index = 0;
   // run.start: secret params, each sealed to each target site: param -> site key -> box.
   std::map<std::string, std::map<std::string, std::string>> secrets;
 };

@@ -99,6 +99,14 @@ json HubCore::OpWorkflowApply(const std::string& who, const OperatorRequest& r,
   for (const auto& [k, v] : target) {
     if (!ValidLabel(k) || !ValidLabel(v)) return Error("target '" + k + "=" + v + "' is not valid");
   }
+  // A site can only run with what it can fetch: every artifact named is at the hub.
+  for (const auto& [name, digest] : def->artifacts) {
+    if (!artifacts_.count(digest)) {
+      return Error(file + ": artifact '" + name + "' (" + digest +
+                       ") is not at the hub: outpostctl artifact push FILE first",
+                   "not_found");
+    }
+  }
   WorkflowRecord d;
   d.name = def->name;
   d.source = def->source;

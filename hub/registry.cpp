@@ -104,7 +104,9 @@ json HubCore::SiteJson(const SiteRecord& s) const {
           {"workflows", placed},
           {"refused_workflows", s.refused},
           {"commands_refused", s.commands_refused},
-          {"policy", s.policy_status.empty() ? json(nullptr) : json(s.policy_status)}};
+          {"policy", s.policy_status.empty() ? json(nullptr) : json(s.policy_status)},
+          {"artifacts", SiteArtifactsJson(s)},
+          {"bundles", {{"last_imported", s.bundle_in}, {"last_exported", s.bundle_out}}}};
 }
 
 json HubCore::OpSiteAdd(const OperatorRequest& r, HubOutput* out) {

@@ -7,7 +7,7 @@ namespace outpost {
 
 namespace {
 
-const std::vector<std::string> kCfNames = {"sites", "up", "down", "runs", "defs", "meta"};
+const std::vector<std::string> kCfNames = {"sites", "up", "down", "runs", "defs", "meta", "blobs"};
 constexpr char kAuditPrefix[] = "audit/";
 
 }  // namespace
@@ -70,6 +70,10 @@ Status RocksHubStore::AddToBatch(const HubTxn::Op& op, rocksdb::WriteBatch* batc
       return FromRocks(batch->Put(Handle(Cf::kMeta), "req/" + op.key, op.value), "batch");
     case Kind::kPutSetting:
       return FromRocks(batch->Put(Handle(Cf::kMeta), "set/" + op.key, op.value), "batch");
+    case Kind::kPutChunk:
+      return FromRocks(batch->Put(Handle(Cf::kBlobs), op.key, op.value), "batch");
+    case Kind::kPutArtifact:
+      return FromRocks(batch->Put(Handle(Cf::kMeta), "art/" + op.key, op.value), "batch");
     case Kind::kAudit:
       return FromRocks(batch->Put(Handle(Cf::kMeta), kAuditPrefix + EncodeU64(op.seq), op.value),
                        "batch");
@@ -176,6 +180,26 @@ Result<std::optional<std::string>> RocksHubStore::GetSetting(const std::string& 
   if (s.IsNotFound()) return std::optional<std::string>();
   OUTPOST_RETURN_IF_ERROR(FromRocks(s, "read setting " + key));
   return std::optional<std::string>(std::move(v));
+}
+
+Result<std::optional<std::string>> RocksHubStore::GetChunk(const std::string& digest) const {
+  std::string v;
+  auto s = rocks_.db->Get(rocksdb::ReadOptions(), Handle(Cf::kBlobs), digest, &v);
+  if (s.IsNotFound()) return std::optional<std::string>();
+  OUTPOST_RETURN_IF_ERROR(FromRocks(s, "read artifact chunk " + digest));
+  return std::optional<std::string>(std::move(v));
+}
+
+Status RocksHubStore::LoadArtifacts(std::vector<ArtifactRecord>* out) const {
+  std::unique_ptr<rocksdb::Iterator> it(
+      rocks_.db->NewIterator(rocksdb::ReadOptions(), Handle(Cf::kMeta)));
+  for (it->Seek("art/"); it->Valid() && it->key().starts_with("art/"); it->Next()) {
+    ArtifactRecord a;
+    OUTPOST_RETURN_IF_ERROR(Decode(it->value().ToStringView(), &a)
+                                .WithContext("artifact " + it->key().ToString()));
+    out->push_back(std::move(a));
+  }
+  return FromRocks(it->status(), "read artifacts");
 }
 
 namespace {

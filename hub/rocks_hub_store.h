@@ -44,6 +44,8 @@ class RocksHubStore : public HubStore {
                                                const std::string& task) const override;
   Result<std::optional<RequestRecord>> GetRequest(const std::string& id) const override;
   Result<std::optional<std::string>> GetSetting(const std::string& key) const override;
+  Result<std::optional<std::string>> GetChunk(const std::string& digest) const override;
+  Status LoadArtifacts(std::vector<ArtifactRecord>* out) const override;
   Result<std::vector<LogRecord>> ReadDown(const std::string& site, uint64_t epoch, uint64_t after,
                                           size_t max_count, size_t max_bytes) const override;
   Result<std::vector<LogRecord>> ReadUp(const std::string& site, uint64_t incarnation,
@@ -56,7 +58,7 @@ class RocksHubStore : public HubStore {
   const RocksHandles& rocks() const { return rocks_; }
 
  private:
-  enum class Cf { kSites, kUp, kDown, kRuns, kDefs, kMeta };
+  enum class Cf { kSites, kUp, kDown, kRuns, kDefs, kMeta, kBlobs };
   RocksHubStore() = default;
   rocksdb::ColumnFamilyHandle* Handle(Cf cf) const;
   Status AddToBatch(const HubTxn::Op& op, rocksdb::WriteBatch* batch) const;

@@ -1,5 +1,7 @@
 #include "hub/run_view.h"
 
+#include <cstdlib>
+
 namespace outpost {
 
 using json = nlohmann::json;
@@ -40,6 +42,7 @@ void FoldEvent(const Event& e, HubRun* run, HubTxn* txn) {
       t.state = e.state;
       t.attempts = e.attempt;
       t.started = e.time;
+      t.message.clear();  // what it waited for (a retry, an artifact) is over
       break;
     }
     case EventType::kAttemptFinished:
@@ -97,6 +100,9 @@ void FoldEvent(const Event& e, HubRun* run, HubTxn* txn) {
     case EventType::kWorkflowPlaced:
     case EventType::kWorkflowRemoved:
     case EventType::kPolicyApplied:
+    case EventType::kArtifactCached:
+    case EventType::kArtifactEvicted:
+    case EventType::kBundleImported:
       break;
   }
 }
@@ -145,6 +151,13 @@ void NoteSiteEvent(const Event& e, SiteRecord* site) {
       break;
     case EventType::kPolicyApplied:
       site->policy_status = "applied: " + e.message;
+      break;
+    case EventType::kArtifactCached:
+      // Text from the site: a size that does not parse counts as 0, never throws.
+      site->artifacts[e.message] = std::strtoull(e.output.c_str(), nullptr, 10);
+      break;
+    case EventType::kArtifactEvicted:
+      site->artifacts.erase(e.message);
       break;
     default:
       break;

@@ -77,7 +77,10 @@ Agent::Agent(const AgentConfig& config, const Clock& clock, uint64_t seed)
     : config_(config), clock_(clock), rng_(seed) {}
 
 Agent::~Agent() {
-  for (auto& [id, c] : clients_) close(c.fd);
+  for (auto& [id, c] : clients_) {
+    close(c.fd);
+    for (int fd : c.fds) close(fd);
+  }
   if (listen_fd_ >= 0) {
     close(listen_fd_);
     unlink(socket_path().c_str());
@@ -129,6 +132,10 @@ Result<std::unique_ptr<Agent>> Agent::Open(const AgentConfig& config, const Cloc
   eopts.site_labels = cfg.labels;
   eopts.open_secret = [agent = a.get()](const std::string& sealed) {
     return OpenSealed(sealed, agent->keys_.public_z85, agent->keys_.secret_z85);
+  };
+  eopts.artifact_path = [agent = a.get()](const std::string& digest) -> Result<std::string> {
+    if (!agent->artifacts_) return Status::FailedPrecondition("the artifact cache is not open");
+    return agent->artifacts_->Use(digest);
   };
   a->engine_ = std::make_unique<Engine>(clock, &a->rng_, eopts);
   Agent* self = a.get();
@@ -227,6 +234,7 @@ Result<std::unique_ptr<Agent>> Agent::Open(const AgentConfig& config, const Cloc
   }
   OUTPOST_RETURN_IF_ERROR(a->OpenSync());
   OUTPOST_RETURN_IF_ERROR(a->OpenTrust());
+  OUTPOST_RETURN_IF_ERROR(a->OpenArtifacts());
   a->ReleaseStartupPages();
   spdlog::info("agent.started site={} data_dir={} incarnation={:016x} log_head={} restored={}",
                cfg.site, cfg.data_dir, a->store_->log().incarnation(),
@@ -297,6 +305,8 @@ Status Agent::Run() {
       earliest(session_->NextDeadline());
       earliest(reconnect_at_);
     }
+    earliest(housekeeping_at_);
+    if (!fetch_digest_.empty()) earliest(now + 1000);  // a stalled transfer is asked again
     long timeout = -1;
     if (wake > 0) timeout = static_cast<long>(std::clamp<TimeMs>(wake - now, 0, 60'000));
     int rc = zmq_poll(items.data(), static_cast<int>(items.size()), timeout);
@@ -332,6 +342,8 @@ Status Agent::Run() {
       ServeHub();
       SyncTick();
     }
+    ArtifactsTick();
+    Flush();  // events the artifacts and bundles recorded
   }
   executor_->KillAll(SIGTERM);
   spdlog::info("agent.stopped running_attempts_killed={}", executor_->running());
@@ -667,7 +679,7 @@ void Agent::AcceptClients() {
       close(fd);
       continue;
     }
-    clients_[next_client_++] = Client{fd, {}, {}, false};
+    clients_[next_client_++] = Client{fd, {}, {}, false, {}};
   }
 }
 
@@ -676,14 +688,37 @@ void Agent::ReadClient(uint64_t id) {
   if (it == clients_.end()) return;
   char buf[65536];
   for (;;) {
-    ssize_t n = read(it->second.fd, buf, sizeof buf);
+    // A request may come with a descriptor (bundle.import / bundle.export, SCM_RIGHTS): the
+    // client opened the file with its own rights, so the agent never opens a path it names.
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 4)];
+    iovec iov{buf, sizeof buf};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    ssize_t n = recvmsg(it->second.fd, &msg, MSG_CMSG_CLOEXEC);
     if (n > 0) {
+      for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+        const size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t k = 0; k < count; ++k) {
+          int fd;
+          memcpy(&fd, CMSG_DATA(c) + k * sizeof(int), sizeof fd);
+          if (it->second.fds.size() < 2) {
+            it->second.fds.push_back(fd);
+          } else {
+            close(fd);  // more than a request uses: refused by closing
+          }
+        }
+      }
       it->second.in.append(buf, static_cast<size_t>(n));
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && errno == EAGAIN) break;
     close(it->second.fd);  // EOF or error: the client is gone
+    for (int fd : it->second.fds) close(fd);
     clients_.erase(it);
     return;
   }
@@ -731,6 +766,7 @@ void Agent::WriteClient(uint64_t id) {
     }
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
     close(c.fd);
+    for (int fd : c.fds) close(fd);
     clients_.erase(it);
     return;
   }

@@ -26,6 +26,7 @@
 #include "common/protocol/sync_session.h"
 #include "common/transport/zmq_link.h"
 #include "site-agent/agent_store.h"
+#include "site-agent/artifact_cache.h"
 #include "site-agent/control_request.h"
 #include "site-agent/engine.h"
 #include "site-agent/trust_gate.h"
@@ -71,6 +72,11 @@ struct AgentConfig {
   // Where attempts get their own cgroup v2: "auto" (under the agent's own cgroup when it
   // may write there, e.g. systemd Delegate=yes), "off", or a directory.
   std::string cgroup = "auto";
+  // Artifacts (site-agent/artifact_cache.h): the cache's byte budget (0: no limit).
+  uint64_t artifact_budget = 0;
+  // A directory watched for bundles from the hub (removable media); each imported volume
+  // is answered with a return bundle written beside it.
+  std::string inbox_dir;
 };
 
 struct AgentCounters {
@@ -94,6 +100,13 @@ struct AgentCounters {
   uint64_t schedule_errors = 0;
   uint64_t outputs_trimmed = 0;        // attempt outputs removed by retention
   uint64_t output_bytes_trimmed = 0;
+  uint64_t artifact_chunks_received = 0;
+  uint64_t artifact_errors = 0;      // refused chunks, digest mismatches, hub refusals
+  uint64_t artifacts_cached = 0;
+  uint64_t artifacts_evicted = 0;
+  uint64_t bundle_volumes_imported = 0;
+  uint64_t bundle_volumes_refused = 0;
+  uint64_t bundles_exported = 0;
 };
 
 class Agent {
@@ -116,6 +129,7 @@ class Agent {
     std::string in;
     std::string out;
     bool discarding = false;  // inside a line past kMaxControlLine: dropped to its newline
+    std::vector<int> fds;     // descriptors passed with the request (SCM_RIGHTS)
   };
   class Inbox;
   Agent(const AgentConfig& config, const Clock& clock, uint64_t seed);
@@ -140,6 +154,19 @@ class Agent {
   Status ApplyCommands(uint64_t first_seq, const std::vector<std::string>& entries);
   void ApplyCommand(const Command& c, std::vector<StateWrite>* extra);
   nlohmann::json SyncJson() const;
+  // Artifacts and bundles (site-agent/agent_bundles.cpp).
+  Status OpenArtifacts();
+  std::set<std::string> NeededArtifacts() const;  // digests the known workflows name
+  void ArtifactsTick();
+  void OnArtifactChunk(const Message& m);
+  void NoteArtifactCached(const std::string& digest, uint64_t size);
+  nlohmann::json ArtifactsJson();
+  // Imports one volume (a regular file) from `fd`; the reply's "import" says what it did.
+  nlohmann::json ImportBundle(int fd);
+  // Writes the return bundle (events after what the hub acknowledged, and the commands'
+  // watermark) to `fd`.
+  nlohmann::json ExportBundle(int fd);
+  void ScanInbox();
   // Loads the workflow directory (invalid files are logged and counted, not fatal).
   void LoadWorkflowDir();
   // The definitions this site can run by name: placed by the hub, or local files.
@@ -199,6 +226,16 @@ class Agent {
   bool drop_link_ = false;  // the session ended: tear the connection down in SyncTick
   bool log_grew_ = false;   // events committed since the session last looked
   std::string last_hub_error_;
+
+  // Artifacts: the cache, and the one transfer over the link at a time.
+  std::unique_ptr<ArtifactCache> artifacts_;
+  std::string fetch_digest_;
+  uint64_t fetch_size_ = 0;  // 0: not known until the first chunk
+  std::set<uint64_t> fetch_outstanding_;
+  TimeMs fetch_progress_at_ = 0;
+  std::map<std::string, TimeMs> fetch_paused_;  // digest -> retry after (the hub refused)
+  TimeMs housekeeping_at_ = 0;
+  std::set<std::string> inbox_seen_;  // "id/volume" imported from the inbox
 };
 
 // The downstream stream: hub commands, applied with the inbox watermark in one write.

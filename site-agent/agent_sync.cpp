@@ -38,13 +38,16 @@ Status Agent::OpenSync() {
     if (raw->size() != 8) return Status::Corruption("inbox watermark has " + std::to_string(raw->size()) + " bytes");
     down_applied_ = DecodeU64(*raw);
   }
+  // The hub's key alone (no --hub) is an air-gapped site: bundles are checked against it.
+  if (!config_.hub_key.empty()) {
+    auto hub_key = ReadPublicKey(config_.hub_key);
+    if (!hub_key.ok()) return hub_key.status().WithContext("hub-key");
+    config_.hub_key = *hub_key;
+  }
   if (config_.hub_endpoint.empty()) return Status::Ok();
   if (config_.hub_key.empty()) {
     return Status::InvalidArgument("--hub needs --hub-key (the hub's public key or its file)");
   }
-  auto hub_key = ReadPublicKey(config_.hub_key);
-  if (!hub_key.ok()) return hub_key.status().WithContext("hub-key");
-  config_.hub_key = *hub_key;
   OUTPOST_ASSIGN_OR_RETURN(zmq_, ZmqContext::Create(1, 64));
   up_stream_ = std::make_unique<EventLogStream>(&store_->log());
   inbox_ = std::make_unique<Inbox>(this);
@@ -148,6 +151,10 @@ void Agent::ServeHub() {
           ++counters_.hub_frames_malformed;
           spdlog::warn("agent.hub_frame_malformed bytes={} error=\"{}\"", ev.payload.size(),
                        SafeText(s.message()));
+          break;
+        }
+        if (m.type() == MsgType::kArtifactChunk) {
+          OnArtifactChunk(m);  // artifact transfer rides beside the session (agent_bundles.cpp)
           break;
         }
         const bool was = session_->established();

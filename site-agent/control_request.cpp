@@ -18,6 +18,11 @@ const std::map<std::string, std::vector<const char*>>& Required() {
       {"run.list", {}},
       {"run.logs", {"id", "task"}},
       {"retention.trim", {}},
+      // Bundles move through a file descriptor passed with the request (SCM_RIGHTS):
+      // the agent never opens a path an operator names.
+      {"bundle.import", {}},
+      {"bundle.export", {}},
+      {"artifact.list", {}},
   };
   return *ops;
 }

@@ -50,6 +50,12 @@ json Agent::StatusJson() const {
             {"schedule_errors", counters_.schedule_errors}}},
           {"isolation", executor_->isolation()},
           {"hub", SyncJson()},
+          {"artifacts", {{"bytes", artifacts_ ? artifacts_->bytes() : 0},
+                         {"budget_bytes", config_.artifact_budget},
+                         {"fetching", fetch_digest_}}},
+          {"bundles", {{"volumes_imported", counters_.bundle_volumes_imported},
+                       {"volumes_refused", counters_.bundle_volumes_refused},
+                       {"exported", counters_.bundles_exported}}},
           {"trust", TrustJson()}};
 }
 
@@ -226,6 +232,20 @@ void Agent::Dispatch(uint64_t client, const ControlRequest& q) {
                      {"finished", r.finished > 0 ? json(FormatTime(r.finished)) : json(nullptr)}});
     }
     Reply(client, {{"ok", true}, {"runs", std::move(arr)}});
+  } else if (op == "bundle.import" || op == "bundle.export") {
+    auto c = clients_.find(client);
+    if (c == clients_.end() || c->second.fds.empty()) {
+      Reply(client, Error(op + " needs the bundle file's descriptor passed with the request "
+                               "(outpostctl --local bundle import|export does this)"));
+      return;
+    }
+    const int fd = c->second.fds.front();
+    c->second.fds.erase(c->second.fds.begin());
+    json r = op == "bundle.import" ? ImportBundle(fd) : ExportBundle(fd);
+    close(fd);
+    Reply(client, r);
+  } else if (op == "artifact.list") {
+    Reply(client, {{"ok", true}, {"artifacts", ArtifactsJson()}});
   } else if (op == "retention.trim") {
     // A retention pass now (it also runs every minute when retention is configured).
     if (config_.retain_output == 0 && config_.output_budget == 0) {

@@ -121,6 +121,9 @@ struct EngineOptions {
   std::map<std::string, int> queues;  // named queues and their concurrency limits
   // Opens a sealed secret (the site's key); unset: secret params cannot run here.
   std::function<Result<std::string>(const std::string& sealed)> open_secret;
+  // The path of a verified artifact in the site's cache, or why it is not there; unset:
+  // workflows with artifacts cannot run here.
+  std::function<Result<std::string>(const std::string& digest)> artifact_path;
 };
 
 struct EngineCounters {
@@ -258,6 +261,7 @@ class Engine {
   const std::string& QueueOf(const Active& a, size_t i) const;
   int QueueLimit(const std::string& queue) const;
   void StartAttempt(Active& a, size_t i, Effects* fx);
+  static constexpr DurationMs kArtifactRecheck = 2000;  // a task waiting for an artifact
   void ReleaseSlot(const Active& a, size_t i);  // the attempt of `i` exited
 
   // What templates see and what a process gets (engine_render.cpp).

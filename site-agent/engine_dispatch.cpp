@@ -79,6 +79,28 @@ bool Engine::StartNext(Effects* fx) {
 }
 
 void Engine::StartAttempt(Active& a, size_t i, Effects* fx) {
+  // A task whose artifacts are not in the cache yet (still arriving over the link or on a
+  // bundle volume not imported yet) waits for them without spending an attempt; the run's
+  // timeout, if it has one, bounds the wait.
+  for (const auto& [name, digest] : a.def->artifacts) {
+    auto path = options_.artifact_path ? options_.artifact_path(digest)
+                                       : Result<std::string>(Status::FailedPrecondition("no cache"));
+    if (path.ok()) continue;
+    auto& t = a.tasks[i];
+    const std::string msg = "waiting for artifact '" + name + "' (" + digest.substr(0, 12) +
+                            "): " + path.status().message();
+    t.state = static_cast<uint8_t>(TaskState::kWaiting);
+    t.retry_at = clock_.Now() + kArtifactRecheck;
+    if (t.message != msg) {
+      t.message = msg;
+      Event e = MakeEvent(EventType::kRetryScheduled, a, &t);
+      e.message = msg;
+      fx->events.push_back(std::move(e));
+    }
+    Touch(a, i, fx);
+    return;
+  }
+  if (a.tasks[i].message.rfind("waiting for artifact", 0) == 0) a.tasks[i].message.clear();
   StartProcess sp;
   std::string why;
   if (!Render(a, i, &sp, &why)) {

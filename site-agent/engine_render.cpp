@@ -101,6 +101,17 @@ bool Engine::Render(const Active& a, size_t i, StartProcess* sp, std::string* wh
     }
     sp->env.emplace_back(ParamEnvName(name), std::move(value).value());
   }
+  // Artifacts: verified files in the site's cache, by path.
+  for (const auto& [name, digest] : a.def->artifacts) {
+    auto path = options_.artifact_path ? options_.artifact_path(digest)
+                                       : Result<std::string>(Status::FailedPrecondition("no cache"));
+    if (!path.ok()) {
+      *why = "artifact '" + name + "' (" + digest + ") is not on this site: " +
+             path.status().message();
+      return false;
+    }
+    sp->env.emplace_back(ArtifactEnvName(name), std::move(path).value());
+  }
   return render(td.workdir, &sp->workdir);
 }
 

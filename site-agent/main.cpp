@@ -4,6 +4,8 @@
 #include <spdlog/spdlog.h>
 
 #include <boost/program_options.hpp>
+
+#include <tuple>
 #include <filesystem>
 #include <iostream>
 
@@ -24,7 +26,7 @@ int main(int argc, char** argv) {
   outpost::AgentConfig c;
   std::string config_file, log_level;
   std::vector<std::string> labels, queues;
-  std::string retain_output = "0", output_budget = "0";
+  std::string retain_output = "0", output_budget = "0", artifact_budget = "0";
   int64_t kill_grace_ms = c.kill_grace;
   int64_t ping_ms = c.sync.idle_ping, dead_ms = c.sync.dead_after, resend_ms = c.sync.resend_after;
   int64_t reconnect_max_ms = c.reconnect_max;
@@ -58,6 +60,12 @@ int main(int argc, char** argv) {
       ("output-budget", po::value(&output_budget)->default_value("0"),
        "keep stored output of finished runs under this many bytes (suffix K, M, G; 0: no cap), "
        "oldest removed first")
+      ("artifact-budget", po::value(&artifact_budget)->default_value("0"),
+       "keep cached artifacts under this many bytes (suffix K, M, G; 0: no cap), least "
+       "recently used first, never one a placed workflow names")
+      ("inbox-dir", po::value(&c.inbox_dir),
+       "watch this directory (removable media) for bundles from the hub; each imported "
+       "volume is answered with a return bundle written beside it")
       ("hub", po::value(&c.hub_endpoint),
        "hub site endpoint to sync with, e.g. tcp://hub:7400 (unset: run alone)")
       ("hub-key", po::value(&c.hub_key),
@@ -148,17 +156,21 @@ int main(int argc, char** argv) {
     if (!d.ok()) bad = "retain-output: " + d.status().message();
     else c.retain_output = *d;
   }
-  {
+  for (auto [name, text, out] : {std::tuple{"output-budget", &output_budget, &c.output_budget},
+                                 std::tuple{"artifact-budget", &artifact_budget, &c.artifact_budget}}) {
     uint64_t mult = 1;
-    std::string num = output_budget;
+    std::string num = *text;
     if (!num.empty() && (num.back() == 'K' || num.back() == 'M' || num.back() == 'G')) {
       mult = num.back() == 'K' ? 1024 : num.back() == 'M' ? 1024 * 1024 : 1024ull * 1024 * 1024;
       num.pop_back();
     }
     char* end = nullptr;
     const unsigned long long v = std::strtoull(num.c_str(), &end, 10);
-    if (num.empty() || end == nullptr || *end != '\0') bad = "output-budget '" + output_budget + "' is not a byte count";
-    else c.output_budget = v * mult;
+    if (num.empty() || end == nullptr || *end != '\0' || num[0] == '-') {
+      bad = std::string(name) + " '" + *text + "' is not a byte count";
+    } else {
+      *out = v * mult;
+    }
   }
   auto level = spdlog::level::from_str(log_level);
   if (level == spdlog::level::off && log_level != "off") bad = "unknown log-level '" + log_level + "'";

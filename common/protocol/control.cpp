@@ -65,11 +65,35 @@ Result<int> ListenUnix(const std::string& path) {
 }
 
 Result<nlohmann::json> ControlCall(const std::string& socket_path, const nlohmann::json& request,
-                                   int timeout_ms) {
+                                   int timeout_ms, int pass_fd) {
   OUTPOST_ASSIGN_OR_RETURN(int fd, ConnectUnix(socket_path));
   // Text from an operator may not be UTF-8: replaced, never thrown on.
   std::string line = request.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
   size_t off = 0;
+  if (pass_fd >= 0) {
+    // The descriptor rides on the first byte.
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+    iovec iov{line.data(), 1};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    cmsghdr* c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &pass_fd, sizeof(int));
+    ssize_t n;
+    do {
+      n = sendmsg(fd, &msg, MSG_NOSIGNAL);
+    } while (n < 0 && errno == EINTR);
+    if (n != 1) {
+      close(fd);
+      return Status::Unavailable(std::string("send to agent: ") + strerror(errno));
+    }
+    off = 1;
+  }
   while (off < line.size()) {
     ssize_t n = send(fd, line.data() + off, line.size() - off, MSG_NOSIGNAL);
     if (n < 0 && errno == EINTR) continue;

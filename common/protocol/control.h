@@ -25,7 +25,9 @@ Result<int> ConnectUnix(const std::string& path);
 Result<int> ListenUnix(const std::string& path);
 
 // Sends `request` and waits up to `timeout_ms` (-1: forever) for the response line.
+// `pass_fd` >= 0 goes with the request's first bytes (SCM_RIGHTS): a file the caller
+// opened with its own rights (bundle.import, bundle.export).
 Result<nlohmann::json> ControlCall(const std::string& socket_path, const nlohmann::json& request,
-                                   int timeout_ms);
+                                   int timeout_ms, int pass_fd = -1);
 
 }  // namespace outpost

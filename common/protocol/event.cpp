@@ -26,6 +26,9 @@ const char* EventTypeName(EventType t) {
     case EventType::kScheduleSkipped: return "schedule.skipped";
     case EventType::kOutputTrimmed: return "output.trimmed";
     case EventType::kPolicyApplied: return "policy.applied";
+    case EventType::kArtifactCached: return "artifact.cached";
+    case EventType::kArtifactEvicted: return "artifact.evicted";
+    case EventType::kBundleImported: return "bundle.imported";
   }
   return "unknown";
 }

@@ -39,6 +39,10 @@ enum class EventType : uint8_t {
   kScheduleSkipped = 20,    // a schedule tick started no run (message: why)
   kOutputTrimmed = 21,      // retention removed finished runs' output (message: how much)
   kPolicyApplied = 22,      // the site adopted a fleet policy (message: fleet, version, source)
+  kArtifactCached = 23,     // an artifact is verified in the site's cache (message: digest;
+                            // workflow: its name; output: size in bytes as text)
+  kArtifactEvicted = 24,    // the cache dropped an artifact no workflow needs (message: digest)
+  kBundleImported = 25,     // a bundle volume was imported (message: what it applied)
 };
 
 const char* EventTypeName(EventType t);

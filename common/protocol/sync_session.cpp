@@ -112,6 +112,9 @@ void SyncSession::OnMessage(const Message& m, SyncOutput* o) {
       if (state_ != State::kEstablished) return;
       HandleAck(m, o);
       return;
+    case MsgType::kArtifactGet:
+    case MsgType::kArtifactChunk:
+      return;  // artifact transfer is the drivers' (hub/bundles.cpp, site-agent/agent_artifacts.cpp)
     case MsgType::kPing: {
       Message pong;
       pong.t = static_cast<uint8_t>(MsgType::kPong);

@@ -8,7 +8,8 @@ namespace {
 constexpr char kV[] = "v", kT[] = "t", kSite[] = "site", kInc[] = "incarnation",
                kUpHead[] = "up_head", kDownApplied[] = "down_applied", kUpAcked[] = "up_acked",
                kDownHead[] = "down_head", kFirstSeq[] = "first_seq", kEntries[] = "entries",
-               kSeq[] = "seq", kCredit[] = "credit", kMessage[] = "message";
+               kSeq[] = "seq", kCredit[] = "credit", kMessage[] = "message",
+               kDigest[] = "digest", kSize[] = "size", kData[] = "data";
 
 using Packer = msgpack::packer<msgpack::sbuffer>;
 
@@ -98,6 +99,14 @@ Status ReadField(std::string_view k, const msgpack::object& v, Message* m) {
     m->credit = static_cast<uint32_t>(u);
   } else if (k == kMessage) {
     return ReadStr(v, k, &m->message);
+  } else if (k == kDigest) {
+    OUTPOST_RETURN_IF_ERROR(ReadStr(v, k, &m->digest));
+    if (m->digest.size() > 64) return Status::InvalidArgument("field 'digest' is longer than 64");
+  } else if (k == kSize) {
+    return ReadUint(v, k, uint64_t{1} << 48, &m->size);
+  } else if (k == kData) {
+    if (v.type != msgpack::type::BIN) return WrongType(k, "bin");
+    m->data.assign(v.via.bin.ptr, v.via.bin.size);
   }
   return Status::Ok();  // unknown keys are ignored (a newer peer may send more)
 }
@@ -113,6 +122,8 @@ const char* MsgTypeName(uint8_t t) {
     case MsgType::kPing: return "PING";
     case MsgType::kPong: return "PONG";
     case MsgType::kError: return "ERROR";
+    case MsgType::kArtifactGet: return "ARTIFACT_GET";
+    case MsgType::kArtifactChunk: return "ARTIFACT_CHUNK";
   }
   return "UNKNOWN";
 }
@@ -127,6 +138,8 @@ std::string EncodeMessage(const Message& m) {
   if (type == MsgType::kBatch) n += 3;
   if (type == MsgType::kAck) n += 2;
   if (type == MsgType::kError) n += 1;
+  if (type == MsgType::kArtifactGet) n += 2;
+  if (type == MsgType::kArtifactChunk) n += 5;
   p.pack_map(static_cast<uint32_t>(n));
   PackKey(p, kV);
   p.pack_uint32(m.v);
@@ -171,6 +184,21 @@ std::string EncodeMessage(const Message& m) {
       PackKey(p, kMessage);
       PackStr(p, m.message);
       break;
+    case MsgType::kArtifactGet:
+    case MsgType::kArtifactChunk:
+      PackKey(p, kDigest);
+      PackStr(p, m.digest);
+      PackKey(p, kSeq);
+      p.pack_uint64(m.seq);
+      if (type == MsgType::kArtifactGet) break;
+      PackKey(p, kSize);
+      p.pack_uint64(m.size);
+      PackKey(p, kData);
+      p.pack_bin(static_cast<uint32_t>(m.data.size()));
+      p.pack_bin_body(m.data.data(), static_cast<uint32_t>(m.data.size()));
+      PackKey(p, kMessage);
+      PackStr(p, m.message);
+      break;
     default:
       break;
   }
@@ -210,7 +238,7 @@ Status DecodeMessage(std::string_view frame, Message* out) {
                                    std::to_string(kProtocolVersion) + ")");
   }
   if (out->t < static_cast<uint8_t>(MsgType::kHello) ||
-      out->t > static_cast<uint8_t>(MsgType::kError)) {
+      out->t > static_cast<uint8_t>(MsgType::kArtifactChunk)) {
     return Status::InvalidArgument("unknown message type " + std::to_string(out->t));
   }
   if (out->type() == MsgType::kBatch && out->first_seq == 0) {

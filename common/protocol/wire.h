@@ -30,6 +30,8 @@ enum class MsgType : uint8_t {
   kPing = 5,     // either way: liveness when idle
   kPong = 6,
   kError = 7,    // hub -> site: the session is refused (`message` says why)
+  kArtifactGet = 8,    // site -> hub: chunk `seq` (0-based) of artifact `digest`, please
+  kArtifactChunk = 9,  // hub -> site: that chunk (`data`, the file's `size`), or `message`
 };
 
 const char* MsgTypeName(uint8_t t);
@@ -51,8 +53,12 @@ struct Message {
   // ACK
   uint64_t seq = 0;
   uint32_t credit = 0;
-  // ERROR
+  // ERROR (and ARTIFACT_CHUNK when the hub cannot serve it)
   std::string message;
+  // ARTIFACT_GET / ARTIFACT_CHUNK (chunk index in `seq`)
+  std::string digest;
+  uint64_t size = 0;
+  std::string data;
 
   MsgType type() const { return static_cast<MsgType>(t); }
 };

@@ -129,6 +129,10 @@ const char* ParamTypeName(ParamDef::Type t);
 std::string EnvVarName(std::string_view prefix, std::string_view name);
 // The variable a task reads param `name` from: OUTPOST_PARAM_<NAME>.
 inline std::string ParamEnvName(std::string_view name) { return EnvVarName("OUTPOST_PARAM_", name); }
+// The variable a task reads artifact `name`'s path from: OUTPOST_ARTIFACT_<NAME>.
+inline std::string ArtifactEnvName(std::string_view name) {
+  return EnvVarName("OUTPOST_ARTIFACT_", name);
+}
 // What a secret param's value is in params, events and views: never the value.
 inline constexpr char kSecretPlaceholder[] = "[secret]";
 
@@ -140,6 +144,9 @@ struct WorkflowDef {
   int priority = 0;     // default run priority (higher first within a queue)
   std::vector<ParamDef> params;
   std::vector<TaskDef> tasks;
+  // Artifacts by name -> content digest (BLAKE2b-256 hex); tasks see each at
+  // $OUTPOST_ARTIFACT_<NAME>, a read-only file in the site's artifact cache.
+  std::map<std::string, std::string> artifacts;
   std::string source;  // the YAML text as given
   std::string hash;    // hex BLAKE2b-128 of source
 

@@ -326,6 +326,34 @@ void ParseParams(Reader& rd, const YAML::Node& n, std::vector<ParamDef>* params)
   }
 }
 
+// artifacts: {NAME: DIGEST}: files stored at the hub by content (outpostctl artifact push)
+// that every task of the workflow sees at $OUTPOST_ARTIFACT_<NAME>.
+void ParseArtifacts(Reader& rd, const YAML::Node& n, std::map<std::string, std::string>* out) {
+  if (!n.IsMap()) {
+    rd.Add(n, "'artifacts' must be a map of name: digest (outpostctl artifact push prints it)");
+    return;
+  }
+  for (const auto& kv : n) {
+    std::string name, digest;
+    if (!rd.Scalar(kv.first, "artifact name", &name)) continue;
+    if (!IsName(name, 63)) {
+      rd.Add(kv.first, "artifact name '" + name + "' must be 1-63 letters, digits, '-', '_' or '.'");
+      continue;
+    }
+    if (!rd.Scalar(kv.second, "artifacts." + name, &digest)) continue;
+    if (digest.rfind("blake2b:", 0) == 0) digest = digest.substr(8);
+    bool hex = digest.size() == 64;
+    for (char c : digest) hex = hex && ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'));
+    if (!hex) {
+      rd.Add(kv.second, "artifact '" + name + "': '" + digest +
+                            "' is not a content digest (64 lowercase hex digits, as outpostctl "
+                            "artifact push prints)");
+      continue;
+    }
+    (*out)[name] = digest;
+  }
+}
+
 void ParseTasks(Reader& rd, const YAML::Node& n, std::vector<TaskDef>* tasks) {
   if (!n.IsSequence() || n.size() == 0) {
     rd.Add(n, "'tasks' must be a non-empty list");
@@ -346,8 +374,10 @@ void ParseRoot(Problems* p, const YAML::Node& root, WorkflowDef* def) {
   Reader rd{p, ""};
   rd.KnownKeys(
       root,
-      {"name", "description", "timeout", "params", "tasks", "schedule", "concurrency", "priority"},
+      {"name", "description", "timeout", "params", "tasks", "schedule", "concurrency", "priority",
+       "artifacts"},
       "workflow");
+  if (Get(root, "artifacts")) ParseArtifacts(rd, Get(root, "artifacts"), &def->artifacts);
   if (Get(root, "schedule")) ParseSchedule(rd, Get(root, "schedule"), &def->schedule.emplace());
   if (Get(root, "concurrency")) rd.Int(Get(root, "concurrency"), "concurrency", 1, 10000, &def->concurrency);
   if (Get(root, "priority")) rd.Int(Get(root, "priority"), "priority", -1000, 1000, &def->priority);

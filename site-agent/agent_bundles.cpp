@@ -1,0 +1,469 @@
+// The agent's artifacts (fetched over the link in chunks, or carried in bundles) and
+// bundles (the two sync streams on removable media). docs/protocol.md, "Artifacts" and
+// "Bundles"; docs/operations.md, "An air-gapped site".
+//
+// A bundle from the hub goes through the same path as a BATCH of commands: entries at or
+// below the inbox watermark are skipped, a volume that starts past watermark+1 is a gap
+// (reported, nothing applied from it), the rest applied with the new watermark in one
+// write (Agent::ApplyCommands). The hub's watermark of our events trims our log as an ACK
+// would. A return bundle carries the events after what the hub acknowledged and our
+// watermark of its commands.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <spdlog/spdlog.h>
+
+#include <filesystem>
+
+#include "common/bundle.h"
+#include "common/json_fields.h"
+#include "common/trust.h"
+#include "common/ulid.h"
+#include "site-agent/agent.h"
+
+namespace outpost {
+
+using json = nlohmann::json;
+
+namespace {
+
+constexpr DurationMs kFetchStall = 10'000;   // re-ask for chunks not answered in this time
+constexpr DurationMs kFetchPause = 30'000;   // after the hub refused an artifact
+constexpr size_t kFetchWindow = 4;           // chunks in flight
+constexpr DurationMs kHousekeeping = 2'000;  // inbox scan and cache budget
+
+std::string IncHex(uint64_t v) {
+  char b[20];
+  snprintf(b, sizeof b, "%016llx", static_cast<unsigned long long>(v));
+  return b;
+}
+
+// Test-only fault switch (docs/development.md): the process kills itself with SIGKILL after
+// applying this many records of a bundle, to test imports cut by kill -9.
+long KillAfterRecords() {
+  const char* v = getenv("OUTPOST_TEST_KILL_IMPORT_AFTER");
+  return v ? std::strtol(v, nullptr, 10) : -1;
+}
+
+Status WriteAll(int fd, std::string_view bytes) {
+  size_t off = 0;
+  while (off < bytes.size()) {
+    ssize_t n = write(fd, bytes.data() + off, bytes.size() - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return Status::IoError(std::string("write the bundle: ") + strerror(errno));
+    off += static_cast<size_t>(n);
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status Agent::OpenArtifacts() {
+  OUTPOST_ASSIGN_OR_RETURN(artifacts_,
+                           ArtifactCache::Open(config_.data_dir + "/artifacts", config_.artifact_budget));
+  return Status::Ok();
+}
+
+std::set<std::string> Agent::NeededArtifacts() const {
+  std::set<std::string> need;
+  for (const auto& [name, def] : KnownWorkflows()) {
+    for (const auto& [art, digest] : def->artifacts) need.insert(digest);
+  }
+  return need;
+}
+
+void Agent::NoteArtifactCached(const std::string& digest, uint64_t size) {
+  ++counters_.artifacts_cached;
+  Event e;
+  e.time = clock_.Now();
+  e.type = static_cast<uint8_t>(EventType::kArtifactCached);
+  e.message = digest;
+  e.output = std::to_string(size);
+  pending_.events.push_back(std::move(e));
+  spdlog::info("agent.artifact_cached digest={} size={}", digest, size);
+}
+
+void Agent::ArtifactsTick() {
+  const TimeMs now = clock_.Now();
+  if (now >= housekeeping_at_) {
+    housekeeping_at_ = now + kHousekeeping;
+    // The budget: least recently used first, never what a known workflow names.
+    for (const auto& digest : artifacts_->Evict(NeededArtifacts())) {
+      ++counters_.artifacts_evicted;
+      Event e;
+      e.time = now;
+      e.type = static_cast<uint8_t>(EventType::kArtifactEvicted);
+      e.message = digest;
+      pending_.events.push_back(std::move(e));
+      spdlog::info("agent.artifact_evicted digest={} budget={}", digest, config_.artifact_budget);
+    }
+    if (!config_.inbox_dir.empty()) ScanInbox();
+  }
+  if (!session_ || !hub_ || !session_->established()) {
+    fetch_outstanding_.clear();
+    return;
+  }
+  if (!fetch_digest_.empty() && (artifacts_->Has(fetch_digest_) || !NeededArtifacts().count(fetch_digest_))) {
+    fetch_digest_.clear();
+    fetch_outstanding_.clear();
+  }
+  if (fetch_digest_.empty()) {
+    for (const auto& d : NeededArtifacts()) {
+      if (artifacts_->Has(d)) continue;
+      if (auto p = fetch_paused_.find(d); p != fetch_paused_.end() && p->second > now) continue;
+      fetch_digest_ = d;
+      auto partial = artifacts_->Partial(d);
+      fetch_size_ = partial ? partial->size : 0;
+      fetch_outstanding_.clear();
+      spdlog::info("agent.artifact_fetch digest={} resume_chunks={}", d, partial ? partial->have : 0);
+      break;
+    }
+    if (fetch_digest_.empty()) return;
+  }
+  if (!fetch_outstanding_.empty() && now - fetch_progress_at_ > kFetchStall) {
+    fetch_outstanding_.clear();  // lost on the way (a cut link): ask again from where we are
+  }
+  std::vector<uint64_t> want;
+  if (fetch_size_ == 0) {
+    if (fetch_outstanding_.empty()) want.push_back(0);  // the first answer tells the size
+  } else {
+    for (uint64_t i : artifacts_->Missing(fetch_digest_, fetch_size_, kFetchWindow * 2)) {
+      if (fetch_outstanding_.size() + want.size() >= kFetchWindow) break;
+      if (!fetch_outstanding_.count(i)) want.push_back(i);
+    }
+  }
+  for (uint64_t i : want) {
+    Message m;
+    m.t = static_cast<uint8_t>(MsgType::kArtifactGet);
+    m.digest = fetch_digest_;
+    m.seq = i;
+    if (!hub_->Send(EncodeMessage(m)).ok()) break;
+    if (fetch_outstanding_.empty()) fetch_progress_at_ = now;
+    fetch_outstanding_.insert(i);
+  }
+}
+
+void Agent::OnArtifactChunk(const Message& m) {
+  if (m.digest != fetch_digest_ || !fetch_outstanding_.count(m.seq)) return;  // stale
+  fetch_outstanding_.erase(m.seq);
+  fetch_progress_at_ = clock_.Now();
+  if (!m.message.empty()) {
+    ++counters_.artifact_errors;
+    spdlog::warn("agent.artifact_refused digest={} chunk={} reason=\"{}\"", fetch_digest_, m.seq,
+                 SafeText(m.message));
+    fetch_paused_[fetch_digest_] = clock_.Now() + kFetchPause;
+    fetch_digest_.clear();
+    fetch_outstanding_.clear();
+    return;
+  }
+  fetch_size_ = m.size;
+  ++counters_.artifact_chunks_received;
+  auto done = artifacts_->PutChunk(m.digest, m.size, m.seq, m.data);
+  if (!done.ok()) {
+    ++counters_.artifact_errors;
+    spdlog::warn("agent.artifact_chunk_failed digest={} chunk={} error=\"{}\"", m.digest, m.seq,
+                 done.status().message());
+    fetch_outstanding_.clear();
+    if (done.status().code() == Code::kResourceExhausted) {
+      fetch_paused_[m.digest] = clock_.Now() + kFetchPause;
+      fetch_digest_.clear();
+    }
+    return;
+  }
+  if (*done) {
+    NoteArtifactCached(m.digest, m.size);
+    fetch_digest_.clear();
+    fetch_outstanding_.clear();
+  }
+}
+
+json Agent::ArtifactsJson() {
+  json cached = json::array(), partial = json::object();
+  uint64_t bytes = 0;
+  auto need = NeededArtifacts();
+  for (const auto& e : artifacts_->List()) {
+    bytes += e.size;
+    cached.push_back({{"digest", e.digest},
+                      {"size", e.size},
+                      {"last_used", FormatTime(e.last_used)},
+                      {"needed", need.count(e.digest) > 0}});
+  }
+  for (const auto& [d, p] : artifacts_->Partials()) {
+    partial[d] = {{"chunks", p.chunks}, {"have", p.have}, {"size", p.size}};
+  }
+  json missing = json::array();
+  for (const auto& d : need) {
+    if (!artifacts_->Has(d)) missing.push_back(d);
+  }
+  return {{"dir", artifacts_->dir()},
+          {"budget_bytes", config_.artifact_budget},
+          {"bytes", bytes},
+          {"cached", cached},
+          {"transferring", partial},
+          {"missing", missing},
+          {"fetching", fetch_digest_},
+          {"counters",
+           {{"chunks_received", counters_.artifact_chunks_received},
+            {"errors", counters_.artifact_errors},
+            {"cached", counters_.artifacts_cached},
+            {"evicted", counters_.artifacts_evicted}}}};
+}
+
+json Agent::ImportBundle(int fd) {
+  auto refuse = [this](const std::string& why, const char* code = "invalid") {
+    ++counters_.bundle_volumes_refused;
+    spdlog::warn("agent.bundle_refused error=\"{}\"", SafeText(why));
+    return Error(why, code);
+  };
+  struct stat st;
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) return refuse("a bundle must be a regular file");
+  if (config_.hub_key.empty()) {
+    return refuse("this agent has no --hub-key: it cannot tell a bundle from its hub from a forgery",
+                  "conflict");
+  }
+  // The whole volume's framing first: a volume cut short is refused before anything.
+  {
+    BundleReader check(ReadFromFd(fd));
+    Status s = check.ReadHead();
+    if (s.ok()) s = check.CheckFraming();
+    if (!s.ok()) return refuse(s.message());
+  }
+  if (lseek(fd, 0, SEEK_SET) != 0) return refuse("the bundle file cannot be read from its start");
+  BundleReader reader(ReadFromFd(fd));
+  if (Status s = reader.ReadHead(); !s.ok()) return refuse(s.message());
+  const BundleHeader& h = reader.header();
+  if (h.kind != "down") return refuse("this is a return bundle from a site: import it at the hub");
+  if (h.to_key != keys_.public_z85) {
+    return refuse("this bundle is for site '" + SafeText(h.site, 64) + "' (key " +
+                      SafeText(h.to_key, 40) + "), not this one (" + keys_.public_z85 + ")",
+                  "forbidden");
+  }
+  if (h.from_key != config_.hub_key) {
+    return refuse("this bundle was sealed by hub key " + SafeText(h.from_key, 40) +
+                      ", not the hub this site trusts (" + config_.hub_key + ")",
+                  "forbidden");
+  }
+  const long kill_after = KillAfterRecords();
+  long done_records = 0;
+  uint64_t chunks = 0, received = 0, applied = 0, duplicates = 0, completed = 0;
+  json gap = nullptr;
+  std::string problem;
+  for (;;) {
+    BundleRecord rec;
+    auto more = reader.Next(keys_, &rec);
+    if (!more.ok()) {
+      // Records before this one were authentic and are applied; this and the rest are not.
+      problem = more.status().message();
+      ++counters_.bundle_volumes_refused;
+      break;
+    }
+    if (!*more) break;
+    if (rec.kind == BundleRecord::kChunk) {
+      ++chunks;
+      auto r = artifacts_->PutChunk(rec.digest, rec.size, rec.offset / kArtifactChunkBytes, rec.data);
+      if (!r.ok()) {
+        ++counters_.artifact_errors;
+        problem = "artifact " + rec.digest + ": " + r.status().message();
+        break;
+      }
+      if (*r) {
+        ++completed;
+        NoteArtifactCached(rec.digest, rec.size);
+      }
+    } else {
+      received += rec.entries.size();
+      const uint64_t inc = store_->log().incarnation();
+      if (rec.incarnation != 0 && rec.incarnation != inc) {
+        problem = "the commands were made for incarnation " + IncHex(rec.incarnation) +
+                  " of this site; this database is " + IncHex(inc) +
+                  " (a new one): carry a return bundle to the hub first, then export again";
+        break;
+      }
+      uint64_t seq = rec.first_seq;
+      size_t k = 0;
+      while (k < rec.entries.size() && seq + k <= down_applied_) ++k;
+      duplicates += k;
+      if (k < rec.entries.size() && seq + k > down_applied_ + 1) {
+        gap = {{"missing_from", down_applied_ + 1}, {"missing_to", seq + k - 1}};
+        break;
+      }
+      if (k < rec.entries.size()) {
+        std::vector<std::string> rest(rec.entries.begin() + k, rec.entries.end());
+        if (Status s = ApplyCommands(seq + k, rest); !s.ok()) {
+          problem = "the commands could not be stored: " + s.ToString() + " (import again later)";
+          break;
+        }
+        applied += rest.size();
+      }
+      // The hub's watermark of our events: what an ACK says.
+      auto& log = store_->log();
+      if ((rec.incarnation == inc || rec.incarnation == 0) && rec.watermark > log.acked()) {
+        if (rec.watermark > log.head()) {
+          problem = "the hub says it has events through " + std::to_string(rec.watermark) +
+                    " but this site's log ends at " + std::to_string(log.head());
+          break;
+        }
+        if (Status s = log.AckAndTrim(rec.watermark); !s.ok()) {
+          problem = "acknowledging events failed: " + s.ToString();
+          break;
+        }
+      }
+    }
+    if (kill_after >= 0 && ++done_records >= kill_after) {
+      Flush();
+      spdlog::warn("agent.test_kill_during_import records={}", done_records);
+      raise(SIGKILL);
+    }
+  }
+  ++counters_.bundle_volumes_imported;
+  json result = {{"bundle", h.id},
+                 {"volume", h.volume},
+                 {"volumes", h.volumes},
+                 {"commands", {{"received", received}, {"applied", applied}, {"duplicates", duplicates}}},
+                 {"commands_applied_through", down_applied_},
+                 {"events_acknowledged_through", store_->log().acked()},
+                 {"artifact_chunks", chunks},
+                 {"artifacts_completed", completed},
+                 {"gap", gap}};
+  Event e;
+  e.time = clock_.Now();
+  e.type = static_cast<uint8_t>(EventType::kBundleImported);
+  e.message = "bundle " + h.id + " volume " + std::to_string(h.volume) + "/" +
+              std::to_string(h.volumes) + ": " + std::to_string(applied) + " commands applied, " +
+              std::to_string(duplicates) + " already applied, " + std::to_string(chunks) +
+              " artifact chunks" + (gap.is_null() ? "" : ", gap " + gap.dump()) +
+              (problem.empty() ? "" : ", stopped: " + problem);
+  pending_.events.push_back(std::move(e));
+  Flush();
+  spdlog::info("agent.bundle_imported bundle={} volume={}/{} applied={} duplicates={} chunks={} gap={} problem=\"{}\"",
+               h.id, h.volume, h.volumes, applied, duplicates, chunks,
+               gap.is_null() ? "none" : gap.dump(), SafeText(problem));
+  if (!problem.empty()) {
+    json err = Error("bundle " + h.id + " volume " + std::to_string(h.volume) + ": " + problem);
+    err["import"] = result;
+    return err;
+  }
+  if (!gap.is_null()) {
+    json err = Error("bundle " + h.id + " volume " + std::to_string(h.volume) +
+                         " starts after a gap: this site has commands through " +
+                         std::to_string(down_applied_) + "; commands " + gap["missing_from"].dump() +
+                         ".." + gap["missing_to"].dump() +
+                         " are missing (import the bundle that holds them, or export a newer one)",
+                     "conflict");
+    err["import"] = result;
+    return err;
+  }
+  return {{"ok", true}, {"import", result}};
+}
+
+json Agent::ExportBundle(int fd) {
+  if (config_.hub_key.empty()) {
+    return Error("this agent has no --hub-key: a return bundle is sealed to the hub's key", "conflict");
+  }
+  Flush();  // what happened so far is in the log
+  const auto& log = store_->log();
+  BundleHeader h;
+  h.kind = "up";
+  h.site = config_.site;
+  h.from_key = keys_.public_z85;
+  h.to_key = config_.hub_key;
+  h.id = MakeUlid(clock_.Now(), &rng_);
+  h.created = clock_.Now();
+  h.incarnation = log.incarnation();
+  h.watermark = down_applied_;
+  std::vector<BundleRecord> records;
+  uint64_t after = log.acked();
+  do {
+    auto batch = log.ReadAfter(after, 4096, kBundleStreamBytes);
+    if (!batch.ok()) return Error(batch.status());
+    BundleRecord r;
+    r.kind = BundleRecord::kStreams;
+    r.incarnation = h.incarnation;
+    r.watermark = down_applied_;
+    r.first_seq = batch->empty() ? log.head() + 1 : batch->front().seq;
+    for (auto& rec : *batch) r.entries.push_back(std::move(rec.payload));
+    if (!batch->empty()) {
+      after = batch->back().seq;
+      if (h.first == 0) h.first = r.first_seq;
+      h.last = after;
+    }
+    records.push_back(std::move(r));
+  } while (after < log.head());
+  h.records = static_cast<uint32_t>(records.size());
+  const std::string head = EncodeBundleHead(h);
+  const std::string header_bytes = Encode(h);
+  if (Status s = WriteAll(fd, head); !s.ok()) return Error(s);
+  uint64_t bytes = head.size();
+  for (uint32_t i = 0; i < records.size(); ++i) {
+    records[i].index = i;
+    auto sealed = SealBundleRecord(std::move(records[i]), header_bytes, keys_, config_.hub_key);
+    if (!sealed.ok()) return Error(sealed.status());
+    if (Status s = WriteAll(fd, *sealed); !s.ok()) return Error(s);
+    bytes += sealed->size();
+  }
+  if (fsync(fd) != 0 && errno != EINVAL) {
+    return Error(Status::IoError(std::string("sync the bundle: ") + strerror(errno)));
+  }
+  ++counters_.bundles_exported;
+  spdlog::info("agent.bundle_exported bundle={} events={}..{} commands_applied_through={} bytes={}",
+               h.id, h.first, h.last, down_applied_, bytes);
+  return {{"ok", true},
+          {"bundle",
+           {{"id", h.id},
+            {"site", h.site},
+            {"events", {{"first", h.first}, {"last", h.last}}},
+            {"commands_applied_through", down_applied_},
+            {"bytes", bytes}}}};
+}
+
+void Agent::ScanInbox() {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  std::vector<fs::path> files;
+  for (const auto& e : fs::directory_iterator(config_.inbox_dir, ec)) {
+    if (e.is_regular_file(ec)) files.push_back(e.path());
+  }
+  std::sort(files.begin(), files.end());
+  bool imported = false;
+  for (const auto& path : files) {
+    int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) continue;
+    BundleReader peek(ReadFromFd(fd));
+    const bool ours = peek.ReadHead().ok() && peek.header().kind == "down" &&
+                      peek.header().to_key == keys_.public_z85;
+    const std::string key = ours ? peek.header().id + "/" + std::to_string(peek.header().volume) : "";
+    if (!ours || inbox_seen_.count(key)) {
+      close(fd);
+      continue;
+    }
+    lseek(fd, 0, SEEK_SET);
+    json r = ImportBundle(fd);
+    close(fd);
+    inbox_seen_.insert(key);
+    imported = true;
+    spdlog::info("agent.inbox_import file={} ok={} error=\"{}\"", path.string(), r.value("ok", false),
+                 r.contains("error") && r["error"].is_string() ? r["error"].get<std::string>() : "");
+  }
+  if (!imported || config_.hub_key.empty()) return;
+  // The answer goes back on the same media.
+  const std::string name = config_.inbox_dir + "/outpost-return-" + config_.site + "-" +
+                           MakeUlid(clock_.Now(), &rng_) + ".bundle";
+  const std::string tmp = name + ".partial";
+  int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) {
+    spdlog::warn("agent.inbox_return_failed file={} error=\"{}\"", tmp, strerror(errno));
+    return;
+  }
+  json r = ExportBundle(fd);
+  close(fd);
+  if (!r.value("ok", false) || rename(tmp.c_str(), name.c_str()) != 0) {
+    unlink(tmp.c_str());
+    spdlog::warn("agent.inbox_return_failed file={}", name);
+    return;
+  }
+  spdlog::info("agent.inbox_return file={}", name);
+}
+
+}  // namespace outpost
