@@ -484,7 +484,10 @@ json HubCore::OpBundleImport(const std::string& who, const OperatorRequest& r, H
   json result = {{"site", name}, {"bundle", h.id}, {"volume", h.volume}};
   uint64_t received = 0, applied = 0, duplicates = 0;
   json gap = nullptr;
+  size_t records_done = 0;
   for (const auto& rec : records) {
+    if (options_.after_import_record && records_done > 0) options_.after_import_record(records_done);
+    ++records_done;
     if (rec.kind != BundleRecord::kStreams) continue;
     std::string why;
     if (!AdoptIncarnation(sites_.at(name), rec.incarnation, &why)) return refuse("refused: " + why, "conflict");
@@ -526,6 +529,7 @@ json HubCore::OpBundleImport(const std::string& who, const OperatorRequest& r, H
       }
     }
   }
+  if (options_.after_import_record) options_.after_import_record(records_done);
   {
     SiteRecord copy = sites_.at(name);
     copy.up_head = std::max(copy.up_head, h.last);

@@ -27,6 +27,7 @@
 // Thread-safety: none; one driver thread.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -60,6 +61,9 @@ struct HubOptions {
   std::string trust_root;
   // The hub's CURVE keypair: bundles are boxed with it (common/bundle.h).
   CurveKeys keys;
+  // Test-only: called after each record of an imported bundle is applied (the driver
+  // kills the process there when $OUTPOST_TEST_KILL_IMPORT_AFTER says so).
+  std::function<void(size_t records_applied)> after_import_record;
 };
 
 struct HubCounters {

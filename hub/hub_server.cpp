@@ -120,6 +120,13 @@ Result<std::unique_ptr<HubServer>> HubServer::Open(const HubConfig& config, cons
   OUTPOST_ASSIGN_OR_RETURN(h->store_, RocksHubStore::Open(dir + "/db", RocksHubStore::Options{}));
   HubOptions core = config.core;
   core.keys = keys;
+  // Test-only fault switch: die by SIGKILL in the middle of a bundle import.
+  if (const char* v = getenv("OUTPOST_TEST_KILL_IMPORT_AFTER")) {
+    const long n = std::strtol(v, nullptr, 10);
+    core.after_import_record = [n](size_t done) {
+      if (n >= 0 && static_cast<long>(done) >= n) raise(SIGKILL);
+    };
+  }
   OUTPOST_ASSIGN_OR_RETURN(h->core_, HubCore::Open(h->store_.get(), clock, &h->rng_, core));
 
   OUTPOST_ASSIGN_OR_RETURN(h->ctx_, ZmqContext::Create(config.io_threads, config.max_sockets));

@@ -123,7 +123,7 @@ struct EngineOptions {
   std::function<Result<std::string>(const std::string& sealed)> open_secret;
   // The path of a verified artifact in the site's cache, or why it is not there; unset:
   // workflows with artifacts cannot run here.
-  std::function<Result<std::string>(const std::string& digest)> artifact_path;
+  std::function<Result<std::string>(const std::string& digest)> artifact_path = nullptr;
 };
 
 struct EngineCounters {
