@@ -8,6 +8,7 @@
 #include <rocksdb/env.h>
 
 #include "../common/mem_streams.h"
+#include "common/bundle.h"
 #include "common/keys.h"
 #include "common/trust.h"
 
@@ -622,6 +623,89 @@ TEST_F(HubTrustTest, ASignedStartGoesOnlyToTheSitesItNamesAndMustMatchTheRequest
   r = Op({{"op", "run.start"}, {"workflow", "deploy"}, {"request", "req-3"},
           {"signed", start({{"request", "req-3"}, {"digest", std::string(64, 'a')}})}});
   EXPECT_EQ(r["code"], "conflict") << r.dump();  // not the definition at the hub
+}
+
+// Bundles at the hub (hub/bundles.cpp): what a site's return volume may and may not do.
+class HubBundleTest : public HubCoreTest {
+ protected:
+  HubBundleTest() {
+    hub_keys_ = *GenerateCurveKeys();
+    options_.keys = hub_keys_;
+    Open();
+    site_keys_ = *GenerateCurveKeys();
+    json r = Op({{"op", "site.add"}, {"name", "ship"}, {"key", site_keys_.public_z85}});
+    EXPECT_TRUE(r["ok"].get<bool>()) << r.dump();
+  }
+
+  static std::string EventBytes(int i) {
+    Event e;
+    e.time = 1000 + i;
+    e.type = static_cast<uint8_t>(EventType::kScheduleSkipped);
+    e.message = "e" + std::to_string(i);
+    return Encode(e);
+  }
+
+  // An up volume from `from` (sealed to `to`), one streams record.
+  json Import(uint64_t incarnation, uint64_t first, int count, uint64_t watermark,
+              const CurveKeys& from, const std::string& to, const std::string& kind = "up") {
+    BundleHeader h;
+    h.kind = kind;
+    h.site = "ship";
+    h.from_key = from.public_z85;
+    h.to_key = to;
+    h.id = "B" + std::to_string(++n_);
+    h.records = 1;
+    h.incarnation = incarnation;
+    BundleRecord r;
+    r.kind = BundleRecord::kStreams;
+    r.incarnation = incarnation;
+    r.first_seq = first;
+    r.watermark = watermark;
+    for (int i = 0; i < count; ++i) r.entries.push_back(EventBytes(static_cast<int>(first) + i));
+    const std::string head = EncodeBundleHead(h);
+    auto sealed = SealBundleRecord(r, Encode(h), from, to);
+    EXPECT_TRUE(sealed.ok());
+    return Op({{"op", "bundle.import"}, {"head", ToBase64(head)}, {"records", {ToBase64(*sealed)}}});
+  }
+
+  CurveKeys hub_keys_, site_keys_;
+  int n_ = 0;
+};
+
+TEST_F(HubBundleTest, EventsApplyOnceAndAGapAppliesNothingPastIt) {
+  json r = Import(7, 1, 5, 0, site_keys_, hub_keys_.public_z85);
+  ASSERT_TRUE(r["ok"].get<bool>()) << r.dump();
+  EXPECT_EQ(r["import"]["events"]["applied"], 5);
+  r = Import(7, 3, 5, 0, site_keys_, hub_keys_.public_z85);  // 3..7: 3 known, 2 new
+  EXPECT_EQ(r["import"]["events"]["applied"], 2);
+  EXPECT_EQ(r["import"]["events"]["duplicates"], 3);
+  r = Import(7, 10, 2, 0, site_keys_, hub_keys_.public_z85);  // 8..9 never came
+  ASSERT_TRUE(r["ok"].get<bool>());
+  EXPECT_EQ(r["import"]["gap"]["missing_from"], 8);
+  EXPECT_EQ(r["import"]["gap"]["missing_to"], 9);
+  EXPECT_EQ(core_->site("ship")->up_applied, 7u);
+  EXPECT_EQ(core_->site("ship")->events_total, 7u);
+  // A watermark of commands the hub never made is refused.
+  r = Import(7, 8, 0, 99, site_keys_, hub_keys_.public_z85);
+  EXPECT_FALSE(r["ok"].get<bool>());
+}
+
+TEST_F(HubBundleTest, ForeignKeysWrongKindsAndRetiredIncarnationsAreRefused) {
+  const CurveKeys stranger = *GenerateCurveKeys();
+  json r = Import(7, 1, 2, 0, stranger, hub_keys_.public_z85);
+  EXPECT_EQ(r["code"], "forbidden") << r.dump();
+  r = Import(7, 1, 2, 0, site_keys_, stranger.public_z85);  // sealed for another hub
+  EXPECT_EQ(r["code"], "forbidden") << r.dump();
+  r = Import(7, 1, 2, 0, site_keys_, hub_keys_.public_z85, "down");
+  EXPECT_FALSE(r["ok"].get<bool>());
+  EXPECT_EQ(core_->site("ship")->events_total, 0u);
+  // The site's disk is replaced (incarnation 8): the old database's bundle is refused after.
+  ASSERT_TRUE(Import(7, 1, 2, 0, site_keys_, hub_keys_.public_z85)["ok"].get<bool>());
+  ASSERT_TRUE(Import(8, 1, 1, 0, site_keys_, hub_keys_.public_z85)["ok"].get<bool>());
+  r = Import(7, 3, 1, 0, site_keys_, hub_keys_.public_z85);
+  EXPECT_EQ(r["code"], "conflict") << r.dump();
+  EXPECT_NE(r["error"].get<std::string>().find("replaced"), std::string::npos);
+  EXPECT_GE(core_->counters().bundle_records_refused, 4u);
 }
 
 }  // namespace

@@ -109,6 +109,16 @@ std::vector<std::pair<std::string, Message>> FrameVectors() {
   Message err = Frame(MsgType::kError);
   err.message = "site 'gw-17' has been revoked";
   v.push_back({"error", err});
+  Message get = Frame(MsgType::kArtifactGet);
+  get.digest = std::string(64, 'a');
+  get.seq = 3;
+  v.push_back({"artifact_get", get});
+  Message chunk = Frame(MsgType::kArtifactChunk);
+  chunk.digest = std::string(64, 'a');
+  chunk.seq = 3;
+  chunk.size = 3145731;
+  chunk.data = std::string("\x00\x01\x02", 3);
+  v.push_back({"artifact_chunk", chunk});
   return v;
 }
 
