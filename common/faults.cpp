@@ -9,7 +9,7 @@ const Faults& Faults::None() {
 
 const std::vector<std::string>& Faults::Names() {
   static const std::vector<std::string> names = {"ack-before-durable", "forget-watermark",
-                                                 "apply-gaps"};
+                                                 "apply-gaps", "bundle-replay"};
   return names;
 }
 
@@ -22,6 +22,8 @@ Result<Faults> Faults::Parse(const std::string& name) {
     f.forget_watermark = true;
   } else if (name == "apply-gaps") {
     f.apply_gaps = true;
+  } else if (name == "bundle-replay") {
+    f.bundle_replay = true;
   } else {
     return Status::InvalidArgument("unknown fault '" + name + "'");
   }

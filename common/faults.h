@@ -23,9 +23,11 @@ struct Faults {
   bool forget_watermark = false;
   // Sync session: apply a batch that starts past the watermark as if it were next.
   bool apply_gaps = false;
+  // Hub: apply a return bundle's events from its first entry, ignoring the watermark.
+  bool bundle_replay = false;
 
   static const Faults& None();
-  // "ack-before-durable", "forget-watermark", "apply-gaps"; "none" for no fault.
+  // "ack-before-durable", "forget-watermark", "apply-gaps", "bundle-replay"; "none".
   static Result<Faults> Parse(const std::string& name);
   static const std::vector<std::string>& Names();
 };

@@ -145,6 +145,9 @@ int main(int argc, char** argv) {
                                 {"requests", r.requests}, {"requests_refused", r.requests_refused},
                                 {"agent_crashes", r.agent_crashes}, {"hub_crashes", r.hub_crashes},
                                 {"resets", r.resets}, {"convergence_ms", r.convergence_ms},
+                                {"bundles", {{"carried", r.bundles_carried}, {"lost", r.bundles_lost},
+                                             {"imported", r.bundles_imported},
+                                             {"commands_applied", r.bundle_commands_applied}}},
                                 {"trace_hash", hash}, {"ok", r.ok()}, {"invariants", inv},
                                 {"replay", replay}}
                      .dump(2)
@@ -166,6 +169,13 @@ int main(int argc, char** argv) {
            static_cast<unsigned long long>(r.requests),
            static_cast<unsigned long long>(r.requests_refused),
            static_cast<unsigned long long>(r.commands));
+    if (r.bundles_carried > 0) {
+      printf("couriers   %llu volumes carried (%llu lost), %llu deliveries, %llu commands applied from them\n",
+             static_cast<unsigned long long>(r.bundles_carried),
+             static_cast<unsigned long long>(r.bundles_lost),
+             static_cast<unsigned long long>(r.bundles_imported),
+             static_cast<unsigned long long>(r.bundle_commands_applied));
+    }
     printf("wire       %llu events; %llu frames (%llu lost); %llu bytes, %.1f bytes per event\n",
            static_cast<unsigned long long>(r.events), static_cast<unsigned long long>(r.frames),
            static_cast<unsigned long long>(r.frames_dropped),

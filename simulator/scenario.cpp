@@ -111,7 +111,7 @@ class Parser {
                                  {"name", "seed", "duration", "converge_within", "sync", "sites",
                                   "workflows", "local_runs", "requests", "duplicate_requests",
                                   "network", "partitions", "hub_outages", "flapping", "crashes",
-                                  "clock_skew", "max_parallel"},
+                                  "clock_skew", "max_parallel", "couriers"},
                                  "the scenario"));
     OUTPOST_RETURN_IF_ERROR(Scalar(root, "name", &s.name));
     OUTPOST_RETURN_IF_ERROR(Scalar(root, "seed", &s.seed));
@@ -186,6 +186,23 @@ class Parser {
     OUTPOST_RETURN_IF_ERROR(Windows(root, "partitions", &s.partitions));
     OUTPOST_RETURN_IF_ERROR(Windows(root, "hub_outages", &s.hub_outages));
     OUTPOST_RETURN_IF_ERROR(Windows(root, "flapping", &s.flapping));
+    if (root["couriers"]) {
+      if (!root["couriers"].IsSequence()) return Error(root["couriers"], "couriers: a list");
+      for (const auto& c : root["couriers"]) {
+        OUTPOST_RETURN_IF_ERROR(Keys(c, {"sites", "every", "delay", "loss", "duplicate"}, "couriers"));
+        CourierSpec cs;
+        OUTPOST_RETURN_IF_ERROR(Scalar(c, "sites", &cs.sites));
+        OUTPOST_RETURN_IF_ERROR(Duration(c, "every", &cs.every));
+        OUTPOST_RETURN_IF_ERROR(Duration(c, "delay", &cs.delay));
+        OUTPOST_RETURN_IF_ERROR(Scalar(c, "loss", &cs.loss));
+        OUTPOST_RETURN_IF_ERROR(Scalar(c, "duplicate", &cs.duplicate));
+        if (cs.every <= 0 || cs.delay < 0 || cs.loss < 0 || cs.loss > 0.9 || cs.duplicate < 0 ||
+            cs.duplicate > 1) {
+          return Error(c, "a courier needs every > 0, delay >= 0, loss 0-0.9, duplicate 0-1");
+        }
+        s.couriers.push_back(cs);
+      }
+    }
     if (root["crashes"]) {
       OUTPOST_RETURN_IF_ERROR(Keys(root["crashes"], {"agents", "hub"}, "crashes"));
       OUTPOST_RETURN_IF_ERROR(Crash(root["crashes"], "agents", &s.agent_crashes));

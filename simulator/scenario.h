@@ -52,6 +52,18 @@ struct Window {
   DurationMs period = 0;           // flapping: down for period/2, up for period/2
 };
 
+// Bundles carried on media between the hub and some sites (docs/simulator.md): every
+// `every` (on average) a courier takes the hub's bundle for each such site and the site's
+// return bundle; each arrives after `delay` (uniformly 0.5x-1.5x, so they overtake each
+// other), is lost with probability `loss` and delivered twice with `duplicate`.
+struct CourierSpec {
+  std::string sites = "all";
+  DurationMs every = 600'000;
+  DurationMs delay = 1'800'000;
+  double loss = 0;
+  double duplicate = 0;
+};
+
 struct CrashSpec {
   DurationMs every = 0;  // mean time between crashes (0: none)
   DurationMs down = 0;   // how long it stays down
@@ -73,6 +85,7 @@ struct Scenario {
   std::vector<Window> partitions;
   std::vector<Window> hub_outages;
   std::vector<Window> flapping;
+  std::vector<CourierSpec> couriers;
   CrashSpec agent_crashes;
   CrashSpec hub_crashes;
   DurationMs max_clock_skew = 0;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 
+#include "simulator/courier.h"
 #include "simulator/event_queue.h"
 #include "simulator/invariants.h"
 #include "simulator/network.h"
@@ -16,8 +17,9 @@ Result<Mutation> ParseMutation(const std::string& n) {
   if (n == "ack-before-durable") return Mutation::kAckBeforeDurable;
   if (n == "apply-gaps") return Mutation::kApplyGaps;
   if (n == "forget-watermark") return Mutation::kForgetWatermark;
+  if (n == "bundle-replay") return Mutation::kBundleReplay;
   return Status::InvalidArgument("unknown mutation '" + n +
-                                 "' (ack-before-durable, apply-gaps, forget-watermark)");
+                                 "' (ack-before-durable, apply-gaps, forget-watermark, bundle-replay)");
 }
 
 const char* MutationName(Mutation m) {
@@ -30,6 +32,8 @@ const char* MutationName(Mutation m) {
       return "apply-gaps";
     case Mutation::kForgetWatermark:
       return "forget-watermark";
+    case Mutation::kBundleReplay:
+      return "bundle-replay";
   }
   return "?";
 }
@@ -51,6 +55,8 @@ Simulation::Simulation(Scenario scenario, Options options)
   world_->set_network(net_.get());
   workload_ = std::make_unique<Workload>(sc_, queue_.get(), &rng_, &report_, world_.get(),
                                          net_.get(), invariants_.get());
+  couriers_ = std::make_unique<Couriers>(sc_, world_.get(), net_.get(), queue_.get(), &rng_,
+                                         &report_, invariants_.get());
 }
 
 Simulation::~Simulation() = default;
@@ -93,6 +99,9 @@ void Simulation::BuildFleet() {
                                   : 0;
       SimSite& s = world_->AddSite(g.prefix + "-" + std::to_string(i), g.labels, skew, rng_.Next());
       s.incarnation = rng_.Next() | 1;
+      // Sites a courier serves need real keys (bundles are sealed); others keep the
+      // scenario's draws as they were.
+      if (!sc_.couriers.empty()) s.keys = World::SeededKeys(&rng_);
       net_->AddSite(s);
       workload_->Enroll(s);
     }
@@ -109,6 +118,7 @@ bool Simulation::StartSite(SimSite& s, TimeMs t0, TimeMs end) {
   net_->ScheduleFirstConnect(s, t0);
   workload_->ScheduleLocalRuns(s, t0, end);
   world_->ScheduleCrashes(s, t0, end);
+  couriers_->Schedule(s, t0, end);
   net_->ScheduleResets(s, t0, end);
   return true;
 }

@@ -28,11 +28,12 @@ class EventQueue;
 class Invariants;
 class SimNetwork;
 class Workload;
+class Couriers;
 class World;
 struct SimSite;
 
 // Protocol mutations the simulator must catch (the mutation check).
-enum class Mutation { kNone, kAckBeforeDurable, kApplyGaps, kForgetWatermark };
+enum class Mutation { kNone, kAckBeforeDurable, kApplyGaps, kForgetWatermark, kBundleReplay };
 Result<Mutation> ParseMutation(const std::string& name);
 const char* MutationName(Mutation m);
 
@@ -69,6 +70,10 @@ struct Report {
   uint64_t agent_crashes = 0;
   uint64_t hub_crashes = 0;
   uint64_t resets = 0;
+  uint64_t bundles_carried = 0;   // volumes a courier took (scenario couriers)
+  uint64_t bundles_lost = 0;
+  uint64_t bundles_imported = 0;  // deliveries, duplicates included
+  uint64_t bundle_commands_applied = 0;
   TimeMs convergence_ms = -1;  // after the last heal; -1: did not converge
   uint64_t trace_hash = 0;
   std::vector<InvariantResult> invariants;
@@ -104,6 +109,7 @@ class Simulation {
   std::unique_ptr<World> world_;
   std::unique_ptr<SimNetwork> net_;
   std::unique_ptr<Workload> workload_;
+  std::unique_ptr<Couriers> couriers_;
 };
 
 }  // namespace outpost::sim

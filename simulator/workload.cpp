@@ -58,7 +58,7 @@ Workload::Workload(const Scenario& scenario, EventQueue* queue, Rng* rng, Report
 void Workload::Enroll(const SimSite& s) {
   HubOutput out;
   json r = world_->hub().OnOperator(
-      "sim", {{"op", "site.add"}, {"name", s.name}, {"key", SimKey(rng_)}, {"labels", s.labels}},
+      "sim", {{"op", "site.add"}, {"name", s.name}, {"key", s.keys.public_z85.empty() ? SimKey(rng_) : s.keys.public_z85}, {"labels", s.labels}},
       &out);
   if (!r.value("ok", false)) {
     invariants_->Violation("no store errors", "enroll " + s.name + ": " + r.dump());

@@ -1,5 +1,10 @@
 #include "simulator/world.h"
 
+#include <sodium.h>
+#include <zmq.h>
+
+#include <cstring>
+
 #include "common/protocol/command.h"
 #include "common/ulid.h"
 #include "common/workflow/workflow.h"
@@ -58,7 +63,24 @@ World::World(const Scenario& scenario, Options options, EventQueue* queue, Rng* 
       report_(report),
       invariants_(invariants),
       hub_rng_(options.seed ^ 0x9e3779b97f4a7c15ULL),
-      env_(rocksdb::NewMemEnv(rocksdb::Env::Default())) {}
+      env_(rocksdb::NewMemEnv(rocksdb::Env::Default())) {
+  Rng keys_rng(options.seed ^ 0x5bd1e995ULL);
+  hub_keys_ = SeededKeys(&keys_rng);
+}
+
+CurveKeys World::SeededKeys(Rng* rng) {
+  unsigned char seed[crypto_box_SEEDBYTES], pk[crypto_box_PUBLICKEYBYTES], sk[crypto_box_SECRETKEYBYTES];
+  for (size_t i = 0; i < sizeof seed; i += 8) {
+    const uint64_t v = rng->Next();
+    memcpy(seed + i, &v, std::min<size_t>(8, sizeof seed - i));
+  }
+  if (sodium_init() < 0) abort();
+  crypto_box_seed_keypair(pk, sk, seed);
+  char pz[41], sz[41];
+  zmq_z85_encode(pz, pk, 32);
+  zmq_z85_encode(sz, sk, 32);
+  return {pz, sz};
+}
 
 World::~World() {
   hub_.reset();
@@ -310,11 +332,13 @@ Status World::OpenHub() {
   OUTPOST_ASSIGN_OR_RETURN(hub_store_, RocksHubStore::Open("/hub", so));
   HubOptions ho;
   ho.sync = sc_.sync;
+  ho.keys = hub_keys_;
   // The planted bug of the mutation check, if any (common/faults.h): only the hub has them.
   Faults faults;
   faults.apply_gaps = opt_.mutation == Mutation::kApplyGaps;
   faults.ack_before_durable = opt_.mutation == Mutation::kAckBeforeDurable;
   faults.forget_watermark = opt_.mutation == Mutation::kForgetWatermark;
+  faults.bundle_replay = opt_.mutation == Mutation::kBundleReplay;
   OUTPOST_ASSIGN_OR_RETURN(hub_, HubCore::Open(hub_store_.get(), queue_->clock(), &hub_rng_, ho,
                                                faults));
   hub_alive_ = true;

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "common/clock.h"
+#include "common/keys.h"
 #include "common/random.h"
 #include "hub/hub_core.h"
 #include "simulator/event_queue.h"
@@ -59,6 +60,7 @@ struct SimSite {
   SkewedClock clock;
   Rng rng;
   uint64_t incarnation = 0;
+  CurveKeys keys;  // the site's CURVE keypair (bundles are sealed with it)
 
   // The agent; everything from `store` on is lost in a crash and rebuilt by OpenSite.
   bool alive = false;
@@ -122,6 +124,9 @@ class World {
   // The scenario's hub outages and hub crashes, until `end`.
   void ScheduleHubFaults(TimeMs t0, TimeMs end);
   bool hub_alive() const { return hub_alive_; }
+  const std::string& hub_public_key() const { return hub_keys_.public_z85; }
+  // A keypair from the simulation's seed (replays the same).
+  static CurveKeys SeededKeys(Rng* rng);
   HubCore& hub() { return *hub_; }  // only while hub_alive()
   const HubCore& hub() const { return *hub_; }
   const HubStore& hub_store() const { return *hub_store_; }
@@ -165,6 +170,7 @@ class World {
   bool hub_alive_ = false;
   bool hub_ticker_ = false;
   bool healed_ = false;
+  CurveKeys hub_keys_;
 };
 
 }  // namespace outpost::sim

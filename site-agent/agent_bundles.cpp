@@ -22,6 +22,7 @@
 #include "common/trust.h"
 #include "common/ulid.h"
 #include "site-agent/agent.h"
+#include "site-agent/site_bundles.h"
 
 namespace outpost {
 
@@ -33,12 +34,6 @@ constexpr DurationMs kFetchStall = 10'000;   // re-ask for chunks not answered i
 constexpr DurationMs kFetchPause = 30'000;   // after the hub refused an artifact
 constexpr size_t kFetchWindow = 4;           // chunks in flight
 constexpr DurationMs kHousekeeping = 2'000;  // inbox scan and cache budget
-
-std::string IncHex(uint64_t v) {
-  char b[20];
-  snprintf(b, sizeof b, "%016llx", static_cast<unsigned long long>(v));
-  return b;
-}
 
 // Test-only fault switch (docs/development.md): the process kills itself with SIGKILL after
 // applying this many records of a bundle, to test imports cut by kill -9.
@@ -212,144 +207,86 @@ json Agent::ArtifactsJson() {
 }
 
 json Agent::ImportBundle(int fd) {
-  auto refuse = [this](const std::string& why, const char* code = "invalid") {
+  auto refuse = [this](const Status& why) {
     ++counters_.bundle_volumes_refused;
-    spdlog::warn("agent.bundle_refused error=\"{}\"", SafeText(why));
-    return Error(why, code);
+    spdlog::warn("agent.bundle_refused error=\"{}\"", SafeText(why.message()));
+    return Error(why);
   };
   struct stat st;
-  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) return refuse("a bundle must be a regular file");
-  if (config_.hub_key.empty()) {
-    return refuse("this agent has no --hub-key: it cannot tell a bundle from its hub from a forgery",
-                  "conflict");
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    return refuse(Status::InvalidArgument("a bundle must be a regular file"));
   }
   // The whole volume's framing first: a volume cut short is refused before anything.
   {
     BundleReader check(ReadFromFd(fd));
     Status s = check.ReadHead();
     if (s.ok()) s = check.CheckFraming();
-    if (!s.ok()) return refuse(s.message());
+    if (!s.ok()) return refuse(s);
   }
-  if (lseek(fd, 0, SEEK_SET) != 0) return refuse("the bundle file cannot be read from its start");
+  if (lseek(fd, 0, SEEK_SET) != 0) {
+    return refuse(Status::IoError("the bundle file cannot be read from its start"));
+  }
   BundleReader reader(ReadFromFd(fd));
-  if (Status s = reader.ReadHead(); !s.ok()) return refuse(s.message());
+  if (Status s = reader.ReadHead(); !s.ok()) return refuse(s);
   const BundleHeader& h = reader.header();
-  if (h.kind != "down") return refuse("this is a return bundle from a site: import it at the hub");
-  if (h.to_key != keys_.public_z85) {
-    return refuse("this bundle is for site '" + SafeText(h.site, 64) + "' (key " +
-                      SafeText(h.to_key, 40) + "), not this one (" + keys_.public_z85 + ")",
-                  "forbidden");
-  }
-  if (h.from_key != config_.hub_key) {
-    return refuse("this bundle was sealed by hub key " + SafeText(h.from_key, 40) +
-                      ", not the hub this site trusts (" + config_.hub_key + ")",
-                  "forbidden");
-  }
-  const long kill_after = KillAfterRecords();
-  long done_records = 0;
-  uint64_t chunks = 0, received = 0, applied = 0, duplicates = 0, completed = 0;
-  json gap = nullptr;
-  std::string problem;
-  for (;;) {
-    BundleRecord rec;
-    auto more = reader.Next(keys_, &rec);
-    if (!more.ok()) {
-      // Records before this one were authentic and are applied; this and the rest are not.
-      problem = more.status().message();
-      ++counters_.bundle_volumes_refused;
-      break;
-    }
-    if (!*more) break;
-    if (rec.kind == BundleRecord::kChunk) {
-      ++chunks;
-      auto r = artifacts_->PutChunk(rec.digest, rec.size, rec.offset / kArtifactChunkBytes, rec.data);
-      if (!r.ok()) {
-        ++counters_.artifact_errors;
-        problem = "artifact " + rec.digest + ": " + r.status().message();
-        break;
-      }
-      if (*r) {
-        ++completed;
-        NoteArtifactCached(rec.digest, rec.size);
-      }
-    } else {
-      received += rec.entries.size();
-      const uint64_t inc = store_->log().incarnation();
-      if (rec.incarnation != 0 && rec.incarnation != inc) {
-        problem = "the commands were made for incarnation " + IncHex(rec.incarnation) +
-                  " of this site; this database is " + IncHex(inc) +
-                  " (a new one): carry a return bundle to the hub first, then export again";
-        break;
-      }
-      uint64_t seq = rec.first_seq;
-      size_t k = 0;
-      while (k < rec.entries.size() && seq + k <= down_applied_) ++k;
-      duplicates += k;
-      if (k < rec.entries.size() && seq + k > down_applied_ + 1) {
-        gap = {{"missing_from", down_applied_ + 1}, {"missing_to", seq + k - 1}};
-        break;
-      }
-      if (k < rec.entries.size()) {
-        std::vector<std::string> rest(rec.entries.begin() + k, rec.entries.end());
-        if (Status s = ApplyCommands(seq + k, rest); !s.ok()) {
-          problem = "the commands could not be stored: " + s.ToString() + " (import again later)";
-          break;
-        }
-        applied += rest.size();
-      }
-      // The hub's watermark of our events: what an ACK says.
-      auto& log = store_->log();
-      if ((rec.incarnation == inc || rec.incarnation == 0) && rec.watermark > log.acked()) {
-        if (rec.watermark > log.head()) {
-          problem = "the hub says it has events through " + std::to_string(rec.watermark) +
-                    " but this site's log ends at " + std::to_string(log.head());
-          break;
-        }
-        if (Status s = log.AckAndTrim(rec.watermark); !s.ok()) {
-          problem = "acknowledging events failed: " + s.ToString();
-          break;
-        }
-      }
-    }
-    if (kill_after >= 0 && ++done_records >= kill_after) {
+  if (Status s = CheckDownHeader(h, keys_.public_z85, config_.hub_key); !s.ok()) return refuse(s);
+  SiteBundleHooks hooks;
+  hooks.incarnation = store_->log().incarnation();
+  hooks.down_applied = [this] { return down_applied_; };
+  hooks.apply_commands = [this](uint64_t first, const std::vector<std::string>& entries) {
+    return ApplyCommands(first, entries);
+  };
+  hooks.log_head = [this] { return store_->log().head(); };
+  hooks.log_acked = [this] { return store_->log().acked(); };
+  hooks.ack_events = [this](uint64_t seq) { return store_->log().AckAndTrim(seq); };
+  hooks.put_chunk = [this](const BundleRecord& r) {
+    return artifacts_->PutChunk(r.digest, r.size, r.offset / kArtifactChunkBytes, r.data);
+  };
+  if (const long kill_after = KillAfterRecords(); kill_after >= 0) {
+    hooks.after_record = [this, kill_after](size_t done) {
+      if (static_cast<long>(done) < kill_after) return;
       Flush();
-      spdlog::warn("agent.test_kill_during_import records={}", done_records);
+      spdlog::warn("agent.test_kill_during_import records={}", done);
       raise(SIGKILL);
-    }
+    };
   }
+  SiteImport r = ImportDownVolume(reader, keys_, hooks);
+  for (const auto& [digest, size] : r.completed) NoteArtifactCached(digest, size);
+  if (!r.problem.empty()) ++counters_.bundle_volumes_refused;
   ++counters_.bundle_volumes_imported;
+  json gap = r.gap ? json{{"missing_from", r.gap->first}, {"missing_to", r.gap->second}} : json(nullptr);
   json result = {{"bundle", h.id},
                  {"volume", h.volume},
                  {"volumes", h.volumes},
-                 {"commands", {{"received", received}, {"applied", applied}, {"duplicates", duplicates}}},
+                 {"commands", {{"received", r.received}, {"applied", r.applied}, {"duplicates", r.duplicates}}},
                  {"commands_applied_through", down_applied_},
                  {"events_acknowledged_through", store_->log().acked()},
-                 {"artifact_chunks", chunks},
-                 {"artifacts_completed", completed},
+                 {"artifact_chunks", r.chunks},
+                 {"artifacts_completed", r.completed.size()},
                  {"gap", gap}};
   Event e;
   e.time = clock_.Now();
   e.type = static_cast<uint8_t>(EventType::kBundleImported);
   e.message = "bundle " + h.id + " volume " + std::to_string(h.volume) + "/" +
-              std::to_string(h.volumes) + ": " + std::to_string(applied) + " commands applied, " +
-              std::to_string(duplicates) + " already applied, " + std::to_string(chunks) +
+              std::to_string(h.volumes) + ": " + std::to_string(r.applied) + " commands applied, " +
+              std::to_string(r.duplicates) + " already applied, " + std::to_string(r.chunks) +
               " artifact chunks" + (gap.is_null() ? "" : ", gap " + gap.dump()) +
-              (problem.empty() ? "" : ", stopped: " + problem);
+              (r.problem.empty() ? "" : ", stopped: " + r.problem);
   pending_.events.push_back(std::move(e));
   Flush();
   spdlog::info("agent.bundle_imported bundle={} volume={}/{} applied={} duplicates={} chunks={} gap={} problem=\"{}\"",
-               h.id, h.volume, h.volumes, applied, duplicates, chunks,
-               gap.is_null() ? "none" : gap.dump(), SafeText(problem));
-  if (!problem.empty()) {
-    json err = Error("bundle " + h.id + " volume " + std::to_string(h.volume) + ": " + problem);
+               h.id, h.volume, h.volumes, r.applied, r.duplicates, r.chunks,
+               gap.is_null() ? "none" : gap.dump(), SafeText(r.problem));
+  const std::string where = "bundle " + h.id + " volume " + std::to_string(h.volume) + ": ";
+  if (!r.problem.empty()) {
+    json err = Error(where + r.problem);
     err["import"] = result;
     return err;
   }
-  if (!gap.is_null()) {
-    json err = Error("bundle " + h.id + " volume " + std::to_string(h.volume) +
-                         " starts after a gap: this site has commands through " +
-                         std::to_string(down_applied_) + "; commands " + gap["missing_from"].dump() +
-                         ".." + gap["missing_to"].dump() +
+  if (r.gap) {
+    json err = Error(where + "starts after a gap: this site has commands through " +
+                         std::to_string(down_applied_) + "; commands " + std::to_string(r.gap->first) +
+                         ".." + std::to_string(r.gap->second) +
                          " are missing (import the bundle that holds them, or export a newer one)",
                      "conflict");
     err["import"] = result;
@@ -363,59 +300,24 @@ json Agent::ExportBundle(int fd) {
     return Error("this agent has no --hub-key: a return bundle is sealed to the hub's key", "conflict");
   }
   Flush();  // what happened so far is in the log
-  const auto& log = store_->log();
   BundleHeader h;
-  h.kind = "up";
-  h.site = config_.site;
-  h.from_key = keys_.public_z85;
-  h.to_key = config_.hub_key;
-  h.id = MakeUlid(clock_.Now(), &rng_);
-  h.created = clock_.Now();
-  h.incarnation = log.incarnation();
-  h.watermark = down_applied_;
-  std::vector<BundleRecord> records;
-  uint64_t after = log.acked();
-  do {
-    auto batch = log.ReadAfter(after, 4096, kBundleStreamBytes);
-    if (!batch.ok()) return Error(batch.status());
-    BundleRecord r;
-    r.kind = BundleRecord::kStreams;
-    r.incarnation = h.incarnation;
-    r.watermark = down_applied_;
-    r.first_seq = batch->empty() ? log.head() + 1 : batch->front().seq;
-    for (auto& rec : *batch) r.entries.push_back(std::move(rec.payload));
-    if (!batch->empty()) {
-      after = batch->back().seq;
-      if (h.first == 0) h.first = r.first_seq;
-      h.last = after;
-    }
-    records.push_back(std::move(r));
-  } while (after < log.head());
-  h.records = static_cast<uint32_t>(records.size());
-  const std::string head = EncodeBundleHead(h);
-  const std::string header_bytes = Encode(h);
-  if (Status s = WriteAll(fd, head); !s.ok()) return Error(s);
-  uint64_t bytes = head.size();
-  for (uint32_t i = 0; i < records.size(); ++i) {
-    records[i].index = i;
-    auto sealed = SealBundleRecord(std::move(records[i]), header_bytes, keys_, config_.hub_key);
-    if (!sealed.ok()) return Error(sealed.status());
-    if (Status s = WriteAll(fd, *sealed); !s.ok()) return Error(s);
-    bytes += sealed->size();
-  }
+  auto bytes = ExportUpVolume(store_->log(), down_applied_, keys_, config_.hub_key, config_.site,
+                              MakeUlid(clock_.Now(), &rng_), clock_.Now(), &h);
+  if (!bytes.ok()) return Error(bytes.status());
+  if (Status s = WriteAll(fd, *bytes); !s.ok()) return Error(s);
   if (fsync(fd) != 0 && errno != EINVAL) {
     return Error(Status::IoError(std::string("sync the bundle: ") + strerror(errno)));
   }
   ++counters_.bundles_exported;
   spdlog::info("agent.bundle_exported bundle={} events={}..{} commands_applied_through={} bytes={}",
-               h.id, h.first, h.last, down_applied_, bytes);
+               h.id, h.first, h.last, down_applied_, bytes->size());
   return {{"ok", true},
           {"bundle",
            {{"id", h.id},
             {"site", h.site},
             {"events", {{"first", h.first}, {"last", h.last}}},
             {"commands_applied_through", down_applied_},
-            {"bytes", bytes}}}};
+            {"bytes", bytes->size()}}}};
 }
 
 void Agent::ScanInbox() {
