@@ -430,6 +430,11 @@ std::map<std::string, std::shared_ptr<const WorkflowDef>> Agent::KnownWorkflows(
 
 void Agent::SyncSchedules() {
   auto all = KnownWorkflows();
+  // The artifacts the known workflows name, kept for the fetcher and the cache budget.
+  needed_artifacts_.clear();
+  for (const auto& [name, def] : all) {
+    for (const auto& [art, digest] : def->artifacts) needed_artifacts_.insert(digest);
+  }
   for (auto it = scheduled_hash_.begin(); it != scheduled_hash_.end();) {
     auto d = all.find(it->first);
     if (d == all.end() || !d->second->schedule) {

@@ -156,7 +156,8 @@ class Agent {
   nlohmann::json SyncJson() const;
   // Artifacts and bundles (site-agent/agent_bundles.cpp).
   Status OpenArtifacts();
-  std::set<std::string> NeededArtifacts() const;  // digests the known workflows name
+  // Digests the known workflows name (kept by SyncSchedules, which runs on every change).
+  const std::set<std::string>& NeededArtifacts() const;
   void ArtifactsTick();
   void OnArtifactChunk(const Message& m);
   void NoteArtifactCached(const std::string& digest, uint64_t size);
@@ -236,6 +237,7 @@ class Agent {
   std::map<std::string, TimeMs> fetch_paused_;  // digest -> retry after (the hub refused)
   TimeMs housekeeping_at_ = 0;
   std::set<std::string> inbox_seen_;  // "id/volume" imported from the inbox
+  std::set<std::string> needed_artifacts_;
 };
 
 // The downstream stream: hub commands, applied with the inbox watermark in one write.

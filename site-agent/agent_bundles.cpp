@@ -32,7 +32,7 @@ namespace {
 
 constexpr DurationMs kFetchStall = 10'000;   // re-ask for chunks not answered in this time
 constexpr DurationMs kFetchPause = 30'000;   // after the hub refused an artifact
-constexpr size_t kFetchWindow = 4;           // chunks in flight
+constexpr size_t kFetchWindow = 8;           // chunks in flight
 constexpr DurationMs kHousekeeping = 2'000;  // inbox scan and cache budget
 
 // Test-only fault switch (docs/development.md): the process kills itself with SIGKILL after
@@ -61,13 +61,7 @@ Status Agent::OpenArtifacts() {
   return Status::Ok();
 }
 
-std::set<std::string> Agent::NeededArtifacts() const {
-  std::set<std::string> need;
-  for (const auto& [name, def] : KnownWorkflows()) {
-    for (const auto& [art, digest] : def->artifacts) need.insert(digest);
-  }
-  return need;
-}
+const std::set<std::string>& Agent::NeededArtifacts() const { return needed_artifacts_; }
 
 void Agent::NoteArtifactCached(const std::string& digest, uint64_t size) {
   ++counters_.artifacts_cached;
@@ -251,6 +245,9 @@ json Agent::ImportBundle(int fd) {
     };
   }
   SiteImport r = ImportDownVolume(reader, keys_, hooks);
+  if (Status s = artifacts_->Flush(); !s.ok()) {
+    spdlog::warn("agent.artifact_flush_failed error=\"{}\"", s.ToString());
+  }
   for (const auto& [digest, size] : r.completed) NoteArtifactCached(digest, size);
   if (!r.problem.empty()) ++counters_.bundle_volumes_refused;
   ++counters_.bundle_volumes_imported;

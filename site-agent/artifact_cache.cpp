@@ -197,16 +197,23 @@ Result<bool> ArtifactCache::PutChunk(const std::string& digest, uint64_t size, u
     }
     off += static_cast<size_t>(n);
   }
-  if (fdatasync(fd) != 0) {
-    Status s = Errno("sync " + data_path);
-    close(fd);
-    return s;
+  p->have[index] = '1';
+  const bool complete = std::find(p->have.begin(), p->have.end(), '0') == p->have.end();
+  // The marks are made durable every kMarkEvery chunks (after the data they name is
+  // synced): a crash costs at most that many chunks fetched again, never the transfer.
+  if (complete || ++p->unmarked >= kMarkEvery) {
+    if (fdatasync(fd) != 0) {
+      Status s = Errno("sync " + data_path);
+      close(fd);
+      p->have[index] = '0';
+      return s;
+    }
   }
   close(fd);
-  p->have[index] = '1';
-  if (std::find(p->have.begin(), p->have.end(), '0') != p->have.end()) {
-    Status s = WriteAtomic(dir_ + "/partial/" + digest + ".have",
-                           std::to_string(size) + "\n" + p->have);
+  if (!complete) {
+    if (p->unmarked < kMarkEvery) return false;
+    p->unmarked = 0;
+    Status s = WriteAtomic(dir_ + "/partial/" + digest + ".have", std::to_string(size) + "\n" + p->have);
     if (!s.ok()) {
       p->have[index] = '0';
       return s;
@@ -253,6 +260,23 @@ Status ArtifactCache::Complete(const std::string& digest, Part* p) {
   DropPart(digest);
   return Status::Ok();
 }
+
+Status ArtifactCache::Flush() {
+  Status first;
+  for (auto& [digest, p] : parts_) {
+    if (p.unmarked == 0) continue;
+    const std::string data_path = dir_ + "/partial/" + digest + ".data";
+    int fd = open(data_path.c_str(), O_WRONLY | O_CLOEXEC);
+    Status s = fd >= 0 && fdatasync(fd) == 0 ? Status::Ok() : Errno("sync " + data_path);
+    if (fd >= 0) close(fd);
+    if (s.ok()) s = WriteAtomic(dir_ + "/partial/" + digest + ".have", std::to_string(p.size) + "\n" + p.have);
+    if (s.ok()) p.unmarked = 0;
+    if (!s.ok() && first.ok()) first = s;
+  }
+  return first;
+}
+
+ArtifactCache::~ArtifactCache() { Flush().IgnoreError(); }
 
 void ArtifactCache::DropPart(const std::string& digest) {
   parts_.erase(digest);

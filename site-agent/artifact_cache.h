@@ -6,8 +6,8 @@
 //   partial/DIGEST.have    which chunks of it are durable (one '0'/'1' per chunk)
 // Chunks arrive in any order (over the link from where a transfer stopped, or from bundle
 // volumes carried in any order); a chunk's bytes are synced before the .have file that
-// names it is replaced, so after a crash a chunk is either marked and on disk or fetched
-// again — a cut transfer resumes, never from zero. The last chunk completes the file: it
+// names it is replaced (every few chunks), so after a crash a chunk is either marked and
+// on disk or fetched again — a cut transfer resumes, never from zero. The last chunk completes the file: it
 // is hashed whole and moved into place only if it is the digest, else thrown away.
 //
 // Budget: Evict removes the least recently used complete files (Use() refreshes) until
@@ -61,13 +61,19 @@ class ArtifactCache {
   std::vector<Entry> List() const;
   std::vector<std::string> Evict(const std::set<std::string>& keep);
   uint64_t bytes() const;
+  // Makes every chunk received so far durable and marked (after a bundle volume, at
+  // shutdown; the destructor does it too).
+  Status Flush();
+  ~ArtifactCache();
   uint64_t budget() const { return budget_; }
   const std::string& dir() const { return dir_; }
 
  private:
+  static constexpr int kMarkEvery = 8;  // chunks between durable marks
   struct Part {
     uint64_t size = 0;
     std::string have;  // '0'/'1' per chunk
+    int unmarked = 0;  // chunks marked in memory since the .have file was written
   };
   ArtifactCache(std::string dir, uint64_t budget) : dir_(std::move(dir)), budget_(budget) {}
   Part* LoadPart(const std::string& digest, uint64_t size);
