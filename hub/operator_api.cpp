@@ -76,7 +76,12 @@ json HubCore::StatusJson() const {
             {"operator_errors", c.operator_errors},
             {"operator_invalid", c.operator_invalid},
             {"operator_exceptions", c.operator_exceptions},
-            {"operator_forbidden", c.operator_forbidden}}},
+            {"operator_forbidden", c.operator_forbidden},
+            {"artifact_chunks_served", c.artifact_chunks_served},
+            {"artifact_requests_refused", c.artifact_requests_refused},
+            {"bundles_exported", c.bundles_exported},
+            {"bundle_volumes_imported", c.bundle_volumes_imported},
+            {"bundle_records_refused", c.bundle_records_refused}}},
           {"policy", policy_ ? json{{"version", policy_version_}} : json(nullptr)}};
 }
 
