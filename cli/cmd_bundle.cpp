@@ -12,13 +12,16 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <set>
 #include <sstream>
 
 #include "cli/commands.h"
 #include "cli/output.h"
 #include "common/bundle.h"
+#include "common/json_fields.h"
 #include "common/trust.h"
 
 namespace outpost::cli {
@@ -28,6 +31,25 @@ using json = nlohmann::json;
 namespace {
 
 constexpr size_t kImportGroupBytes = 4 << 20;  // raw record bytes per bundle.import request
+
+// Replies are read like any input: a field that is absent or of another type reads as
+// empty or 0, never throws.
+const json& Field(const json& j, const char* k) {
+  static const json kNull;
+  if (!j.is_object()) return kNull;
+  auto it = j.find(k);
+  return it == j.end() ? kNull : *it;
+}
+std::string Str(const json& j, const char* k) {
+  const json& v = Field(j, k);
+  return v.is_string() ? v.get<std::string>() : "";
+}
+uint64_t Num(const json& j, const char* k) {
+  const json& v = Field(j, k);
+  if (v.is_number_unsigned()) return v.get<uint64_t>();
+  if (v.is_number_integer() && v.get<int64_t>() >= 0) return static_cast<uint64_t>(v.get<int64_t>());
+  return 0;
+}
 
 bool ParseSize(const std::string& text, uint64_t* out) {
   if (text.empty()) return false;
@@ -143,13 +165,14 @@ int HubBundleExport(const Args& a, HubClient& hub) {
   }
   Reply r = hub.Call({{"op", "bundle.export"}, {"site", a.site}, {"size", volume_bytes}});
   if (!r.ok()) return r.code;
-  const json& b = r.body["bundle"];
-  const std::string id = b.value("id", "");
+  const json& b = Field(r.body, "bundle");
+  const std::string id = Str(b, "id");
   json files = json::array();
-  const uint32_t volumes = static_cast<uint32_t>(b["volumes"].size());
-  for (const auto& v : b["volumes"]) {
-    const uint32_t vol = v.value("volume", 0u);
-    const uint32_t records = v.value("records", 0u);
+  const json& vols = Field(b, "volumes");
+  const uint32_t volumes = vols.is_array() ? static_cast<uint32_t>(vols.size()) : 0;
+  for (const auto& v : vols) {
+    const uint32_t vol = static_cast<uint32_t>(Num(v, "volume"));
+    const uint32_t records = static_cast<uint32_t>(Num(v, "records"));
     const std::string path = VolumePath(a.out, vol, volumes);
     const std::string tmp = path + ".partial";
     int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -157,7 +180,7 @@ int HubBundleExport(const Args& a, HubClient& hub) {
       PrintError("cannot create " + tmp + ": " + strerror(errno));
       return kExitFailed;
     }
-    auto head = FromBase64(v.value("head", ""));
+    auto head = FromBase64(Str(v, "head"));
     bool ok = head && WriteAllFd(fd, *head);
     for (uint32_t i = 0; ok && i < records; ++i) {
       Reply rec = hub.Call({{"op", "bundle.record"}, {"id", id}, {"volume", vol}, {"index", i}});
@@ -166,7 +189,7 @@ int HubBundleExport(const Args& a, HubClient& hub) {
         unlink(tmp.c_str());
         return rec.code;
       }
-      auto bytes = FromBase64(rec.body.value("record", ""));
+      auto bytes = FromBase64(Str(rec.body, "record"));
       ok = bytes && WriteAllFd(fd, *bytes);
     }
     ok = ok && fsync(fd) == 0;
@@ -179,10 +202,10 @@ int HubBundleExport(const Args& a, HubClient& hub) {
     files.push_back(path);
   }
   json out = {{"bundle", id},
-              {"site", b.value("site", "")},
+              {"site", Str(b, "site")},
               {"files", files},
-              {"commands", b.value("commands", 0)},
-              {"events_acknowledged_through", b.value("events_acknowledged_through", 0)}};
+              {"commands", Num(b, "commands")},
+              {"events_acknowledged_through", Num(b, "events_acknowledged_through")}};
   if (a.as_json) {
     PrintJson(out);
   } else {
@@ -232,26 +255,27 @@ int HubBundleImport(const Args& a, HubClient& hub) {
       }
       Reply r = hub.Call({{"op", "bundle.import"}, {"head", ToBase64(head)}, {"records", group}, {"index", first}});
       if (!r.ok()) return r.code;
-      last = r.body["import"];
-      applied += last["events"].value("applied", uint64_t{0});
-      duplicates += last["events"].value("duplicates", uint64_t{0});
-      if (!last["gap"].is_null()) break;
+      last = Field(r.body, "import").is_object() ? r.body["import"] : json::object();
+      applied += Num(Field(last, "events"), "applied");
+      duplicates += Num(Field(last, "events"), "duplicates");
+      if (Field(last, "gap").is_object()) break;
     } while (pos < bytes.size());
+    if (!last["events"].is_object()) last["events"] = json::object();
     last["events"]["applied"] = applied;
     last["events"]["duplicates"] = duplicates;
     last["file"] = path;
     if (!a.as_json) {
-      std::cout << path << ": site " << last.value("site", "") << ", " << applied
+      std::cout << path << ": site " << Str(last, "site") << ", " << applied
                 << " event(s) applied, " << duplicates << " already at the hub; hub has events through "
-                << last["events"]["hub_has_through"] << "; commands acknowledged through "
-                << last["commands_acknowledged_through"] << "\n";
-      if (!last["gap"].is_null()) {
-        std::cout << "  gap: events " << last["gap"]["missing_from"] << ".." << last["gap"]["missing_to"]
+                << Num(Field(last, "events"), "hub_has_through") << "; commands acknowledged through "
+                << Num(last, "commands_acknowledged_through") << "\n";
+      if (Field(last, "gap").is_object()) {
+        std::cout << "  gap: events " << Num(last["gap"], "missing_from") << ".." << Num(last["gap"], "missing_to")
                   << " are missing: import the bundle that holds them, or a newer one from the site\n";
       }
     }
     results.push_back(last);
-    if (!last["gap"].is_null()) {
+    if (Field(last, "gap").is_object()) {
       if (a.as_json) PrintJson(results);
       return kExitConflict;
     }
@@ -279,13 +303,13 @@ int BundleCommand(const Args& a, HubClient* hub, const LocalClient* agent) {
       unlink(a.out.c_str());
       return r.code;
     }
-    const json& b = r.body["bundle"];
+    const json& b = Field(r.body, "bundle");
     if (a.as_json) {
       PrintJson(b);
     } else {
-      std::cout << "return bundle " << b.value("id", "") << " in " << a.out << ": events "
-                << b["events"]["first"] << ".." << b["events"]["last"]
-                << ", commands applied through " << b["commands_applied_through"] << "\n";
+      std::cout << "return bundle " << Str(b, "id") << " in " << a.out << ": events "
+                << Num(Field(b, "events"), "first") << ".." << Num(Field(b, "events"), "last")
+                << ", commands applied through " << Num(b, "commands_applied_through") << "\n";
     }
     return kExitOk;
   }
@@ -301,13 +325,14 @@ int BundleCommand(const Args& a, HubClient* hub, const LocalClient* agent) {
       Reply r = agent->Call({{"op", "bundle.import"}}, -1, fd);
       close(fd);
       if (!r.ok()) return r.code;
-      json imp = r.body["import"];
+      json imp = Field(r.body, "import").is_object() ? r.body["import"] : json::object();
       imp["file"] = w[i];
       if (!a.as_json) {
-        std::cout << w[i] << ": bundle " << imp.value("bundle", "") << " volume " << imp["volume"] << "/"
-                  << imp["volumes"] << ": " << imp["commands"]["applied"] << " command(s) applied, "
-                  << imp["commands"]["duplicates"] << " already applied, " << imp["artifact_chunks"]
-                  << " artifact chunk(s), " << imp["artifacts_completed"] << " artifact(s) completed\n";
+        std::cout << w[i] << ": bundle " << Str(imp, "bundle") << " volume " << Num(imp, "volume") << "/"
+                  << Num(imp, "volumes") << ": " << Num(Field(imp, "commands"), "applied")
+                  << " command(s) applied, " << Num(Field(imp, "commands"), "duplicates")
+                  << " already applied, " << Num(imp, "artifact_chunks") << " artifact chunk(s), "
+                  << Num(imp, "artifacts_completed") << " artifact(s) completed\n";
       }
       results.push_back(std::move(imp));
     }
@@ -332,8 +357,8 @@ int ArtifactCommand(const Args& a, HubClient* hub, const LocalClient* agent) {
       PrintJson(r.body["artifacts"]);
     } else {
       for (const auto& x : r.body["artifacts"]) {
-        std::cout << x.value("digest", "") << "  " << x.value("size", uint64_t{0}) << " bytes  "
-                  << x.value("name", "") << "  sites " << x["sites"].dump() << "\n";
+        std::cout << Str(x, "digest") << "  " << Num(x, "size") << " bytes  " << Str(x, "name")
+                  << "  sites " << SafeDump(Field(x, "sites")) << "\n";
       }
     }
     return kExitOk;
@@ -364,7 +389,9 @@ int ArtifactCommand(const Args& a, HubClient* hub, const LocalClient* agent) {
     Reply has = hub->Call({{"op", "artifact.has"}, {"chunks", chunks}});
     if (!has.ok()) return has.code;
     std::set<std::string> missing;
-    for (const auto& m : has.body["missing"]) missing.insert(m.get<std::string>());
+    for (const auto& m : Field(has.body, "missing")) {
+      if (m.is_string()) missing.insert(m.get<std::string>());
+    }
     in.clear();
     in.seekg(0);
     size_t sent = 0;
@@ -386,7 +413,7 @@ int ArtifactCommand(const Args& a, HubClient* hub, const LocalClient* agent) {
     Reply r = hub->Call(commit);
     if (!r.ok()) return r.code;
     if (a.as_json) {
-      json j = r.body["artifact"];
+      json j = Field(r.body, "artifact").is_object() ? r.body["artifact"] : json::object();
       j["chunks_sent"] = sent;
       PrintJson(j);
     } else {

@@ -206,7 +206,8 @@ Result<BundleRecord> OpenBundleRecord(std::string_view boxed, const BundleHeader
   }
   if (r.kind == BundleRecord::kChunk &&
       (!IsArtifactDigest(r.digest) || r.data.size() > kArtifactChunkBytes ||
-       r.offset % kArtifactChunkBytes != 0 || r.offset + r.data.size() > r.size)) {
+       r.offset % kArtifactChunkBytes != 0 || r.size > kMaxArtifactBytes ||
+       r.offset + r.data.size() > r.size)) {
     return Status::Corruption(where + " is an artifact chunk that does not fit its artifact");
   }
   return r;

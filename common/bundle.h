@@ -44,6 +44,8 @@ inline constexpr size_t kMaxBundleRecordBytes = 6 << 20;
 inline constexpr size_t kBundleStreamBytes = 2 << 20;
 // Artifacts are stored, moved and verified in chunks of this size (the last may be short).
 inline constexpr size_t kArtifactChunkBytes = 1 << 20;
+// The largest artifact: 1024 chunks (1 GiB). A size past it is refused wherever it is read.
+inline constexpr uint64_t kMaxArtifactBytes = uint64_t{1024} * kArtifactChunkBytes;
 
 struct BundleArtifact {
   std::string digest;  // BLAKE2b-256 hex of the whole file

@@ -129,6 +129,9 @@ json HubCore::OpArtifactChunk(const OperatorRequest& r) {
 
 json HubCore::OpArtifactCommit(const std::string& who, const OperatorRequest& r) {
   if (!IsArtifactDigest(r.digest)) return Error("'digest' must be 64 lowercase hex digits");
+  if (r.size == 0 || r.size > kMaxArtifactBytes) {
+    return Error("an artifact is 1 byte to 1 GiB, not " + std::to_string(r.size) + " bytes");
+  }
   if (r.chunks.size() != ChunksFor(r.size)) {
     return Error("an artifact of " + std::to_string(r.size) + " bytes has " +
                  std::to_string(ChunksFor(r.size)) + " chunks, not " +

@@ -237,6 +237,7 @@ class Agent {
   std::map<std::string, TimeMs> fetch_paused_;  // digest -> retry after (the hub refused)
   TimeMs housekeeping_at_ = 0;
   std::set<std::string> inbox_seen_;  // "id/volume" imported from the inbox
+  std::map<std::string, std::string> inbox_failed_;  // file -> size@mtime of a failed try
   std::set<std::string> needed_artifacts_;
 };
 

@@ -333,15 +333,26 @@ void Agent::ScanInbox() {
     const bool ours = peek.ReadHead().ok() && peek.header().kind == "down" &&
                       peek.header().to_key == keys_.public_z85;
     const std::string key = ours ? peek.header().id + "/" + std::to_string(peek.header().volume) : "";
-    if (!ours || inbox_seen_.count(key)) {
+    // A volume still being copied onto the media fails its framing check: it is tried
+    // again when its size or time changes, not marked done.
+    struct stat st {};
+    fstat(fd, &st);
+    const std::string stamp = std::to_string(st.st_size) + "@" + std::to_string(st.st_mtim.tv_sec) +
+                              "." + std::to_string(st.st_mtim.tv_nsec);
+    if (!ours || inbox_seen_.count(key) || inbox_failed_[path.string()] == stamp) {
       close(fd);
       continue;
     }
     lseek(fd, 0, SEEK_SET);
     json r = ImportBundle(fd);
     close(fd);
-    inbox_seen_.insert(key);
-    imported = true;
+    if (r.value("ok", false)) {
+      inbox_seen_.insert(key);
+      inbox_failed_.erase(path.string());
+    } else {
+      inbox_failed_[path.string()] = stamp;
+    }
+    imported = imported || r.value("ok", false);
     spdlog::info("agent.inbox_import file={} ok={} error=\"{}\"", path.string(), r.value("ok", false),
                  r.contains("error") && r["error"].is_string() ? r["error"].get<std::string>() : "");
   }

@@ -85,6 +85,7 @@ Result<std::string> ArtifactCache::Use(const std::string& digest) {
 }
 
 ArtifactCache::Part* ArtifactCache::LoadPart(const std::string& digest, uint64_t size) {
+  if (size == 0 || size > kMaxArtifactBytes) return nullptr;
   auto it = parts_.find(digest);
   if (it != parts_.end()) return it->second.size == size ? &it->second : nullptr;
   Part p;
@@ -150,12 +151,13 @@ std::map<std::string, ArtifactCache::Progress> ArtifactCache::Partials() {
 
 std::vector<uint64_t> ArtifactCache::Missing(const std::string& digest, uint64_t size, size_t max) {
   std::vector<uint64_t> out;
-  if (Has(digest)) return out;
+  if (Has(digest) || size == 0 || size > kMaxArtifactBytes) return out;
   Part* p = LoadPart(digest, size);
   if (!p) {
     DropPart(digest);  // announced with another size before: start over
     p = LoadPart(digest, size);
   }
+  if (!p) return out;
   for (uint64_t i = 0; i < p->have.size() && out.size() < max; ++i) {
     if (p->have[i] != '1') out.push_back(i);
   }
@@ -166,6 +168,10 @@ Result<bool> ArtifactCache::PutChunk(const std::string& digest, uint64_t size, u
                                      std::string_view data) {
   if (!IsArtifactDigest(digest)) return Status::InvalidArgument("not an artifact digest");
   if (Has(digest)) return false;  // a duplicate chunk of what is complete
+  if (size == 0 || size > kMaxArtifactBytes) {
+    return Status::InvalidArgument("an artifact of " + std::to_string(size) +
+                                   " bytes (artifacts are 1 byte to 1 GiB)");
+  }
   const uint64_t chunks = ChunkCount(size);
   if (index >= chunks) {
     return Status::InvalidArgument("chunk " + std::to_string(index) + " of an artifact of " +
@@ -181,6 +187,7 @@ Result<bool> ArtifactCache::PutChunk(const std::string& digest, uint64_t size, u
     DropPart(digest);
     p = LoadPart(digest, size);
   }
+  if (!p) return Status::Internal("artifact " + digest + " could not be tracked");
   if (p->have[index] == '1') return false;
   const std::string data_path = dir_ + "/partial/" + digest + ".data";
   int fd = open(data_path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
