@@ -139,11 +139,9 @@ int BundleShow(const Args& a) {
       s = reader.CheckFraming();
     }
     close(fd);
-    j["complete"] = s.ok();
-    if (!s.ok()) {
-      j["problem"] = s.message();
-      worst = kExitFailed;
-    }
+    // Only the framing: records are opened (and a flipped byte found) at import.
+    j["framing"] = s.ok() ? "ok" : s.message();
+    if (!s.ok()) worst = kExitUsage;
     if (!a.as_json) {
       std::cout << path << ":\n";
       for (const auto& [k, v] : j.items()) {
@@ -162,6 +160,10 @@ int HubBundleExport(const Args& a, HubClient& hub) {
   uint64_t volume_bytes = 0;
   if (!a.volume_size.empty() && !ParseSize(a.volume_size, &volume_bytes)) {
     return Usage("--volume-size '" + a.volume_size + "' is not a size (e.g. 700M)");
+  }
+  if (!a.volume_size.empty() && volume_bytes < (2 << 20)) {
+    return Usage("--volume-size must be at least 2M: a volume holds whole records, and an "
+                 "artifact chunk is 1 MiB");
   }
   Reply r = hub.Call({{"op", "bundle.export"}, {"site", a.site}, {"size", volume_bytes}});
   if (!r.ok()) return r.code;
@@ -217,10 +219,9 @@ int HubBundleExport(const Args& a, HubClient& hub) {
   return kExitOk;
 }
 
-int HubBundleImport(const Args& a, HubClient& hub) {
-  json results = json::array();
-  for (size_t i = 2; i < a.words.size(); ++i) {
-    const std::string& path = a.words[i];
+// One volume at the hub; kExitOk or the exit code (the error printed).
+int HubImportOne(const Args& a, HubClient& hub, const std::string& path, json* results) {
+  {
     std::string bytes, err;
     if (!ReadWholeFile(path, &bytes, &err)) {
       PrintError(err);
@@ -232,8 +233,8 @@ int HubBundleImport(const Args& a, HubClient& hub) {
     const size_t head_len = reader.offset();
     if (s.ok()) s = reader.CheckFraming();
     if (!s.ok()) {
-      PrintError(path + ": " + s.message());
-      return kExitFailed;
+      PrintError(s.message());
+      return kExitUsage;
     }
     const std::string head = bytes.substr(0, head_len);
     size_t pos = head_len;
@@ -254,7 +255,7 @@ int HubBundleImport(const Args& a, HubClient& hub) {
         ++index;
       }
       Reply r = hub.Call({{"op", "bundle.import"}, {"head", ToBase64(head)}, {"records", group}, {"index", first}});
-      if (!r.ok()) return r.code;
+      if (!r.ok()) return r.code;  // what came before stays applied: import it again
       last = Field(r.body, "import").is_object() ? r.body["import"] : json::object();
       applied += Num(Field(last, "events"), "applied");
       duplicates += Num(Field(last, "events"), "duplicates");
@@ -274,14 +275,23 @@ int HubBundleImport(const Args& a, HubClient& hub) {
                   << " are missing: import the bundle that holds them, or a newer one from the site\n";
       }
     }
-    results.push_back(last);
-    if (Field(last, "gap").is_object()) {
-      if (a.as_json) PrintJson(results);
-      return kExitConflict;
-    }
+    results->push_back(last);
+    return Field(last, "gap").is_object() ? kExitConflict : kExitOk;
+  }
+}
+
+// Every file, even after a bad one; the exit code of the first that failed.
+int HubBundleImport(const Args& a, HubClient& hub) {
+  json results = json::array();
+  int first_failure = kExitOk;
+  for (size_t i = 2; i < a.words.size(); ++i) {
+    SetErrorContext(a.words[i] + ": ");
+    const int code = HubImportOne(a, hub, a.words[i], &results);
+    SetErrorContext("");
+    if (code != kExitOk && first_failure == kExitOk) first_failure = code;
   }
   if (a.as_json) PrintJson(results);
-  return kExitOk;
+  return first_failure;
 }
 
 }  // namespace
@@ -316,15 +326,23 @@ int BundleCommand(const Args& a, HubClient* hub, const LocalClient* agent) {
   if (w[1] == "import" && w.size() >= 3) {
     if (hub) return HubBundleImport(a, *hub);
     json results = json::array();
+    int first_failure = kExitOk;
     for (size_t i = 2; i < w.size(); ++i) {
       int fd = open(w[i].c_str(), O_RDONLY | O_CLOEXEC);
       if (fd < 0) {
         PrintError("cannot open " + w[i] + ": " + strerror(errno));
-        return kExitFailed;
+        if (first_failure == kExitOk) first_failure = kExitFailed;
+        continue;
       }
+      SetErrorContext(w[i] + ": ");
       Reply r = agent->Call({{"op", "bundle.import"}}, -1, fd);
+      SetErrorContext("");
       close(fd);
-      if (!r.ok()) return r.code;
+      if (!r.ok()) {
+        // The others are still imported: a courier's bad volume does not stop the rest.
+        if (first_failure == kExitOk) first_failure = r.code;
+        continue;
+      }
       json imp = Field(r.body, "import").is_object() ? r.body["import"] : json::object();
       imp["file"] = w[i];
       if (!a.as_json) {
@@ -337,7 +355,7 @@ int BundleCommand(const Args& a, HubClient* hub, const LocalClient* agent) {
       results.push_back(std::move(imp));
     }
     if (a.as_json) PrintJson(results);
-    return kExitOk;
+    return first_failure;
   }
   return Usage("bundle export|import|show");
 }

@@ -118,7 +118,14 @@ bool json_errors = false;
 
 void SetJsonErrors(bool on) { json_errors = on; }
 
-void PrintError(std::string_view message) {
+namespace {
+std::string error_context;
+}  // namespace
+
+void SetErrorContext(std::string context) { error_context = std::move(context); }
+
+void PrintError(std::string_view bare) {
+  const std::string message = error_context + std::string(bare);
   if (json_errors) {
     // With --json a script reads stdout: the error is a JSON object there too.
     std::cout << nlohmann::json{{"ok", false}, {"error", std::string(message)}}.dump(

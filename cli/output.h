@@ -40,6 +40,9 @@ int ExitCodeForHubError(const std::string& code);
 // "outpostctl: MESSAGE" on stderr; with SetJsonErrors(true) (--json) a JSON object
 // {"ok": false, "error": MESSAGE} on stdout instead.
 void PrintError(std::string_view message);
+// Text PrintError puts before every message until reset with "" (the file a command of
+// several files is working on, e.g. "to-ship.003: ").
+void SetErrorContext(std::string context);
 void SetJsonErrors(bool on);
 // A workflow file's errors as the loader words them (they name the file and line).
 void PrintWorkflowErrors(const Status& status);

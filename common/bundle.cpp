@@ -75,7 +75,7 @@ Status BundleReader::ReadExact(char* buf, size_t n, bool* eof) {
         *eof = true;
         return Status::Ok();
       }
-      return Status::Corruption("the volume ends in the middle of a record at byte " +
+      return Status::Corruption(where_ + "ends in the middle of a record at byte " +
                                 std::to_string(offset_ + got) + " (cut short?)");
     }
     got += static_cast<size_t>(r);
@@ -108,6 +108,7 @@ Status BundleReader::ReadHead() {
   if (header_.kind != "down" && header_.kind != "up") {
     return Status::Corruption("the bundle header's kind is '" + header_.kind + "', not down or up");
   }
+  where_ = "volume " + std::to_string(header_.volume) + " of bundle " + header_.id + " ";
   if (header_.volume == 0 || header_.volume > header_.volumes) {
     return Status::Corruption("the bundle header says volume " + std::to_string(header_.volume) +
                               " of " + std::to_string(header_.volumes));
@@ -121,15 +122,14 @@ Result<bool> BundleReader::NextBoxed(std::string* boxed) {
   OUTPOST_RETURN_IF_ERROR(ReadExact(len, 4, &eof));
   if (eof) {
     if (next_index_ != header_.records) {
-      return Status::Corruption("volume " + std::to_string(header_.volume) + " ends after " +
-                                std::to_string(next_index_) + " of its " +
+      return Status::Corruption(where_ + "ends after " + std::to_string(next_index_) + " of its " +
                                 std::to_string(header_.records) + " records (cut short?)");
     }
     return false;
   }
   if (next_index_ >= header_.records) {
-    return Status::Corruption("volume " + std::to_string(header_.volume) + " has more than the " +
-                              std::to_string(header_.records) + " records its header names");
+    return Status::Corruption(where_ + "has more than the " + std::to_string(header_.records) +
+                              " records its header names");
   }
   const uint32_t n = ReadU32be(len);
   if (n < crypto_box_NONCEBYTES + crypto_box_MACBYTES || n > kMaxBundleRecordBytes) {
@@ -164,8 +164,8 @@ Result<BundleRecord> OpenBundleRecord(std::string_view boxed, const BundleHeader
                                       const std::string& header_bytes, const CurveKeys& my,
                                       uint32_t index) {
   if (sodium_init() < 0) return Status::Internal("libsodium did not initialise");
-  const std::string where =
-      "record " + std::to_string(index + 1) + " of volume " + std::to_string(h.volume);
+  const std::string where = "record " + std::to_string(index + 1) + " of volume " +
+                            std::to_string(h.volume) + " of bundle " + h.id;
   const size_t n = boxed.size();
   if (n < crypto_box_NONCEBYTES + crypto_box_MACBYTES || n > kMaxBundleRecordBytes) {
     return Status::Corruption(where + " has " + std::to_string(n) + " bytes");

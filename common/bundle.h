@@ -141,6 +141,7 @@ class BundleReader {
   std::string header_bytes_;
   uint64_t offset_ = 0;
   uint32_t next_index_ = 0;
+  std::string where_ = "the volume ";  // "volume V of bundle ID " once the header is read
 };
 
 // A reader over bytes in memory (valid while `bytes` lives).

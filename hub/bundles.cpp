@@ -464,14 +464,14 @@ json HubCore::OpBundleImport(const std::string& who, const OperatorRequest& r, H
   }
   if (h.to_key != options_.keys.public_z85) {
     return refuse("this bundle was sealed for another hub (key " + SafeText(h.to_key, 40) + ")",
-                  "forbidden");
+                  "invalid");
   }
   auto by = by_key_.find(h.from_key);
   SiteRecord* site = by == by_key_.end() ? nullptr : FindSite(by->second);
   if (!site || site->site_state() != SiteState::kEnrolled) {
     return refuse("this bundle comes from a key no enrolled site has (" + SafeText(h.from_key, 40) +
                       "); the name in it says '" + SafeText(h.site, 64) + "'",
-                  "forbidden");
+                  "invalid");
   }
   // Every record opens, in its place, before anything is applied.
   std::vector<BundleRecord> records;
@@ -480,7 +480,7 @@ json HubCore::OpBundleImport(const std::string& who, const OperatorRequest& r, H
     if (!framed || framed->size() < 4) return refuse("record " + std::to_string(r.index + k + 1) + " is not base64 of a framed record");
     auto rec = OpenBundleRecord(std::string_view(*framed).substr(4), h, header_bytes, options_.keys,
                                 static_cast<uint32_t>(r.index + k));
-    if (!rec.ok()) return refuse(rec.status().message(), "forbidden");
+    if (!rec.ok()) return refuse(rec.status().message());
     records.push_back(std::move(rec).value());
   }
   const std::string name = site->name;

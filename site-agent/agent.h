@@ -238,6 +238,7 @@ class Agent {
   TimeMs housekeeping_at_ = 0;
   std::set<std::string> inbox_seen_;  // "id/volume" imported from the inbox
   std::map<std::string, std::string> inbox_failed_;  // file -> size@mtime of a failed try
+  std::pair<uint64_t, uint64_t> inbox_returned_{UINT64_MAX, 0};  // (log head, down) last written
   std::set<std::string> needed_artifacts_;
 };
 

@@ -204,7 +204,8 @@ json Agent::ImportBundle(int fd) {
   auto refuse = [this](const Status& why) {
     ++counters_.bundle_volumes_refused;
     spdlog::warn("agent.bundle_refused error=\"{}\"", SafeText(why.message()));
-    return Error(why);
+    // A volume this site cannot use is bad input, whatever is wrong with it (exit 2).
+    return Error(why.message(), why.code() == Code::kFailedPrecondition ? "conflict" : "invalid");
   };
   struct stat st;
   if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
@@ -325,13 +326,14 @@ void Agent::ScanInbox() {
     if (e.is_regular_file(ec)) files.push_back(e.path());
   }
   std::sort(files.begin(), files.end());
-  bool imported = false;
+  bool media = false;  // a volume for this site is in the directory (the media is there)
   for (const auto& path : files) {
     int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0) continue;
     BundleReader peek(ReadFromFd(fd));
     const bool ours = peek.ReadHead().ok() && peek.header().kind == "down" &&
                       peek.header().to_key == keys_.public_z85;
+    media = media || ours;
     const std::string key = ours ? peek.header().id + "/" + std::to_string(peek.header().volume) : "";
     // A volume still being copied onto the media fails its framing check: it is tried
     // again when its size or time changes, not marked done.
@@ -352,15 +354,19 @@ void Agent::ScanInbox() {
     } else {
       inbox_failed_[path.string()] = stamp;
     }
-    imported = imported || r.value("ok", false);
     spdlog::info("agent.inbox_import file={} ok={} error=\"{}\"", path.string(), r.value("ok", false),
                  r.contains("error") && r["error"].is_string() ? r["error"].get<std::string>() : "");
   }
-  if (!imported || config_.hub_key.empty()) return;
-  // The answer goes back on the same media.
-  const std::string name = config_.inbox_dir + "/outpost-return-" + config_.site + "-" +
-                           MakeUlid(clock_.Now(), &rng_) + ".bundle";
+  // The answer goes back on the same media, kept current while the media is there: one
+  // file, rewritten whenever the log or the commands' watermark moved (runs started by
+  // the import finish a moment later and their events go too).
+  if (!media || config_.hub_key.empty()) return;
+  const auto& log = store_->log();
+  const std::pair<uint64_t, uint64_t> state = {log.head(), down_applied_};
+  if (state == inbox_returned_) return;
+  const std::string name = config_.inbox_dir + "/outpost-return-" + config_.site + ".bundle";
   const std::string tmp = name + ".partial";
+  unlink(tmp.c_str());
   int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0) {
     spdlog::warn("agent.inbox_return_failed file={} error=\"{}\"", tmp, strerror(errno));
@@ -373,7 +379,9 @@ void Agent::ScanInbox() {
     spdlog::warn("agent.inbox_return_failed file={}", name);
     return;
   }
-  spdlog::info("agent.inbox_return file={}", name);
+  inbox_returned_ = state;
+  spdlog::info("agent.inbox_return file={} bundle={} log_head={}", name,
+               r["bundle"].value("id", ""), state.first);
 }
 
 }  // namespace outpost

@@ -64,8 +64,9 @@ int main(int argc, char** argv) {
        "keep cached artifacts under this many bytes (suffix K, M, G; 0: no cap), least "
        "recently used first, never one a placed workflow names")
       ("inbox-dir", po::value(&c.inbox_dir),
-       "watch this directory (removable media) for bundles from the hub; each imported "
-       "volume is answered with a return bundle written beside it")
+       "watch this directory (removable media) for bundles from the hub (scanned every 2 s); "
+       "while one is there, the site's return bundle beside them (outpost-return-SITE.bundle) "
+       "is kept current")
       ("hub", po::value(&c.hub_endpoint),
        "hub site endpoint to sync with, e.g. tcp://hub:7400 (unset: run alone)")
       ("hub-key", po::value(&c.hub_key),

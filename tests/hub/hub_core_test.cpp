@@ -693,9 +693,11 @@ TEST_F(HubBundleTest, EventsApplyOnceAndAGapAppliesNothingPastIt) {
 TEST_F(HubBundleTest, ForeignKeysWrongKindsAndRetiredIncarnationsAreRefused) {
   const CurveKeys stranger = *GenerateCurveKeys();
   json r = Import(7, 1, 2, 0, stranger, hub_keys_.public_z85);
-  EXPECT_EQ(r["code"], "forbidden") << r.dump();
+  EXPECT_EQ(r["code"], "invalid") << r.dump();
+  EXPECT_NE(r["error"].get<std::string>().find("no enrolled site"), std::string::npos);
   r = Import(7, 1, 2, 0, site_keys_, stranger.public_z85);  // sealed for another hub
-  EXPECT_EQ(r["code"], "forbidden") << r.dump();
+  EXPECT_EQ(r["code"], "invalid") << r.dump();
+  EXPECT_NE(r["error"].get<std::string>().find("another hub"), std::string::npos);
   r = Import(7, 1, 2, 0, site_keys_, hub_keys_.public_z85, "down");
   EXPECT_FALSE(r["ok"].get<bool>());
   EXPECT_EQ(core_->site("ship")->events_total, 0u);

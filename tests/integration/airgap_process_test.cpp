@@ -107,20 +107,22 @@ TEST_F(AirGapTest, AnAirGappedSiteRunsByBundleAndReturnsEveryEventOnce) {
   ASSERT_EQ(Ctl("run start flash --site ship", &started), 0) << last_err_;
   const std::string run = started["runs"][0];
   json exp;
-  ASSERT_EQ(Ctl("bundle export --site ship --out " + File("to-ship") + " --volume-size 1M", &exp), 0)
+  ASSERT_EQ(Ctl("bundle export --site ship --out " + File("to-ship") + " --volume-size 2M", &exp), 0)
       << last_err_;
-  ASSERT_EQ(exp["files"].size(), 3u) << exp;  // 3 chunks of 1 MiB at most, then the commands
+  const size_t n = exp["files"].size();
+  ASSERT_GE(n, 2u) << exp;  // 2.5 MB of chunks in 2 MiB volumes, then the commands
 
   StartAirAgent(sites_[0]);
   // The courier brings the volumes in reverse order, then all of them again.
-  for (int v = 3; v >= 1; --v) {
-    ASSERT_EQ(Local("ship", "bundle import " + File("to-ship.00" + std::to_string(v))), 0) << last_err_;
+  for (size_t v = n; v >= 1; --v) {
+    ASSERT_EQ(Local("ship", "bundle import " + exp["files"][v - 1].get<std::string>()), 0) << last_err_;
   }
+  std::string all;
+  for (const auto& f : exp["files"]) all += " " + f.get<std::string>();
   json again;
-  ASSERT_EQ(Local("ship", "bundle import " + File("to-ship.001") + " " + File("to-ship.002") + " " +
-                              File("to-ship.003"), &again), 0) << last_err_;
-  EXPECT_EQ(again[2]["commands"]["applied"], 0);
-  EXPECT_EQ(again[2]["commands"]["duplicates"], 2);  // the placement and the start
+  ASSERT_EQ(Local("ship", "bundle import" + all, &again), 0) << last_err_;
+  EXPECT_EQ(again[n - 1]["commands"]["applied"], 0);
+  EXPECT_EQ(again[n - 1]["commands"]["duplicates"], 2);  // the placement and the start
   ASSERT_TRUE(Eventually([&] {
     return Agent("ship", {{"op", "run.show"}, {"id", run}})["run"]["state"] == "succeeded";
   })) << Agent("ship", {{"op", "run.show"}, {"id", run}}).dump();
@@ -222,6 +224,48 @@ TEST_F(AirGapTest, CourierFaultsChangeNothingWrongly) {
   EXPECT_EQ(site["events_received"], 0);
   ASSERT_EQ(Ctl("bundle import " + File("ret")), 0) << last_err_;
   ExpectEventsOnce("ship");
+}
+
+TEST_F(AirGapTest, TheInboxImportsMediaAndKeepsTheReturnBundleCurrent) {
+  EnrollShip();
+  ASSERT_EQ(Ctl("workflow apply " +
+                    WriteWorkflow("hello", "name: hello\ntasks:\n  - id: a\n    shell: 'sleep 0.3'\n") +
+                    " --target role=vessel"),
+            0)
+      << last_err_;
+  json started;
+  ASSERT_EQ(Ctl("run start hello --site ship", &started), 0) << last_err_;
+  const std::string media = File("media");
+  fs::create_directories(media);
+  agent_extra_ = {"--inbox-dir", media};
+  StartAirAgent(sites_[0]);
+  // The courier copies the volume onto the media while the agent watches.
+  ASSERT_EQ(Ctl("bundle export --site ship --out " + media + "/to-ship"), 0) << last_err_;
+  const std::string ret = media + "/outpost-return-ship.bundle";
+  ASSERT_TRUE(Eventually([&] {
+    json runs = Agent("ship", {{"op", "run.list"}})["runs"];
+    if (runs.size() != 1u || runs[0]["state"] != "succeeded" || !fs::exists(ret)) return false;
+    json st = SiteStatus("ship");
+    std::string shown;
+    Run(std::string(OUTPOSTCTL_BIN) + " bundle show --json " + ret, &shown);
+    json j = json::parse(shown, nullptr, false);
+    // The return bundle on the media holds the run's end once it ended.
+    return j.is_array() && j[0]["events"]["last"] == st["log_head"];
+  })) << ReadAll((dir_ / "ship.log").string());
+  json imp;
+  ASSERT_EQ(Ctl("bundle import " + ret, &imp), 0) << last_err_;
+  json hub_run;
+  ASSERT_EQ(Ctl("run show " + started["runs"][0].get<std::string>(), &hub_run), 0);
+  EXPECT_EQ(hub_run["state"], "succeeded");
+  ExpectEventsOnce("ship");
+  // By hand, several files: a bad one is named and the others are still imported.
+  ASSERT_EQ(Ctl("run start hello --site ship"), 0) << last_err_;
+  ASSERT_EQ(Ctl("bundle export --site ship --out " + File("next")), 0) << last_err_;
+  std::ofstream(File("junk")) << "not a bundle\n";
+  last_err_.clear();
+  EXPECT_EQ(Local("ship", "bundle import " + File("junk") + " " + File("next")), 2);
+  EXPECT_NE(last_err_.find(File("junk") + ": not an Outpost bundle"), std::string::npos) << last_err_;
+  EXPECT_TRUE(Eventually([&] { return Agent("ship", {{"op", "run.list"}})["runs"].size() == 2u; }));
 }
 
 TEST_F(AirGapTest, KillDuringImportOnEitherEndLosesAndDuplicatesNothing) {
