@@ -50,6 +50,8 @@ def check_vectors(source_dir):
         want = dict(v["fields"])
         if "entries" in want:
             want["entries"] = [bytes.fromhex(e) for e in want["entries"]]
+        if "data" in want:
+            want["data"] = bytes.fromhex(want["data"])
         check(unpack(raw) == want, "vector %s decodes to its documented fields" % v["name"])
         # Encoding: the fields in the documented order, entries as bin.
         check(pack(want) == raw, "vector %s encodes to its documented bytes" % v["name"])
