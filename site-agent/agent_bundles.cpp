@@ -78,8 +78,11 @@ void Agent::ArtifactsTick() {
   const TimeMs now = clock_.Now();
   if (now >= housekeeping_at_) {
     housekeeping_at_ = now + kHousekeeping;
-    // The budget: least recently used first, never what a known workflow names.
-    for (const auto& digest : artifacts_->Evict(NeededArtifacts())) {
+    // The budget: least recently used first, never what a known workflow or an active
+    // run names.
+    std::set<std::string> keep = engine_->ActiveArtifacts();
+    keep.insert(NeededArtifacts().begin(), NeededArtifacts().end());
+    for (const auto& digest : artifacts_->Evict(keep)) {
       ++counters_.artifacts_evicted;
       Event e;
       e.time = now;

@@ -189,6 +189,14 @@ class Engine {
   void Forget(const std::string& run_id);
 
   size_t active_runs() const { return runs_.size(); }
+  // The artifacts (digests) the definitions of active runs name: the cache keeps them.
+  std::set<std::string> ActiveArtifacts() const {
+    std::set<std::string> out;
+    for (const auto& [id, a] : runs_) {
+      for (const auto& [name, digest] : a.def->artifacts) out.insert(digest);
+    }
+    return out;
+  }
   int running_attempts() const { return running_; }
   const EngineCounters& counters() const { return counters_; }
 
