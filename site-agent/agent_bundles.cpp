@@ -35,8 +35,8 @@ constexpr DurationMs kFetchPause = 30'000;   // after the hub refused an artifac
 constexpr size_t kFetchWindow = 8;           // chunks in flight
 constexpr DurationMs kHousekeeping = 2'000;  // inbox scan and cache budget
 
-// Test-only fault switch (docs/development.md): the process kills itself with SIGKILL after
-// applying this many records of a bundle, to test imports cut by kill -9.
+// Test-only fault switch (docs/architecture.md, "Planted faults"): the process kills
+// itself with SIGKILL after applying this many records of a bundle (imports cut by kill -9).
 long KillAfterRecords() {
   const char* v = getenv("OUTPOST_TEST_KILL_IMPORT_AFTER");
   return v ? std::strtol(v, nullptr, 10) : -1;
