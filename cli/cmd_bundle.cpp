@@ -146,7 +146,7 @@ int BundleShow(const Args& a) {
       std::cout << path << ":\n";
       for (const auto& [k, v] : j.items()) {
         if (k == "file") continue;
-        std::cout << "  " << k << ": " << (v.is_string() ? v.get<std::string>() : v.dump()) << "\n";
+        std::cout << "  " << k << ": " << SafeText(v.is_string() ? v.get<std::string>() : SafeDump(v)) << "\n";
       }
     }
     all.push_back(std::move(j));

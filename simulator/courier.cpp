@@ -56,15 +56,15 @@ void Couriers::Trip(SimSite& s, const CourierSpec& c) {
     }
     const json& b = r["bundle"];
     for (const auto& v : b["volumes"]) {
-      std::string bytes = *FromBase64(v["head"].get<std::string>());
-      for (uint32_t i = 0; i < v["records"].get<uint32_t>(); ++i) {
+      std::string bytes = FromBase64(v.value("head", "")).value_or("");
+      for (uint32_t i = 0; i < v.value("records", 0u); ++i) {
         json rec = hub.OnOperator("courier", {{"op", "bundle.record"}, {"id", b["id"]},
                                               {"volume", v["volume"]}, {"index", i}}, &out);
         if (!rec.value("ok", false)) {
           invariants_->Violation("no store errors", "bundle.record " + s.name + ": " + rec.dump());
           return;
         }
-        bytes += *FromBase64(rec["record"].get<std::string>());
+        bytes += FromBase64(rec.value("record", "")).value_or("");
       }
       Carry(s, c, std::move(bytes), true);
     }
