@@ -6,7 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "${1:-}" = "--sanitize" ]; then
-  scripts/setup.sh build-asan -DOUTPOST_WERROR=ON -DOUTPOST_SANITIZE=ON
+  # Benchmarks are measured in the normal build; the sanitizer build skips them.
+  scripts/setup.sh build-asan -DOUTPOST_WERROR=ON -DOUTPOST_SANITIZE=ON -DOUTPOST_BENCH=OFF
   export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
   export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
   cd build-asan
