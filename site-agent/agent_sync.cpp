@@ -265,7 +265,11 @@ json Agent::SyncJson() const {
   json j = {{"configured", session_ != nullptr},
             {"public_key", keys_.public_z85},
             {"events_unacked", log.head() - log.acked()},
-            {"commands_applied_through", down_applied_}};
+            {"commands_applied_through", down_applied_},
+            // Commands arrive by bundle too: counted with or without a link.
+            {"commands", {{"applied", counters_.commands_applied},
+                          {"rejected", counters_.commands_rejected},
+                          {"duplicate", counters_.commands_duplicate}}}};
   if (!session_) return j;
   const auto& c = session_->counters();
   j["endpoint"] = config_.hub_endpoint;
