@@ -51,6 +51,20 @@ Status WriteAtomic(const std::string& path, std::string_view text) {
   return Status::Ok();
 }
 
+// A .have file's text (at most 16 MiB; "" when it cannot be read).
+std::string ReadMarks(const std::string& path) {
+  std::string text;
+  if (int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC); fd >= 0) {
+    char buf[4096];
+    ssize_t n;
+    while ((n = read(fd, buf, sizeof buf)) > 0 && text.size() < (1u << 24)) {
+      text.append(buf, static_cast<size_t>(n));
+    }
+    close(fd);
+  }
+  return text;
+}
+
 }  // namespace
 
 Result<std::unique_ptr<ArtifactCache>> ArtifactCache::Open(const std::string& dir,
@@ -91,14 +105,7 @@ ArtifactCache::Part* ArtifactCache::LoadPart(const std::string& digest, uint64_t
   Part p;
   p.size = size;
   p.have.assign(ChunkCount(size), '0');
-  const std::string have_path = dir_ + "/partial/" + digest + ".have";
-  std::string text;
-  if (int fd = open(have_path.c_str(), O_RDONLY | O_CLOEXEC); fd >= 0) {
-    char buf[4096];
-    ssize_t n;
-    while ((n = read(fd, buf, sizeof buf)) > 0 && text.size() < (1u << 24)) text.append(buf, n);
-    close(fd);
-  }
+  const std::string text = ReadMarks(dir_ + "/partial/" + digest + ".have");
   // "SIZE\n" then the marks; anything else (another size, a torn file) starts over.
   const auto nl = text.find('\n');
   if (nl != std::string::npos && text.substr(0, nl) == std::to_string(size) &&
@@ -116,13 +123,7 @@ std::optional<ArtifactCache::Progress> ArtifactCache::Partial(const std::string&
     const std::string have_path = dir_ + "/partial/" + digest + ".have";
     struct stat st;
     if (!IsArtifactDigest(digest) || stat(have_path.c_str(), &st) != 0) return std::nullopt;
-    std::string text;
-    if (int fd = open(have_path.c_str(), O_RDONLY | O_CLOEXEC); fd >= 0) {
-      char buf[4096];
-      ssize_t n;
-      while ((n = read(fd, buf, sizeof buf)) > 0 && text.size() < (1u << 24)) text.append(buf, n);
-      close(fd);
-    }
+    const std::string text = ReadMarks(have_path);
     const auto nl = text.find('\n');
     if (nl == std::string::npos) return std::nullopt;
     const uint64_t size = std::strtoull(text.substr(0, nl).c_str(), nullptr, 10);

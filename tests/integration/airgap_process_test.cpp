@@ -26,19 +26,7 @@ class AirGapTest : public FleetTest {
                                      s.name, "--hub-key", hub_key_, "--kill-grace-ms", "300",
                                      "--label", "role=" + s.role};
     argv.insert(argv.end(), agent_extra_.begin(), agent_extra_.end());
-    pid_t pid = fork();
-    if (pid == 0) {
-      for (const auto& e : env) putenv(const_cast<char*>(e.c_str()));
-      const std::string log = (dir_ / (s.name + ".log")).string();
-      freopen(log.c_str(), "a", stdout);
-      freopen(log.c_str(), "a", stderr);
-      std::vector<char*> args;
-      for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-      args.push_back(nullptr);
-      execv(args[0], args.data());
-      _exit(127);
-    }
-    s.pid = pid;
+    s.pid = Spawn(argv, (dir_ / (s.name + ".log")).string(), env);
     ASSERT_TRUE(Eventually([&] {
       return ControlCall(SiteDir(s.name) + "/agent.sock", {{"op", "status"}}, 1000).ok();
     }, 10000)) << "agent " << s.name << " did not come up";
@@ -61,6 +49,21 @@ class AirGapTest : public FleetTest {
   }
 
   std::string File(const std::string& name) const { return (dir_ / name).string(); }
+
+  // The hub, and the ship enrolled and online through `proxy` (route 0), which can cut it.
+  void StartShipBehind(sim::FaultProxy* proxy) {
+    StartHub();
+    const int hub_port = std::stoi(sites_endpoint_.substr(sites_endpoint_.rfind(':') + 1));
+    auto port = proxy->AddRoute(hub_port);
+    ASSERT_TRUE(port.ok());
+    ASSERT_TRUE(proxy->Start().ok());
+    ASSERT_EQ(Ctl("site add ship --key '" + AgentKey(SiteDir("ship")) + "' --label role=vessel"), 0);
+    const std::string real = sites_endpoint_;
+    sites_endpoint_ = "tcp://127.0.0.1:" + std::to_string(*port);
+    StartAgent(sites_[0]);
+    sites_endpoint_ = real;
+    ASSERT_TRUE(AllOnline());
+  }
 
   std::string MakeFile(const std::string& name, size_t bytes, uint32_t seed) {
     std::string data(bytes, '\0');
@@ -372,18 +375,8 @@ TEST_F(AirGapTest, KillDuringImportOnEitherEndLosesAndDuplicatesNothing) {
 }
 
 TEST_F(AirGapTest, ASiteAlternatesTheNetworkAndBundles) {
-  StartHub();
   sim::FaultProxy proxy;
-  const int hub_port = std::stoi(sites_endpoint_.substr(sites_endpoint_.rfind(':') + 1));
-  auto port = proxy.AddRoute(hub_port);
-  ASSERT_TRUE(port.ok());
-  ASSERT_TRUE(proxy.Start().ok());
-  ASSERT_EQ(Ctl("site add ship --key '" + AgentKey(SiteDir("ship")) + "' --label role=vessel"), 0);
-  const std::string real = sites_endpoint_;
-  sites_endpoint_ = "tcp://127.0.0.1:" + std::to_string(*port);
-  StartAgent(sites_[0]);
-  sites_endpoint_ = real;
-  ASSERT_TRUE(AllOnline());
+  ASSERT_NO_FATAL_FAILURE(StartShipBehind(&proxy));
   ASSERT_EQ(Ctl("workflow apply " +
                     WriteWorkflow("hello", "name: hello\ntasks:\n  - id: a\n    shell: 'true'\n") +
                     " --target role=vessel"),
@@ -424,18 +417,8 @@ TEST_F(AirGapTest, ASiteAlternatesTheNetworkAndBundles) {
 }
 
 TEST_F(AirGapTest, AnArtifactCrossesALinkCutSeveralTimesAndResumes) {
-  StartHub();
   sim::FaultProxy proxy;
-  const int hub_port = std::stoi(sites_endpoint_.substr(sites_endpoint_.rfind(':') + 1));
-  auto port = proxy.AddRoute(hub_port);
-  ASSERT_TRUE(port.ok());
-  ASSERT_TRUE(proxy.Start().ok());
-  ASSERT_EQ(Ctl("site add ship --key '" + AgentKey(SiteDir("ship")) + "' --label role=vessel"), 0);
-  const std::string real = sites_endpoint_;
-  sites_endpoint_ = "tcp://127.0.0.1:" + std::to_string(*port);
-  StartAgent(sites_[0]);
-  sites_endpoint_ = real;
-  ASSERT_TRUE(AllOnline());
+  ASSERT_NO_FATAL_FAILURE(StartShipBehind(&proxy));
   constexpr size_t kSize = 12 << 20;
   const std::string digest = MakeFile("image.bin", kSize, 11);
   ASSERT_EQ(Ctl("artifact push " + File("image.bin")), 0) << last_err_;

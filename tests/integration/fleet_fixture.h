@@ -42,9 +42,12 @@ inline bool Eventually(const std::function<bool()>& cond, int timeout_ms = 20000
   return cond();
 }
 
-inline pid_t Spawn(const std::vector<std::string>& argv, const std::string& log) {
+// `env`: NAME=VALUE settings added to the child's environment.
+inline pid_t Spawn(const std::vector<std::string>& argv, const std::string& log,
+                   const std::vector<std::string>& env = {}) {
   pid_t pid = fork();
   if (pid == 0) {
+    for (const auto& e : env) putenv(const_cast<char*>(e.c_str()));
     freopen(log.c_str(), "a", stdout);
     freopen(log.c_str(), "a", stderr);
     std::vector<char*> args;
