@@ -34,6 +34,7 @@
 #include "common/protocol/control.h"
 #include "common/trust.h"
 #include "simulator/fault_proxy.h"
+#include "simulator/processes.h"
 
 namespace outpost {
 namespace {
@@ -41,29 +42,11 @@ namespace {
 using json = nlohmann::json;
 using Clk = std::chrono::steady_clock;
 namespace fs = std::filesystem;
+using sim::Eventually;
+using sim::ReadAll;
+using sim::Spawn;
 
 double Seconds(Clk::time_point a) { return std::chrono::duration<double>(Clk::now() - a).count(); }
-
-std::string ReadAll(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-pid_t Spawn(const std::vector<std::string>& argv, const std::string& log) {
-  pid_t pid = fork();
-  if (pid == 0) {
-    freopen(log.c_str(), "a", stdout);
-    freopen(log.c_str(), "a", stderr);
-    std::vector<char*> args;
-    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    execv(args[0], args.data());
-    _exit(127);
-  }
-  return pid;
-}
 
 // A listener that reads and discards `bytes`; returns its port.
 int Sink(uint64_t bytes, std::thread* t) {
@@ -117,12 +100,22 @@ int Main(int argc, char** argv) {
   uint64_t mib = 200;
   int cuts = 4;
   for (int i = 1; i + 1 < argc; i += 2) {
-    std::string k = argv[i];
-    if (k == "--bin-dir") bin = argv[i + 1];
-    else if (k == "--mib") mib = std::stoull(argv[i + 1]);
-    else if (k == "--cuts") cuts = std::stoi(argv[i + 1]);
-    else if (k == "--dir") dir = argv[i + 1];
+    const std::string k = argv[i], v = argv[i + 1];
+    char* end = nullptr;
+    const unsigned long long n = strtoull(v.c_str(), &end, 10);
+    const bool number = !v.empty() && *end == '\0';
+    if (k == "--bin-dir") {
+      bin = v;
+    } else if (k == "--dir") {
+      dir = v;
+    } else if ((k == "--mib" || k == "--cuts") && number && n <= 1024) {
+      if (k == "--mib") mib = n; else cuts = static_cast<int>(n);
+    } else {
+      fprintf(stderr, "usage: outpost-bench-artifact --bin-dir DIR [--mib 1-1024] [--cuts N] [--dir D]\n");
+      return 2;
+    }
   }
+  if (mib == 0) mib = 1;
   bin = fs::absolute(bin).string();
   fs::remove_all(dir);
   fs::create_directories(dir);
@@ -155,16 +148,15 @@ int Main(int argc, char** argv) {
                      "tcp://127.0.0.1:0", "--operators-endpoint", "tcp://127.0.0.1:0",
                      "--log-level", "warn"},
                     dir + "/hub.log");
-  for (int i = 0; i < 200 && !fs::exists(hub_dir + "/hub.endpoints"); ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
+  Eventually([&] { return fs::exists(hub_dir + "/hub.endpoints"); }, 10'000, 50);
   json ep = json::parse(ReadAll(hub_dir + "/hub.endpoints"), nullptr, false);
-  if (!ep.is_object()) {
+  const std::string sites_ep = ep.is_object() ? ep.value("sites", "") : "";
+  const std::string hub_key = ep.is_object() ? ep.value("hub_key", "") : "";
+  const int hub_port = atoi(sites_ep.substr(sites_ep.rfind(':') + 1).c_str());
+  if (hub_key.empty() || hub_port <= 0) {
     fprintf(stderr, "the hub did not start; see %s/hub.log\n", dir.c_str());
     return 1;
   }
-  const std::string sites_ep = ep["sites"];
-  const int hub_port = std::stoi(sites_ep.substr(sites_ep.rfind(':') + 1));
   sim::FaultProxy proxy;
   auto pp = proxy.AddRoute(hub_port);
   proxy.Start().IgnoreError();
@@ -186,13 +178,11 @@ int Main(int argc, char** argv) {
   const double push_s = Seconds(t_push);
   pid_t agent = Spawn({bin + "/site-agent/outpost-agent", "--data-dir", site_dir, "--site", "ship",
                        "--hub", "tcp://127.0.0.1:" + std::to_string(*pp), "--hub-key",
-                       ep["hub_key"].get<std::string>(), "--label", "role=vessel",
+                       hub_key, "--label", "role=vessel",
                        "--reconnect-max-ms", "1000", "--log-level", "warn"},
                       dir + "/agent.log");
-  for (int i = 0; i < 200; ++i) {
-    if (ControlCall(site_dir + "/agent.sock", {{"op", "status"}}, 1000).ok()) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
+  Eventually([&] { return ControlCall(site_dir + "/agent.sock", {{"op", "status"}}, 1000).ok(); },
+             10'000, 50);
   std::ofstream(dir + "/wf.yaml") << "name: flash\nartifacts:\n  image: " << digest
                                   << "\ntasks:\n  - id: a\n    shell: 'true'\n";
   sim::LinkFaults cut;
@@ -201,27 +191,22 @@ int Main(int argc, char** argv) {
   auto t0 = Clk::now();
   run(ctl + "workflow apply " + dir + "/wf.yaml --target role=vessel");
   json arts;
-  bool done = false;
   uint64_t seen_cuts = 0;
-  while (Seconds(t0) < 900) {
-    if (proxy.resets() > seen_cuts) {
-      seen_cuts = proxy.resets();
-      proxy.SetFaults(0, static_cast<int>(seen_cuts) < cuts ? cut : sim::LinkFaults{});
-    }
-    auto r = ControlCall(site_dir + "/agent.sock", {{"op", "artifact.list"}}, 5000);
-    if (r.ok()) arts = (*r)["artifacts"];
-    if (arts.is_object() && arts["cached"].size() == 1) {
-      done = true;
-      break;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
+  const bool done = Eventually(
+      [&] {
+        if (proxy.resets() > seen_cuts) {
+          seen_cuts = proxy.resets();
+          proxy.SetFaults(0, static_cast<int>(seen_cuts) < cuts ? cut : sim::LinkFaults{});
+        }
+        auto r = ControlCall(site_dir + "/agent.sock", {{"op", "artifact.list"}}, 5000);
+        if (r.ok() && r->contains("artifacts")) arts = (*r)["artifacts"];
+        return arts.is_object() && arts.contains("cached") && arts["cached"].size() == 1;
+      },
+      900'000, 20);
   const double secs = Seconds(t0);
   const bool verified = done && ContentDigest(ReadAll(site_dir + "/artifacts/" + digest)) == digest;
-  kill(agent, SIGTERM);
-  kill(hub, SIGTERM);
-  waitpid(agent, nullptr, 0);
-  waitpid(hub, nullptr, 0);
+  sim::Kill(&agent, SIGTERM);
+  sim::Kill(&hub, SIGTERM);
   proxy.Stop();
   const uint64_t chunks = (size + kArtifactChunkBytes - 1) / kArtifactChunkBytes;
   printf("artifact   %llu MiB, %llu chunks of %zu KiB\n", static_cast<unsigned long long>(mib),
@@ -237,7 +222,7 @@ int Main(int argc, char** argv) {
          "%llu chunks fetched for %llu (resumed, never from zero); digest %s\n",
          secs, static_cast<double>(mib) / secs, 100.0 * (static_cast<double>(mib) / secs) / raw_proxied,
          static_cast<unsigned long long>(proxy.resets()),
-         static_cast<unsigned long long>(arts["counters"]["chunks_received"].get<uint64_t>()),
+         static_cast<unsigned long long>((arts["counters"].is_object() ? arts["counters"].value("chunks_received", uint64_t{0}) : 0)),
          static_cast<unsigned long long>(chunks), verified ? "verified" : "WRONG");
   fs::remove_all(dir);
   return verified ? 0 : 1;

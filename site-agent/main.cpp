@@ -62,7 +62,7 @@ int main(int argc, char** argv) {
        "oldest removed first")
       ("artifact-budget", po::value(&artifact_budget)->default_value("0"),
        "keep cached artifacts under this many bytes (suffix K, M, G; 0: no cap), least "
-       "recently used first, never one a placed workflow names")
+       "recently used first, never one a placed workflow or an active run names")
       ("inbox-dir", po::value(&c.inbox_dir),
        "watch this directory (removable media) for bundles from the hub (scanned every 2 s); "
        "while one is there, the site's return bundle beside them (outpost-return-SITE.bundle) "

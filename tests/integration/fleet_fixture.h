@@ -20,52 +20,21 @@
 #include "common/protocol/control.h"
 #include "common/protocol/wire.h"
 #include "common/transport/zmq_link.h"
+#include "simulator/processes.h"
 
 namespace outpost::testing {
 
 using json = nlohmann::json;
 namespace fs = std::filesystem;
 
-inline std::string ReadAll(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using sim::ReadAll;
+using sim::Spawn;
 
 inline bool Eventually(const std::function<bool()>& cond, int timeout_ms = 20000) {
-  const auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
-  while (std::chrono::steady_clock::now() < end) {
-    if (cond()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  return cond();
+  return sim::Eventually(cond, timeout_ms, 50);
 }
 
-// `env`: NAME=VALUE settings added to the child's environment.
-inline pid_t Spawn(const std::vector<std::string>& argv, const std::string& log,
-                   const std::vector<std::string>& env = {}) {
-  pid_t pid = fork();
-  if (pid == 0) {
-    for (const auto& e : env) putenv(const_cast<char*>(e.c_str()));
-    freopen(log.c_str(), "a", stdout);
-    freopen(log.c_str(), "a", stderr);
-    std::vector<char*> args;
-    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    execv(args[0], args.data());
-    _exit(127);
-  }
-  return pid;
-}
-
-inline void Stop(pid_t* pid, int sig) {
-  if (*pid <= 0) return;
-  kill(*pid, sig);
-  int status = 0;
-  waitpid(*pid, &status, 0);
-  *pid = -1;
-}
+inline void Stop(pid_t* pid, int sig) { sim::Kill(pid, sig); }
 
 class FleetTest : public ::testing::Test {
  protected:
