@@ -31,6 +31,9 @@ Result<RocksHandles> OpenRocks(const std::string& path, const std::vector<std::s
   db_opts.max_background_jobs = 1;
   db_opts.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
   db_opts.max_total_wal_size = 8 << 20;
+  // Opening loads table handlers on this many threads (RocksDB's default starts 16 per
+  // column family on every open): our databases are small and a gateway has few cores.
+  db_opts.max_file_opening_threads = 1;
 
   rocksdb::ColumnFamilyOptions cf_opts;
   cf_opts.write_buffer_size = options.write_buffer_bytes;
