@@ -127,6 +127,7 @@ Result<std::unique_ptr<HubServer>> HubServer::Open(const HubConfig& config, cons
       if (n >= 0 && static_cast<long>(done) >= n) raise(SIGKILL);
     };
   }
+  h->core_options_ = core;
   OUTPOST_ASSIGN_OR_RETURN(h->core_, HubCore::Open(h->store_.get(), clock, &h->rng_, core));
 
   OUTPOST_ASSIGN_OR_RETURN(h->ctx_, ZmqContext::Create(config.io_threads, config.max_sockets));
@@ -255,6 +256,35 @@ void HubServer::ServeOperators() {
   }
 }
 
+// A store write failed (full disk, I/O error, failed fsync): what reached the disk is
+// unknown, so the core's memory cannot be trusted. Reopen the store and the core from
+// what is really there, as a restart would; the sites' sessions start over (they say
+// HELLO again and resend what was not acknowledged). Retries every second until the
+// store opens.
+void HubServer::RestartCore() {
+  spdlog::error("hub.store_write_failed: reopening the store and restarting the hub core");
+  ++store_restarts_;
+  core_.reset();
+  store_.reset();
+  for (int attempt = 0;; ++attempt) {
+    auto store = RocksHubStore::Open(config_.data_dir + "/db", RocksHubStore::Options{});
+    if (store.ok()) {
+      store_ = std::move(store).value();
+      auto core = HubCore::Open(store_.get(), clock_, &rng_, core_options_);
+      if (core.ok()) {
+        core_ = std::move(core).value();
+        spdlog::info("hub.store_reopened attempts={}", attempt + 1);
+        return;
+      }
+      spdlog::error("hub.core_reopen_failed error=\"{}\"", core.status().ToString());
+      store_.reset();
+    } else {
+      spdlog::error("hub.store_reopen_failed error=\"{}\"", store.status().ToString());
+    }
+    sleep(1);
+  }
+}
+
 Status HubServer::Run() {
   bool stop = false;
   while (!stop) {
@@ -289,6 +319,7 @@ Status HubServer::Run() {
     HubOutput out;
     core_->Tick(&out);
     Send(out);
+    if (store_->write_failed()) RestartCore();
   }
   spdlog::info("hub.stopped");
   return Status::Ok();

@@ -53,12 +53,15 @@ class HubServer {
   void ServeSites();
   void ServeOperators();
   void Send(HubOutput& out);
+  void RestartCore();
 
   HubConfig config_;
   const Clock& clock_;
   Rng rng_;
   std::unique_ptr<HubStore> store_;
   std::unique_ptr<HubCore> core_;
+  HubOptions core_options_;
+  uint64_t store_restarts_ = 0;
   std::unique_ptr<ZmqContext> ctx_;
   std::unique_ptr<ZapHandler> zap_;
   std::unique_ptr<Listener> sites_;

@@ -199,6 +199,10 @@ class HubStore {
 
   // Applies every operation of txn atomically and durably, or none (and says why).
   virtual Status Commit(const Txn& txn) = 0;
+  // A Commit failed since the store was opened: whether it reached the disk is unknown
+  // (a failed fsync may have landed), so the caller's memory and the store may disagree.
+  // The hub then reopens the store and its core from what is really there.
+  virtual bool write_failed() const { return false; }
 
   virtual Status LoadSites(std::vector<SiteRecord>* out) const = 0;
   virtual Status LoadDefs(std::vector<WorkflowRecord>* out) const = 0;

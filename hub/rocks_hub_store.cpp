@@ -102,7 +102,10 @@ Status RocksHubStore::Commit(const Txn& txn) {
   }
   rocksdb::WriteOptions wo;
   wo.sync = sync_;
-  OUTPOST_RETURN_IF_ERROR(FromRocks(rocks_.db->Write(wo, &batch), "hub store write"));
+  if (Status st = FromRocks(rocks_.db->Write(wo, &batch), "hub store write"); !st.ok()) {
+    write_failed_ = true;
+    return st;
+  }
   audit_head_ = audit;
   return Status::Ok();
 }

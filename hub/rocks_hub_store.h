@@ -40,6 +40,7 @@ class RocksHubStore : public HubStore {
   Status LoadDefs(std::vector<WorkflowRecord>* out) const override;
   Result<std::optional<HubRun>> GetRun(const std::string& id) const override;
   Status ScanRuns(const std::function<bool(const HubRun&)>& fn) const override;
+  bool write_failed() const override { return write_failed_; }
   Result<std::optional<std::string>> GetOutput(const std::string& run,
                                                const std::string& task) const override;
   Result<std::optional<RequestRecord>> GetRequest(const std::string& id) const override;
@@ -65,6 +66,7 @@ class RocksHubStore : public HubStore {
 
   RocksHandles rocks_;
   bool sync_ = true;
+  bool write_failed_ = false;
   uint64_t audit_head_ = 0;
 };
 

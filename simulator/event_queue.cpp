@@ -33,6 +33,7 @@ bool EventQueue::RunNext(TimeMs deadline) {
   if (it.at > deadline) return false;
   clock_.Set(it.at);
   it.fn();
+  if (after_each_) after_each_();
   return true;
 }
 

@@ -42,6 +42,8 @@ class EventQueue {
   // Sets the clock to the earliest event's time and runs it. False, with the clock unchanged,
   // if the queue is empty or that event is past the deadline (it is dropped).
   bool RunNext(TimeMs deadline);
+  // Called after every event (the world's crash points are acted on there).
+  void set_after_each(std::function<void()> fn) { after_each_ = std::move(fn); }
 
   // Adds `what`, at the current time, to the trace hash. OUTPOST_SIM_DEBUG=TEXT prints every
   // trace line containing TEXT (a site name: that site's history) to stderr.
@@ -63,6 +65,7 @@ class EventQueue {
   std::priority_queue<Item, std::vector<Item>, std::greater<Item>> queue_;
   uint64_t order_ = 0;
   uint64_t hash_ = 1469598103934665603ULL;
+  std::function<void()> after_each_;
 };
 
 }  // namespace outpost::sim

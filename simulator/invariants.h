@@ -49,13 +49,15 @@ class Invariants {
   void CheckSchedules(const SimSite& s);
   void CheckHubCopy(const World& world, const SimSite& s, const SiteRecord& rec);
   void CheckRuns(const World& world, const SimSite& s);
+  void CheckRetired(const World& world, const SimSite& s);
   void CheckRequestedRuns(const World& world);
   void CheckOfflineWork();
 
   const Scenario& sc_;
   const EventQueue& queue_;
   Report* report_;
-  std::vector<uint64_t> checked_;  // by SimSite::index: the hub's copy verified up to here
+  // By SimSite::index: the hub's copy of (incarnation) verified up to here.
+  std::vector<std::pair<uint64_t, uint64_t>> checked_;
 };
 
 }  // namespace outpost::sim

@@ -148,6 +148,13 @@ int main(int argc, char** argv) {
                                 {"bundles", {{"carried", r.bundles_carried}, {"lost", r.bundles_lost},
                                              {"imported", r.bundles_imported},
                                              {"commands_applied", r.bundle_commands_applied}}},
+                                {"storage", {{"power_cuts", r.power_cuts},
+                                             {"crash_points", r.crash_points},
+                                             {"bytes_lost", r.bytes_lost},
+                                             {"disk_faults", r.disk_faults},
+                                             {"store_errors", r.store_errors},
+                                             {"hub_store_restarts", r.hub_store_restarts},
+                                             {"reinstalls", r.reinstalls}}},
                                 {"trace_hash", hash}, {"ok", r.ok()}, {"invariants", inv},
                                 {"replay", replay}}
                      .dump(2)
@@ -175,6 +182,17 @@ int main(int argc, char** argv) {
              static_cast<unsigned long long>(r.bundles_lost),
              static_cast<unsigned long long>(r.bundles_imported),
              static_cast<unsigned long long>(r.bundle_commands_applied));
+    }
+    if (r.power_cuts + r.crash_points + r.disk_faults + r.reinstalls > 0) {
+      printf("storage    %llu power cuts (%llu unsynced bytes lost), %llu crash points, %llu disk "
+             "faults, %llu store errors retried, %llu hub store restarts, %llu disks lost\n",
+             static_cast<unsigned long long>(r.power_cuts),
+             static_cast<unsigned long long>(r.bytes_lost),
+             static_cast<unsigned long long>(r.crash_points),
+             static_cast<unsigned long long>(r.disk_faults),
+             static_cast<unsigned long long>(r.store_errors),
+             static_cast<unsigned long long>(r.hub_store_restarts),
+             static_cast<unsigned long long>(r.reinstalls));
     }
     printf("wire       %llu events; %llu frames (%llu lost); %llu bytes, %.1f bytes per event\n",
            static_cast<unsigned long long>(r.events), static_cast<unsigned long long>(r.frames),

@@ -100,6 +100,7 @@ TimeMs SimNetwork::Arrival(const Link& link, size_t bytes, TimeMs* busy) {
 
 void SimNetwork::SiteSend(SimSite& s, const SyncOutput& so) {
   Link& link = links_[s.index];
+  if (world_->dying(s)) return;  // it died at a write in this step: nothing left it
   for (const auto& m : so.send) {
     std::string bytes = EncodeMessage(m);
     ++report_->frames;
@@ -131,6 +132,7 @@ void SimNetwork::DeliverToHub(SimSite& s, uint64_t epoch, const std::string& byt
 
 // The hub addresses a connection as "SITE#EPOCH".
 void SimNetwork::HubEmit(const HubOutput& out) {
+  if (world_->hub_dying()) return;  // it died at a write in this step: nothing left it
   for (const auto& f : out.send) {
     const auto hash = f.peer.rfind('#');
     SimSite& s = *world_->site(f.peer.substr(0, hash));

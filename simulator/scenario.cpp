@@ -111,7 +111,7 @@ class Parser {
                                  {"name", "seed", "duration", "converge_within", "sync", "sites",
                                   "workflows", "local_runs", "requests", "duplicate_requests",
                                   "network", "partitions", "hub_outages", "flapping", "crashes",
-                                  "clock_skew", "max_parallel", "couriers"},
+                                  "clock_skew", "max_parallel", "couriers", "storage"},
                                  "the scenario"));
     OUTPOST_RETURN_IF_ERROR(Scalar(root, "name", &s.name));
     OUTPOST_RETURN_IF_ERROR(Scalar(root, "seed", &s.seed));
@@ -201,6 +201,32 @@ class Parser {
           return Error(c, "a courier needs every > 0, delay >= 0, loss 0-0.9, duplicate 0-1");
         }
         s.couriers.push_back(cs);
+      }
+    }
+    if (const YAML::Node st = root["storage"]) {
+      OUTPOST_RETURN_IF_ERROR(Keys(st, {"power_cuts", "crash_points", "write_error", "sync_error",
+                                        "corrupt_read", "disk_full", "lost_disks"},
+                                   "storage"));
+      StorageSpec& g = s.storage;
+      OUTPOST_RETURN_IF_ERROR(Scalar(st, "power_cuts", &g.power_cuts));
+      OUTPOST_RETURN_IF_ERROR(Scalar(st, "crash_points", &g.crash_points));
+      OUTPOST_RETURN_IF_ERROR(Scalar(st, "write_error", &g.write_error));
+      OUTPOST_RETURN_IF_ERROR(Scalar(st, "sync_error", &g.sync_error));
+      OUTPOST_RETURN_IF_ERROR(Scalar(st, "corrupt_read", &g.corrupt_read));
+      if (st["disk_full"]) {
+        OUTPOST_RETURN_IF_ERROR(Keys(st["disk_full"], {"every", "for"}, "disk_full"));
+        OUTPOST_RETURN_IF_ERROR(Duration(st["disk_full"], "every", &g.full_every));
+        OUTPOST_RETURN_IF_ERROR(Duration(st["disk_full"], "for", &g.full_for));
+      }
+      if (st["lost_disks"]) {
+        OUTPOST_RETURN_IF_ERROR(Keys(st["lost_disks"], {"every"}, "lost_disks"));
+        OUTPOST_RETURN_IF_ERROR(Duration(st["lost_disks"], "every", &g.lost_every));
+      }
+      for (double p : {g.power_cuts, g.crash_points}) {
+        if (p < 0 || p > 1) return Error(st, "power_cuts and crash_points are shares, 0-1");
+      }
+      for (double p : {g.write_error, g.sync_error, g.corrupt_read}) {
+        if (p < 0 || p > 0.2) return Error(st, "write_error, sync_error and corrupt_read must be 0-0.2");
       }
     }
     if (root["crashes"]) {

@@ -69,6 +69,23 @@ struct CrashSpec {
   DurationMs down = 0;   // how long it stays down
 };
 
+// The simulated disks (simulator/sim_storage.h, docs/simulator.md "Storage faults"), for
+// the hub and every site alike.
+struct StorageSpec {
+  double power_cuts = 0;    // share of crashes that are power cuts (unsynced writes lost)
+  double crash_points = 0;  // share of crashes that fall at a write (the 1st-4th WAL write on)
+  double write_error = 0;   // each WAL append fails with this probability
+  double sync_error = 0;    // each WAL sync fails (and may or may not have landed)
+  double corrupt_read = 0;  // each read at recovery flips a byte with this probability
+  DurationMs full_every = 0;  // mean time between full-disk periods per disk (0: none)
+  DurationMs full_for = 0;
+  DurationMs lost_every = 0;  // mean time between lost disks per site (0: none): reinstalled
+  bool any() const {
+    return power_cuts > 0 || crash_points > 0 || write_error > 0 || sync_error > 0 ||
+           corrupt_read > 0 || full_every > 0 || lost_every > 0;
+  }
+};
+
 struct Scenario {
   std::string name;
   std::string file;
@@ -88,6 +105,7 @@ struct Scenario {
   std::vector<CourierSpec> couriers;
   CrashSpec agent_crashes;
   CrashSpec hub_crashes;
+  StorageSpec storage;
   DurationMs max_clock_skew = 0;
   int max_parallel = 4;
 };

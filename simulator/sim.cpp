@@ -53,6 +53,7 @@ Simulation::Simulation(Scenario scenario, Options options)
   net_ = std::make_unique<SimNetwork>(sc_, queue_.get(), &rng_, &report_, world_.get(),
                                       invariants_.get());
   world_->set_network(net_.get());
+  queue_->set_after_each([w = world_.get()] { w->AfterEvent(); });
   workload_ = std::make_unique<Workload>(sc_, queue_.get(), &rng_, &report_, world_.get(),
                                          net_.get(), invariants_.get());
   couriers_ = std::make_unique<Couriers>(sc_, world_.get(), net_.get(), queue_.get(), &rng_,
@@ -118,6 +119,7 @@ bool Simulation::StartSite(SimSite& s, TimeMs t0, TimeMs end) {
   net_->ScheduleFirstConnect(s, t0);
   workload_->ScheduleLocalRuns(s, t0, end);
   world_->ScheduleCrashes(s, t0, end);
+  world_->ScheduleDiskFaults(s, t0, end);
   couriers_->Schedule(s, t0, end);
   net_->ScheduleResets(s, t0, end);
   return true;

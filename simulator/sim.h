@@ -74,6 +74,14 @@ struct Report {
   uint64_t bundles_lost = 0;
   uint64_t bundles_imported = 0;  // deliveries, duplicates included
   uint64_t bundle_commands_applied = 0;
+  // Storage (scenario `storage`): what the simulated disks did, and what it cost.
+  uint64_t store_errors = 0;        // writes or reopens that failed under injected faults
+  uint64_t hub_store_restarts = 0;  // the hub reopened its store after a failed write
+  uint64_t reinstalls = 0;          // sites whose disk was lost (new incarnation)
+  uint64_t power_cuts = 0;
+  uint64_t crash_points = 0;
+  uint64_t bytes_lost = 0;          // unsynced bytes dropped by power cuts
+  uint64_t disk_faults = 0;         // write errors, fsync errors, full-disk refusals, bad reads
   TimeMs convergence_ms = -1;  // after the last heal; -1: did not converge
   uint64_t trace_hash = 0;
   std::vector<InvariantResult> invariants;

@@ -63,7 +63,7 @@ World::World(const Scenario& scenario, Options options, EventQueue* queue, Rng* 
       report_(report),
       invariants_(invariants),
       hub_rng_(options.seed ^ 0x9e3779b97f4a7c15ULL),
-      env_(rocksdb::NewMemEnv(rocksdb::Env::Default())) {
+      storage_(std::make_unique<SimStorage>(options.seed ^ 0x2545f4914f6cdd1dULL)) {
   Rng keys_rng(options.seed ^ 0x5bd1e995ULL);
   hub_keys_ = SeededKeys(&keys_rng);
 }
@@ -119,11 +119,34 @@ SimSite* World::site(const std::string& name) const {
 // Sites.
 
 Status World::OpenSite(SimSite& s) {
+  const std::string dir = SiteDir(s);
+  storage_->Restart(dir);
+  if (!healed_) {
+    storage_->SetFaults(dir, {sc_.storage.write_error, sc_.storage.sync_error,
+                              sc_.storage.corrupt_read});
+  }
+  s.crash_armed = false;
   EventLog::Options lo;
-  lo.env = env_.get();
+  lo.env = storage_.get();
   lo.new_incarnation = s.incarnation;
-  OUTPOST_ASSIGN_OR_RETURN(auto log, EventLog::Open("/sites/" + s.name, lo));
+  lo.on_logged = [this, &s](uint64_t first, const std::vector<std::string>& entries) {
+    if (first != s.shadow.size() + 1) {
+      invariants_->Violation("synced writes survive crashes",
+                             s.name + ": the log took entry " + std::to_string(first) +
+                                 " after " + std::to_string(s.shadow.size()));
+      return;
+    }
+    s.shadow.insert(s.shadow.end(), entries.begin(), entries.end());
+    s.log_grew = true;
+  };
+  OUTPOST_ASSIGN_OR_RETURN(auto log, EventLog::Open(dir, lo));
   s.store = std::make_unique<AgentStore>(std::move(log));
+  if (s.store->log().incarnation() != s.incarnation && s.incarnation != 0 && !s.shadow.empty()) {
+    // Only a lost disk changes the incarnation, and LoseDisk retired the shadow.
+    invariants_->Violation("synced writes survive crashes",
+                           s.name + ": the database came back with another incarnation");
+  }
+  ReconcileShadow(s);
   s.engine = std::make_unique<Engine>(s.clock, &s.rng,
                                       EngineOptions{sc_.max_parallel, 5000, s.name, s.labels, {}, {}});
   s.up = std::make_unique<EventLogStream>(&s.store->log());
@@ -165,9 +188,48 @@ Status World::LoadSchedules(SimSite& s) {
   return Status::Ok();
 }
 
+void World::ReconcileShadow(SimSite& s) {
+  const EventLog& log = s.store->log();
+  if (log.head() < s.shadow.size()) {
+    invariants_->Violation("synced writes survive crashes",
+                           s.name + ": the log reopened at " + std::to_string(log.head()) +
+                               " but " + std::to_string(s.shadow.size()) +
+                               " events were committed");
+    s.shadow.resize(log.head());
+    return;
+  }
+  if (log.head() == s.shadow.size()) return;
+  // A write reported as failed had reached the disk (a failed fsync can do that).
+  auto more = log.ReadAfter(s.shadow.size(), SIZE_MAX, SIZE_MAX);
+  if (!more.ok()) {
+    invariants_->Violation("no store errors", s.name + ": " + more.status().ToString());
+    return;
+  }
+  for (auto& r : *more) s.shadow.push_back(std::move(r.payload));
+}
+
+void World::StoreError(const std::string& who, const Status& st) {
+  if (sc_.storage.any() && !healed_) {
+    ++report_->store_errors;
+    queue_->Trace("store error " + who + ": " + st.ToString());
+    return;
+  }
+  invariants_->Violation("no store errors", who + ": " + st.ToString());
+}
+
 bool World::ReopenSite(SimSite& s) {
   if (Status st = OpenSite(s); !st.ok()) {
-    invariants_->Violation("no store errors", s.name + " reopen: " + st.ToString());
+    s.store.reset();
+    s.engine.reset();
+    StoreError(s.name + " reopen", st);
+    // The service manager starts it again a little later.
+    if (sc_.storage.any() && !healed_) {
+      queue_->At(queue_->Now() + 5000, [this, &s] { RestartSite(s); });
+    } else if (sc_.storage.any()) {
+      queue_->At(queue_->Now() + 5000, [this, &s] {
+        if (!s.alive && ReopenSite(s)) net_->Heal(s);
+      });
+    }
     return false;
   }
   Activity(s);
@@ -175,14 +237,16 @@ bool World::ReopenSite(SimSite& s) {
 }
 
 void World::RestartSite(SimSite& s) {
-  if (s.alive || healed_) return;
+  if (s.alive || healed_) return;  // after the heal, the heal restarts it
   if (ReopenSite(s)) net_->ScheduleReconnect(s);
 }
 
-void World::CrashSite(SimSite& s) {
+void World::CrashSite(SimSite& s, bool power_cut) {
   if (!s.alive) return;
   ++report_->agent_crashes;
-  queue_->Trace("crash " + s.name);
+  queue_->Trace(std::string(power_cut ? "power cut " : "crash ") + s.name);
+  const std::string dir = SiteDir(s);
+  storage_->Kill(dir);  // closing its databases writes nothing more
   s.alive = false;
   ++s.generation;
   net_->OnSiteCrashed(s);
@@ -193,8 +257,86 @@ void World::CrashSite(SimSite& s) {
   s.up.reset();
   s.sched.reset();
   s.engine.reset();
-  s.store.reset();  // closes RocksDB: what was synced is what survives
+  s.store.reset();
+  if (power_cut) storage_->PowerCut(dir);
+  storage_->Restart(dir);
   s.pending = Effects();
+  s.crash_armed = false;
+}
+
+void World::LoseDisk(SimSite& s) {
+  if (!s.alive) return;
+  const uint64_t acked = s.store->log().acked();
+  CrashSite(s);
+  storage_->Wipe(SiteDir(s));
+  ++report_->reinstalls;
+  queue_->Trace("lost disk " + s.name);
+  s.retired.push_back({s.incarnation, std::move(s.shadow), acked});
+  s.shadow.clear();
+  s.down_applied = 0;
+  s.incarnation = rng_->Next() | 1;
+}
+
+bool World::PowerCutDraw() {
+  return sc_.storage.power_cuts > 0 &&
+         static_cast<double>(rng_->Uniform(1'000'000)) / 1e6 < sc_.storage.power_cuts;
+}
+
+void World::ArmCrash(const std::string& dir) {
+  storage_->ArmCrash(dir, 1 + rng_->Uniform(4));
+}
+
+void World::ScheduleDiskFaults(SimSite& s, TimeMs t0, TimeMs end) {
+  ScheduleFull(SiteDir(s), t0, end);
+  if (sc_.storage.lost_every <= 0) return;
+  queue_->Recurring(t0 + Exp(rng_, sc_.storage.lost_every),
+                    [this, &s, end]() -> std::optional<TimeMs> {
+                      if (queue_->Now() >= end) return std::nullopt;
+                      LoseDisk(s);
+                      const TimeMs up = queue_->Now() + std::max<DurationMs>(sc_.agent_crashes.down, 60'000);
+                      queue_->At(up, [this, &s] { RestartSite(s); });
+                      return up + Exp(rng_, sc_.storage.lost_every);
+                    });
+}
+
+void World::ScheduleFull(const std::string& dir, TimeMs t0, TimeMs end) {
+  if (sc_.storage.full_every <= 0) return;
+  queue_->Recurring(t0 + Exp(rng_, sc_.storage.full_every),
+                    [this, dir, end]() -> std::optional<TimeMs> {
+                      if (queue_->Now() >= end || healed_) return std::nullopt;
+                      storage_->SetFull(dir, true);
+                      queue_->Trace("disk full " + dir);
+                      const TimeMs free = queue_->Now() + sc_.storage.full_for;
+                      queue_->At(free, [this, dir] { storage_->SetFull(dir, false); });
+                      return free + Exp(rng_, sc_.storage.full_every);
+                    });
+}
+
+void World::AfterEvent() {
+  if (hub_crash_armed_ && storage_->crashed(kHubDir)) {
+    hub_crash_armed_ = false;
+    CrashHub(PowerCutDraw());
+    const TimeMs up = queue_->Now() + std::max<DurationMs>(sc_.hub_crashes.down, 1000);
+    queue_->At(up, [this] { RestartHub(); });
+  }
+  if (hub_alive_ && hub_store_->write_failed()) {
+    // As the daemon does (hub/hub_server.cpp): reopen the store and the core from what
+    // is really on the disk.
+    ++report_->hub_store_restarts;
+    queue_->Trace("hub store restart");
+    hub_alive_ = false;
+    hub_.reset();
+    hub_store_.reset();
+    for (auto& s : sites_) net_->Drop(*s, "hub restarted its store");
+    OpenHubOrReport();
+  }
+  for (auto& sp : sites_) {
+    SimSite& s = *sp;
+    if (!s.crash_armed || !storage_->crashed(SiteDir(s))) continue;
+    CrashSite(s, PowerCutDraw());
+    const TimeMs up = queue_->Now() + sc_.agent_crashes.down;
+    queue_->At(up, [this, &s] { RestartSite(s); });
+  }
 }
 
 void World::ScheduleCrashes(SimSite& s, TimeMs t0, TimeMs end) {
@@ -202,7 +344,16 @@ void World::ScheduleCrashes(SimSite& s, TimeMs t0, TimeMs end) {
   queue_->Recurring(t0 + Exp(rng_, sc_.agent_crashes.every),
                     [this, &s, end]() -> std::optional<TimeMs> {
                       if (queue_->Now() >= end) return std::nullopt;
-                      CrashSite(s);
+                      if (s.alive && !s.crash_armed && sc_.storage.crash_points > 0 &&
+                          static_cast<double>(rng_->Uniform(1'000'000)) / 1e6 <
+                              sc_.storage.crash_points) {
+                        // It dies at one of its next writes instead (AfterEvent).
+                        s.crash_armed = true;
+                        ArmCrash(SiteDir(s));
+                        return queue_->Now() + sc_.agent_crashes.down +
+                               Exp(rng_, sc_.agent_crashes.every);
+                      }
+                      CrashSite(s, PowerCutDraw());
                       const TimeMs up = queue_->Now() + sc_.agent_crashes.down;
                       queue_->At(up, [this, &s] { RestartSite(s); });
                       return up + Exp(rng_, sc_.agent_crashes.every);
@@ -214,9 +365,7 @@ void World::Activity(SimSite& s) {
   s.engine->Tick(&s.pending);
   // Schedules are workload: they fire until the heal, then the fleet must quiesce.
   if (!healed_) s.sched->Tick(*s.engine, &s.pending);
-  if (Status st = Flush(s, {}); !st.ok()) {
-    invariants_->Violation("no store errors", s.name + ": " + st.ToString());
-  }
+  if (Status st = Flush(s, {}); !st.ok()) StoreError(s.name, st);
   if (net_->connected(s)) {
     SyncOutput so;
     s.session->Tick(&so);
@@ -234,6 +383,11 @@ void World::ScheduleWake(SimSite& s) {
   if (net_->connected(s)) {
     const TimeMs sd = s.session->NextDeadline();
     if (sd > 0 && (d == 0 || sd < d)) d = sd;
+  }
+  // Effects a failed commit kept are retried a second later, as the agent does.
+  if (!s.pending.empty()) {
+    const TimeMs retry = s.clock.Now() + 1000;
+    if (d == 0 || retry < d) d = retry;
   }
   if (d == 0) return;
   const TimeMs world = std::max(queue_->Now() + 1, d - s.clock.skew());
@@ -265,17 +419,9 @@ Status World::Flush(SimSite& s, const std::vector<StateWrite>& extra) {
   return Status::Ok();
 }
 
-// One batch; what it added to the log is added to the site's shadow.
+// One batch; what it adds to the log reaches the site's shadow through on_logged.
 Status World::Commit(SimSite& s, const std::vector<StateWrite>& extra) {
-  const uint64_t head = s.store->log().head();
-  OUTPOST_RETURN_IF_ERROR(s.store->Commit(s.pending, *s.engine, extra));
-  if (s.store->log().head() > head) {
-    auto fresh = s.store->log().ReadAfter(head, SIZE_MAX, SIZE_MAX);
-    if (!fresh.ok()) return fresh.status();
-    for (auto& r : *fresh) s.shadow.push_back(std::move(r.payload));
-    s.log_grew = true;
-  }
-  return Status::Ok();
+  return s.store->Commit(s.pending, *s.engine, extra);
 }
 
 void World::Spawn(SimSite& s, const StartProcess& sp) {
@@ -325,9 +471,15 @@ void World::Finished(SimSite& s, const std::string& run_id) {
 // The hub.
 
 Status World::OpenHub() {
+  storage_->Restart(kHubDir);
+  if (!healed_) {
+    storage_->SetFaults(kHubDir, {sc_.storage.write_error, sc_.storage.sync_error,
+                                  sc_.storage.corrupt_read});
+  }
+  hub_crash_armed_ = false;
   RocksHubStore::Options so;
-  so.env = env_.get();
-  so.write_buffer_bytes = 4 << 20;
+  so.env = storage_.get();
+  so.write_buffer_bytes = 1 << 20;
   so.block_cache_bytes = 8 << 20;
   OUTPOST_ASSIGN_OR_RETURN(hub_store_, RocksHubStore::Open("/hub", so));
   HubOptions ho;
@@ -353,7 +505,15 @@ Status World::OpenHub() {
 
 void World::OpenHubOrReport() {
   if (Status s = OpenHub(); !s.ok()) {
-    invariants_->Violation("no store errors", "hub reopen: " + s.ToString());
+    hub_.reset();
+    hub_store_.reset();
+    StoreError("hub reopen", s);
+    // The service manager starts it again a little later.
+    if (sc_.storage.any()) {
+      queue_->At(queue_->Now() + 5000, [this] {
+        if (!hub_alive_) OpenHubOrReport();
+      });
+    }
   }
 }
 
@@ -361,13 +521,17 @@ void World::RestartHub() {
   if (!hub_alive_ && !healed_) OpenHubOrReport();
 }
 
-void World::CrashHub() {
+void World::CrashHub(bool power_cut) {
   if (!hub_alive_) return;
   ++report_->hub_crashes;
-  queue_->Trace("hub crash");
+  queue_->Trace(power_cut ? "hub power cut" : "hub crash");
   hub_alive_ = false;
+  storage_->Kill(kHubDir);
   hub_.reset();
   hub_store_.reset();
+  if (power_cut) storage_->PowerCut(kHubDir);
+  storage_->Restart(kHubDir);
+  hub_crash_armed_ = false;
   // Every connection breaks; the sites see the reset.
   for (auto& s : sites_) net_->Drop(*s, "hub went away");
 }
@@ -378,9 +542,16 @@ void World::ScheduleHubFaults(TimeMs t0, TimeMs end) {
     queue_->At(t0 + w.at + w.duration, [this] { RestartHub(); });
   }
   if (sc_.hub_crashes.every <= 0) return;
+  ScheduleFull(kHubDir, t0, end);
   queue_->Recurring(t0 + Exp(rng_, sc_.hub_crashes.every), [this, end]() -> std::optional<TimeMs> {
     if (queue_->Now() >= end) return std::nullopt;
-    CrashHub();
+    if (hub_alive_ && !hub_crash_armed_ && sc_.storage.crash_points > 0 &&
+        static_cast<double>(rng_->Uniform(1'000'000)) / 1e6 < sc_.storage.crash_points) {
+      hub_crash_armed_ = true;
+      ArmCrash(kHubDir);
+      return queue_->Now() + sc_.hub_crashes.down + Exp(rng_, sc_.hub_crashes.every);
+    }
+    CrashHub(PowerCutDraw());
     const TimeMs up = queue_->Now() + sc_.hub_crashes.down;
     queue_->At(up, [this] { RestartHub(); });
     return up + Exp(rng_, sc_.hub_crashes.every);
@@ -409,6 +580,22 @@ void World::HubTicker() {
 void World::Heal() {
   healed_ = true;
   queue_->Trace("heal");
+  // Disks heal too: no more faults, full disks freed, armed crashes disarmed.
+  for (auto& s : sites_) {
+    storage_->SetFaults(SiteDir(*s), {});
+    storage_->SetFull(SiteDir(*s), false);
+    storage_->Disarm(SiteDir(*s));
+    s->crash_armed = false;
+  }
+  storage_->SetFaults(kHubDir, {});
+  storage_->SetFull(kHubDir, false);
+  storage_->Disarm(kHubDir);
+  hub_crash_armed_ = false;
+  const StorageCounters c = storage_->counters();
+  report_->power_cuts = c.power_cuts;
+  report_->crash_points = c.crash_points;
+  report_->bytes_lost = c.bytes_lost;
+  report_->disk_faults = c.write_errors + c.sync_errors + c.full_refusals + c.corrupt_reads;
   if (!hub_alive_) OpenHubOrReport();
 }
 

@@ -27,6 +27,7 @@
 #include "simulator/event_queue.h"
 #include "simulator/scenario.h"
 #include "simulator/sim.h"
+#include "simulator/sim_storage.h"
 #include "site-agent/agent_store.h"
 #include "site-agent/engine.h"
 #include "site-agent/log_stream.h"
@@ -79,6 +80,15 @@ struct SimSite {
   uint64_t next_token = 0;
 
   std::vector<std::string> shadow;  // every event this site ever logged, in order
+  // Lost disks: each replaced incarnation's shadow and how much of it the hub had
+  // acknowledged when the disk went.
+  struct Retired {
+    uint64_t incarnation = 0;
+    std::vector<std::string> shadow;
+    uint64_t acked = 0;
+  };
+  std::vector<Retired> retired;
+  bool crash_armed = false;  // a crash point waits for the site's next writes
 };
 
 class World {
@@ -108,7 +118,23 @@ class World {
   Status OpenSite(SimSite& s);
   // OpenSite and a first Activity; false, with a store error reported, if it failed.
   bool ReopenSite(SimSite& s);
-  void CrashSite(SimSite& s);
+  // The agent dies: killed (its written data stays, as in the page cache) or, with
+  // `power_cut`, the machine loses power (what was not synced is lost).
+  void CrashSite(SimSite& s, bool power_cut = false);
+  // The site's disk is lost: the agent dies and is reinstalled with an empty database
+  // (a new incarnation) after `down`.
+  void LoseDisk(SimSite& s);
+  // The disk faults of the scenario's `storage` for one site and the hub, until `end`.
+  void ScheduleDiskFaults(SimSite& s, TimeMs t0, TimeMs end);
+  // After every event: processes whose armed crash point fired die, and a hub whose store
+  // write failed reopens it, as the daemon does.
+  void AfterEvent();
+  // The process's armed crash fired during the current step: what it would send is lost.
+  bool dying(const SimSite& s) const { return storage_->crashed(SiteDir(s)); }
+  bool hub_dying() const { return storage_->crashed(kHubDir); }
+  static std::string SiteDir(const SimSite& s) { return "/sites/" + s.name; }
+  static constexpr const char* kHubDir = "/hub";
+  const SimStorage& storage() const { return *storage_; }
   // Runs what is due on the site: engine, schedules, its session; writes the results and
   // starts or kills task processes; sets the next wake-up.
   void Activity(SimSite& s);
@@ -118,7 +144,7 @@ class World {
 
   // The hub process starts from its database.
   Status OpenHub();
-  void CrashHub();
+  void CrashHub(bool power_cut = false);
   // The hub's timers: run from the once-a-second tick.
   void HubActivity();
   // The scenario's hub outages and hub crashes, until `end`.
@@ -140,6 +166,15 @@ class World {
   class Inbox;
 
   Status LoadSchedules(SimSite& s);
+  // Store errors are expected under injected disk faults (counted, retried); without
+  // them they are violations.
+  void StoreError(const std::string& who, const Status& st);
+  bool PowerCutDraw();
+  void ScheduleFull(const std::string& dir, TimeMs t0, TimeMs end);
+  void ArmCrash(const std::string& dir);
+  // Brings the shadow in line with the reopened log: events a failed write did land are
+  // added; a synced event that is gone is a violation.
+  void ReconcileShadow(SimSite& s);
   void RestartSite(SimSite& s);
   void RestartHub();
   void OpenHubOrReport();
@@ -161,7 +196,8 @@ class World {
   Invariants* invariants_;
   SimNetwork* net_ = nullptr;
   Rng hub_rng_;
-  std::unique_ptr<rocksdb::Env> env_;
+  std::unique_ptr<SimStorage> storage_;
+  bool hub_crash_armed_ = false;
   std::map<std::string, std::shared_ptr<const WorkflowDef>> defs_;
   std::vector<std::unique_ptr<SimSite>> sites_;
   std::map<std::string, SimSite*> by_name_;

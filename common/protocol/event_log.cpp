@@ -99,6 +99,13 @@ Status EventLog::LoadMeta() {
   return Status::Ok();
 }
 
+Status EventLog::CheckOpen() const {
+  if (db_ != nullptr) return Status::Ok();
+  return Status::IoError("the event log at " + path_ +
+                         " is closed: reopening it after a write error failed (it is retried "
+                         "with the next write)");
+}
+
 Status EventLog::RecoverIfNeeded() {
   if (!needs_resume_) return Status::Ok();
   // A failed WAL write (full disk, I/O error) leaves RocksDB in a background-error state
@@ -116,11 +123,23 @@ Status EventLog::RecoverIfNeeded() {
   }
   already_durable_ = head_ - head_before;
   needs_resume_ = false;
+  if (already_durable_ > 0 && options_.on_logged) {
+    // Read them now: an acknowledgement may trim them right after this.
+    OUTPOST_ASSIGN_OR_RETURN(auto landed, ReadAfter(head_before, SIZE_MAX, SIZE_MAX));
+    std::vector<std::string> entries;
+    for (auto& r : landed) entries.push_back(std::move(r.payload));
+    options_.on_logged(head_before + 1, entries);
+  }
   return Status::Ok();
 }
 
 uint64_t EventLog::FreeBytes() const {
-  if (options_.env != nullptr) return UINT64_MAX;
+  if (options_.env != nullptr) {
+    // An Env that knows its free space (the simulator's disks) answers; others do not.
+    uint64_t free = UINT64_MAX;
+    if (!options_.env->GetFreeSpace(path_, &free).ok()) return UINT64_MAX;
+    return free;
+  }
   struct statvfs st {};
   if (statvfs(path_.c_str(), &st) != 0) return UINT64_MAX;  // unknown: let RocksDB decide
   return static_cast<uint64_t>(st.f_bavail) * st.f_frsize;
@@ -160,6 +179,9 @@ Result<uint64_t> EventLog::Append(const std::vector<std::string>& events,
     needs_resume_ = true;
     return st;
   }
+  if (options_.on_logged && seq > head_) {
+    options_.on_logged(head_ + 1, std::vector<std::string>(events.begin() + static_cast<long>(skip), events.end()));
+  }
   already_durable_ = 0;
   head_ = seq;
   return seq;
@@ -167,6 +189,7 @@ Result<uint64_t> EventLog::Append(const std::vector<std::string>& events,
 
 Result<std::vector<LogRecord>> EventLog::ReadAfter(uint64_t after, size_t max_count,
                                                    size_t max_bytes) const {
+  OUTPOST_RETURN_IF_ERROR(CheckOpen());
   std::vector<LogRecord> out;
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), log_));
   size_t bytes = 0;
@@ -217,6 +240,7 @@ Status EventLog::AckAndTrim(uint64_t seq) {
 }
 
 Result<std::optional<std::string>> EventLog::GetState(std::string_view key) const {
+  OUTPOST_RETURN_IF_ERROR(CheckOpen());
   std::string v;
   auto s = db_->Get(rocksdb::ReadOptions(), state_, rocksdb::Slice(key.data(), key.size()), &v);
   if (s.IsNotFound()) return std::optional<std::string>();
@@ -226,6 +250,7 @@ Result<std::optional<std::string>> EventLog::GetState(std::string_view key) cons
 
 Status EventLog::ScanState(std::string_view prefix,
                            const std::function<void(std::string_view, std::string_view)>& fn) const {
+  OUTPOST_RETURN_IF_ERROR(CheckOpen());
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), state_));
   rocksdb::Slice p(prefix.data(), prefix.size());
   for (it->Seek(p); it->Valid() && it->key().starts_with(p); it->Next()) {
@@ -236,6 +261,7 @@ Status EventLog::ScanState(std::string_view prefix,
 
 uint64_t EventLog::ApproximateSize() const {
   uint64_t total = 0, v = 0;
+  if (db_ == nullptr) return 0;
   for (auto* h : handles_) {
     if (db_->GetIntProperty(h, "rocksdb.total-sst-files-size", &v)) total += v;
   }

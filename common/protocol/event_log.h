@@ -53,6 +53,10 @@ class EventLog {
     // a WAL write that fails on a full disk leaves RocksDB's writer in an error state that
     // some builds assert on at the next write or at close.
     uint64_t min_free_bytes = 4 << 20;
+    // Told of every entry as it becomes part of the log: appended, or found on the disk
+    // after a failed write was reopened (it had landed). The simulator keeps its copy of
+    // each site's log with it; the agent leaves it empty.
+    std::function<void(uint64_t first_seq, const std::vector<std::string>& entries)> on_logged;
   };
 
   static Result<std::unique_ptr<EventLog>> Open(const std::string& path, const Options& options);
@@ -97,6 +101,8 @@ class EventLog {
   void CloseDb();
   Status LoadMeta();
   Status RecoverIfNeeded();
+  // An error when the database is closed (a reopen after a write error failed).
+  Status CheckOpen() const;
 
   RocksHandles rocks_;
   rocksdb::DB* db_ = nullptr;  // owned by rocks_

@@ -1,0 +1,149 @@
+// SimStorage: the simulated disks under every database of the simulation — an in-memory
+// RocksDB Env that knows, for each file, how much of it was synced, and so can lose what
+// was not (docs/simulator.md, "Storage faults").
+//
+// Each simulated process has its own disk: the files under one directory ("/hub",
+// "/sites/NAME"). On a disk:
+// - a power cut keeps each file's synced prefix plus a torn tail: a random part of what
+//   was written after the last sync (what reached the platters before the power went);
+//   a process crash (kill -9) keeps everything written, as the page cache does;
+// - a crash point ends the process at its k-th write-ahead-log write or sync: that write
+//   fails and so does every write after it, until the process is restarted, so a crash
+//   falls between two writes of one step;
+// - faults: a WAL append fails (I/O error), a WAL sync fails (and the data it covered
+//   may or may not have reached the disk), the disk is full (every append fails with
+//   NoSpace), a read during recovery returns one flipped byte;
+// - lost disks: Wipe (a reinstalled site), Snapshot and Restore (a hub restored from an
+//   older backup: the snapshot holds what a power cut at that instant would have kept).
+//
+// Fault draws depend on the seed, the disk and the count of WAL operations on it, not on
+// thread timing, so a seed replays the same faults. Only WAL operations (which RocksDB
+// makes on the writing thread) draw faults and count toward crash points; background
+// flushes see only full disks and power cuts.
+//
+// Thread-safety: file operations may come from RocksDB's background threads; the state
+// is behind one mutex. The control calls (Arm, PowerCut, ...) come from the simulation's
+// thread.
+#pragma once
+
+#include <rocksdb/env.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+namespace outpost::sim {
+
+struct StorageFaults {
+  double write_error = 0;   // each WAL append fails with this probability
+  double sync_error = 0;    // each WAL sync fails with this probability
+  double corrupt_read = 0;  // each sequential read (recovery) flips a byte with this probability
+};
+
+struct StorageCounters {
+  uint64_t write_errors = 0;
+  uint64_t sync_errors = 0;
+  uint64_t full_refusals = 0;
+  uint64_t corrupt_reads = 0;
+  uint64_t power_cuts = 0;
+  uint64_t crash_points = 0;  // armed crashes that fired
+  uint64_t bytes_lost = 0;    // unsynced bytes dropped by power cuts
+  uint64_t wipes = 0;
+  uint64_t restores = 0;
+  uint64_t recovery_reads = 0;  // bytes read from WALs (recovery replays)
+  uint64_t opens = 0;           // WALs opened for reading
+};
+
+class SimStorage final : public rocksdb::EnvWrapper {
+ public:
+  explicit SimStorage(uint64_t seed);
+  ~SimStorage() override;
+  static const char* kClassName() { return "OutpostSimStorage"; }
+  const char* Name() const override { return kClassName(); }
+
+  // Faults for the disk under `dir`; they hold until changed (Heal sets none).
+  void SetFaults(const std::string& dir, const StorageFaults& f);
+  void SetFull(const std::string& dir, bool full);
+  bool full(const std::string& dir) const;
+  // The process on `dir` dies at its `k`-th WAL operation from now (k >= 1).
+  void ArmCrash(const std::string& dir, uint64_t k);
+  void Disarm(const std::string& dir);
+  // The armed crash fired: the process is dead to its disk (every write fails). The
+  // simulation kills it and calls Restart after its databases are closed.
+  bool crashed(const std::string& dir) const;
+  // The process is being killed: every write fails until Restart (its databases may
+  // close without a write reaching the disk).
+  void Kill(const std::string& dir);
+  // Loses what was not synced on `dir` (with torn tails); call between Kill and Restart.
+  void PowerCut(const std::string& dir);
+  // The disk takes writes again (a new process starts on it).
+  void Restart(const std::string& dir);
+  // Deletes every file on the disk (a lost disk; the site is reinstalled).
+  void Wipe(const std::string& dir);
+  // A backup: what a power cut now would keep. Restore replaces the disk's files with it.
+  void Snapshot(const std::string& dir, const std::string& name);
+  bool Restore(const std::string& dir, const std::string& name);
+
+  StorageCounters counters() const;
+
+  // rocksdb::Env
+  rocksdb::Status NewWritableFile(const std::string& f, std::unique_ptr<rocksdb::WritableFile>* r,
+                                  const rocksdb::EnvOptions& o) override;
+  rocksdb::Status ReopenWritableFile(const std::string& f,
+                                     std::unique_ptr<rocksdb::WritableFile>* r,
+                                     const rocksdb::EnvOptions& o) override;
+  rocksdb::Status ReuseWritableFile(const std::string& f, const std::string& old,
+                                    std::unique_ptr<rocksdb::WritableFile>* r,
+                                    const rocksdb::EnvOptions& o) override;
+  rocksdb::Status NewSequentialFile(const std::string& f,
+                                    std::unique_ptr<rocksdb::SequentialFile>* r,
+                                    const rocksdb::EnvOptions& o) override;
+  rocksdb::Status DeleteFile(const std::string& f) override;
+  rocksdb::Status RenameFile(const std::string& src, const std::string& dst) override;
+  rocksdb::Status LinkFile(const std::string& src, const std::string& dst) override;
+  rocksdb::Status Truncate(const std::string& f, size_t size) override;
+  // 0 on a full disk, else plenty: the agent's own full-disk check sees what RocksDB would.
+  rocksdb::Status GetFreeSpace(const std::string& path, uint64_t* free) override;
+
+ private:
+  class File;
+  class Reader;
+  struct FileState {
+    uint64_t size = 0;
+    uint64_t synced = 0;
+  };
+  struct Disk {
+    StorageFaults faults;
+    bool full = false;
+    bool dead = false;      // killed, or an armed crash fired
+    bool crashed = false;   // the armed crash fired
+    uint64_t countdown = 0; // WAL operations until the armed crash; 0: none
+    uint64_t wal_ops = 0;   // every WAL operation so far (the fault draws' counter)
+    uint64_t reads = 0;
+  };
+  enum class Op { kAppend, kSync };
+
+  // The disk a path is on (its first two components for /sites/NAME/..., else the first).
+  static std::string DiskOf(const std::string& path);
+  static bool IsWal(const std::string& path);
+  // Whether this operation on `path` may go ahead; counts it and draws its faults.
+  rocksdb::Status Admit(const std::string& path, Op op, bool* lands);
+  bool CorruptRead(const std::string& path, size_t n, size_t* at);
+  bool Draw(const std::string& disk, uint64_t n, uint64_t salt, double p) const;
+  void Appended(const std::string& path, uint64_t n);
+  void Replayed(uint64_t n);
+  void Synced(const std::string& path);
+  rocksdb::Status Rewrite(const std::string& path, const std::string& content);
+  rocksdb::Status ReadAll(const std::string& path, std::string* out);
+
+  const uint64_t seed_;
+  mutable std::mutex mu_;
+  std::map<std::string, FileState> files_;
+  std::map<std::string, Disk> disks_;
+  std::map<std::string, std::map<std::string, std::string>> backups_;  // name -> path -> bytes
+  StorageCounters counters_;
+};
+
+}  // namespace outpost::sim
