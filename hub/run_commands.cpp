@@ -29,6 +29,7 @@ json HubCore::OpRunStart(const std::string& who, const OperatorRequest& r, HubOu
   if (request.empty()) request = MakeUlid(clock_.Now(), rng_);
   auto existing = store_->GetRequest(request);
   if (!existing.ok()) return Error(existing.status());
+  if (faults_.forget_requests) existing = std::optional<RequestRecord>();  // planted bug
   if (*existing) {
     const RequestRecord& q = **existing;
     if (q.workflow != workflow) {

@@ -2,6 +2,7 @@
 
 #include <map>
 #include <set>
+#include <tuple>
 
 #include "simulator/network.h"
 #include "simulator/world.h"
@@ -15,7 +16,7 @@ Invariants::Invariants(const Scenario& scenario, const EventQueue& queue, Report
         "every hub command applied exactly once", "no request id made two runs",
         "hub view equals each site's state", "sites ran work while cut off",
         "converged after the last heal", "no store errors", "schedules fire each tick once",
-        "synced writes survive crashes"}) {
+        "synced writes survive crashes", "runs did what their definitions say"}) {
     report_->invariants.push_back({name, true, ""});
   }
 }
@@ -104,6 +105,7 @@ void Invariants::FinalChecks(const World& world) {
     if (!rec) continue;
     CheckHubCopy(world, *s, *rec);
     CheckRetired(world, *s);
+    CheckSemantics(world, *s);
     CheckRuns(world, *s);
   }
   report_->events = events;
@@ -205,6 +207,163 @@ void Invariants::CheckRetired(const World& world, const SimSite& s) {
   }
 }
 
+namespace {
+
+// The rule a task's `when` or `trigger` sets, on its upstream tasks' final states
+// (docs/workflows.md): written from the table there, not from the engine.
+bool ShouldRun(const TaskDef& td, const std::vector<TaskState>& up) {
+  size_t ok = 0, failed = 0;
+  for (TaskState s : up) {
+    ok += s == TaskState::kSucceeded;
+    failed += s == TaskState::kFailed;
+  }
+  if (td.trigger) {
+    switch (*td.trigger) {
+      case Trigger::kAllSuccess: return ok == up.size();
+      case Trigger::kAllDone: return true;
+      case Trigger::kOneSuccess: return ok > 0;
+      case Trigger::kOneFailed: return failed > 0;
+      case Trigger::kNoneFailed: return failed == 0;
+    }
+  }
+  switch (td.when) {
+    case When::kSuccess: return ok == up.size();
+    case When::kFailure: return failed > 0;
+    case When::kAlways: return true;
+  }
+  return true;
+}
+
+}  // namespace
+
+// For every finished run on the site, each plain task of its definition (fan-out
+// instances and compensations aside): the engine recorded as many attempts as the
+// simulator started processes, no more than the retry policy allows; the task's state
+// follows from its last process (succeeded after a success, failed once the attempts
+// ran out on failures); and it ran exactly when its rule on its upstream tasks' final
+// states says so. Runs that were cancelled, timed out or had a process killed are held
+// only to the attempt counts.
+void Invariants::CheckSemantics(const World& world, const SimSite& s) {
+  const char* kName = "runs did what their definitions say";
+  auto runs = s.store->ListRuns(SIZE_MAX);
+  if (!runs.ok()) return;
+  // What the site's log says of each attempt: how it ended ('S', 'F', 'I' interrupted).
+  std::map<std::tuple<std::string, std::string, int>, char> logged;
+  for (const auto& payload : s.shadow) {
+    Event e;
+    if (!Decode(payload, &e).ok()) continue;
+    if (e.type == static_cast<uint8_t>(EventType::kAttemptFinished)) {
+      logged[{e.run, e.task, e.attempt}] = e.exit_code == 0 && e.signal == 0 ? 'S' : 'F';
+    } else if (e.type == static_cast<uint8_t>(EventType::kAttemptInterrupted)) {
+      logged[{e.run, e.task, e.attempt}] = 'I';
+    }
+  }
+  for (const auto& rec : *runs) {
+    if (!IsFinal(rec.run_state())) continue;
+    std::shared_ptr<const WorkflowDef> def;
+    for (const auto& w : sc_.workflows) {
+      if (w.name == rec.workflow) def = world.def(w.name);
+    }
+    if (!def || def->hash != rec.hash) continue;
+    auto view = s.store->GetRun(rec.id);
+    if (!view.ok() || !*view) continue;
+    std::map<std::string, const TaskRecord*> by_id;
+    for (const auto& t : (*view)->tasks) by_id[t.id] = &t;
+    bool killed = rec.run_state() == RunState::kCancelled || rec.timed_out || rec.cancel_requested;
+    for (const auto& t : (*view)->tasks) {
+      auto p = s.processes.find({rec.id, t.id});
+      if (p == s.processes.end()) continue;
+      for (const auto& [n, o] : p->second) killed = killed || o == 'K';
+    }
+    for (const auto& td : def->tasks) {
+      if (td.for_each.present || td.approval) continue;
+      auto it = by_id.find(td.id);
+      if (it == by_id.end()) {
+        Violation(kName, s.name + ": run " + rec.id + " has no record of task " + td.id);
+        continue;
+      }
+      const TaskRecord& t = *it->second;
+      const std::string where = s.name + ": run " + rec.id + " (" + rec.workflow + ") task " + td.id;
+      auto p = s.processes.find({rec.id, td.id});
+      // Each recorded attempt: a process the simulator ran, whose exit the log records as
+      // it was, or one the agent recorded as interrupted (it died before or while the
+      // process ran, or before recording its exit).
+      char last = 0;
+      bool bad = false;
+      for (int n = 1; n <= t.attempts && !bad; ++n) {
+        char proc = 0;
+        if (p != s.processes.end()) {
+          auto q = p->second.find(n);
+          if (q != p->second.end()) proc = q->second;
+        }
+        auto l = logged.find({rec.id, td.id, n});
+        const char log = l == logged.end() ? 0 : l->second;
+        if (log == 'S' || log == 'F') {
+          if ((proc == 'S' || proc == 'F') && proc != log) {
+            Violation(kName, where + " attempt " + std::to_string(n) + " is recorded " +
+                                 (log == 'S' ? "succeeded" : "failed") + "; its process " +
+                                 (proc == 'S' ? "succeeded" : "failed"));
+            bad = true;
+          } else if (proc == 0) {
+            Violation(kName, where + " attempt " + std::to_string(n) + " has an exit but no process ran");
+            bad = true;
+          }
+          last = log;
+        } else if (log == 'I') {
+          last = 'I';
+        } else if (proc == 'K') {
+          last = 'K';
+        } else {
+          Violation(kName, where + " attempt " + std::to_string(n) +
+                               " is recorded but neither finished nor interrupted");
+          bad = true;
+        }
+      }
+      const int later = p == s.processes.end() ? 0 : static_cast<int>(p->second.size()) - t.attempts;
+      if (!bad && later > 0 && p->second.rbegin()->first > t.attempts) {
+        Violation(kName, where + " records " + std::to_string(t.attempts) + " attempts; " +
+                             std::to_string(p->second.rbegin()->first) + " processes were started");
+        bad = true;
+      }
+      if (bad) continue;
+      if (t.attempts > td.retry.max + 1) {
+        Violation(kName, where + " ran " + std::to_string(t.attempts) +
+                             " attempts; its retry policy allows " + std::to_string(td.retry.max + 1));
+        continue;
+      }
+      if (killed) continue;
+      const TaskState st = t.task_state();
+      if (t.attempts > 0) {
+        if (last == 'S' && st != TaskState::kSucceeded) {
+          Violation(kName, where + " is " + TaskStateName(st) + " after its last attempt succeeded");
+        } else if (last != 'S' && st == TaskState::kSucceeded) {
+          Violation(kName, where + " succeeded but its last attempt did not");
+        } else if (last != 'S' && t.attempts < td.retry.max + 1) {
+          Violation(kName, where + " ended " + TaskStateName(st) + " with retries left");
+        }
+      }
+      std::vector<TaskState> up;
+      bool decided = true;
+      for (const auto& n : td.needs) {
+        auto u = by_id.find(n);
+        if (u == by_id.end() || !IsFinal(u->second->task_state())) {
+          decided = false;
+        } else {
+          up.push_back(u->second->task_state());
+        }
+      }
+      if (!decided || !td.when_expr.empty()) continue;
+      const bool should = ShouldRun(td, up);
+      if (should && t.attempts == 0) {
+        Violation(kName, where + " never ran though its upstream allowed it (it is " +
+                             TaskStateName(st) + ")");
+      } else if (!should && t.attempts > 0) {
+        Violation(kName, where + " ran though its upstream rule says it should not");
+      }
+    }
+  }
+}
+
 // No request made two runs; the hub's view of each run equals the site's own state.
 void Invariants::CheckRuns(const World& world, const SimSite& s) {
   auto runs = s.store->ListRuns(SIZE_MAX);
@@ -227,7 +386,8 @@ void Invariants::CheckRuns(const World& world, const SimSite& s) {
     for (size_t i = 0; same && i < m.tasks.size(); ++i) {
       same = t.tasks[i].id == m.tasks[i].id &&
              t.tasks[i].state == TaskStateName(m.tasks[i].task_state()) &&
-             t.tasks[i].attempts == m.tasks[i].attempts;
+             t.tasks[i].attempts == m.tasks[i].attempts &&
+             t.tasks[i].exit_code == m.tasks[i].exit_code;
     }
     if (!same) {
       Violation("hub view equals each site's state",

@@ -50,6 +50,9 @@ class Invariants {
   void CheckHubCopy(const World& world, const SimSite& s, const SiteRecord& rec);
   void CheckRuns(const World& world, const SimSite& s);
   void CheckRetired(const World& world, const SimSite& s);
+  // The reference model: each finished run's tasks did what the definition and the
+  // simulated processes' results imply.
+  void CheckSemantics(const World& world, const SimSite& s);
   void CheckRequestedRuns(const World& world);
   void CheckOfflineWork();
 

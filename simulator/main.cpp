@@ -17,18 +17,93 @@
 
 #include "simulator/real_mode.h"
 #include "simulator/sim.h"
+#include "simulator/sweep.h"
 
 namespace {
 
 const char* kUsage =
-    "usage: outpost-sim SCENARIO [--seed N] [--mutate none|ack-before-durable|apply-gaps|"
-    "forget-watermark] [--expect-violation] [--json]\n"
+    "usage: outpost-sim SCENARIO [--seed N] [--mutate FAULT] [--expect-violation] [--json]\n"
+    "       outpost-sim sweep SCENARIO --seeds A-B [-j N] [--mutate FAULT [--until-caught]] [--quiet]\n"
+    "           the seeds in parallel processes; failures with their replay command\n"
     "       outpost-sim --real [--sites N] [--seconds S] [--seed N] [--keep]\n"
-    "           the real outpost-hub and outpost-agent processes through a TCP fault proxy\n";
+    "           the real outpost-hub and outpost-agent processes through a TCP fault proxy\n"
+    "       outpost-sim --list-faults\n";
+
+// outpost-sim sweep: 0 when every seed held (with --mutate: when at least one seed caught
+// the fault), 1 otherwise, 2 on usage errors.
+int Sweep(int argc, char** argv) {
+  outpost::sim::SweepOptions o;
+  bool have_seeds = false;
+  for (int i = 2; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--seeds" && i + 1 < argc) {
+      have_seeds = outpost::sim::ParseSeedRange(argv[++i], &o.first, &o.last);
+      if (!have_seeds) {
+        std::cerr << "outpost-sim sweep: --seeds wants A-B with 1 <= A <= B\n";
+        return 2;
+      }
+    } else if ((a == "-j" || a == "--jobs") && i + 1 < argc) {
+      o.jobs = atoi(argv[++i]);
+    } else if (a == "--mutate" && i + 1 < argc) {
+      o.mutation = argv[++i];
+    } else if (a == "--quiet") {
+      o.progress = false;
+    } else if (a == "--until-caught") {
+      o.until_failure = true;
+    } else if (o.scenario_path.empty() && !a.empty() && a[0] != '-') {
+      o.scenario_path = a;
+    } else {
+      std::cerr << "outpost-sim sweep: unknown argument '" << a << "'\n" << kUsage;
+      return 2;
+    }
+  }
+  if (o.scenario_path.empty() || !have_seeds || o.jobs < 1 || o.jobs > 256) {
+    std::cerr << "outpost-sim sweep: needs SCENARIO, --seeds A-B and -j 1-256\n" << kUsage;
+    return 2;
+  }
+  auto f = outpost::Faults::Parse(o.mutation);
+  if (!f.ok()) {
+    std::cerr << "outpost-sim sweep: " << f.status().message() << "\n";
+    return 2;
+  }
+  o.faults = *f;
+  auto sc = outpost::sim::LoadScenario(o.scenario_path);
+  if (!sc.ok()) {
+    std::cerr << "outpost-sim sweep: " << sc.status().message() << "\n";
+    return 2;
+  }
+  spdlog::set_level(spdlog::level::off);
+  const auto r = outpost::sim::RunSweep(*sc, o);
+  const auto n = static_cast<unsigned long long>(r.seeds);
+  printf("sweep      %s seeds %llu-%llu with -j %d, mutation %s\n", o.scenario_path.c_str(),
+         static_cast<unsigned long long>(o.first), static_cast<unsigned long long>(o.last), o.jobs,
+         o.mutation.c_str());
+  printf("time       %.1f s wall, %.2f s per seed per process\n", r.wall_seconds,
+         n ? r.wall_seconds * o.jobs / static_cast<double>(n) : 0.0);
+  if (o.mutation == "none") {
+    printf("result     %llu of %llu seeds held every invariant; %llu violated (%llu crashed)\n",
+           n - r.failed, n, static_cast<unsigned long long>(r.failed),
+           static_cast<unsigned long long>(r.crashed));
+    return r.failed == 0 && r.seeds == o.last - o.first + 1 ? 0 : 1;
+  }
+  if (o.until_failure) {
+    printf("result     %s caught after %llu seeds\n", o.mutation.c_str(), n);
+    return r.failed > 0 ? 0 : 1;
+  }
+  printf("result     %s caught on %llu of %llu seeds (%.0f%%)\n", o.mutation.c_str(),
+         static_cast<unsigned long long>(r.failed), n,
+         n ? 100.0 * static_cast<double>(r.failed) / static_cast<double>(n) : 0.0);
+  return r.failed > 0 ? 0 : 1;
+}
 
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc > 1 && std::string(argv[1]) == "sweep") return Sweep(argc, argv);
+  if (argc > 1 && std::string(argv[1]) == "--list-faults") {
+    for (const auto& n : outpost::Faults::Names()) std::cout << n << "\n";
+    return 0;
+  }
   std::string path;
   outpost::sim::Options opt;
   bool seed_given = false, expect_violation = false, as_json = false;
@@ -104,12 +179,13 @@ int main(int argc, char** argv) {
     std::cerr << kUsage;
     return 2;
   }
-  auto m = outpost::sim::ParseMutation(mutation);
+  auto m = outpost::Faults::Parse(mutation);
   if (!m.ok()) {
     std::cerr << "outpost-sim: " << m.status().message() << "\n";
     return 2;
   }
-  opt.mutation = *m;
+  opt.mutation = mutation;
+  opt.faults = *m;
   auto sc = outpost::sim::LoadScenario(path);
   if (!sc.ok()) {
     std::cerr << "outpost-sim: " << sc.status().message() << "\n";
@@ -125,14 +201,12 @@ int main(int argc, char** argv) {
   snprintf(hash, sizeof hash, "%016llx", static_cast<unsigned long long>(r.trace_hash));
   const std::string replay = std::string("outpost-sim ") + path + " --seed " +
                              std::to_string(r.seed) +
-                             (r.mutation == outpost::sim::Mutation::kNone
-                                  ? ""
-                                  : std::string(" --mutate ") + MutationName(r.mutation));
+                             (r.mutation == "none" ? "" : " --mutate " + r.mutation);
   if (as_json) {
     nlohmann::json inv = nlohmann::json::array();
     for (const auto& i : r.invariants) inv.push_back({{"name", i.name}, {"ok", i.ok}, {"detail", i.detail}});
     std::cout << nlohmann::json{{"scenario", r.scenario}, {"seed", r.seed},
-                                {"mutation", MutationName(r.mutation)},
+                                {"mutation", r.mutation},
                                 {"virtual_seconds", r.virtual_ms / 1000.0},
                                 {"wall_seconds", r.wall_seconds}, {"speedup", ratio},
                                 {"sites", r.sites}, {"events", r.events}, {"frames", r.frames},
@@ -161,7 +235,7 @@ int main(int argc, char** argv) {
               << "\n";
   } else {
     printf("scenario   %s   seed %llu   mutation %s\n", r.scenario.c_str(),
-           static_cast<unsigned long long>(r.seed), MutationName(r.mutation));
+           static_cast<unsigned long long>(r.seed), r.mutation.c_str());
     printf("time       %.0f s virtual in %.2f s wall (%.0fx)\n", r.virtual_ms / 1000.0,
            r.wall_seconds, ratio);
     printf("fleet      %zu sites; %llu agent crashes, %llu hub crashes, %llu connection resets\n",

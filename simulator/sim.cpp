@@ -12,32 +12,6 @@
 
 namespace outpost::sim {
 
-Result<Mutation> ParseMutation(const std::string& n) {
-  if (n == "none") return Mutation::kNone;
-  if (n == "ack-before-durable") return Mutation::kAckBeforeDurable;
-  if (n == "apply-gaps") return Mutation::kApplyGaps;
-  if (n == "forget-watermark") return Mutation::kForgetWatermark;
-  if (n == "bundle-replay") return Mutation::kBundleReplay;
-  return Status::InvalidArgument("unknown mutation '" + n +
-                                 "' (ack-before-durable, apply-gaps, forget-watermark, bundle-replay)");
-}
-
-const char* MutationName(Mutation m) {
-  switch (m) {
-    case Mutation::kNone:
-      return "none";
-    case Mutation::kAckBeforeDurable:
-      return "ack-before-durable";
-    case Mutation::kApplyGaps:
-      return "apply-gaps";
-    case Mutation::kForgetWatermark:
-      return "forget-watermark";
-    case Mutation::kBundleReplay:
-      return "bundle-replay";
-  }
-  return "?";
-}
-
 bool Report::ok() const {
   return std::all_of(invariants.begin(), invariants.end(), [](const auto& i) { return i.ok; });
 }
@@ -70,6 +44,7 @@ Report Simulation::Run() {
     return report_;
   }
   BuildFleet();
+  world_->StartDiskFaults();
   const TimeMs t0 = queue_->Now();
   const TimeMs end = t0 + sc_.duration;
   for (const auto& s : world_->sites()) {
@@ -112,10 +87,9 @@ void Simulation::BuildFleet() {
 }
 
 bool Simulation::StartSite(SimSite& s, TimeMs t0, TimeMs end) {
-  if (Status st = world_->OpenSite(s); !st.ok()) {
-    invariants_->Violation("no store errors", s.name + ": " + st.ToString());
-    return false;
-  }
+  // A first start that fails under injected disk faults is retried (World::ReopenSite);
+  // without them it is a violation and the run stops.
+  if (!world_->ReopenSite(s) && !sc_.storage.any()) return false;
   net_->ScheduleFirstConnect(s, t0);
   workload_->ScheduleLocalRuns(s, t0, end);
   world_->ScheduleCrashes(s, t0, end);

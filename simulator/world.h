@@ -89,6 +89,9 @@ struct SimSite {
   };
   std::vector<Retired> retired;
   bool crash_armed = false;  // a crash point waits for the site's next writes
+  // What the simulated processes did, for the reference model: (run, task) -> attempt ->
+  // 'R' running, 'S' exited 0, 'F' failed, 'K' killed by the agent, 'I' died in a crash.
+  std::map<std::pair<std::string, std::string>, std::map<int, char>> processes;
 };
 
 class World {
@@ -126,6 +129,9 @@ class World {
   void LoseDisk(SimSite& s);
   // The disk faults of the scenario's `storage` for one site and the hub, until `end`.
   void ScheduleDiskFaults(SimSite& s, TimeMs t0, TimeMs end);
+  // From now until the heal, the disks fail as the scenario's `storage` says (the fleet
+  // is set up on good disks).
+  void StartDiskFaults();
   // After every event: processes whose armed crash point fired die, and a hub whose store
   // write failed reopens it, as the daemon does.
   void AfterEvent();
@@ -198,6 +204,8 @@ class World {
   Rng hub_rng_;
   std::unique_ptr<SimStorage> storage_;
   bool hub_crash_armed_ = false;
+  bool disk_faults_on_ = false;
+  StorageFaults DiskFaults() const;
   std::map<std::string, std::shared_ptr<const WorkflowDef>> defs_;
   std::vector<std::unique_ptr<SimSite>> sites_;
   std::map<std::string, SimSite*> by_name_;

@@ -27,6 +27,7 @@
 #include "common/transport/zmq_link.h"
 #include "site-agent/agent_store.h"
 #include "site-agent/artifact_cache.h"
+#include "site-agent/commands.h"
 #include "site-agent/control_request.h"
 #include "site-agent/engine.h"
 #include "site-agent/trust_gate.h"
@@ -152,7 +153,8 @@ class Agent {
   void SyncTick();
   void SendToHub(const SyncOutput& so);
   Status ApplyCommands(uint64_t first_seq, const std::vector<std::string>& entries);
-  void ApplyCommand(const Command& c, std::vector<StateWrite>* extra);
+  // Counts and logs what applying a hub command did.
+  void Told(const Command& c, const CommandOutcome& o);
   nlohmann::json SyncJson() const;
   // Artifacts and bundles (site-agent/agent_bundles.cpp).
   Status OpenArtifacts();

@@ -28,6 +28,11 @@ Status AgentStore::Commit(const Effects& fx, const Engine& engine,
   for (const auto& [k, v] : fx.state_writes) writes.push_back({k, v});
   writes.insert(writes.end(), extra.begin(), extra.end());
   if (events.empty() && writes.empty()) return Status::Ok();
+  if (faults_.split_commit && !events.empty() && !writes.empty()) {
+    // The planted bug (common/faults.h): state first, its events in a second write.
+    OUTPOST_RETURN_IF_ERROR(log_->Append({}, writes).status());
+    return log_->Append(events, {}).status();
+  }
   return log_->Append(events, writes).status();
 }
 

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "common/faults.h"
 #include "common/protocol/event_log.h"
 #include "site-agent/engine.h"
 #include "site-agent/run_state.h"
@@ -22,7 +23,8 @@ struct RunView {
 
 class AgentStore {
  public:
-  explicit AgentStore(std::unique_ptr<EventLog> log) : log_(std::move(log)) {}
+  explicit AgentStore(std::unique_ptr<EventLog> log, const Faults& faults = Faults::None())
+      : log_(std::move(log)), faults_(faults) {}
 
   // Appends fx's events and the engine's current records for fx's dirty runs/tasks, and
   // the output tail of every finished attempt, and `extra` (the inbox watermark and
@@ -39,11 +41,14 @@ class AgentStore {
   Result<std::optional<std::string>> GetOutput(const std::string& run, const std::string& task,
                                                int attempt) const;
 
+  // The planted bugs of the simulator's mutation check (none in the agent).
+  const Faults& faults() const { return faults_; }
   EventLog& log() { return *log_; }
   const EventLog& log() const { return *log_; }
 
  private:
   std::unique_ptr<EventLog> log_;
+  Faults faults_;
 };
 
 }  // namespace outpost

@@ -213,20 +213,15 @@ void Agent::SyncTick() {
 
 Status Agent::ApplyCommands(uint64_t first_seq, const std::vector<std::string>& entries) {
   std::vector<StateWrite> extra;
-  for (size_t i = 0; i < entries.size(); ++i) {
-    Command c;
-    Status s = DecodeCommand(entries[i], &c);
-    if (!s.ok()) {
-      // Consumed and recorded, so one bad entry cannot stall the stream.
-      ++counters_.commands_rejected;
-      RecordUndecodableCommand(first_seq + i, s, clock_, &pending_);
-      spdlog::warn("agent.command_undecodable seq={} error=\"{}\"", first_seq + i, s.message());
-      continue;
-    }
-    ApplyCommand(c, &extra);
-  }
+  ApplyCommandBatch(first_seq, entries, *engine_, *store_, clock_, gate_ ? &*gate_ : nullptr,
+                    &pending_, &extra,
+                    [this](uint64_t seq, const Command* c, const CommandOutcome& o) {
+                      if (c) return Told(*c, o);
+                      ++counters_.commands_rejected;
+                      spdlog::warn("agent.command_undecodable seq={} error=\"{}\"", seq, o.message);
+                    });
+  if (entries.empty()) return Status::Ok();
   const uint64_t last = first_seq + entries.size() - 1;
-  extra.push_back({kInboxWatermarkKey, EncodeU64(last)});
   OUTPOST_RETURN_IF_ERROR(CommitPending(extra));
   down_applied_ = last;
   // A placement or removal may add, change or end a schedule.
@@ -236,9 +231,7 @@ Status Agent::ApplyCommands(uint64_t first_seq, const std::vector<std::string>& 
   return Status::Ok();
 }
 
-void Agent::ApplyCommand(const Command& c, std::vector<StateWrite>* extra) {
-  CommandOutcome o = ApplyHubCommand(c, *engine_, *store_, clock_, &pending_, extra,
-                                     gate_ ? &*gate_ : nullptr);
+void Agent::Told(const Command& c, const CommandOutcome& o) {
   switch (o.kind) {
     case CommandOutcome::kApplied:
     case CommandOutcome::kNoop:

@@ -169,4 +169,23 @@ CommandOutcome ApplyHubCommand(const Command& c, Engine& engine, const AgentStor
   return reject("unknown command type " + std::to_string(c.type));
 }
 
+void ApplyCommandBatch(
+    uint64_t first_seq, const std::vector<std::string>& entries, Engine& engine,
+    const AgentStore& store, const Clock& clock, TrustGate* gate, Effects* fx,
+    std::vector<StateWrite>* extra,
+    const std::function<void(uint64_t seq, const Command* c, const CommandOutcome& o)>& told) {
+  for (size_t i = 0; i < entries.size(); ++i) {
+    Command c;
+    Status s = DecodeCommand(entries[i], &c);
+    if (!s.ok()) {
+      RecordUndecodableCommand(first_seq + i, s, clock, fx);
+      told(first_seq + i, nullptr, {CommandOutcome::kRejected, s.message()});
+      continue;
+    }
+    told(first_seq + i, &c, ApplyHubCommand(c, engine, store, clock, fx, extra, gate));
+  }
+  if (entries.empty()) return;
+  extra->push_back({kInboxWatermarkKey, EncodeU64(first_seq + entries.size() - 1)});
+}
+
 }  // namespace outpost

@@ -4,6 +4,7 @@
 // the caller.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -33,6 +34,17 @@ CommandOutcome ApplyHubCommand(const Command& c, Engine& engine, const AgentStor
 
 // A command entry that does not decode is consumed and recorded as a rejection.
 void RecordUndecodableCommand(uint64_t seq, const Status& why, const Clock& clock, Effects* fx);
+
+// One downstream batch (entries first_seq...) as the agent and the simulator both apply
+// it: each entry decoded and applied in order — one that does not decode is consumed and
+// recorded, so it cannot stall the stream — and the inbox watermark after the last, all
+// into fx and extra for the caller's one write. `told` hears each entry's outcome (c is
+// null for an entry that did not decode).
+void ApplyCommandBatch(
+    uint64_t first_seq, const std::vector<std::string>& entries, Engine& engine,
+    const AgentStore& store, const Clock& clock, TrustGate* gate, Effects* fx,
+    std::vector<StateWrite>* extra,
+    const std::function<void(uint64_t seq, const Command* c, const CommandOutcome& o)>& told);
 
 // The state key of the inbox watermark.
 constexpr char kInboxWatermarkKey[] = "sync/down_applied";

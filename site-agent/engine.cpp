@@ -262,7 +262,8 @@ void Engine::OnRedactedExit(Active& a, size_t i, const ExitInfo& exit, Effects* 
 void Engine::AttemptFailed(Active& a, size_t i, const std::string& why, Effects* fx) {
   auto& t = a.tasks[i];
   const RetryPolicy& retry = a.defs[i]->retry;
-  if (!Cancelling(a, i) && t.attempts <= retry.max) {
+  // faults.extra_retry: the planted off-by-one (common/faults.h).
+  if (!Cancelling(a, i) && t.attempts <= retry.max + (options_.faults.extra_retry ? 1 : 0)) {
     t.state = static_cast<uint8_t>(TaskState::kWaiting);
     t.retry_at = clock_.Now() + BackoffDelay(retry.backoff, t.attempts, rng_);
     t.message = why + "; retry " + std::to_string(t.attempts) + " of " + std::to_string(retry.max) +

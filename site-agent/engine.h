@@ -54,6 +54,7 @@
 #include <vector>
 
 #include "common/clock.h"
+#include "common/faults.h"
 #include "common/protocol/event.h"
 #include "common/random.h"
 #include "common/status.h"
@@ -124,6 +125,8 @@ struct EngineOptions {
   // The path of a verified artifact in the site's cache, or why it is not there; unset:
   // workflows with artifacts cannot run here.
   std::function<Result<std::string>(const std::string& digest)> artifact_path = nullptr;
+  // The planted bugs of the simulator's mutation check (common/faults.h); none in the agent.
+  Faults faults = {};
 };
 
 struct EngineCounters {

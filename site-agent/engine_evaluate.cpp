@@ -38,14 +38,15 @@ struct Verdict {
 };
 
 Upstream Summarize(const TaskDef& td, const std::vector<TaskRecord>& tasks,
-                   const std::map<std::string, size_t>& index) {
+                   const std::map<std::string, size_t>& index, bool failed_is_success) {
   Upstream up;
   up.n_needs = td.needs.size();
   for (const auto& dep : td.needs) {
     const auto& d = tasks[index.at(dep)];
     if (!IsFinal(d.task_state())) continue;
     ++up.n_final;
-    if (d.task_state() == TaskState::kSucceeded) {
+    if (d.task_state() == TaskState::kSucceeded ||
+        (failed_is_success && d.task_state() == TaskState::kFailed)) {
       ++up.n_succeeded;
     } else if (up.blocker.empty()) {
       up.blocker = dep + " " + TaskStateName(d.task_state());
@@ -147,7 +148,7 @@ bool Engine::EvaluatePending(Active& a, size_t i, InFlight* in_flight, Effects* 
 
 bool Engine::DecideTask(Active& a, size_t i, InFlight* in_flight, Effects* fx) {
   const TaskDef& td = *a.defs[i];
-  const Upstream up = Summarize(td, a.tasks, a.index);
+  const Upstream up = Summarize(td, a.tasks, a.index, options_.faults.failed_counts_as_success);
   Verdict v;
   if (td.trigger) {
     v = ByTrigger(*td.trigger, up);

@@ -78,6 +78,12 @@ void Engine::RecoverInterrupted(Active& a, size_t i, Effects* fx) {
     RerunCompensation(a, i, fx);
     return;
   }
+  if (options_.faults.restore_as_succeeded) {  // planted bug (common/faults.h)
+    t.state = static_cast<uint8_t>(TaskState::kSucceeded);
+    t.exit_code = 0;
+    Touch(a, i, fx);
+    return;
+  }
   AttemptFailed(a, i, "interrupted: the agent restarted while the attempt was running", fx);
 }
 

@@ -172,7 +172,7 @@ void Scheduler::Tick(Engine& engine, Effects* fx) {
       changed = true;
       if (StartOne(e, tick, now - tick > sd.grace, engine, fx)) break;
     }
-    if (changed) Persist(e, fx);
+    if (changed && !faults_.schedule_forgets_fired) Persist(e, fx);  // planted bug if not
   }
 }
 

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "common/clock.h"
+#include "common/faults.h"
 #include "common/codec.h"
 #include "common/workflow/cron.h"
 #include "common/workflow/workflow.h"
@@ -50,6 +51,8 @@ class Scheduler {
  public:
   // `new_run_id` makes the id of each run the scheduler starts.
   Scheduler(const Clock& clock, std::function<std::string()> new_run_id);
+  // The planted bugs of the simulator's mutation check (common/faults.h).
+  void set_faults(const Faults& f) { faults_ = f; }
 
   // Adds or replaces the schedule of `def` (which must have one). `state` is what was
   // persisted for it; without one the schedule starts now (no history is caught up).
@@ -91,6 +94,7 @@ class Scheduler {
   const Clock& clock_;
   std::function<std::string()> new_run_id_;
   std::map<std::string, Entry> entries_;
+  Faults faults_;
 };
 
 }  // namespace outpost

@@ -223,6 +223,14 @@ void SyncSession::HandleBatch(const Message& m, SyncOutput* o) {
   counters_.duplicates_dropped += skip;
   std::vector<std::string> fresh(m.entries.begin() + static_cast<ptrdiff_t>(skip), m.entries.end());
   Status s = in_->Apply(applied + 1, fresh);
+  if (!s.ok() && faults_.ack_failed_apply) {
+    // The planted bug (common/faults.h): what failed to apply is acknowledged anyway.
+    Message a;
+    a.t = static_cast<uint8_t>(MsgType::kAck);
+    a.seq = last;
+    a.credit = options_.receive_credit;
+    return Send(o, std::move(a), clock_.Now(), &last_sent_);
+  }
   if (!s.ok()) {
     ++counters_.store_errors;  // not acknowledged: the sender will resend
     return;

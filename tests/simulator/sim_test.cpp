@@ -40,10 +40,10 @@ crashes:
   hub: {every: 12m, down: 20s}
 )";
 
-Report RunSmall(uint64_t seed, Mutation m = Mutation::kNone) {
+Report RunSmall(uint64_t seed, const std::string& m = "none") {
   auto sc = ParseScenario(kSmall, "small.yaml");
   EXPECT_TRUE(sc.ok()) << sc.status().ToString();
-  Simulation sim(std::move(sc).value(), Options{seed, m});
+  Simulation sim(std::move(sc).value(), Options{seed, m, Faults::Parse(m).value()});
   return sim.Run();
 }
 
@@ -77,10 +77,10 @@ TEST(SimulatorTest, TheSameSeedGivesTheSameTrace) {
 // A simulator that cannot catch a broken protocol proves nothing: each mutation must
 // break an invariant on some seed in a small budget.
 TEST(SimulatorTest, EveryProtocolMutationIsCaught) {
-  for (Mutation m : {Mutation::kAckBeforeDurable, Mutation::kApplyGaps, Mutation::kForgetWatermark}) {
+  for (std::string m : {"ack-before-durable", "apply-gaps", "forget-watermark"}) {
     bool caught = false;
     for (uint64_t seed = 1; seed <= 10 && !caught; ++seed) caught = !RunSmall(seed, m).ok();
-    EXPECT_TRUE(caught) << MutationName(m) << " went unnoticed on seeds 1-10";
+    EXPECT_TRUE(caught) << m << " went unnoticed on seeds 1-10";
   }
 }
 
