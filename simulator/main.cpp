@@ -229,6 +229,7 @@ int main(int argc, char** argv) {
                                              {"store_errors", r.store_errors},
                                              {"hub_store_restarts", r.hub_store_restarts},
                                              {"reinstalls", r.reinstalls}}},
+                                {"swarm", r.swarm}, {"operator_actions", r.operator_actions},
                                 {"trace_hash", hash}, {"ok", r.ok()}, {"invariants", inv},
                                 {"replay", replay}}
                      .dump(2)
@@ -236,6 +237,7 @@ int main(int argc, char** argv) {
   } else {
     printf("scenario   %s   seed %llu   mutation %s\n", r.scenario.c_str(),
            static_cast<unsigned long long>(r.seed), r.mutation.c_str());
+    if (!r.swarm.empty()) printf("swarm      %s\n", r.swarm.c_str());
     printf("time       %.0f s virtual in %.2f s wall (%.0fx)\n", r.virtual_ms / 1000.0,
            r.wall_seconds, ratio);
     printf("fleet      %zu sites; %llu agent crashes, %llu hub crashes, %llu connection resets\n",

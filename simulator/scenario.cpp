@@ -6,6 +6,7 @@
 #include <set>
 #include <sstream>
 
+#include "common/random.h"
 #include "common/workflow/workflow.h"
 
 namespace outpost::sim {
@@ -111,7 +112,7 @@ class Parser {
                                  {"name", "seed", "duration", "converge_within", "sync", "sites",
                                   "workflows", "local_runs", "requests", "duplicate_requests",
                                   "network", "partitions", "hub_outages", "flapping", "crashes",
-                                  "clock_skew", "max_parallel", "couriers", "storage"},
+                                  "clock_skew", "max_parallel", "couriers", "storage", "operators", "swarm"},
                                  "the scenario"));
     OUTPOST_RETURN_IF_ERROR(Scalar(root, "name", &s.name));
     OUTPOST_RETURN_IF_ERROR(Scalar(root, "seed", &s.seed));
@@ -203,6 +204,11 @@ class Parser {
         s.couriers.push_back(cs);
       }
     }
+    OUTPOST_RETURN_IF_ERROR(Scalar(root, "swarm", &s.swarm));
+    if (const YAML::Node op = root["operators"]) {
+      OUTPOST_RETURN_IF_ERROR(Keys(op, {"every"}, "operators"));
+      OUTPOST_RETURN_IF_ERROR(Duration(op, "every", &s.operators_every));
+    }
     if (const YAML::Node st = root["storage"]) {
       OUTPOST_RETURN_IF_ERROR(Keys(st, {"power_cuts", "crash_points", "write_error", "sync_error",
                                         "corrupt_read", "disk_full", "lost_disks"},
@@ -277,6 +283,76 @@ Result<Scenario> LoadScenario(const std::string& path) {
   std::stringstream ss;
   ss << in.rdbuf();
   return ParseScenario(ss.str(), path);
+}
+
+Scenario DrawSwarm(const Scenario& b, uint64_t seed, std::string* summary) {
+  Rng rng(seed ^ 0x5ca1ab1e0ddba11ULL);
+  Scenario s = b;
+  std::string on;
+  // Rng::Uniform(n) draws from 0..n inclusive.
+  auto coin = [&] { return rng.Uniform(1) == 0; };
+  auto scale = [&] { return 0.25 + static_cast<double>(rng.Uniform(1750)) / 1000.0; };  // 0.25-2
+  auto keep = [&](const char* name) {
+    const bool k = coin();
+    if (k) on += std::string(on.empty() ? "" : ", ") + name;
+    return k;
+  };
+  auto every = [&](DurationMs e) { return static_cast<DurationMs>(static_cast<double>(e) / scale()); };
+  auto prob = [&](double p, double cap) { return std::min(cap, p * scale()); };
+  std::string fleet;
+  for (auto& g : s.sites) {
+    g.count = 1 + static_cast<int>(rng.Uniform(static_cast<uint64_t>(g.count - 1)));
+    fleet += (fleet.empty() ? "" : " ") + g.prefix + "x" + std::to_string(g.count);
+  }
+  // Loss and resets are switched for the whole network (every link override at once).
+  const bool loss = keep("loss"), resets = keep("resets");
+  for (auto& l : s.links) {
+    l.drop = loss ? prob(l.drop, 0.5) : 0;
+    if (l.disconnect_every > 0) l.disconnect_every = resets ? every(l.disconnect_every) : 0;
+  }
+  // Fresh windows: as many as the bounds list, anywhere in the run, up to their length.
+  auto windows = [&](std::vector<Window>* ws, const char* name) {
+    if (ws->empty()) return;
+    if (!keep(name)) {
+      ws->clear();
+      return;
+    }
+    for (auto& w : *ws) {
+      w.duration = 1 + static_cast<DurationMs>(rng.Uniform(static_cast<uint64_t>(std::max<DurationMs>(w.duration, 1))));
+      w.at = static_cast<TimeMs>(rng.Uniform(static_cast<uint64_t>(std::max<DurationMs>(s.duration - w.duration, 1))));
+      static const char* kDirections[] = {"both", "both", "up", "down"};
+      if (w.period == 0) w.direction = kDirections[rng.Uniform(3)];
+    }
+  };
+  windows(&s.partitions, "partitions");
+  windows(&s.hub_outages, "hub outages");
+  windows(&s.flapping, "flapping");
+  if (s.agent_crashes.every > 0) s.agent_crashes.every = keep("agent crashes") ? every(s.agent_crashes.every) : 0;
+  if (s.hub_crashes.every > 0) s.hub_crashes.every = keep("hub crashes") ? every(s.hub_crashes.every) : 0;
+  if (s.max_clock_skew > 0 && !keep("clock skew")) s.max_clock_skew = 0;
+  StorageSpec& st = s.storage;
+  if (st.power_cuts > 0) st.power_cuts = keep("power cuts") ? prob(st.power_cuts, 1) : 0;
+  if (st.crash_points > 0) st.crash_points = keep("crash points") ? prob(st.crash_points, 1) : 0;
+  if (st.write_error > 0) st.write_error = keep("write errors") ? prob(st.write_error, 0.2) : 0;
+  if (st.sync_error > 0) st.sync_error = keep("fsync errors") ? prob(st.sync_error, 0.2) : 0;
+  if (st.corrupt_read > 0) st.corrupt_read = keep("bad reads") ? prob(st.corrupt_read, 0.2) : 0;
+  if (st.full_every > 0) st.full_every = keep("full disks") ? every(st.full_every) : 0;
+  if (st.lost_every > 0) st.lost_every = keep("lost disks") ? every(st.lost_every) : 0;
+  if (s.duplicate_requests > 0) s.duplicate_requests = keep("duplicate requests") ? prob(s.duplicate_requests, 1) : 0;
+  if (s.operators_every > 0) s.operators_every = keep("operator actions") ? every(s.operators_every) : 0;
+  auto subset = [&](std::vector<Periodic>* ps) {
+    std::vector<Periodic> kept;
+    for (auto& p : *ps) {
+      if (rng.Uniform(3) != 0) kept.push_back(p);
+    }
+    *ps = std::move(kept);
+  };
+  subset(&s.local_runs);
+  subset(&s.requests);
+  s.swarm = false;
+  s.drawn = true;
+  if (summary) *summary = fleet + "; " + (on.empty() ? "no faults" : on);
+  return s;
 }
 
 }  // namespace outpost::sim

@@ -106,11 +106,27 @@ struct Scenario {
   CrashSpec agent_crashes;
   CrashSpec hub_crashes;
   StorageSpec storage;
+  // Operator actions besides run starts, about every `operators_every` (0: none): cancel a
+  // requested run, approve or reject a gate, relabel a site, apply a changed definition,
+  // remove a workflow (applied again later).
+  DurationMs operators_every = 0;
+  // Swarm testing: each seed draws its own scenario within this one's bounds (DrawSwarm).
+  bool swarm = false;
+  bool drawn = false;  // this is a seed's draw from swarm bounds
   DurationMs max_clock_skew = 0;
   int max_parallel = 4;
 };
 
 Result<Scenario> LoadScenario(const std::string& path);
+
+// Swarm testing (docs/simulator.md, "Swarm"): the scenario a seed draws from `bounds`.
+// Each site group keeps 1..count sites; each fault of the bounds — loss, resets,
+// partitions, hub outages, flapping, crashes, clock skew, each storage fault, duplicate
+// requests, operator actions — is switched on with probability 1/2 and then runs at 0.25x
+// to 2x its rate; partitions, hub outages and flapping get fresh windows (as many as the
+// bounds list, at random times and lengths up to theirs); each local run and request
+// schedule is kept with probability 3/4. `summary` says what was drawn.
+Scenario DrawSwarm(const Scenario& bounds, uint64_t seed, std::string* summary);
 Result<Scenario> ParseScenario(const std::string& yaml, const std::string& file);
 
 }  // namespace outpost::sim

@@ -19,6 +19,7 @@ bool Report::ok() const {
 Simulation::Simulation(Scenario scenario, Options options)
     : sc_(std::move(scenario)), opt_(options), rng_(options.seed) {
   report_.scenario = sc_.name.empty() ? sc_.file : sc_.name;
+  if (sc_.swarm) sc_ = DrawSwarm(sc_, opt_.seed, &report_.swarm);
   report_.seed = opt_.seed;
   report_.mutation = opt_.mutation;
   queue_ = std::make_unique<EventQueue>();
@@ -51,6 +52,7 @@ Report Simulation::Run() {
     if (!StartSite(*s, t0, end)) return report_;
   }
   workload_->ScheduleRequests(t0, end);
+  workload_->ScheduleOperators(t0, end);
   world_->ScheduleHubFaults(t0, end);
   net_->Start(t0);
   queue_->At(end, [this] { Heal(); });

@@ -48,6 +48,7 @@ struct InvariantResult {
 
 struct Report {
   std::string scenario;
+  std::string swarm;  // what a swarm seed drew (empty: not a swarm scenario)
   uint64_t seed = 0;
   std::string mutation = "none";
   TimeMs virtual_ms = 0;
@@ -65,6 +66,7 @@ struct Report {
   uint64_t scheduled_runs = 0;      // started by the sites' own schedules
   uint64_t requests = 0;
   uint64_t requests_refused = 0;
+  uint64_t operator_actions = 0;  // cancels, approvals, relabels, applies, removals
   uint64_t agent_crashes = 0;
   uint64_t hub_crashes = 0;
   uint64_t resets = 0;

@@ -135,11 +135,96 @@ void Workload::Request(const Periodic& p, int n) {
     return;
   }
   ++report_->requests;
+  if (r.contains("runs") && r["runs"].is_array()) {
+    for (const auto& id : r["runs"]) {
+      if (id.is_string()) runs_[p.workflow].push_back(id.get<std::string>());
+    }
+  }
   if (sc_.duplicate_requests > 0 &&
       static_cast<double>(rng_->Uniform(999'999)) / 1e6 < sc_.duplicate_requests) {
     // The operator's client retries the same request id a little later.
     queue_->At(queue_->Now() + 60'000,
                [this, req, first_runs = r["runs"]] { Retry(req, first_runs); });
+  }
+}
+
+void Workload::ScheduleOperators(TimeMs t0, TimeMs end) {
+  if (sc_.operators_every <= 0) return;
+  queue_->Recurring(t0 + Exp(rng_, sc_.operators_every), [this, end]() -> std::optional<TimeMs> {
+    if (queue_->Now() >= end) return std::nullopt;
+    OperatorAction();
+    return queue_->Now() + Exp(rng_, sc_.operators_every);
+  });
+}
+
+json Workload::Operate(const json& request) {
+  if (!world_->hub_alive()) return {{"ok", false}};
+  HubOutput out;
+  json r = world_->hub().OnOperator("sim", request, &out);
+  net_->HubEmit(out);
+  ++report_->operator_actions;
+  queue_->Trace("operator " + request.value("op", "") + " " + (r.value("ok", false) ? "ok" : "refused"));
+  return r;
+}
+
+// One action, drawn: what an operator does to a fleet besides starting runs. Refusals
+// (a run already finished, a hub that is down) are part of the game.
+void Workload::OperatorAction() {
+  if (world_->healed() || !world_->hub_alive()) return;
+  auto pick_run = [this](bool approvals) -> std::pair<std::string, std::string> {
+    std::vector<std::pair<std::string, std::string>> candidates;
+    for (const auto& [wf, ids] : runs_) {
+      std::string gate;
+      for (const auto& td : world_->def(wf)->tasks) {
+        if (td.approval) gate = td.id;
+      }
+      if (approvals && gate.empty()) continue;
+      for (const auto& id : ids) candidates.emplace_back(id, gate);
+    }
+    if (candidates.empty()) return {};
+    return candidates[rng_->Uniform(candidates.size() - 1)];  // Uniform(n): 0..n
+  };
+  const auto& sites = world_->sites();
+  switch (rng_->Uniform(4)) {
+    case 0: {  // cancel a run the hub made
+      auto [id, gate] = pick_run(false);
+      if (!id.empty()) Operate({{"op", "run.cancel"}, {"id", id}});
+      break;
+    }
+    case 1: {  // decide an approval gate, mostly approving
+      auto [id, gate] = pick_run(true);
+      if (!id.empty()) {
+        Operate({{"op", "run.approve"}, {"id", id}, {"task", gate}, {"reject", rng_->Uniform(3) == 0}});
+      }
+      break;
+    }
+    case 2: {  // relabel a site: placements follow
+      if (sites.empty()) break;
+      const SimSite& s = *sites[rng_->Uniform(sites.size() - 1)];
+      if (rng_->Uniform(1) == 0) {
+        Operate({{"op", "site.label"}, {"name", s.name}, {"set", {{"canary", "yes"}}}});
+      } else {
+        Operate({{"op", "site.label"}, {"name", s.name}, {"remove", {"canary"}}});
+      }
+      break;
+    }
+    case 3: {  // apply a changed definition (a new hash) of a workflow
+      if (sc_.workflows.empty()) break;
+      const WorkflowSpec& w = sc_.workflows[rng_->Uniform(sc_.workflows.size() - 1)];
+      const std::string source = w.source + "\n# revision " + std::to_string(++revision_) + "\n";
+      world_->AddRevision(source);
+      Operate({{"op", "workflow.apply"}, {"source", source}, {"target", w.target}});
+      break;
+    }
+    case 4: {  // remove a workflow; apply it again five minutes later
+      if (sc_.workflows.empty()) break;
+      const WorkflowSpec& w = sc_.workflows[rng_->Uniform(sc_.workflows.size() - 1)];
+      Operate({{"op", "workflow.remove"}, {"name", w.name}});
+      queue_->At(queue_->Now() + 300'000, [this, &w] {
+        if (!world_->healed()) Operate({{"op", "workflow.apply"}, {"source", w.source}, {"target", w.target}});
+      });
+      break;
+    }
   }
 }
 

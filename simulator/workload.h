@@ -46,6 +46,8 @@ class Workload {
   void ScheduleLocalRuns(SimSite& s, TimeMs t0, TimeMs end);
   // The operator's run requests: single ones at their time, periodic ones until `end`.
   void ScheduleRequests(TimeMs t0, TimeMs end);
+  // The scenario's other operator actions (`operators`), until `end`.
+  void ScheduleOperators(TimeMs t0, TimeMs end);
 
  private:
   void StartLocalRun(SimSite& s, const WorkflowSpec& w);
@@ -53,6 +55,8 @@ class Workload {
   void Request(const Periodic& p, int n);
   // The operator's client sends a request again; it must get the runs of the first time.
   void Retry(const nlohmann::json& request, const nlohmann::json& first_runs);
+  void OperatorAction();
+  nlohmann::json Operate(const nlohmann::json& request);
 
   const Scenario& sc_;
   EventQueue* queue_;
@@ -61,6 +65,9 @@ class Workload {
   World* world_;
   SimNetwork* net_;
   Invariants* invariants_;
+  // Runs the hub made for requests, by workflow (for cancels and approvals).
+  std::map<std::string, std::vector<std::string>> runs_;
+  int revision_ = 0;  // of re-applied definitions
 };
 
 }  // namespace outpost::sim

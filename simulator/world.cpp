@@ -91,7 +91,15 @@ void World::LoadWorkflows() {
   for (const auto& w : sc_.workflows) {
     auto def = ParseWorkflow(w.source, w.name);
     defs_[w.name] = std::make_shared<const WorkflowDef>(std::move(def).value());
+    by_hash_[defs_[w.name]->hash] = defs_[w.name];
   }
+}
+
+void World::AddRevision(const std::string& source) {
+  auto def = ParseWorkflow(source, "revision");
+  if (!def.ok()) return;
+  auto d = std::make_shared<const WorkflowDef>(std::move(def).value());
+  by_hash_[d->hash] = d;
 }
 
 SimSite& World::AddSite(std::string name, std::map<std::string, std::string> labels,

@@ -110,6 +110,12 @@ class World {
   const std::shared_ptr<const WorkflowDef>& def(const std::string& name) const {
     return defs_.at(name);
   }
+  // A definition by its hash: the scenario's and every revision an operator applied.
+  std::shared_ptr<const WorkflowDef> def_by_hash(const std::string& hash) const {
+    auto it = by_hash_.find(hash);
+    return it == by_hash_.end() ? nullptr : it->second;
+  }
+  void AddRevision(const std::string& source);
 
   // The fleet. Sites are added before the run starts and never removed.
   SimSite& AddSite(std::string name, std::map<std::string, std::string> labels, DurationMs skew,
@@ -207,6 +213,7 @@ class World {
   bool disk_faults_on_ = false;
   StorageFaults DiskFaults() const;
   std::map<std::string, std::shared_ptr<const WorkflowDef>> defs_;
+  std::map<std::string, std::shared_ptr<const WorkflowDef>> by_hash_;
   std::vector<std::unique_ptr<SimSite>> sites_;
   std::map<std::string, SimSite*> by_name_;
   std::unique_ptr<HubStore> hub_store_;
