@@ -259,30 +259,32 @@ void HubServer::ServeOperators() {
 // A store write failed (full disk, I/O error, failed fsync): what reached the disk is
 // unknown, so the core's memory cannot be trusted. Reopen the store and the core from
 // what is really there, as a restart would; the sites' sessions start over (they say
-// HELLO again and resend what was not acknowledged). Retries every second until the
-// store opens.
-void HubServer::RestartCore() {
+// HELLO again and resend what was not acknowledged). Tries for 30 s, then gives up: the
+// daemon exits with the error and its service manager restarts it.
+Status HubServer::RestartCore() {
   spdlog::error("hub.store_write_failed: reopening the store and restarting the hub core");
   ++store_restarts_;
   core_.reset();
   store_.reset();
-  for (int attempt = 0;; ++attempt) {
+  Status last;
+  for (int attempt = 0; attempt < 30; ++attempt) {
+    if (attempt > 0) sleep(1);
     auto store = RocksHubStore::Open(config_.data_dir + "/db", RocksHubStore::Options{});
-    if (store.ok()) {
-      store_ = std::move(store).value();
-      auto core = HubCore::Open(store_.get(), clock_, &rng_, core_options_);
-      if (core.ok()) {
-        core_ = std::move(core).value();
-        spdlog::info("hub.store_reopened attempts={}", attempt + 1);
-        return;
-      }
-      spdlog::error("hub.core_reopen_failed error=\"{}\"", core.status().ToString());
-      store_.reset();
-    } else {
-      spdlog::error("hub.store_reopen_failed error=\"{}\"", store.status().ToString());
+    if (!store.ok()) {
+      last = store.status();
+      continue;
     }
-    sleep(1);
+    store_ = std::move(store).value();
+    auto core = HubCore::Open(store_.get(), clock_, &rng_, core_options_);
+    if (core.ok()) {
+      core_ = std::move(core).value();
+      spdlog::info("hub.store_reopened attempts={} restarts={}", attempt + 1, store_restarts_);
+      return Status::Ok();
+    }
+    last = core.status();
+    store_.reset();
   }
+  return last.WithContext("reopen the hub store after a failed write (30 attempts)");
 }
 
 Status HubServer::Run() {
@@ -319,7 +321,7 @@ Status HubServer::Run() {
     HubOutput out;
     core_->Tick(&out);
     Send(out);
-    if (store_->write_failed()) RestartCore();
+    if (store_->write_failed()) OUTPOST_RETURN_IF_ERROR(RestartCore());
   }
   spdlog::info("hub.stopped");
   return Status::Ok();

@@ -53,7 +53,7 @@ class HubServer {
   void ServeSites();
   void ServeOperators();
   void Send(HubOutput& out);
-  void RestartCore();
+  Status RestartCore();
 
   HubConfig config_;
   const Clock& clock_;

@@ -244,14 +244,16 @@ int main(int argc, char** argv) {
            r.sites, static_cast<unsigned long long>(r.agent_crashes),
            static_cast<unsigned long long>(r.hub_crashes), static_cast<unsigned long long>(r.resets));
     printf("work       %llu runs finished (%llu succeeded); %llu local (%llu while cut off); "
-           "%llu scheduled; %llu hub requests (%llu refused); %llu commands applied\n",
+           "%llu scheduled; %llu hub requests (%llu refused); %llu commands applied; %llu other "
+           "operator actions\n",
            static_cast<unsigned long long>(r.runs), static_cast<unsigned long long>(r.runs_succeeded),
            static_cast<unsigned long long>(r.local_runs),
            static_cast<unsigned long long>(r.local_runs_offline),
            static_cast<unsigned long long>(r.scheduled_runs),
            static_cast<unsigned long long>(r.requests),
            static_cast<unsigned long long>(r.requests_refused),
-           static_cast<unsigned long long>(r.commands));
+           static_cast<unsigned long long>(r.commands),
+           static_cast<unsigned long long>(r.operator_actions));
     if (r.bundles_carried > 0) {
       printf("couriers   %llu volumes carried (%llu lost), %llu deliveries, %llu commands applied from them\n",
              static_cast<unsigned long long>(r.bundles_carried),

@@ -223,13 +223,7 @@ void World::StoreError(const std::string& who, const Status& st) {
 
 bool World::ReopenSite(SimSite& s) {
   if (Status st = OpenSite(s); !st.ok()) {
-    s.session.reset();
-    s.inbox.reset();
-    s.up.reset();
-    s.sched.reset();
-    s.engine.reset();
-    s.store.reset();
-    s.pending = Effects();
+    DropProcessState(s);
     StoreError(s.name + " reopen", st);
     // The service manager starts it again a little later.
     if (sc_.storage.any() && !healed_) {
@@ -269,16 +263,22 @@ void World::CrashSite(SimSite& s, bool power_cut) {
     if (outcome == 'R') outcome = 'I';
   }
   s.running.clear();  // its processes die with it (simulated; real ones are killed at restart)
+  DropProcessState(s);
+  if (power_cut) storage_->PowerCut(dir);
+  storage_->Restart(dir);
+  s.crash_armed = false;
+}
+
+// The agent's memory, in the order its parts refer to each other; closing the store
+// closes RocksDB (what reaches the disk then is up to SimStorage).
+void World::DropProcessState(SimSite& s) {
   s.session.reset();
   s.inbox.reset();
   s.up.reset();
   s.sched.reset();
   s.engine.reset();
   s.store.reset();
-  if (power_cut) storage_->PowerCut(dir);
-  storage_->Restart(dir);
   s.pending = Effects();
-  s.crash_armed = false;
 }
 
 void World::LoseDisk(SimSite& s) {

@@ -188,6 +188,7 @@ class World {
   // added; a synced event that is gone is a violation.
   void ReconcileShadow(SimSite& s);
   void RestartSite(SimSite& s);
+  void DropProcessState(SimSite& s);
   void RestartHub();
   void OpenHubOrReport();
   void HubTicker();
