@@ -19,12 +19,8 @@ using json = nlohmann::json;
 
 json HubCore::OpRunStart(const std::string& who, const OperatorRequest& r, HubOutput* out) {
   const std::string& workflow = r.workflow;
-  auto d = defs_.find(workflow);
-  if (d == defs_.end()) {
-    return Error("no workflow named '" + workflow + "' is applied at the hub (outpostctl workflow "
-                 "apply FILE --target ...)",
-                 "not_found");
-  }
+  // A retried request is answered from its record first: the runs it made stand even if
+  // the workflow was removed since (the simulator's operators found this).
   std::string request = r.request;  // at most kMaxRequestIdBytes (the decoder checked)
   if (request.empty()) request = MakeUlid(clock_.Now(), rng_);
   auto existing = store_->GetRequest(request);
@@ -38,6 +34,12 @@ json HubCore::OpRunStart(const std::string& who, const OperatorRequest& r, HubOu
     }
     return {{"ok", true}, {"request", request}, {"runs", q.runs}, {"sites", q.sites},
             {"duplicate", true}};
+  }
+  auto d = defs_.find(workflow);
+  if (d == defs_.end()) {
+    return Error("no workflow named '" + workflow + "' is applied at the hub (outpostctl workflow "
+                 "apply FILE --target ...)",
+                 "not_found");
   }
   const std::map<std::string, std::string>&params = r.params, &selector = r.target;
   std::optional<Grant> grant;

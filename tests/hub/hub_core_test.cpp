@@ -191,6 +191,21 @@ TEST_F(HubCoreTest, PlacementFollowsTargetsAndLabelsAndSurvivesAHubRestart) {
   EXPECT_TRUE(core_->online("b"));
 }
 
+// A retry still gets its runs after the workflow was removed (the simulator's operator
+// actions found it answered not_found); a new request for it is refused.
+TEST_F(HubCoreTest, ARetriedRequestGetsItsRunsAfterTheWorkflowWasRemoved) {
+  AddSite("a", "web");
+  ASSERT_TRUE(Op({{"op", "workflow.apply"}, {"source", kWf}})["ok"].get<bool>());
+  json r = Op({{"op", "run.start"}, {"workflow", "deploy"}, {"request", "r-1"}});
+  ASSERT_TRUE(r["ok"].get<bool>()) << r.dump();
+  ASSERT_TRUE(Op({{"op", "workflow.remove"}, {"name", "deploy"}})["ok"].get<bool>());
+  json late = Op({{"op", "run.start"}, {"workflow", "deploy"}, {"request", "r-1"}});
+  EXPECT_TRUE(late["ok"].get<bool>()) << late.dump();
+  EXPECT_TRUE(late["duplicate"].get<bool>());
+  EXPECT_EQ(late["runs"], r["runs"]);
+  EXPECT_EQ(Op({{"op", "run.start"}, {"workflow", "deploy"}, {"request", "r-9"}})["code"], "not_found");
+}
+
 TEST_F(HubCoreTest, RunRequestsAreIdempotentAndTheViewFollowsTheSitesEvents) {
   AddSite("a", "web");
   FakeSite a("a", 1, clock_);
