@@ -79,18 +79,28 @@ void Invariants::NotConverged(const World& world, const SimNetwork& net) {
 }
 
 std::string Invariants::FirstBehind(const World& world, const SimNetwork& net) const {
-  if (!world.hub_alive()) return "";
+  if (!world.hub_alive()) return "the hub is down";
   for (const auto& s : world.sites()) {
     const SiteRecord* rec = world.hub().site(s->name);
-    if (!s->alive || !rec) continue;
+    if (!s->alive) return s->name + " (agent down)";
+    if (!rec) continue;
     const EventLog& log = s->store->log();
     const bool established = s->session->established();
-    if (rec->up_applied == log.head() && established && s->engine->active_runs() == 0) continue;
-    return s->name + " (site head " + std::to_string(log.head()) + ", hub applied " +
-           std::to_string(rec->up_applied) + ", session " + (established ? "established" : "down") +
+    if (established && s->engine->active_runs() == 0 && s->pending.empty() &&
+        rec->incarnation == log.incarnation() && rec->up_applied == log.head() &&
+        log.acked() == log.head() && rec->down_head == s->down_applied &&
+        rec->down_acked == rec->down_head) {
+      continue;
+    }
+    return s->name + " (site head " + std::to_string(log.head()) + ", acked " +
+           std::to_string(log.acked()) + ", hub applied " + std::to_string(rec->up_applied) +
+           "; commands: hub head " + std::to_string(rec->down_head) + ", site applied " +
+           std::to_string(s->down_applied) + ", hub saw acked " + std::to_string(rec->down_acked) +
+           "; session " + (established ? "established" : "down") +
            (net.connected(*s) ? ", connected" : ", not connected") +
            (net.reconnect_pending(*s) ? ", reconnect pending" : "") + ", active runs " +
-           std::to_string(s->engine->active_runs()) + ")";
+           std::to_string(s->engine->active_runs()) + (s->pending.empty() ? "" : ", writes pending") +
+           (rec->incarnation == log.incarnation() ? "" : ", hub has another incarnation") + ")";
   }
   return "";
 }

@@ -87,7 +87,8 @@ int Sweep(int argc, char** argv) {
     return r.failed == 0 && r.seeds == o.last - o.first + 1 ? 0 : 1;
   }
   if (o.until_failure) {
-    printf("result     %s caught after %llu seeds\n", o.mutation.c_str(), n);
+    printf("result     %s %s within %llu seed%s\n", o.mutation.c_str(),
+           r.failed > 0 ? "caught" : "not caught", n, n == 1 ? "" : "s");
     return r.failed > 0 ? 0 : 1;
   }
   printf("result     %s caught on %llu of %llu seeds (%.0f%%)\n", o.mutation.c_str(),
@@ -116,7 +117,13 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--seed" && i + 1 < argc) {
-      opt.seed = strtoull(argv[++i], nullptr, 10);
+      const char* v = argv[++i];
+      char* end = nullptr;
+      opt.seed = strtoull(v, &end, 10);
+      if (end == v || *end != '\0') {
+        std::cerr << "outpost-sim: --seed wants a number, not '" << v << "'\n";
+        return 2;
+      }
       seed_given = true;
     } else if (a == "--mutate" && i + 1 < argc) {
       mutation = argv[++i];
@@ -261,7 +268,8 @@ int main(int argc, char** argv) {
              static_cast<unsigned long long>(r.bundles_imported),
              static_cast<unsigned long long>(r.bundle_commands_applied));
     }
-    if (r.power_cuts + r.crash_points + r.disk_faults + r.reinstalls > 0) {
+    if (r.power_cuts + r.crash_points + r.disk_faults + r.reinstalls + r.store_errors +
+            r.hub_store_restarts > 0) {
       printf("storage    %llu power cuts (%llu unsynced bytes lost), %llu crash points, %llu disk "
              "faults, %llu store errors retried, %llu hub store restarts, %llu disks lost\n",
              static_cast<unsigned long long>(r.power_cuts),

@@ -228,17 +228,56 @@ class Parser {
         OUTPOST_RETURN_IF_ERROR(Keys(st["lost_disks"], {"every"}, "lost_disks"));
         OUTPOST_RETURN_IF_ERROR(Duration(st["lost_disks"], "every", &g.lost_every));
       }
-      for (double p : {g.power_cuts, g.crash_points}) {
-        if (p < 0 || p > 1) return Error(st, "power_cuts and crash_points are shares, 0-1");
+      const std::pair<const char*, double> shares[] = {{"power_cuts", g.power_cuts},
+                                                       {"crash_points", g.crash_points}};
+      for (const auto& [key, p] : shares) {
+        if (p < 0 || p > 1) return Error(st[key], std::string(key) + " is a share, 0-1");
       }
-      for (double p : {g.write_error, g.sync_error, g.corrupt_read}) {
-        if (p < 0 || p > 0.2) return Error(st, "write_error, sync_error and corrupt_read must be 0-0.2");
+      const std::pair<const char*, double> rates[] = {{"write_error", g.write_error},
+                                                      {"sync_error", g.sync_error},
+                                                      {"corrupt_read", g.corrupt_read}};
+      for (const auto& [key, p] : rates) {
+        if (p < 0 || p > 0.2) return Error(st[key], std::string(key) + " must be 0-0.2");
       }
+      if (g.full_every < 0 || (g.full_every > 0 && g.full_for <= 0)) {
+        return Error(st["disk_full"], "disk_full needs every and for, both positive");
+      }
+    }
+    if (s.duplicate_requests < 0 || s.duplicate_requests > 1) {
+      return Error(root["duplicate_requests"], "duplicate_requests is a share, 0-1");
     }
     if (root["crashes"]) {
       OUTPOST_RETURN_IF_ERROR(Keys(root["crashes"], {"agents", "hub"}, "crashes"));
       OUTPOST_RETURN_IF_ERROR(Crash(root["crashes"], "agents", &s.agent_crashes));
       OUTPOST_RETURN_IF_ERROR(Crash(root["crashes"], "hub", &s.hub_crashes));
+    }
+    // Every `sites:` names all, a group, or one site of a group: a typo would otherwise
+    // make a fault that silently touches nothing.
+    auto known = [&s](const std::string& name) {
+      if (name == "all") return true;
+      for (const auto& g : s.sites) {
+        if (name == g.prefix) return true;
+        if (name.rfind(g.prefix + "-", 0) == 0) {
+          const std::string n = name.substr(g.prefix.size() + 1);
+          if (!n.empty() && n.size() < 7 && n.find_first_not_of("0123456789") == std::string::npos &&
+              std::stoi(n) >= 1 && std::stoi(n) <= g.count) {
+            return true;
+          }
+        }
+      }
+      return false;
+    };
+    for (const char* key : {"partitions", "hub_outages", "flapping", "couriers"}) {
+      if (!root[key] || !root[key].IsSequence()) continue;
+      for (const auto& w : root[key]) {
+        if (w["sites"] && !known(w["sites"].as<std::string>())) {
+          return Error(w["sites"], "sites '" + w["sites"].as<std::string>() +
+                                       "' is not all, a site group's prefix or one of its sites");
+        }
+      }
+    }
+    for (const auto& l : s.links) {
+      if (!known(l.sites)) return Error(root["network"], "network link for unknown sites '" + l.sites + "'");
     }
     return s;
   }

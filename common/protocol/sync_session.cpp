@@ -148,10 +148,7 @@ Status SyncSession::CheckPeerApplied(uint64_t peer_applied) const {
 
 void SyncSession::Established(uint64_t peer_applied, SyncOutput* o) {
   if (Status s = CheckPeerApplied(peer_applied); !s.ok()) return Fail(s.message(), o);
-  if (peer_applied > out_->acked()) {
-    Status s = out_->Acknowledge(peer_applied);
-    if (!s.ok()) ++counters_.store_errors;
-  }
+  if (peer_applied > out_->acked()) AcknowledgeOrOwe(peer_applied);
   state_ = State::kEstablished;
   next_send_ = peer_applied + 1;
   inflight_.clear();
@@ -255,8 +252,7 @@ void SyncSession::HandleAck(const Message& m, SyncOutput* o) {
   }
   peer_credit_ = std::max<uint32_t>(1, m.credit);
   if (m.seq > out_->acked()) {
-    Status s = out_->Acknowledge(m.seq);
-    if (!s.ok()) ++counters_.store_errors;
+    AcknowledgeOrOwe(m.seq);
     last_progress_ = clock_.Now();
   }
   while (!inflight_.empty() && inflight_.front() <= m.seq) inflight_.pop_front();
@@ -264,9 +260,23 @@ void SyncSession::HandleAck(const Message& m, SyncOutput* o) {
   Pump(o);
 }
 
+// The peer acknowledged through `seq`; if recording that fails (a write error), it is
+// owed and retried from Tick, so an idle stream still gets trimmed (the simulator found a
+// site whose last acknowledgement failed to write stay untrimmed for good).
+void SyncSession::AcknowledgeOrOwe(uint64_t seq) {
+  if (out_->Acknowledge(seq).ok()) {
+    if (seq >= ack_owed_) ack_owed_ = 0;
+    return;
+  }
+  ++counters_.store_errors;
+  ack_owed_ = std::max(ack_owed_, seq);
+  ack_retry_at_ = clock_.Now() + options_.resend_after;
+}
+
 void SyncSession::Tick(SyncOutput* o) {
   if (state_ == State::kDisconnected) return;
   const TimeMs now = clock_.Now();
+  if (ack_owed_ > out_->acked() && now >= ack_retry_at_) AcknowledgeOrOwe(ack_owed_);
   if (now - last_heard_ >= options_.dead_after) {
     return Fail("no message from the peer for " + std::to_string(now - last_heard_) + " ms", o);
   }
@@ -300,6 +310,7 @@ TimeMs SyncSession::NextDeadline() const {
   if (role_ == Role::kSite && state_ == State::kHandshaking) {
     next = std::min(next, hello_sent_ + options_.resend_after);
   }
+  if (ack_owed_ > out_->acked()) next = std::min(next, ack_retry_at_);
   return next;
 }
 

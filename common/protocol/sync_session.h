@@ -121,6 +121,7 @@ class SyncSession {
   // Whether the peer's applied watermark of our stream is possible (not past our head, not
   // behind what it acknowledged before).
   Status CheckPeerApplied(uint64_t peer_applied) const;
+  void AcknowledgeOrOwe(uint64_t seq);
   void Established(uint64_t peer_applied, SyncOutput* o);
   void SendHello(SyncOutput* o);
   void Pump(SyncOutput* o);
@@ -143,6 +144,8 @@ class SyncSession {
   std::deque<uint64_t> inflight_;    // last seq of each unacknowledged batch
   uint32_t peer_credit_ = 1;
   TimeMs last_progress_ = 0;         // last time an ack moved or a batch went out idle
+  uint64_t ack_owed_ = 0;            // an acknowledgement whose write failed, retried
+  TimeMs ack_retry_at_ = 0;
   TimeMs last_heard_ = 0;
   TimeMs last_sent_ = 0;
   TimeMs hello_sent_ = 0;            // site: when the last HELLO went out

@@ -28,15 +28,21 @@ class MemOutgoing : public OutgoingStream {
     return out;
   }
   Status Acknowledge(uint64_t seq) override {
+    if (fail_acks_ > 0) {
+      --fail_acks_;
+      return Status::IoError("injected: the acknowledgement's write failed");
+    }
     if (seq > all_.size()) return Status::InvalidArgument("ack beyond head");
     if (seq > acked_) acked_ = seq;
     return Status::Ok();
   }
   const std::vector<std::string>& all() const { return all_; }
+  void fail_next_acks(int n) { fail_acks_ = n; }
 
  private:
   std::vector<std::string> all_;
   uint64_t acked_ = 0;
+  int fail_acks_ = 0;
 };
 
 class MemIncoming : public IncomingStream {

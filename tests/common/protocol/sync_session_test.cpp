@@ -265,6 +265,27 @@ TEST(SyncSessionTest, ReceiverStoreFailureIsNotAcknowledgedAndHealsLater) {
   EXPECT_EQ(p.site_out_.acked(), 1u);
 }
 
+// The sender's record of an acknowledgement fails to write (a full disk): the session
+// owes it and retries, so an idle stream is still trimmed without another batch or a
+// reconnect (the simulator's swarm found sites whose last acknowledgement was lost).
+TEST(SyncSessionTest, AnAcknowledgementThatFailsToWriteIsRetried) {
+  SyncOptions o;
+  o.resend_after = 1000;
+  Pair p(o);
+  p.Connect();
+  p.Settle();
+  p.site_out_.fail_next_acks(1);
+  p.SiteAppend("e1");
+  p.Settle();
+  EXPECT_EQ(p.hub_in_.applied_entries(), Seq(1, 1));
+  EXPECT_EQ(p.site_out_.acked(), 0u);
+  EXPECT_EQ(p.site_.counters().store_errors, 1u);
+  EXPECT_LE(p.site_.NextDeadline(), p.clock_.Now() + 1000);
+  p.clock_.Advance(1000);
+  p.TickBoth();
+  EXPECT_EQ(p.site_out_.acked(), 1u);
+}
+
 TEST(SyncSessionTest, PeerClaimingMoreThanWasWrittenIsDisconnected) {
   Pair p;
   p.site_out_.Append("e1");
