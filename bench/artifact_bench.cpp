@@ -31,6 +31,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/bundle.h"
+#include "common/json_fields.h"
 #include "common/protocol/control.h"
 #include "common/trust.h"
 #include "simulator/fault_proxy.h"
@@ -42,6 +43,15 @@ namespace {
 using json = nlohmann::json;
 using Clk = std::chrono::steady_clock;
 namespace fs = std::filesystem;
+
+// A counter from the agent's artifact status; 0 when absent or of another type.
+uint64_t CounterOf(const json& arts, const char* key) {
+  if (!arts.is_object()) return 0;
+  auto c = arts.find("counters");
+  int64_t v = 0;
+  if (c != arts.end()) outpost::JsonFields(*c).Int(key, &v, 0, INT64_MAX).IgnoreError();
+  return static_cast<uint64_t>(v);
+}
 using sim::Eventually;
 using sim::ReadAll;
 using sim::Spawn;
@@ -150,8 +160,8 @@ int Main(int argc, char** argv) {
                     dir + "/hub.log");
   Eventually([&] { return fs::exists(hub_dir + "/hub.endpoints"); }, 10'000, 50);
   json ep = json::parse(ReadAll(hub_dir + "/hub.endpoints"), nullptr, false);
-  const std::string sites_ep = ep.is_object() ? ep.value("sites", "") : "";
-  const std::string hub_key = ep.is_object() ? ep.value("hub_key", "") : "";
+  std::string sites_ep, hub_key;
+  outpost::JsonFields(ep).Str("sites", &sites_ep).And(outpost::JsonFields(ep).Str("hub_key", &hub_key)).IgnoreError();
   const int hub_port = atoi(sites_ep.substr(sites_ep.rfind(':') + 1).c_str());
   if (hub_key.empty() || hub_port <= 0) {
     fprintf(stderr, "the hub did not start; see %s/hub.log\n", dir.c_str());
@@ -222,7 +232,7 @@ int Main(int argc, char** argv) {
          "%llu chunks fetched for %llu (resumed, never from zero); digest %s\n",
          secs, static_cast<double>(mib) / secs, 100.0 * (static_cast<double>(mib) / secs) / raw_proxied,
          static_cast<unsigned long long>(proxy.resets()),
-         static_cast<unsigned long long>((arts["counters"].is_object() ? arts["counters"].value("chunks_received", uint64_t{0}) : 0)),
+         static_cast<unsigned long long>(CounterOf(arts, "chunks_received")),
          static_cast<unsigned long long>(chunks), verified ? "verified" : "WRONG");
   fs::remove_all(dir);
   return verified ? 0 : 1;

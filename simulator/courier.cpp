@@ -1,5 +1,7 @@
 #include "simulator/courier.h"
 
+#include "common/json_fields.h"
+
 #include <nlohmann/json.hpp>
 
 #include "common/bundle.h"
@@ -54,17 +56,37 @@ void Couriers::Trip(SimSite& s, const CourierSpec& c) {
       invariants_->Violation("no store errors", "bundle.export " + s.name + ": " + r.dump());
       return;
     }
+    // The hub's own replies, read with the typed reader all the same: a reply of the
+    // wrong shape is a violation, not an exception.
     const json& b = r["bundle"];
+    if (!b.is_object() || !b["volumes"].is_array()) {
+      invariants_->Violation("no store errors", "bundle.export " + s.name + ": " + r.dump());
+      return;
+    }
     for (const auto& v : b["volumes"]) {
-      std::string bytes = FromBase64(v.value("head", "")).value_or("");
-      for (uint32_t i = 0; i < v.value("records", 0u); ++i) {
+      JsonFields fv(v);
+      std::string head;
+      int64_t records = 0;
+      if (Status st = fv.Str("head", &head, kRequired, SIZE_MAX)
+                          .And(fv.Int("records", &records, 0, int64_t{1} << 30, kRequired));
+          !st.ok()) {
+        invariants_->Violation("no store errors", "bundle.export " + s.name + ": " + st.ToString());
+        return;
+      }
+      std::string bytes = FromBase64(head).value_or("");
+      for (int64_t i = 0; i < records; ++i) {
         json rec = hub.OnOperator("courier", {{"op", "bundle.record"}, {"id", b["id"]},
                                               {"volume", v["volume"]}, {"index", i}}, &out);
         if (!rec.value("ok", false)) {
           invariants_->Violation("no store errors", "bundle.record " + s.name + ": " + rec.dump());
           return;
         }
-        bytes += FromBase64(rec.value("record", "")).value_or("");
+        std::string record;
+        if (Status st = JsonFields(rec).Str("record", &record, kRequired, SIZE_MAX); !st.ok()) {
+          invariants_->Violation("no store errors", "bundle.record " + s.name + ": " + st.ToString());
+          return;
+        }
+        bytes += FromBase64(record).value_or("");
       }
       Carry(s, c, std::move(bytes), true);
     }

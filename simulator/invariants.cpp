@@ -326,8 +326,7 @@ void Invariants::CheckSemantics(const World& world, const SimSite& s) {
           bad = true;
         }
       }
-      const int later = p == s.processes.end() ? 0 : static_cast<int>(p->second.size()) - t.attempts;
-      if (!bad && later > 0 && p->second.rbegin()->first > t.attempts) {
+      if (!bad && p != s.processes.end() && p->second.rbegin()->first > t.attempts) {
         Violation(kName, where + " records " + std::to_string(t.attempts) + " attempts; " +
                              std::to_string(p->second.rbegin()->first) + " processes were started");
         bad = true;

@@ -2,6 +2,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <charconv>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -259,10 +260,9 @@ class Parser {
         if (name == g.prefix) return true;
         if (name.rfind(g.prefix + "-", 0) == 0) {
           const std::string n = name.substr(g.prefix.size() + 1);
-          if (!n.empty() && n.size() < 7 && n.find_first_not_of("0123456789") == std::string::npos &&
-              std::stoi(n) >= 1 && std::stoi(n) <= g.count) {
-            return true;
-          }
+          int k = 0;
+          auto [end, ec] = std::from_chars(n.data(), n.data() + n.size(), k);
+          if (ec == std::errc() && end == n.data() + n.size() && k >= 1 && k <= g.count) return true;
         }
       }
       return false;

@@ -83,7 +83,6 @@ class SimStorage::Reader final : public rocksdb::SequentialFile {
   rocksdb::Status Read(size_t n, rocksdb::Slice* result, char* scratch) override {
     rocksdb::Status s = f_->Read(n, result, scratch);
     if (!s.ok() || result->empty()) return s;
-    if (IsWal(path_)) st_->Replayed(result->size());
     size_t at = 0;
     if (!st_->CorruptRead(path_, result->size(), &at)) return s;
     if (result->data() != scratch) {
@@ -141,6 +140,7 @@ rocksdb::Status SimStorage::Admit(const std::string& path, Op op, bool* lands) {
     // The crash point: this write never happens, nor does anything after it.
     d.dead = d.crashed = true;
     ++counters_.crash_points;
+    fired_.fetch_add(1, std::memory_order_relaxed);
     *lands = false;
     return rocksdb::Status::IOError("simulated crash point", path);
   }
@@ -167,9 +167,10 @@ bool SimStorage::CorruptRead(const std::string& path, size_t n, size_t* at) {
   return true;
 }
 
-void SimStorage::Replayed(uint64_t n) {
+rocksdb::Status SimStorage::RefuseIfDead(const std::string& path) {
   std::lock_guard<std::mutex> l(mu_);
-  counters_.recovery_reads += n;
+  if (disks_[DiskOf(path)].dead) return rocksdb::Status::IOError("simulated crash: the process is gone", path);
+  return rocksdb::Status::OK();
 }
 
 void SimStorage::Appended(const std::string& path, uint64_t n) {
@@ -186,10 +187,7 @@ void SimStorage::Synced(const std::string& path) {
 rocksdb::Status SimStorage::NewWritableFile(const std::string& f,
                                             std::unique_ptr<rocksdb::WritableFile>* r,
                                             const rocksdb::EnvOptions& o) {
-  {
-    std::lock_guard<std::mutex> l(mu_);
-    if (disks_[DiskOf(f)].dead) return rocksdb::Status::IOError("simulated crash: the process is gone", f);
-  }
+  if (auto dead = RefuseIfDead(f); !dead.ok()) return dead;
   std::unique_ptr<rocksdb::WritableFile> inner;
   rocksdb::Status s = target()->NewWritableFile(f, &inner, o);
   if (!s.ok()) return s;
@@ -231,19 +229,12 @@ rocksdb::Status SimStorage::NewSequentialFile(const std::string& f,
   std::unique_ptr<rocksdb::SequentialFile> inner;
   rocksdb::Status s = target()->NewSequentialFile(f, &inner, o);
   if (!s.ok()) return s;
-  if (IsWal(f)) {
-    std::lock_guard<std::mutex> l(mu_);
-    ++counters_.opens;
-  }
   r->reset(new Reader(this, f, std::move(inner)));
   return s;
 }
 
 rocksdb::Status SimStorage::DeleteFile(const std::string& f) {
-  {
-    std::lock_guard<std::mutex> l(mu_);
-    if (disks_[DiskOf(f)].dead) return rocksdb::Status::IOError("simulated crash: the process is gone", f);
-  }
+  if (auto dead = RefuseIfDead(f); !dead.ok()) return dead;
   rocksdb::Status s = target()->DeleteFile(f);
   std::lock_guard<std::mutex> l(mu_);
   files_.erase(f);
@@ -251,10 +242,7 @@ rocksdb::Status SimStorage::DeleteFile(const std::string& f) {
 }
 
 rocksdb::Status SimStorage::RenameFile(const std::string& src, const std::string& dst) {
-  {
-    std::lock_guard<std::mutex> l(mu_);
-    if (disks_[DiskOf(src)].dead) return rocksdb::Status::IOError("simulated crash: the process is gone", src);
-  }
+  if (auto dead = RefuseIfDead(src); !dead.ok()) return dead;
   rocksdb::Status s = target()->RenameFile(src, dst);
   if (!s.ok()) return s;
   std::lock_guard<std::mutex> l(mu_);
@@ -401,45 +389,6 @@ void SimStorage::Wipe(const std::string& dir) {
   for (auto it = files_.begin(); it != files_.end();) {
     it = Under(it->first, dir) ? files_.erase(it) : std::next(it);
   }
-}
-
-void SimStorage::Snapshot(const std::string& dir, const std::string& name) {
-  std::vector<std::pair<std::string, FileState>> all;
-  {
-    std::lock_guard<std::mutex> l(mu_);
-    for (auto& [path, fs] : files_) {
-      if (Under(path, dir)) all.emplace_back(path, fs);
-    }
-  }
-  std::map<std::string, std::string> copy;
-  for (auto& [path, fs] : all) {
-    std::string content;
-    if (!ReadAll(path, &content).ok()) continue;
-    content.resize(std::min<uint64_t>(content.size(), fs.synced));
-    copy[path] = std::move(content);
-  }
-  std::lock_guard<std::mutex> l(mu_);
-  backups_[name] = std::move(copy);
-}
-
-bool SimStorage::Restore(const std::string& dir, const std::string& name) {
-  std::map<std::string, std::string> copy;
-  {
-    std::lock_guard<std::mutex> l(mu_);
-    auto it = backups_.find(name);
-    if (it == backups_.end()) return false;
-    copy = it->second;
-  }
-  Wipe(dir);
-  for (auto& [path, content] : copy) {
-    if (!Rewrite(path, content).ok()) return false;
-    std::lock_guard<std::mutex> l(mu_);
-    files_[path] = FileState{content.size(), content.size()};
-  }
-  std::lock_guard<std::mutex> l(mu_);
-  --counters_.wipes;
-  ++counters_.restores;
-  return true;
 }
 
 StorageCounters SimStorage::counters() const {

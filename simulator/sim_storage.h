@@ -13,8 +13,7 @@
 // - faults: a WAL append fails (I/O error), a WAL sync fails (and the data it covered
 //   may or may not have reached the disk), the disk is full (every append fails with
 //   NoSpace), a read during recovery returns one flipped byte;
-// - lost disks: Wipe (a reinstalled site), Snapshot and Restore (a hub restored from an
-//   older backup: the snapshot holds what a power cut at that instant would have kept).
+// - lost disks: Wipe (a reinstalled site).
 //
 // Fault draws depend on the seed, the disk and the count of WAL operations on it, not on
 // thread timing, so a seed replays the same faults. Only WAL operations (which RocksDB
@@ -28,6 +27,7 @@
 
 #include <rocksdb/env.h>
 
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -51,9 +51,6 @@ struct StorageCounters {
   uint64_t crash_points = 0;  // armed crashes that fired
   uint64_t bytes_lost = 0;    // unsynced bytes dropped by power cuts
   uint64_t wipes = 0;
-  uint64_t restores = 0;
-  uint64_t recovery_reads = 0;  // bytes read from WALs (recovery replays)
-  uint64_t opens = 0;           // WALs opened for reading
 };
 
 class SimStorage final : public rocksdb::EnvWrapper {
@@ -73,6 +70,8 @@ class SimStorage final : public rocksdb::EnvWrapper {
   // The armed crash fired: the process is dead to its disk (every write fails). The
   // simulation kills it and calls Restart after its databases are closed.
   bool crashed(const std::string& dir) const;
+  // How many armed crashes have fired so far (cheap: the simulation polls it per event).
+  uint64_t crash_points_fired() const { return fired_.load(std::memory_order_relaxed); }
   // The process is being killed: every write fails until Restart (its databases may
   // close without a write reaching the disk).
   void Kill(const std::string& dir);
@@ -82,9 +81,6 @@ class SimStorage final : public rocksdb::EnvWrapper {
   void Restart(const std::string& dir);
   // Deletes every file on the disk (a lost disk; the site is reinstalled).
   void Wipe(const std::string& dir);
-  // A backup: what a power cut now would keep. Restore replaces the disk's files with it.
-  void Snapshot(const std::string& dir, const std::string& name);
-  bool Restore(const std::string& dir, const std::string& name);
 
   StorageCounters counters() const;
 
@@ -133,17 +129,18 @@ class SimStorage final : public rocksdb::EnvWrapper {
   bool CorruptRead(const std::string& path, size_t n, size_t* at);
   bool Draw(const std::string& disk, uint64_t n, uint64_t salt, double p) const;
   void Appended(const std::string& path, uint64_t n);
-  void Replayed(uint64_t n);
   void Synced(const std::string& path);
   rocksdb::Status Rewrite(const std::string& path, const std::string& content);
   rocksdb::Status ReadAll(const std::string& path, std::string* out);
+  // An I/O error if the process on the disk of `path` is dead, else OK.
+  rocksdb::Status RefuseIfDead(const std::string& path);
 
   const uint64_t seed_;
   mutable std::mutex mu_;
   std::map<std::string, FileState> files_;
   std::map<std::string, Disk> disks_;
-  std::map<std::string, std::map<std::string, std::string>> backups_;  // name -> path -> bytes
   StorageCounters counters_;
+  std::atomic<uint64_t> fired_{0};
 };
 
 }  // namespace outpost::sim

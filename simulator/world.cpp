@@ -347,6 +347,9 @@ void World::AfterEvent() {
     for (auto& s : sites_) net_->Drop(*s, "hub restarted its store");
     OpenHubOrReport();
   }
+  // Sites are scanned only when an armed crash has fired since the last look.
+  if (storage_->crash_points_fired() == crashes_seen_) return;
+  crashes_seen_ = storage_->crash_points_fired();
   for (auto& sp : sites_) {
     SimSite& s = *sp;
     if (!s.crash_armed || !storage_->crashed(SiteDir(s))) continue;

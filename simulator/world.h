@@ -142,8 +142,8 @@ class World {
   // write failed reopens it, as the daemon does.
   void AfterEvent();
   // The process's armed crash fired during the current step: what it would send is lost.
-  bool dying(const SimSite& s) const { return storage_->crashed(SiteDir(s)); }
-  bool hub_dying() const { return storage_->crashed(kHubDir); }
+  bool dying(const SimSite& s) const { return s.crash_armed && storage_->crashed(SiteDir(s)); }
+  bool hub_dying() const { return hub_crash_armed_ && storage_->crashed(kHubDir); }
   static std::string SiteDir(const SimSite& s) { return "/sites/" + s.name; }
   static constexpr const char* kHubDir = "/hub";
   const SimStorage& storage() const { return *storage_; }
@@ -212,6 +212,7 @@ class World {
   std::unique_ptr<SimStorage> storage_;
   bool hub_crash_armed_ = false;
   bool disk_faults_on_ = false;
+  uint64_t crashes_seen_ = 0;  // SimStorage::crash_points_fired() at the last AfterEvent
   StorageFaults DiskFaults() const;
   std::map<std::string, std::shared_ptr<const WorkflowDef>> defs_;
   std::map<std::string, std::shared_ptr<const WorkflowDef>> by_hash_;
