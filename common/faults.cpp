@@ -25,6 +25,7 @@ const std::vector<std::pair<std::string, bool Faults::*>>& Table() {
       {"restore-as-succeeded", &Faults::restore_as_succeeded},
       {"failed-counts-as-success", &Faults::failed_counts_as_success},
       {"schedule-forgets-fired", &Faults::schedule_forgets_fired},
+      {"restore-reuses-commands", &Faults::restore_reuses_commands},
   };
   return table;
 }

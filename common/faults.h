@@ -54,6 +54,10 @@ struct Faults {
   bool failed_counts_as_success = false;
   // Scheduler: a fired tick does not advance the stored schedule state.
   bool schedule_forgets_fired = false;
+  // Hub restored from a backup: the site's command watermark is adopted without moving
+  // the commands enqueued since the restore after it, so the site takes them for ones
+  // it already applied.
+  bool restore_reuses_commands = false;
 
   static const Faults& None();
   // One fault by name (see Names()); "none" for none.

@@ -249,6 +249,19 @@ void HubCore::ServeArtifact(const std::string& site_name, const std::string& pee
   out->send.push_back({peer, reply});
 }
 
+// After a declared restore, a site reconciles with the hub over the network only: a
+// bundle carries no hub epoch, and a return bundle may be older than what the site has
+// applied since, so neither direction can tell what the backup lacks (docs/protocol.md).
+bool HubCore::Unreconciled(const SiteRecord& site) const {
+  return hub_epoch_ > 0 && site.epoch_confirmed < hub_epoch_;
+}
+
+std::string HubCore::UnreconciledWhy(const SiteRecord& site) const {
+  return "this hub was restored from a backup and site '" + site.name +
+         "' has not reconciled with it yet; bundles resume once it has connected over the "
+         "network once (docs/operations.md, \"Restoring the hub from a backup\")";
+}
+
 json HubCore::OpBundleExport(const std::string& who, const OperatorRequest& r) {
   SiteRecord* site = FindSite(r.site);
   if (!site) return Error("no site named '" + r.site + "'", "not_found");
@@ -258,6 +271,7 @@ json HubCore::OpBundleExport(const std::string& who, const OperatorRequest& r) {
   if (options_.keys.secret_z85.empty()) {
     return Error("this hub has no keypair loaded to seal bundles with", "internal");
   }
+  if (Unreconciled(*site)) return Error(UnreconciledWhy(*site), "conflict");
   auto plan = std::make_shared<ExportPlan>();
   plan->site = site->name;
   plan->site_key = site->key;
@@ -494,6 +508,7 @@ json HubCore::OpBundleImport(const std::string& who, const OperatorRequest& r, H
     if (rec.kind != BundleRecord::kStreams) continue;
     std::string why;
     if (!AdoptIncarnation(sites_.at(name), rec.incarnation, &why)) return refuse("refused: " + why, "conflict");
+    if (Unreconciled(sites_.at(name))) return refuse(UnreconciledWhy(sites_.at(name)), "conflict");
     Upstream up(this, name);
     uint64_t seq = rec.first_seq;
     received += rec.entries.size();

@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <charconv>
 
 #include "common/json_fields.h"
 #include "hub/run_view.h"
@@ -40,6 +41,14 @@ Result<std::unique_ptr<HubCore>> HubCore::Open(HubStore* store, const Clock& clo
   OUTPOST_RETURN_IF_ERROR(store->LoadArtifacts(&arts));
   for (auto& a : arts) h->artifacts_[a.digest] = std::move(a);
   h->audit_next_ = store->audit_head() + 1;
+  OUTPOST_ASSIGN_OR_RETURN(auto epoch, store->GetSetting("hub_epoch"));
+  if (epoch) {
+    const char* end = epoch->data() + epoch->size();
+    if (std::from_chars(epoch->data(), end, h->hub_epoch_).ptr != end) {
+      return Status::Corruption("hub store: setting hub_epoch is not a number: '" +
+                                SafeText(*epoch) + "'");
+    }
+  }
   return h;
 }
 
@@ -168,6 +177,9 @@ Status HubCore::NewIncarnation(SiteRecord& site, uint64_t incarnation) {
   copy.down_epoch = incarnation;
   copy.down_head = 0;
   copy.down_acked = 0;
+  // Nothing of the new log predates a declared restore. (A database new to a restored
+  // hub may be one the lost hub knew: it still reconciles at its HELLO.)
+  copy.restore_down = 0;
   copy.placed.clear();  // the new database has none of them
   copy.policy_sent = 0;
   Reconcile(copy, &txn);
@@ -204,6 +216,22 @@ void HubCore::Handle(const std::string& site_name, const std::string& peer, cons
         return;
       }
     }
+    // A hub restored from a backup (docs/protocol.md): a site that has not reconciled with
+    // this epoch may be ahead of the store; one that has seen a newer epoch proves this
+    // store is an old copy.
+    bool accept_trimmed = false;
+    if (m.hub_epoch > hub_epoch_) return RefuseStaleHub(site, peer, m.hub_epoch, out);
+    if (m.hub_epoch < hub_epoch_) {
+      if (site.epoch_confirmed < hub_epoch_) {
+        if (Status s = ReconcileRestore(site, m.down_applied); !s.ok()) {
+          ++counters_.store_errors;
+          spdlog::error("hub.restore_reconcile_failed site={} error=\"{}\"", site_name,
+                        s.ToString());
+          return;  // no WELCOME: the site says HELLO again later
+        }
+      }
+      accept_trimmed = true;
+    }
     const bool was_online = online(site_name);
     auto c = std::make_unique<Conn>();
     c->peer = peer;
@@ -211,6 +239,7 @@ void HubCore::Handle(const std::string& site_name, const std::string& peer, cons
     c->down = std::make_unique<Downstream>(this, site_name);
     c->session = std::make_unique<SyncSession>(SyncSession::Role::kHub, clock_, options_.sync,
                                                c->down.get(), c->up.get(), "", 0, faults_);
+    c->session->set_hub_epoch(hub_epoch_, accept_trimmed);
     conns_[site_name] = std::move(c);
     Conn* conn = conns_[site_name].get();
     SyncOutput so;
@@ -280,6 +309,89 @@ void HubCore::RefuseRetired(SiteRecord& site, const std::string& peer, uint64_t 
                 "the agent starts a new incarnation, or remove and re-add the site";
   out->send.push_back({peer, err});
   if (Conn* c = ConnFor(site.name); c && c->peer == peer) Drop(site.name, "stale incarnation");
+}
+
+Result<uint64_t> HubCore::DeclareRestored() {
+  // The epoch is the declaration's time (or one more than the last): a later restore of an
+  // even older copy, declared later, still gets a newer epoch than any site has seen.
+  const uint64_t epoch = std::max<uint64_t>(hub_epoch_ + 1, static_cast<uint64_t>(clock_.Now()));
+  HubStore::Txn txn;
+  txn.PutSetting("hub_epoch", std::to_string(epoch));
+  std::map<std::string, SiteRecord> changed;
+  for (const auto& [name, site] : sites_) {
+    SiteRecord copy = site;
+    // A site that never reconciled with the previous epoch was sent nothing past its
+    // restore_down since: that mark still holds (the commands after it are all unsent).
+    if (!Unreconciled(copy)) copy.restore_down = copy.down_head;
+    txn.PutSite(copy);
+    changed[name] = std::move(copy);
+  }
+  Audit(&txn, {{"event", "hub.restored"}, {"epoch", epoch}, {"sites", sites_.size()}});
+  OUTPOST_RETURN_IF_ERROR(store_->Commit(txn));
+  for (auto& [name, copy] : changed) sites_[name] = std::move(copy);
+  hub_epoch_ = epoch;
+  spdlog::warn("hub.restored epoch={} sites={}", epoch, sites_.size());
+  return epoch;
+}
+
+Status HubCore::ReconcileRestore(SiteRecord& site, uint64_t site_applied) {
+  SiteRecord copy = site;
+  HubStore::Txn txn;
+  uint64_t lost = 0, moved = 0;
+  if (faults_.restore_reuses_commands && site_applied > copy.down_acked) {
+    // The planted bug (common/faults.h): the watermark adopted, nothing moved.
+    lost = site_applied - std::max(copy.restore_down, copy.down_acked);
+    copy.down_head = std::max(copy.down_head, site_applied);
+    copy.down_acked = site_applied;
+  } else if (site_applied > copy.restore_down && site_applied > copy.down_acked) {
+    // Commands restore_down+1 .. site_applied reached the site from the hub's lost
+    // future: the site applied them, this store never had them. The commands enqueued
+    // since the restore (never sent: the site had not reconciled) move after them, into
+    // a new downstream log, so no sequence number means two commands.
+    const uint64_t from = std::max(copy.restore_down, copy.down_acked);
+    OUTPOST_ASSIGN_OR_RETURN(auto fresh, store_->ReadDown(copy.name, copy.down_epoch, from,
+                                                          SIZE_MAX, SIZE_MAX));
+    txn.TrimDown(copy.name, copy.down_epoch, copy.down_head);
+    copy.down_epoch = rng_->Next();
+    lost = site_applied - from;
+    uint64_t seq = site_applied;
+    for (const auto& r : fresh) txn.PutDown(copy.name, copy.down_epoch, ++seq, r.payload);
+    moved = fresh.size();
+    copy.down_acked = site_applied;
+    copy.down_head = seq;
+  }
+  copy.epoch_confirmed = hub_epoch_;
+  Audit(&txn, {{"event", "site.restore_reconciled"},
+               {"site", copy.name},
+               {"epoch", hub_epoch_},
+               {"site_applied", site_applied},
+               {"commands_lost", lost},
+               {"commands_moved", moved}});
+  txn.PutSite(copy);
+  OUTPOST_RETURN_IF_ERROR(store_->Commit(txn));
+  if (lost > 0) {
+    spdlog::warn("hub.commands_lost_in_restore site={} count={} moved={}", copy.name, lost,
+                 moved);
+  }
+  counters_.commands_lost_in_restore += lost;
+  site = std::move(copy);
+  return Status::Ok();
+}
+
+void HubCore::RefuseStaleHub(SiteRecord& site, const std::string& peer, uint64_t site_epoch,
+                             HubOutput* out) {
+  ++counters_.stale_hub_refusals;
+  spdlog::error("hub.stale_copy site={} site_epoch={} hub_epoch={}", site.name, site_epoch,
+                hub_epoch_);
+  Message err;
+  err.t = static_cast<uint8_t>(MsgType::kError);
+  err.message = "site '" + site.name + "' has reconciled with hub epoch " +
+                std::to_string(site_epoch) + ", newer than this hub's " +
+                std::to_string(hub_epoch_) +
+                ": the hub store is an old copy. Stop the hub and run outpost-hub "
+                "--declare-restored on it (docs/operations.md)";
+  out->send.push_back({peer, err});
+  if (Conn* c = ConnFor(site.name); c && c->peer == peer) Drop(site.name, "stale hub copy");
 }
 
 void HubCore::OnSiteDisconnected(const std::string& peer) {

@@ -92,6 +92,12 @@ struct HubCounters {
   uint64_t bundles_exported = 0;
   uint64_t bundle_volumes_imported = 0;
   uint64_t bundle_records_refused = 0;  // damaged, forged, misplaced or for another hub
+  // A hub restored from a backup (docs/protocol.md): site events it had acknowledged that
+  // the sites had since trimmed, commands sites applied that the backup lacked, and
+  // sessions refused because the site had seen a newer copy of this hub.
+  uint64_t events_lost_in_restore = 0;
+  uint64_t commands_lost_in_restore = 0;
+  uint64_t stale_hub_refusals = 0;
 };
 
 struct HubOutput {
@@ -127,6 +133,12 @@ class HubCore {
   nlohmann::json OnOperator(const std::string& operator_name, const nlohmann::json& request,
                             HubOutput* out, OperatorRole role = OperatorRole::kAdmin);
 
+  // Records that this store was restored from a backup: a new hub epoch, with which every
+  // site reconciles at its next HELLO (docs/protocol.md, "A hub restored from a backup").
+  // Run once, with the hub stopped, by `outpost-hub --declare-restored`. Returns the epoch.
+  Result<uint64_t> DeclareRestored();
+  uint64_t hub_epoch() const { return hub_epoch_; }
+
   const HubCounters& counters() const { return counters_; }
   nlohmann::json StatusJson() const;
   bool online(const std::string& site) const;
@@ -149,6 +161,13 @@ class HubCore {
               HubOutput* out);
   void Emit(const std::string& site, const SyncOutput& so, HubOutput* out);
   Status NewIncarnation(SiteRecord& site, uint64_t incarnation);
+  // The first HELLO of a site since the restore: adopts commands it applied that the
+  // restored store lacks (moving commands enqueued since after them).
+  Status ReconcileRestore(SiteRecord& site, uint64_t site_applied);
+  bool Unreconciled(const SiteRecord& site) const;
+  std::string UnreconciledWhy(const SiteRecord& site) const;
+  void RefuseStaleHub(SiteRecord& site, const std::string& peer, uint64_t site_epoch,
+                      HubOutput* out);
   void RefuseRetired(SiteRecord& site, const std::string& peer, uint64_t incarnation,
                      HubOutput* out);
   void Account(const SyncCounters& before, const SyncCounters& after);
@@ -230,6 +249,7 @@ class HubCore {
   std::map<std::string, std::map<std::string, Transfer>> transfers_;  // site -> digest
   struct ExportPlan;
   std::map<std::string, std::shared_ptr<ExportPlan>> exports_;  // bundle id -> plan
+  uint64_t hub_epoch_ = 0;  // 0 until a restore is declared
   uint64_t audit_next_ = 1;
   TimeMs unknown_logged_at_ = -1'000'000;
   uint64_t unknown_suppressed_ = 0;

@@ -9,6 +9,7 @@
 #include <iostream>
 
 #include "hub/hub_server.h"
+#include "hub/rocks_hub_store.h"
 
 namespace po = boost::program_options;
 
@@ -30,6 +31,10 @@ int main(int argc, char** argv) {
       ("config", po::value(&config_file), "INI file with any of these options; flags win")
       ("check-config", "validate the options and exit")
       ("show-key", "print the hub's public key (creating the keypair if needed) and exit")
+      ("declare-restored",
+       "record that DATA_DIR was restored from a backup, then exit: the hub starts a new "
+       "epoch, and each site re-sends what the backup lacks at its next connection "
+       "(docs/operations.md). Run once, with the hub stopped")
       ("data-dir", po::value(&c.data_dir)->required(),
        "directory for the hub store, keys, operators/ and hub.endpoints")
       ("sites-endpoint", po::value(&c.sites_endpoint)->default_value(c.sites_endpoint),
@@ -101,6 +106,24 @@ int main(int argc, char** argv) {
       return 1;
     }
     std::cout << keys->public_z85 << "\n";
+    return 0;
+  }
+  if (vm.count("declare-restored")) {
+    outpost::SystemClock clock;
+    auto store = outpost::RocksHubStore::Open(c.data_dir + "/db", outpost::RocksHubStore::Options{});
+    if (!store.ok()) {
+      std::cerr << "outpost-hub: " << store.status().ToString() << "\n";
+      return 1;
+    }
+    outpost::Rng rng(outpost::SeedFromOs());
+    auto core = outpost::HubCore::Open(store->get(), clock, &rng, c.core);
+    auto epoch = core.ok() ? (*core)->DeclareRestored() : outpost::Result<uint64_t>(core.status());
+    if (!epoch.ok()) {
+      std::cerr << "outpost-hub: " << epoch.status().ToString() << "\n";
+      return 1;
+    }
+    std::cout << "outpost-hub: restore declared, hub epoch " << *epoch
+              << "; sites reconcile with it at their next connection\n";
     return 0;
   }
   c.core.sync.dead_after = offline_after_ms;

@@ -74,6 +74,24 @@ class HubCore::Upstream : public IncomingStream {
     hub_->counters_.events_applied += entries.size();
     return Status::Ok();
   }
+  Status SkipTrimmed(uint64_t through) override {
+    SiteRecord copy = hub_->sites_.at(site_);
+    if (through <= copy.up_applied) return Status::Ok();
+    const uint64_t from = copy.up_applied + 1, lost = through - copy.up_applied;
+    HubStore::Txn txn;
+    hub_->Audit(&txn, {{"event", "site.events_lost_in_restore"},
+                       {"site", site_},
+                       {"from", from},
+                       {"to", through}});
+    copy.up_applied = through;
+    copy.up_head = std::max(copy.up_head, through);
+    txn.PutSite(copy);
+    OUTPOST_RETURN_IF_ERROR(hub_->store_->Commit(txn));
+    spdlog::warn("hub.events_lost_in_restore site={} from={} to={}", site_, from, through);
+    hub_->sites_[site_] = std::move(copy);
+    hub_->counters_.events_lost_in_restore += lost;
+    return Status::Ok();
+  }
 
  private:
   HubCore* hub_;

@@ -119,6 +119,9 @@ void Invariants::FinalChecks(const World& world) {
     CheckRuns(world, *s);
   }
   report_->events = events;
+  if (world.hub_alive()) {
+    report_->commands_lost_in_restore += world.hub().counters().commands_lost_in_restore;
+  }
   if (world.hub_alive()) CheckRequestedRuns(world);
   CheckOfflineWork();
   for (auto& inv : report_->invariants) {
@@ -169,20 +172,8 @@ void Invariants::CheckSchedules(const SimSite& s) {
 // Every event at the hub exactly once: the hub's copy equals the site's whole log. Every
 // command applied exactly once: the site applied all the hub sent.
 void Invariants::CheckHubCopy(const World& world, const SimSite& s, const SiteRecord& rec) {
-  auto copy = world.hub_store().ReadUp(s.name, rec.incarnation, 0, SIZE_MAX);
-  if (!copy.ok() || copy->size() != s.shadow.size()) {
-    Violation("every event at the hub exactly once",
-              s.name + ": hub has " + (copy.ok() ? std::to_string(copy->size()) : "?") +
-                  " events, the site logged " + std::to_string(s.shadow.size()));
-  } else {
-    for (size_t i = 0; i < copy->size(); ++i) {
-      if ((*copy)[i].payload != s.shadow[i]) {
-        Violation("every event at the hub exactly once",
-                  s.name + ": event " + std::to_string(i + 1) + " differs");
-        break;
-      }
-    }
-  }
+  report_->events_lost_in_restore +=
+      CompareCopy(world, s, rec.incarnation, s.shadow, SIZE_MAX, "");
   if (rec.down_head != s.down_applied) {
     Violation("every hub command applied exactly once",
               s.name + ": hub sent " + std::to_string(rec.down_head) + " commands, site applied " +
@@ -190,30 +181,73 @@ void Invariants::CheckHubCopy(const World& world, const SimSite& s, const SiteRe
   }
 }
 
+uint64_t Invariants::CompareCopy(const World& world, const SimSite& s, uint64_t incarnation,
+                                 const std::vector<std::string>& shadow, uint64_t must_have,
+                                 const char* what) {
+  const char* inv = "every event at the hub exactly once";
+  auto copy = world.hub_store().ReadUp(s.name, incarnation, 0, SIZE_MAX);
+  if (!copy.ok()) {
+    Violation(inv, s.name + ": " + copy.status().ToString());
+    return 0;
+  }
+  uint64_t lost = 0;
+  size_t j = 0;
+  for (uint64_t seq = 1; seq <= shadow.size(); ++seq) {
+    if (j < copy->size() && (*copy)[j].seq == seq) {
+      if ((*copy)[j].payload != shadow[seq - 1]) {
+        Violation(inv, s.name + ": event " + std::to_string(seq) + what + " differs");
+        return lost;
+      }
+      ++j;
+      continue;
+    }
+    if (seq > must_have && j == copy->size()) break;  // a lost disk's unacknowledged tail
+    if (!MayBeLost(s.name, incarnation, seq)) {
+      Violation(inv, s.name + ": hub has " + std::to_string(copy->size()) + " events" + what +
+                         ", the site logged " + std::to_string(shadow.size()) + "; event " +
+                         std::to_string(seq) + " is missing");
+      return lost;
+    }
+    ++lost;
+    Event e;
+    if (Decode(shadow[seq - 1], &e).ok() && !e.run.empty()) lost_runs_.insert(e.run);
+  }
+  if (j < copy->size()) {
+    Violation(inv, s.name + ": hub has " + std::to_string(copy->size()) + " events" + what +
+                       ", past the " + std::to_string(shadow.size()) + " the site logged");
+  }
+  return lost;
+}
+
+bool Invariants::MayBeLost(const std::string& site, uint64_t incarnation, uint64_t seq) const {
+  auto it = lost_windows_.find({site, incarnation});
+  if (it == lost_windows_.end()) return false;
+  for (const auto& [from, to] : it->second) {
+    if (seq >= from && seq <= to) return true;
+  }
+  return false;
+}
+
+void Invariants::OnHubRestored(const World& world, const Watermarks& applied_max) {
+  for (const auto& [key, max] : applied_max) {
+    const auto& [site, incarnation] = key;
+    // What the backup holds of this stream: its last entry.
+    auto copy = world.hub_store().ReadUp(site, incarnation, 0, SIZE_MAX);
+    const uint64_t held = copy.ok() && !copy->empty() ? copy->back().seq : 0;
+    if (max > held) lost_windows_[key].push_back({held + 1, max});
+    if (const SimSite* s = world.site(site); s && s->index < checked_.size() &&
+                                             checked_[s->index].first == incarnation) {
+      checked_[s->index].second = std::min(checked_[s->index].second, held);
+    }
+  }
+}
+
 // A lost disk loses only what the hub had not acknowledged: the hub's copy of each
 // replaced incarnation is a prefix of what that disk logged and holds at least what the
-// site had seen acknowledged.
+// site had seen acknowledged (less what a hub restore lost).
 void Invariants::CheckRetired(const World& world, const SimSite& s) {
   for (const auto& r : s.retired) {
-    auto copy = world.hub_store().ReadUp(s.name, r.incarnation, 0, SIZE_MAX);
-    if (!copy.ok()) {
-      Violation("every event at the hub exactly once", s.name + ": " + copy.status().ToString());
-      return;
-    }
-    if (copy->size() < r.acked || copy->size() > r.shadow.size()) {
-      Violation("every event at the hub exactly once",
-                s.name + ": the hub kept " + std::to_string(copy->size()) +
-                    " events of a lost disk that had " + std::to_string(r.acked) +
-                    " acknowledged of " + std::to_string(r.shadow.size()));
-      return;
-    }
-    for (size_t i = 0; i < copy->size(); ++i) {
-      if ((*copy)[i].payload != r.shadow[i]) {
-        Violation("every event at the hub exactly once",
-                  s.name + ": event " + std::to_string(i + 1) + " of a lost disk differs");
-        return;
-      }
-    }
+    CompareCopy(world, s, r.incarnation, r.shadow, r.acked, " of a lost disk");
   }
 }
 
@@ -379,6 +413,7 @@ void Invariants::CheckRuns(const World& world, const SimSite& s) {
     if (!r.request.empty() && ++per_request[r.request] > 1) {
       Violation("no request id made two runs", s.name + ": request " + r.request);
     }
+    if (lost_runs_.count(r.id)) continue;  // events of it were lost in a hub restore
     auto mine = s.store->GetRun(r.id);
     auto theirs = world.hub_store().GetRun(r.id);
     if (!mine.ok() || !*mine || !theirs.ok() || !*theirs) {

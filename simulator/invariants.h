@@ -9,6 +9,8 @@
 // Not thread-safe: everything runs on the simulation's one thread, from its EventQueue.
 #pragma once
 
+#include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -44,6 +46,14 @@ class Invariants {
   // The checks after the run; also counts the fleet's events and scheduled runs.
   void FinalChecks(const World& world);
 
+  // The hub was restored from a backup and the restore declared (docs/protocol.md, "A hub
+  // restored from a backup"). From here on the hub's copy of a site's stream may lack the
+  // entries between what the backup held and what some hub had applied before (the site
+  // trimmed them once acknowledged) — and nothing else. `applied_max`: (site, incarnation)
+  // -> the furthest any hub applied that stream.
+  using Watermarks = std::map<std::pair<std::string, uint64_t>, uint64_t>;
+  void OnHubRestored(const World& world, const Watermarks& applied_max);
+
  private:
   std::string FirstBehind(const World& world, const SimNetwork& net) const;
   void CheckSchedules(const SimSite& s);
@@ -55,12 +65,25 @@ class Invariants {
   void CheckSemantics(const World& world, const SimSite& s);
   void CheckRequestedRuns(const World& world);
   void CheckOfflineWork();
+  // Whether entry `seq` of a site's stream may be missing at the hub (a restore lost it).
+  bool MayBeLost(const std::string& site, uint64_t incarnation, uint64_t seq) const;
+  // Compares the hub's copy of one stream with what the site logged: `must_have` entries
+  // at least (all of them if SIZE_MAX), missing ones only where a restore may have lost
+  // them. Returns the entries missing; adds their runs to lost_runs_.
+  uint64_t CompareCopy(const World& world, const SimSite& s, uint64_t incarnation,
+                       const std::vector<std::string>& shadow, uint64_t must_have,
+                       const char* what);
 
   const Scenario& sc_;
   const EventQueue& queue_;
   Report* report_;
   // By SimSite::index: the hub's copy of (incarnation) verified up to here.
   std::vector<std::pair<uint64_t, uint64_t>> checked_;
+  // Ranges a hub restore may have lost, by (site, incarnation); and the runs that had
+  // events in them (their view at the hub is partial, so it is not compared).
+  std::map<std::pair<std::string, uint64_t>, std::vector<std::pair<uint64_t, uint64_t>>>
+      lost_windows_;
+  std::set<std::string> lost_runs_;
 };
 
 }  // namespace outpost::sim

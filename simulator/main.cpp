@@ -235,7 +235,11 @@ int main(int argc, char** argv) {
                                              {"disk_faults", r.disk_faults},
                                              {"store_errors", r.store_errors},
                                              {"hub_store_restarts", r.hub_store_restarts},
-                                             {"reinstalls", r.reinstalls}}},
+                                             {"reinstalls", r.reinstalls},
+                                             {"hub_restores", r.hub_restores},
+                                             {"events_lost_in_restore", r.events_lost_in_restore},
+                                             {"commands_lost_in_restore",
+                                              r.commands_lost_in_restore}}},
                                 {"swarm", r.swarm}, {"operator_actions", r.operator_actions},
                                 {"trace_hash", hash}, {"ok", r.ok()}, {"invariants", inv},
                                 {"replay", replay}}
@@ -279,6 +283,13 @@ int main(int argc, char** argv) {
              static_cast<unsigned long long>(r.store_errors),
              static_cast<unsigned long long>(r.hub_store_restarts),
              static_cast<unsigned long long>(r.reinstalls));
+    }
+    if (r.hub_restores > 0) {
+      printf("restores   %llu hub restores from backup: %llu events the sites had trimmed and "
+             "%llu commands they had applied were not in the backup\n",
+             static_cast<unsigned long long>(r.hub_restores),
+             static_cast<unsigned long long>(r.events_lost_in_restore),
+             static_cast<unsigned long long>(r.commands_lost_in_restore));
     }
     printf("wire       %llu events; %llu frames (%llu lost); %llu bytes, %.1f bytes per event\n",
            static_cast<unsigned long long>(r.events), static_cast<unsigned long long>(r.frames),

@@ -212,7 +212,8 @@ class Parser {
     }
     if (const YAML::Node st = root["storage"]) {
       OUTPOST_RETURN_IF_ERROR(Keys(st, {"power_cuts", "crash_points", "write_error", "sync_error",
-                                        "corrupt_read", "disk_full", "lost_disks"},
+                                        "corrupt_read", "disk_full", "lost_disks",
+                                        "hub_restores"},
                                    "storage"));
       StorageSpec& g = s.storage;
       OUTPOST_RETURN_IF_ERROR(Scalar(st, "power_cuts", &g.power_cuts));
@@ -220,6 +221,7 @@ class Parser {
       OUTPOST_RETURN_IF_ERROR(Scalar(st, "write_error", &g.write_error));
       OUTPOST_RETURN_IF_ERROR(Scalar(st, "sync_error", &g.sync_error));
       OUTPOST_RETURN_IF_ERROR(Scalar(st, "corrupt_read", &g.corrupt_read));
+      OUTPOST_RETURN_IF_ERROR(Scalar(st, "hub_restores", &g.hub_restores));
       if (st["disk_full"]) {
         OUTPOST_RETURN_IF_ERROR(Keys(st["disk_full"], {"every", "for"}, "disk_full"));
         OUTPOST_RETURN_IF_ERROR(Duration(st["disk_full"], "every", &g.full_every));
@@ -230,7 +232,8 @@ class Parser {
         OUTPOST_RETURN_IF_ERROR(Duration(st["lost_disks"], "every", &g.lost_every));
       }
       const std::pair<const char*, double> shares[] = {{"power_cuts", g.power_cuts},
-                                                       {"crash_points", g.crash_points}};
+                                                       {"crash_points", g.crash_points},
+                                                       {"hub_restores", g.hub_restores}};
       for (const auto& [key, p] : shares) {
         if (p < 0 || p > 1) return Error(st[key], std::string(key) + " is a share, 0-1");
       }
@@ -388,6 +391,8 @@ Scenario DrawSwarm(const Scenario& b, uint64_t seed, std::string* summary) {
   };
   subset(&s.local_runs);
   subset(&s.requests);
+  // Drawn last, so the draws above stay what they were for every seed.
+  if (st.hub_restores > 0) st.hub_restores = keep("hub restores") ? prob(st.hub_restores, 1) : 0;
   s.swarm = false;
   s.drawn = true;
   if (summary) *summary = fleet + "; " + (on.empty() ? "no faults" : on);

@@ -80,9 +80,12 @@ struct StorageSpec {
   DurationMs full_every = 0;  // mean time between full-disk periods per disk (0: none)
   DurationMs full_for = 0;
   DurationMs lost_every = 0;  // mean time between lost disks per site (0: none): reinstalled
+  // Share of hub restarts at which the hub's disk is replaced by its last backup (taken at
+  // an earlier restart) and the restore declared, as an operator would.
+  double hub_restores = 0;
   bool any() const {
     return power_cuts > 0 || crash_points > 0 || write_error > 0 || sync_error > 0 ||
-           corrupt_read > 0 || full_every > 0 || lost_every > 0;
+           corrupt_read > 0 || full_every > 0 || lost_every > 0 || hub_restores > 0;
   }
 };
 

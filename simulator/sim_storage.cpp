@@ -391,6 +391,32 @@ void SimStorage::Wipe(const std::string& dir) {
   }
 }
 
+SimStorage::Backup SimStorage::TakeBackup(const std::string& dir) {
+  Backup b;
+  std::vector<std::string> children;
+  target()->GetChildren(dir, &children).PermitUncheckedError();
+  for (const auto& c : children) {
+    if (c == "." || c == ".." || c == "LOCK") continue;
+    std::string content;
+    if (ReadAll(dir + "/" + c, &content).ok()) b[dir + "/" + c] = std::move(content);
+  }
+  std::lock_guard<std::mutex> l(mu_);
+  ++counters_.backups;
+  return b;
+}
+
+void SimStorage::RestoreBackup(const std::string& dir, const Backup& backup) {
+  Wipe(dir);
+  for (const auto& [path, content] : backup) {
+    if (!Rewrite(path, content).ok()) continue;
+    std::lock_guard<std::mutex> l(mu_);
+    files_[path] = FileState{content.size(), content.size()};
+  }
+  std::lock_guard<std::mutex> l(mu_);
+  --counters_.wipes;  // a restore, not a lost disk
+  ++counters_.restores;
+}
+
 StorageCounters SimStorage::counters() const {
   std::lock_guard<std::mutex> l(mu_);
   return counters_;

@@ -51,6 +51,8 @@ struct StorageCounters {
   uint64_t crash_points = 0;  // armed crashes that fired
   uint64_t bytes_lost = 0;    // unsynced bytes dropped by power cuts
   uint64_t wipes = 0;
+  uint64_t backups = 0;
+  uint64_t restores = 0;
 };
 
 class SimStorage final : public rocksdb::EnvWrapper {
@@ -81,6 +83,11 @@ class SimStorage final : public rocksdb::EnvWrapper {
   void Restart(const std::string& dir);
   // Deletes every file on the disk (a lost disk; the site is reinstalled).
   void Wipe(const std::string& dir);
+  // A copy of every file on the disk as it stands (taken while its process is down, as a
+  // backup of a stopped hub is), and putting one back in place of what is there.
+  using Backup = std::map<std::string, std::string>;
+  Backup TakeBackup(const std::string& dir);
+  void RestoreBackup(const std::string& dir, const Backup& backup);
 
   StorageCounters counters() const;
 

@@ -43,6 +43,14 @@ class World::Inbox final : public IncomingStream {
     s_->down_applied = last;
     return Status::Ok();
   }
+  uint64_t hub_epoch() const override { return s_->hub_epoch; }
+  Status SetHubEpoch(uint64_t epoch) override {
+    if (epoch == s_->hub_epoch) return Status::Ok();
+    // Through the commit path, as the agent does: with whatever effects are pending.
+    OUTPOST_RETURN_IF_ERROR(world_->Flush(*s_, {StateWrite{kHubEpochKey, EncodeU64(epoch)}}));
+    s_->hub_epoch = epoch;
+    return Status::Ok();
+  }
 
  private:
   World* world_;
@@ -158,6 +166,8 @@ Status World::OpenSite(SimSite& s) {
                                             opt_.faults);
   OUTPOST_ASSIGN_OR_RETURN(auto raw, s.store->log().GetState(kInboxWatermarkKey));
   s.down_applied = raw ? DecodeU64(*raw) : 0;
+  OUTPOST_ASSIGN_OR_RETURN(auto epoch, s.store->log().GetState(kHubEpochKey));
+  s.hub_epoch = epoch ? DecodeU64(*epoch) : 0;
   s.pending = Effects();
   s.running.clear();
   OUTPOST_ASSIGN_OR_RETURN(auto unfinished, s.store->LoadUnfinished());
@@ -283,6 +293,7 @@ void World::DropProcessState(SimSite& s) {
 
 void World::LoseDisk(SimSite& s) {
   if (!s.alive) return;
+  NoteHubWatermarks();  // the old incarnation's stream ends here
   const uint64_t acked = s.store->log().acked();
   CrashSite(s);
   storage_->Wipe(SiteDir(s));
@@ -291,6 +302,11 @@ void World::LoseDisk(SimSite& s) {
   s.retired.push_back({s.incarnation, std::move(s.shadow), acked});
   s.shadow.clear();
   s.down_applied = 0;
+  s.hub_epoch = 0;
+  // The new database knows no runs: a start the hub redelivers because it never saw it
+  // acknowledged runs afresh there (docs/protocol.md, "Incarnations and epochs"); the
+  // reference model holds each database to its own processes.
+  s.processes.clear();
   s.incarnation = rng_->Next() | 1;
 }
 
@@ -342,6 +358,7 @@ void World::AfterEvent() {
     ++report_->hub_store_restarts;
     queue_->Trace("hub store restart");
     hub_alive_ = false;
+    NoteHubWatermarks();
     hub_.reset();
     hub_store_.reset();
     for (auto& s : sites_) net_->Drop(*s, "hub restarted its store");
@@ -511,6 +528,12 @@ Status World::OpenHub() {
   const Faults& faults = opt_.faults;
   OUTPOST_ASSIGN_OR_RETURN(hub_, HubCore::Open(hub_store_.get(), queue_->clock(), &hub_rng_, ho,
                                                faults));
+  if (declare_restore_) {
+    // What the operator runs before starting a restored hub: outpost-hub --declare-restored.
+    OUTPOST_RETURN_IF_ERROR(hub_->DeclareRestored().status());
+    declare_restore_ = false;
+    invariants_->OnHubRestored(*this, hub_applied_max_);
+  }
   hub_alive_ = true;
   HubTicker();
   queue_->Trace("hub open");
@@ -536,7 +559,35 @@ void World::OpenHubOrReport() {
 }
 
 void World::RestartHub() {
-  if (!hub_alive_ && !healed_) OpenHubOrReport();
+  if (hub_alive_ || healed_) return;
+  if (sc_.storage.hub_restores > 0) BackupOrRestoreHub();
+  OpenHubOrReport();
+}
+
+void World::BackupOrRestoreHub() {
+  if (hub_backup_ && static_cast<double>(rng_->Uniform(1'000'000)) / 1e6 < sc_.storage.hub_restores) {
+    storage_->RestoreBackup(kHubDir, *hub_backup_);
+    ++report_->hub_restores;
+    queue_->Trace("hub restored from backup");
+    declare_restore_ = true;  // OpenHub declares it, as the operator does before starting
+    return;
+  }
+  // Backups of varying age: the first restart takes one, later ones half the time.
+  if (!hub_backup_ || rng_->Uniform(1) == 0) {
+    hub_backup_ = storage_->TakeBackup(kHubDir);
+    queue_->Trace("hub backup");
+  }
+}
+
+void World::NoteHubWatermarks() {
+  if (sc_.storage.hub_restores <= 0 || !hub_) return;
+  report_->commands_lost_in_restore += hub_->counters().commands_lost_in_restore;
+  for (const auto& s : sites_) {
+    if (const SiteRecord* rec = hub_->site(s->name)) {
+      uint64_t& m = hub_applied_max_[{s->name, rec->incarnation}];
+      m = std::max(m, rec->up_applied);
+    }
+  }
 }
 
 void World::CrashHub(bool power_cut) {
@@ -545,6 +596,7 @@ void World::CrashHub(bool power_cut) {
   queue_->Trace(power_cut ? "hub power cut" : "hub crash");
   hub_alive_ = false;
   storage_->Kill(kHubDir);
+  NoteHubWatermarks();
   hub_.reset();
   hub_store_.reset();
   if (power_cut) storage_->PowerCut(kHubDir);

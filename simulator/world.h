@@ -73,6 +73,7 @@ struct SimSite {
   std::unique_ptr<IncomingStream> inbox;
   std::unique_ptr<SyncSession> session;
   uint64_t down_applied = 0;
+  uint64_t hub_epoch = 0;  // the hub epoch reconciled with (state key sync/hub_epoch)
   Effects pending;
   bool log_grew = false;
   TimeMs wake = 0;                          // the pending wake-up, 0 if none
@@ -190,6 +191,11 @@ class World {
   void RestartSite(SimSite& s);
   void DropProcessState(SimSite& s);
   void RestartHub();
+  // scenario storage.hub_restores: at a restart, back the stopped hub up, or put the last
+  // backup in place of its disk and declare the restore (docs/simulator.md).
+  void BackupOrRestoreHub();
+  // Remembers how far each site's stream was applied at the hub that is going away.
+  void NoteHubWatermarks();
   void OpenHubOrReport();
   void HubTicker();
   // Commits the site's pending effects and `extra`, then acts on what they did, until
@@ -224,6 +230,11 @@ class World {
   bool hub_ticker_ = false;
   bool healed_ = false;
   CurveKeys hub_keys_;
+  std::optional<SimStorage::Backup> hub_backup_;
+  bool declare_restore_ = false;
+  // The furthest any hub applied each (site, incarnation) stream: a restore may lose at
+  // most what lies between the backup and this.
+  std::map<std::pair<std::string, uint64_t>, uint64_t> hub_applied_max_;
 };
 
 }  // namespace outpost::sim

@@ -224,6 +224,7 @@ class Agent {
   std::unique_ptr<Inbox> inbox_;
   std::unique_ptr<SyncSession> session_;
   uint64_t down_applied_ = 0;  // inbox watermark (state key sync/down_applied)
+  uint64_t hub_epoch_ = 0;     // the hub epoch reconciled with (state key sync/hub_epoch)
   TimeMs reconnect_at_ = 0;    // 0: connected or connecting
   int reconnect_attempt_ = 0;
   bool drop_link_ = false;  // the session ended: tear the connection down in SyncTick
@@ -252,6 +253,8 @@ class Agent::Inbox : public IncomingStream {
   Status Apply(uint64_t first_seq, const std::vector<std::string>& entries) override {
     return agent_->ApplyCommands(first_seq, entries);
   }
+  uint64_t hub_epoch() const override { return agent_->hub_epoch_; }
+  Status SetHubEpoch(uint64_t epoch) override;
 
  private:
   Agent* agent_;

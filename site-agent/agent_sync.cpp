@@ -38,6 +38,11 @@ Status Agent::OpenSync() {
     if (raw->size() != 8) return Status::Corruption("inbox watermark has " + std::to_string(raw->size()) + " bytes");
     down_applied_ = DecodeU64(*raw);
   }
+  OUTPOST_ASSIGN_OR_RETURN(auto epoch, store_->log().GetState(kHubEpochKey));
+  if (epoch) {
+    if (epoch->size() != 8) return Status::Corruption("hub epoch has " + std::to_string(epoch->size()) + " bytes");
+    hub_epoch_ = DecodeU64(*epoch);
+  }
   // The hub's key alone (no --hub) is an air-gapped site: bundles are checked against it.
   if (!config_.hub_key.empty()) {
     auto hub_key = ReadPublicKey(config_.hub_key);
@@ -57,6 +62,15 @@ Status Agent::OpenSync() {
   Connect();
   spdlog::info("agent.sync hub={} key={} inbox_applied={}", config_.hub_endpoint, keys_.public_z85,
                down_applied_);
+  return Status::Ok();
+}
+
+Status Agent::Inbox::SetHubEpoch(uint64_t epoch) {
+  if (epoch == agent_->hub_epoch_) return Status::Ok();
+  // Through the commit path, with whatever effects are pending.
+  OUTPOST_RETURN_IF_ERROR(agent_->CommitPending({StateWrite{kHubEpochKey, EncodeU64(epoch)}}));
+  spdlog::warn("agent.hub_restore_reconciled epoch={} previous={}", epoch, agent_->hub_epoch_);
+  agent_->hub_epoch_ = epoch;
   return Status::Ok();
 }
 

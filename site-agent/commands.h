@@ -48,5 +48,8 @@ void ApplyCommandBatch(
 
 // The state key of the inbox watermark.
 constexpr char kInboxWatermarkKey[] = "sync/down_applied";
+// The hub epoch this site last reconciled with (docs/protocol.md, "A hub restored from a
+// backup"); absent until a hub declared a restore.
+constexpr char kHubEpochKey[] = "sync/hub_epoch";
 
 }  // namespace outpost

@@ -52,6 +52,7 @@ void SyncSession::SendHello(SyncOutput* o) {
   hello.incarnation = incarnation_;
   hello.up_head = out_->head();
   hello.down_applied = in_->applied();
+  hello.hub_epoch = in_->hub_epoch();
   Send(o, std::move(hello), now, &last_sent_);
 }
 
@@ -86,6 +87,7 @@ void SyncSession::OnMessage(const Message& m, SyncOutput* o) {
       w.t = static_cast<uint8_t>(MsgType::kWelcome);
       w.up_acked = in_->applied();
       w.down_head = out_->head();
+      w.hub_epoch = hub_epoch_;
       Send(o, std::move(w), now, &last_sent_);
       Established(m.down_applied, o);
       return;
@@ -94,6 +96,17 @@ void SyncSession::OnMessage(const Message& m, SyncOutput* o) {
       if (role_ != Role::kSite) return Fail("WELCOME sent to the hub", o);
       // Two HELLOs queued across a reconnect get two WELCOMEs; the first one counts.
       if (state_ == State::kEstablished) return;
+      if (m.hub_epoch < in_->hub_epoch()) {
+        return Fail("the hub is at epoch " + std::to_string(m.hub_epoch) +
+                        ", older than epoch " + std::to_string(in_->hub_epoch()) +
+                        " this site reconciled with: it runs on an old copy of its store "
+                        "(restored without outpost-hub --declare-restored?)",
+                    o);
+      }
+      // A newer epoch: the hub was restored from a backup and may be behind what it
+      // acknowledged before; this site resends what it still has (docs/protocol.md).
+      restoring_ = m.hub_epoch > in_->hub_epoch();
+      hub_epoch_ = m.hub_epoch;
       if (m.down_head < in_->applied()) {
         return Fail("hub command log head " + std::to_string(m.down_head) +
                         " is behind what this site applied (" + std::to_string(in_->applied()) + ")",
@@ -147,9 +160,18 @@ Status SyncSession::CheckPeerApplied(uint64_t peer_applied) const {
 }
 
 void SyncSession::Established(uint64_t peer_applied, SyncOutput* o) {
-  if (Status s = CheckPeerApplied(peer_applied); !s.ok()) return Fail(s.message(), o);
-  if (peer_applied > out_->acked()) AcknowledgeOrOwe(peer_applied);
+  if (restoring_ && peer_applied < out_->acked()) {
+    // The restored hub lacks entries it acknowledged before: resend from its watermark;
+    // Pump skips (and says so) what this site already trimmed.
+    if (peer_applied > out_->head()) return Fail("hub watermark past the log head", o);
+    restore_until_ = out_->acked();
+  } else {
+    if (Status s = CheckPeerApplied(peer_applied); !s.ok()) return Fail(s.message(), o);
+    if (peer_applied > out_->acked()) AcknowledgeOrOwe(peer_applied);
+    if (restoring_) FinishRestore();
+  }
   state_ = State::kEstablished;
+  peer_applied_ = peer_applied;
   next_send_ = peer_applied + 1;
   inflight_.clear();
   peer_credit_ = options_.window;
@@ -168,16 +190,27 @@ void SyncSession::Pump(SyncOutput* o) {
       ++counters_.store_errors;
       return;
     }
-    if (recs->empty() || recs->front().seq != next_send_) {
+    bool trimmed = false;
+    if (restoring_ && next_send_ <= restore_until_ &&
+        (recs->empty() || recs->front().seq > next_send_)) {
+      // Entries the restored hub lacks that this site trimmed after the hub's older self
+      // acknowledged them: the batch says they are gone (an empty one if all of them are).
+      trimmed = true;
+      next_send_ = recs->empty() ? restore_until_ + 1
+                                 : std::min(recs->front().seq, restore_until_ + 1);
+    }
+    const bool nothing_left = trimmed && recs->empty() && next_send_ == out_->head() + 1;
+    if (!nothing_left && (recs->empty() || recs->front().seq != next_send_)) {
       return Fail("outgoing log cannot supply entry " + std::to_string(next_send_), o);
     }
     Message b;
     b.t = static_cast<uint8_t>(MsgType::kBatch);
     b.first_seq = next_send_;
+    b.trimmed = trimmed;
     b.up_head = out_->head();  // lets the receiver report how far behind it is
     b.entries.reserve(recs->size());
     for (auto& r : *recs) b.entries.push_back(std::move(r.payload));
-    const uint64_t last = next_send_ + b.entries.size() - 1;
+    const uint64_t last = next_send_ + b.entries.size() - 1;  // next_send_ - 1 if empty
     if (inflight_.empty()) last_progress_ = clock_.Now();
     inflight_.push_back(last);
     ++counters_.batches_sent;
@@ -189,6 +222,21 @@ void SyncSession::Pump(SyncOutput* o) {
 
 void SyncSession::HandleBatch(const Message& m, SyncOutput* o) {
   ++counters_.batches_received;
+  if (m.trimmed && accept_trimmed_ && role_ == Role::kHub && m.first_seq > in_->applied() + 1) {
+    // A site resuming after this hub was restored from a backup: what it trimmed after
+    // the hub's older self acknowledged it is gone for good (docs/protocol.md).
+    if (m.up_head + 1 < m.first_seq) {
+      return Fail("a trimmed batch starts at " + std::to_string(m.first_seq) +
+                      " past the sender's head " + std::to_string(m.up_head),
+                  o);
+    }
+    const uint64_t before = in_->applied();
+    if (!in_->SkipTrimmed(m.first_seq - 1).ok()) {
+      ++counters_.store_errors;  // not acknowledged: the site resends
+      return;
+    }
+    counters_.trimmed_skipped += m.first_seq - 1 - before;
+  }
   const uint64_t applied = in_->applied();
   const uint64_t n = m.entries.size();
   if (n == 0) return SendAck(o);
@@ -251,10 +299,10 @@ void SyncSession::HandleAck(const Message& m, SyncOutput* o) {
                 o);
   }
   peer_credit_ = std::max<uint32_t>(1, m.credit);
-  if (m.seq > out_->acked()) {
-    AcknowledgeOrOwe(m.seq);
-    last_progress_ = clock_.Now();
-  }
+  if (m.seq > peer_applied_) last_progress_ = clock_.Now();
+  peer_applied_ = std::max(peer_applied_, m.seq);
+  if (m.seq > out_->acked()) AcknowledgeOrOwe(m.seq);
+  if (restoring_ && m.seq >= restore_until_) FinishRestore();
   while (!inflight_.empty() && inflight_.front() <= m.seq) inflight_.pop_front();
   if (m.seq >= next_send_) next_send_ = m.seq + 1;
   Pump(o);
@@ -271,6 +319,18 @@ void SyncSession::AcknowledgeOrOwe(uint64_t seq) {
   ++counters_.store_errors;
   ack_owed_ = std::max(ack_owed_, seq);
   ack_retry_at_ = clock_.Now() + options_.resend_after;
+}
+
+// Site side: the restored hub has everything this site acknowledged before (or learned
+// it is gone); from now on it is the epoch this site reconciles with. Recorded only now,
+// so a site cut off mid-way resumes the same way at its next HELLO. A failed write is
+// retried at the next acknowledgement.
+void SyncSession::FinishRestore() {
+  if (in_->SetHubEpoch(hub_epoch_).ok()) {
+    restoring_ = false;
+  } else {
+    ++counters_.store_errors;
+  }
 }
 
 void SyncSession::Tick(SyncOutput* o) {
@@ -294,7 +354,7 @@ void SyncSession::Tick(SyncOutput* o) {
       now - last_progress_ >= options_.resend_after) {
     ++counters_.resends;  // go back to the watermark and send again
     inflight_.clear();
-    next_send_ = out_->acked() + 1;
+    next_send_ = peer_applied_ + 1;
     last_progress_ = now;
     Pump(o);
   }

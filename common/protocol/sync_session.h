@@ -61,6 +61,18 @@ class IncomingStream {
   virtual uint64_t applied() const = 0;
   // Durably applies entries applied()+1 .. applied()+n and the new watermark in one write.
   virtual Status Apply(uint64_t first_seq, const std::vector<std::string>& entries) = 0;
+
+  // A hub restored from a backup (docs/protocol.md, "A hub restored from a backup").
+  // Site side: the hub epoch this site last reconciled with (0: none), and recording a
+  // newer one once the site's stream is whole again at that hub.
+  virtual uint64_t hub_epoch() const { return 0; }
+  virtual Status SetHubEpoch(uint64_t /*epoch*/) { return Status::Ok(); }
+  // Hub side: entries applied()+1 .. through are gone for good (the site trimmed them
+  // after the hub's older self acknowledged them): record the loss, move the watermark.
+  virtual Status SkipTrimmed(uint64_t through) {
+    return Status::FailedPrecondition("this stream cannot skip entries (to " +
+                                      std::to_string(through) + ")");
+  }
 };
 
 struct SyncOptions {
@@ -81,6 +93,7 @@ struct SyncCounters {
   uint64_t duplicates_dropped = 0;  // entries at or below the watermark
   uint64_t gaps_refused = 0;        // batches that started past watermark+1
   uint64_t resends = 0;
+  uint64_t trimmed_skipped = 0;     // hub: entries a site had trimmed before a hub restore
   uint64_t protocol_errors = 0;
   uint64_t store_errors = 0;
 };
@@ -116,6 +129,13 @@ class SyncSession {
   const SyncCounters& counters() const { return counters_; }
   // Hub side: what the site said in its last HELLO.
   const Message& peer_hello() const { return peer_hello_; }
+  // Hub side, before the HELLO is handled: this hub's epoch (0 unless it was restored from
+  // a backup), and whether the site may resume past entries it trimmed after an older
+  // epoch acknowledged them (it has not reconciled with this epoch yet).
+  void set_hub_epoch(uint64_t epoch, bool accept_trimmed) {
+    hub_epoch_ = epoch;
+    accept_trimmed_ = accept_trimmed;
+  }
 
  private:
   // Whether the peer's applied watermark of our stream is possible (not past our head, not
@@ -123,6 +143,7 @@ class SyncSession {
   Status CheckPeerApplied(uint64_t peer_applied) const;
   void AcknowledgeOrOwe(uint64_t seq);
   void Established(uint64_t peer_applied, SyncOutput* o);
+  void FinishRestore();
   void SendHello(SyncOutput* o);
   void Pump(SyncOutput* o);
   void HandleBatch(const Message& m, SyncOutput* o);
@@ -141,6 +162,11 @@ class SyncSession {
 
   State state_ = State::kDisconnected;
   uint64_t next_send_ = 1;           // first seq not yet sent on this connection
+  uint64_t peer_applied_ = 0;        // the peer's watermark of our stream, as last heard
+  uint64_t hub_epoch_ = 0;           // hub: its epoch; site: the epoch being reconciled with
+  bool accept_trimmed_ = false;      // hub: a BATCH may skip what the site trimmed
+  bool restoring_ = false;           // site: the hub is a restored copy behind our acks
+  uint64_t restore_until_ = 0;       // site: our acked watermark when that was found
   std::deque<uint64_t> inflight_;    // last seq of each unacknowledged batch
   uint32_t peer_credit_ = 1;
   TimeMs last_progress_ = 0;         // last time an ack moved or a batch went out idle

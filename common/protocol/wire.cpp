@@ -9,7 +9,8 @@ constexpr char kV[] = "v", kT[] = "t", kSite[] = "site", kInc[] = "incarnation",
                kUpHead[] = "up_head", kDownApplied[] = "down_applied", kUpAcked[] = "up_acked",
                kDownHead[] = "down_head", kFirstSeq[] = "first_seq", kEntries[] = "entries",
                kSeq[] = "seq", kCredit[] = "credit", kMessage[] = "message",
-               kDigest[] = "digest", kSize[] = "size", kData[] = "data";
+               kDigest[] = "digest", kSize[] = "size", kData[] = "data",
+               kHubEpoch[] = "hub_epoch", kTrimmed[] = "trimmed";
 
 using Packer = msgpack::packer<msgpack::sbuffer>;
 
@@ -88,6 +89,11 @@ Status ReadField(std::string_view k, const msgpack::object& v, Message* m) {
     return ReadUint(v, k, kMaxSeq, &m->up_acked);
   } else if (k == kDownHead) {
     return ReadUint(v, k, kMaxSeq, &m->down_head);
+  } else if (k == kHubEpoch) {
+    return ReadUint(v, k, UINT64_MAX, &m->hub_epoch);
+  } else if (k == kTrimmed) {
+    if (v.type != msgpack::type::BOOLEAN) return WrongType(k, "a bool");
+    m->trimmed = v.via.boolean;
   } else if (k == kFirstSeq) {
     return ReadUint(v, k, kMaxSeq, &m->first_seq);
   } else if (k == kEntries) {
@@ -133,9 +139,9 @@ std::string EncodeMessage(const Message& m) {
   Packer p(buf);
   const auto type = m.type();
   size_t n = 2;
-  if (type == MsgType::kHello) n += 4;
-  if (type == MsgType::kWelcome) n += 2;
-  if (type == MsgType::kBatch) n += 3;
+  if (type == MsgType::kHello) n += 4 + (m.hub_epoch != 0);
+  if (type == MsgType::kWelcome) n += 2 + (m.hub_epoch != 0);
+  if (type == MsgType::kBatch) n += 3 + m.trimmed;
   if (type == MsgType::kAck) n += 2;
   if (type == MsgType::kError) n += 1;
   if (type == MsgType::kArtifactGet) n += 2;
@@ -155,12 +161,20 @@ std::string EncodeMessage(const Message& m) {
       p.pack_uint64(m.up_head);
       PackKey(p, kDownApplied);
       p.pack_uint64(m.down_applied);
+      if (m.hub_epoch != 0) {
+        PackKey(p, kHubEpoch);
+        p.pack_uint64(m.hub_epoch);
+      }
       break;
     case MsgType::kWelcome:
       PackKey(p, kUpAcked);
       p.pack_uint64(m.up_acked);
       PackKey(p, kDownHead);
       p.pack_uint64(m.down_head);
+      if (m.hub_epoch != 0) {
+        PackKey(p, kHubEpoch);
+        p.pack_uint64(m.hub_epoch);
+      }
       break;
     case MsgType::kBatch:
       PackKey(p, kFirstSeq);
@@ -172,6 +186,10 @@ std::string EncodeMessage(const Message& m) {
       for (const auto& e : m.entries) {
         p.pack_bin(static_cast<uint32_t>(e.size()));
         p.pack_bin_body(e.data(), static_cast<uint32_t>(e.size()));
+      }
+      if (m.trimmed) {
+        PackKey(p, kTrimmed);
+        p.pack_true();
       }
       break;
     case MsgType::kAck:

@@ -44,12 +44,18 @@ struct Message {
   uint64_t incarnation = 0;
   uint64_t up_head = 0;       // site's event log head
   uint64_t down_applied = 0;  // site's applied watermark of the hub's commands
+  // HELLO: the hub epoch the site last reconciled with; WELCOME: the hub's epoch. Nonzero
+  // only after a hub was restored from a backup (docs/protocol.md); sent only when nonzero.
+  uint64_t hub_epoch = 0;
   // WELCOME
   uint64_t up_acked = 0;   // hub's applied watermark of the site's events
   uint64_t down_head = 0;  // hub's head of the site's command log
   // BATCH
   uint64_t first_seq = 0;
   std::vector<std::string> entries;
+  // The entries between the receiver's watermark and first_seq are gone for good: the
+  // site trimmed them after an earlier hub epoch acknowledged them. Sent only when true.
+  bool trimmed = false;
   // ACK
   uint64_t seq = 0;
   uint32_t credit = 0;

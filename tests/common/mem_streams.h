@@ -54,11 +54,17 @@ class MemIncoming : public IncomingStream {
     for (const auto& e : entries) applied_.push_back(e);
     return Status::Ok();
   }
+  uint64_t hub_epoch() const override { return hub_epoch_; }
+  Status SetHubEpoch(uint64_t epoch) override {
+    hub_epoch_ = epoch;
+    return Status::Ok();
+  }
   const std::vector<std::string>& applied_entries() const { return applied_; }
   void set_fail(bool f) { fail_ = f; }
 
  private:
   std::vector<std::string> applied_;
+  uint64_t hub_epoch_ = 0;
   bool fail_ = false;
 };
 

@@ -403,6 +403,116 @@ TEST_F(HubCoreTest, NewIncarnationStartsANewStreamAndRedeliversUnacknowledgedCom
   EXPECT_TRUE(recorded);
 }
 
+// A hub restored from an older backup (docs/protocol.md, "A hub restored from a backup"):
+// undeclared, the sites refuse it; declared, each site resumes. The events the sites had
+// trimmed after the lost hub acknowledged them are recorded as lost, the commands they
+// applied that the backup lacks are adopted, and a command enqueued after the restore is
+// moved after them, so the site applies it instead of taking it for one it has.
+TEST_F(HubCoreTest, ARestoredHubIsRefusedUntilDeclaredThenSitesResumeWithoutReusingCommands) {
+  AddSite("a", "web");
+  ASSERT_TRUE(Op({{"op", "workflow.apply"}, {"source", kWf}})["ok"].get<bool>());
+  FakeSite a("a", 7, clock_);
+  for (int i = 0; i < 3; ++i) a.Emit(Event{});
+  Connect(&a);
+  ASSERT_EQ(a.up.acked(), 3u);
+  ASSERT_EQ(a.Commands().size(), 1u);  // the placement
+  Disconnect(&a);
+
+  // The backup: the hub's files while it is stopped.
+  auto files = [&](bool take, std::map<std::string, std::string>* backup) {
+    core_.reset();
+    store_.reset();
+    std::vector<std::string> names;
+    ASSERT_TRUE(env_->GetChildren("/hub", &names).ok());
+    for (const auto& n : names) {
+      if (n == "." || n == ".." || n == "LOCK") continue;
+      if (take) {
+        std::string content;
+        ASSERT_TRUE(rocksdb::ReadFileToString(env_.get(), "/hub/" + n, &content).ok()) << n;
+        (*backup)[n] = content;
+      } else {
+        ASSERT_TRUE(env_->DeleteFile("/hub/" + n).ok());
+      }
+    }
+    if (!take) {
+      for (const auto& [n, content] : *backup) {
+        ASSERT_TRUE(rocksdb::WriteStringToFile(env_.get(), content, "/hub/" + n).ok());
+      }
+    }
+    Open();
+  };
+  std::map<std::string, std::string> backup;
+  files(true, &backup);
+
+  // After the backup: 4 more events (acknowledged, so trimmed at the site) and two runs
+  // the site applied. Then the hub's disk is lost and the backup put back.
+  for (int i = 0; i < 4; ++i) a.Emit(Event{});
+  ASSERT_TRUE(Op({{"op", "run.start"}, {"workflow", "deploy"}})["ok"].get<bool>());
+  ASSERT_TRUE(Op({{"op", "run.start"}, {"workflow", "deploy"}})["ok"].get<bool>());
+  Connect(&a);
+  ASSERT_EQ(a.up.acked(), 7u);
+  ASSERT_EQ(a.Commands().size(), 3u);
+  Disconnect(&a);
+  files(false, &backup);
+  ASSERT_EQ(core_->site("a")->up_applied, 3u);
+  ASSERT_EQ(core_->site("a")->down_head, 1u);
+
+  // Undeclared, the site refuses the hub that lost what it acknowledged.
+  a.Emit(Event{});  // event 8
+  Connect(&a);
+  EXPECT_FALSE(a.session.established());
+  Disconnect(&a);
+  EXPECT_EQ(core_->site("a")->up_applied, 3u);
+
+  // Declared: a new epoch. A run requested before the site reconnects gets command 2 of
+  // the restored log, which the site already has from the lost one.
+  auto epoch = core_->DeclareRestored();
+  ASSERT_TRUE(epoch.ok()) << epoch.status().ToString();
+  json r = Op({{"op", "run.start"}, {"workflow", "deploy"}, {"request", "after-restore"}});
+  ASSERT_TRUE(r["ok"].get<bool>()) << r.dump();
+  const std::string run = r["runs"][0].get<std::string>();
+  Connect(&a);
+  ASSERT_TRUE(a.session.established()) << last_error_;
+  // Events 4-7 are gone (recorded), event 8 arrives; the site records the epoch.
+  EXPECT_EQ(core_->site("a")->up_applied, 8u);
+  EXPECT_EQ(core_->counters().events_lost_in_restore, 4u);
+  EXPECT_EQ(a.down.hub_epoch(), *epoch);
+  auto copy = store_->ReadUp("a", 7, 0, 100);
+  ASSERT_TRUE(copy.ok());
+  ASSERT_EQ(copy->size(), 4u);
+  EXPECT_EQ(copy->back().seq, 8u);
+  // The two commands the backup lacked are adopted; the new start comes after them.
+  EXPECT_EQ(core_->counters().commands_lost_in_restore, 2u);
+  auto cmds = a.Commands();
+  ASSERT_EQ(cmds.size(), 4u);
+  EXPECT_EQ(cmds[3].command_type(), CommandType::kStartRun);
+  EXPECT_EQ(cmds[3].run, run);
+  EXPECT_EQ(core_->site("a")->down_acked, 4u);
+  bool lost = false, reconciled = false;
+  const json audit = Op({{"op", "events"}, {"limit", 100}});
+  for (const auto& e : audit["events"]) {
+    lost = lost || (e["event"] == "site.events_lost_in_restore" && e["from"] == 4 && e["to"] == 7);
+    reconciled = reconciled || (e["event"] == "site.restore_reconciled" && e["commands_lost"] == 2);
+  }
+  EXPECT_TRUE(lost) << audit.dump();
+  EXPECT_TRUE(reconciled);
+
+  // Reconnecting later is an ordinary session: nothing skipped or adopted again.
+  Disconnect(&a);
+  a.Emit(Event{});
+  Connect(&a);
+  EXPECT_EQ(core_->site("a")->up_applied, 9u);
+  EXPECT_EQ(core_->counters().events_lost_in_restore, 4u);
+
+  // An older copy still (the backup again, undeclared) is refused by the site's epoch.
+  Disconnect(&a);
+  files(false, &backup);
+  last_error_.clear();
+  Connect(&a);
+  EXPECT_FALSE(a.session.established());
+  EXPECT_NE(last_error_.find("old copy"), std::string::npos) << last_error_;
+}
+
 TEST_F(HubCoreTest, ASilentSiteGoesOfflineUnderTheManualClock) {
   AddSite("a", "web");
   FakeSite a("a", 1, clock_);

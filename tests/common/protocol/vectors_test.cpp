@@ -100,6 +100,17 @@ std::vector<std::pair<std::string, Message>> FrameVectors() {
   batch.up_head = 42;
   batch.entries = {std::string("\x81\xa4type\x01", 7), std::string("\x00\xff", 2)};
   v.push_back({"batch", batch});
+  // After a hub was restored from a backup (docs/protocol.md): the epochs, and a batch
+  // that says the entries before it are gone.
+  Message hello_epoch = hello;
+  hello_epoch.hub_epoch = 1790000000000;
+  v.push_back({"hello_after_restore", hello_epoch});
+  Message welcome_epoch = welcome;
+  welcome_epoch.hub_epoch = 1800000000000;
+  v.push_back({"welcome_after_restore", welcome_epoch});
+  Message trimmed = batch;
+  trimmed.trimmed = true;
+  v.push_back({"batch_after_trimmed", trimmed});
   Message ack = Frame(MsgType::kAck);
   ack.seq = 42;
   ack.credit = 8;
@@ -183,6 +194,7 @@ std::vector<std::tuple<std::string, std::string, std::string>> BadFrames() {
       {"entries not bin", "84a17601a17403a966697273745f73657101a7656e7472696573920102",
        "field 'entries' must be an array of bin"},
       {"batch from 0", "83a17601a17403a966697273745f73657100", "BATCH with first_seq 0"},
+      {"trimmed not a bool", "83a17601a17403a77472696d6d656401", "field 'trimmed' must be a bool"},
   };
 }
 
