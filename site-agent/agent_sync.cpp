@@ -273,6 +273,9 @@ json Agent::SyncJson() const {
             {"public_key", keys_.public_z85},
             {"events_unacked", log.head() - log.acked()},
             {"commands_applied_through", down_applied_},
+            // The hub epoch reconciled with: nonzero once a hub restored from a backup was
+            // declared and this site caught up with it (docs/protocol.md).
+            {"hub_epoch", hub_epoch_},
             // Commands arrive by bundle too: counted with or without a link.
             {"commands", {{"applied", counters_.commands_applied},
                           {"rejected", counters_.commands_rejected},

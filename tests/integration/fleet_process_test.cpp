@@ -188,6 +188,88 @@ tasks:
   EXPECT_EQ(runs.size(), 3u);  // the offline runs, reported once each
 }
 
+// The hub's disk is lost and an older backup put back (docs/operations.md, "Restoring the
+// hub from a backup"): undeclared, every site refuses it; after outpost-hub
+// --declare-restored every site reconciles, the runs started after the backup are known
+// again from the sites' events where they kept them, and a run started now reaches every
+// site instead of being taken for a command it already applied.
+TEST_F(FleetTest, AHubRestoredFromABackupIsRefusedUntilDeclaredThenEverySiteResumes) {
+  StartFleet();
+  ASSERT_EQ(Ctl("workflow apply " + WriteWorkflow("hello", kHello)), 0) << last_err_;
+  auto run_everywhere = [&](size_t expect_per_site) {
+    json r;
+    ASSERT_EQ(Ctl("run start hello", &r), 0) << last_err_;
+    ASSERT_EQ(r["runs"].size(), sites_.size()) << r.dump();
+    for (const auto& s : sites_) {
+      ASSERT_TRUE(Eventually([&] {
+        json l = Agent(s.name, {{"op", "run.list"}, {"limit", 100}});
+        if (l["runs"].size() != expect_per_site) return false;
+        for (const auto& run : l["runs"]) {
+          if (run["state"] != "succeeded") return false;
+        }
+        return true;
+      })) << s.name << ": " << Agent(s.name, {{"op", "run.list"}}).dump();
+    }
+  };
+  run_everywhere(1);
+  ExpectConverged();
+  // The backup, taken with the hub stopped.
+  Stop(&hub_pid_, SIGTERM);
+  const fs::path backup = dir_ / "hub-backup";
+  fs::copy(HubDir(), backup, fs::copy_options::recursive);
+  StartHub();
+  ASSERT_TRUE(AllOnline());
+  run_everywhere(2);  // after the backup: acknowledged (so trimmed) on every site
+  ExpectConverged();
+
+  // The disk is lost; the backup is put back and started as it is.
+  Stop(&hub_pid_, SIGKILL);
+  fs::remove_all(HubDir());
+  fs::copy(backup, HubDir(), fs::copy_options::recursive);
+  StartHub();
+  for (const auto& s : sites_) {
+    ASSERT_TRUE(Eventually([&] {
+      json st = Agent(s.name, {{"op", "status"}});
+      return st["status"]["hub"]["last_error"].get<std::string>().find("applied") != std::string::npos;
+    })) << Agent(s.name, {{"op", "status"}}).dump();
+  }
+  json st;
+  ASSERT_EQ(Ctl("status", &st), 0);
+  EXPECT_EQ(st["sites"]["online"], 0) << st.dump();
+
+  // Declared, with the hub stopped.
+  Stop(&hub_pid_, SIGTERM);
+  std::string out;
+  ASSERT_EQ(Run(std::string(OUTPOST_HUB_BIN) + " --data-dir " + HubDir() + " --declare-restored", &out), 0)
+      << out << last_err_;
+  EXPECT_NE(out.find("restore declared, hub epoch"), std::string::npos) << out;
+  StartHub();
+  ASSERT_TRUE(AllOnline()) << ReadAll((dir_ / "hub.log").string());
+  run_everywhere(3);
+  json audit;
+  ASSERT_EQ(Ctl("events --limit 1000", &audit), 0);
+  std::set<std::string> reconciled, lost;
+  for (const auto& e : audit) {
+    if (e["event"] == "site.restore_reconciled" && e["commands_lost"] == 1) reconciled.insert(e["site"]);
+    if (e["event"] == "site.events_lost_in_restore") lost.insert(e["site"]);
+  }
+  EXPECT_EQ(reconciled.size(), sites_.size()) << audit.dump();
+  EXPECT_EQ(lost.size(), sites_.size()) << audit.dump();
+  for (const auto& s : sites_) {
+    json hub;
+    ASSERT_TRUE(Eventually([&] {
+      return Ctl("site show " + s.name, &hub) == 0 && hub["events_behind"] == 0;
+    })) << hub.dump();
+    json a = Agent(s.name, {{"op", "status"}});
+    EXPECT_GT(a["status"]["hub"]["hub_epoch"].get<uint64_t>(), 0u) << a.dump();
+    EXPECT_EQ(a["status"]["hub"]["last_error"], "") << a.dump();
+  }
+  // The run started after the restore is known to the hub as it is on each site.
+  json runs;
+  ASSERT_EQ(Ctl("run list --workflow hello --state succeeded", &runs), 0);
+  EXPECT_GE(runs.size(), 2 * sites_.size()) << runs.dump();
+}
+
 TEST_F(FleetTest, SigkillOfAgentAndHubMidSyncLosesAndDuplicatesNothing) {
   StartFleet();
   // Many small tasks: a steady stream of events while processes are killed.
