@@ -177,9 +177,6 @@ Status HubCore::NewIncarnation(SiteRecord& site, uint64_t incarnation) {
   copy.down_epoch = incarnation;
   copy.down_head = 0;
   copy.down_acked = 0;
-  // Nothing of the new log predates a declared restore. (A database new to a restored
-  // hub may be one the lost hub knew: it still reconciles at its HELLO.)
-  copy.restore_down = 0;
   copy.placed.clear();  // the new database has none of them
   copy.policy_sent = 0;
   Reconcile(copy, &txn);
@@ -231,6 +228,24 @@ void HubCore::Handle(const std::string& site_name, const std::string& peer, cons
         }
       }
       accept_trimmed = true;
+    }
+    if (!accept_trimmed && m.down_applied > site.down_head) {
+      // The site applied commands this store never had: the store is older than what the
+      // site saw — a backup put back without --declare-restored. The session is refused
+      // below; say so where the operator looks, once per site.
+      ++counters_.sites_ahead;
+      if (stale_noted_.insert(site_name).second) {
+        spdlog::error("hub.behind_site site={} site_applied={} hub_head={} hint=\"this hub's "
+                      "store is older than what the site has seen: if it was restored from a "
+                      "backup, stop the hub and run outpost-hub --declare-restored\"",
+                      site_name, m.down_applied, site.down_head);
+        HubStore::Txn txn;
+        Audit(&txn, {{"event", "hub.behind_site"},
+                     {"site", site_name},
+                     {"site_applied", m.down_applied},
+                     {"hub_head", site.down_head}});
+        if (Status s = store_->Commit(txn); !s.ok()) ++counters_.store_errors;
+      }
     }
     const bool was_online = online(site_name);
     auto c = std::make_unique<Conn>();
@@ -317,18 +332,8 @@ Result<uint64_t> HubCore::DeclareRestored() {
   const uint64_t epoch = std::max<uint64_t>(hub_epoch_ + 1, static_cast<uint64_t>(clock_.Now()));
   HubStore::Txn txn;
   txn.PutSetting("hub_epoch", std::to_string(epoch));
-  std::map<std::string, SiteRecord> changed;
-  for (const auto& [name, site] : sites_) {
-    SiteRecord copy = site;
-    // A site that never reconciled with the previous epoch was sent nothing past its
-    // restore_down since: that mark still holds (the commands after it are all unsent).
-    if (!Unreconciled(copy)) copy.restore_down = copy.down_head;
-    txn.PutSite(copy);
-    changed[name] = std::move(copy);
-  }
   Audit(&txn, {{"event", "hub.restored"}, {"epoch", epoch}, {"sites", sites_.size()}});
   OUTPOST_RETURN_IF_ERROR(store_->Commit(txn));
-  for (auto& [name, copy] : changed) sites_[name] = std::move(copy);
   hub_epoch_ = epoch;
   spdlog::warn("hub.restored epoch={} sites={}", epoch, sites_.size());
   return epoch;
@@ -337,26 +342,28 @@ Result<uint64_t> HubCore::DeclareRestored() {
 Status HubCore::ReconcileRestore(SiteRecord& site, uint64_t site_applied) {
   SiteRecord copy = site;
   HubStore::Txn txn;
-  uint64_t lost = 0, moved = 0;
+  uint64_t adopted = 0, resent = 0;
   if (faults_.restore_reuses_commands && site_applied > copy.down_acked) {
     // The planted bug (common/faults.h): the watermark adopted, nothing moved.
-    lost = site_applied - std::max(copy.restore_down, copy.down_acked);
+    adopted = site_applied - copy.down_acked;
     copy.down_head = std::max(copy.down_head, site_applied);
     copy.down_acked = site_applied;
-  } else if (site_applied > copy.restore_down && site_applied > copy.down_acked) {
-    // Commands restore_down+1 .. site_applied reached the site from the hub's lost
-    // future: the site applied them, this store never had them. The commands enqueued
-    // since the restore (never sent: the site had not reconciled) move after them, into
-    // a new downstream log, so no sequence number means two commands.
-    const uint64_t from = std::max(copy.restore_down, copy.down_acked);
-    OUTPOST_ASSIGN_OR_RETURN(auto fresh, store_->ReadDown(copy.name, copy.down_epoch, from,
-                                                          SIZE_MAX, SIZE_MAX));
+  } else if (site_applied > copy.down_acked) {
+    // The site applied commands through site_applied from the hub that was lost; this
+    // store's log past down_acked is not what it applied (the backup's unacknowledged
+    // tail, and whatever was enqueued since the restore, declared or not). Every one of
+    // those is sent again after site_applied, in a new downstream log, so no sequence
+    // number means two commands. Applying one the site already has is harmless: starts are
+    // deduplicated by run id, placements by hash, cancels and approvals of a decided run
+    // are no-ops, and policies only move forward.
+    OUTPOST_ASSIGN_OR_RETURN(auto tail, store_->ReadDown(copy.name, copy.down_epoch,
+                                                         copy.down_acked, SIZE_MAX, SIZE_MAX));
     txn.TrimDown(copy.name, copy.down_epoch, copy.down_head);
     copy.down_epoch = rng_->Next();
-    lost = site_applied - from;
+    adopted = site_applied - copy.down_acked;
     uint64_t seq = site_applied;
-    for (const auto& r : fresh) txn.PutDown(copy.name, copy.down_epoch, ++seq, r.payload);
-    moved = fresh.size();
+    for (const auto& r : tail) txn.PutDown(copy.name, copy.down_epoch, ++seq, r.payload);
+    resent = tail.size();
     copy.down_acked = site_applied;
     copy.down_head = seq;
   }
@@ -365,15 +372,13 @@ Status HubCore::ReconcileRestore(SiteRecord& site, uint64_t site_applied) {
                {"site", copy.name},
                {"epoch", hub_epoch_},
                {"site_applied", site_applied},
-               {"commands_lost", lost},
-               {"commands_moved", moved}});
+               {"commands_adopted", adopted},
+               {"commands_resent", resent}});
   txn.PutSite(copy);
   OUTPOST_RETURN_IF_ERROR(store_->Commit(txn));
-  if (lost > 0) {
-    spdlog::warn("hub.commands_lost_in_restore site={} count={} moved={}", copy.name, lost,
-                 moved);
-  }
-  counters_.commands_lost_in_restore += lost;
+  spdlog::warn("hub.restore_reconciled site={} site_applied={} commands_adopted={} commands_resent={}",
+               copy.name, site_applied, adopted, resent);
+  counters_.commands_adopted_in_restore += adopted;
   site = std::move(copy);
   return Status::Ok();
 }
@@ -381,8 +386,16 @@ Status HubCore::ReconcileRestore(SiteRecord& site, uint64_t site_applied) {
 void HubCore::RefuseStaleHub(SiteRecord& site, const std::string& peer, uint64_t site_epoch,
                              HubOutput* out) {
   ++counters_.stale_hub_refusals;
-  spdlog::error("hub.stale_copy site={} site_epoch={} hub_epoch={}", site.name, site_epoch,
-                hub_epoch_);
+  if (stale_noted_.insert(site.name).second) {
+    spdlog::error("hub.stale_copy site={} site_epoch={} hub_epoch={}", site.name, site_epoch,
+                  hub_epoch_);
+    HubStore::Txn txn;
+    Audit(&txn, {{"event", "hub.stale_copy"},
+                 {"site", site.name},
+                 {"site_epoch", site_epoch},
+                 {"hub_epoch", hub_epoch_}});
+    if (Status s = store_->Commit(txn); !s.ok()) ++counters_.store_errors;
+  }
   Message err;
   err.t = static_cast<uint8_t>(MsgType::kError);
   err.message = "site '" + site.name + "' has reconciled with hub epoch " +

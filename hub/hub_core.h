@@ -31,6 +31,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -93,11 +94,14 @@ struct HubCounters {
   uint64_t bundle_volumes_imported = 0;
   uint64_t bundle_records_refused = 0;  // damaged, forged, misplaced or for another hub
   // A hub restored from a backup (docs/protocol.md): site events it had acknowledged that
-  // the sites had since trimmed, commands sites applied that the backup lacked, and
-  // sessions refused because the site had seen a newer copy of this hub.
+  // the sites had since trimmed; commands sites had applied past what this store saw
+  // acknowledged (its unacknowledged tail is sent again after them); sessions refused
+  // because the site had seen a newer copy of this hub; HELLOs showing a site ahead of an
+  // undeclared restored store.
   uint64_t events_lost_in_restore = 0;
-  uint64_t commands_lost_in_restore = 0;
+  uint64_t commands_adopted_in_restore = 0;
   uint64_t stale_hub_refusals = 0;
+  uint64_t sites_ahead = 0;
 };
 
 struct HubOutput {
@@ -161,8 +165,8 @@ class HubCore {
               HubOutput* out);
   void Emit(const std::string& site, const SyncOutput& so, HubOutput* out);
   Status NewIncarnation(SiteRecord& site, uint64_t incarnation);
-  // The first HELLO of a site since the restore: adopts commands it applied that the
-  // restored store lacks (moving commands enqueued since after them).
+  // The first HELLO of a site since the restore: adopts the commands it applied past what
+  // this store saw acknowledged, and sends the log's tail again after them.
   Status ReconcileRestore(SiteRecord& site, uint64_t site_applied);
   bool Unreconciled(const SiteRecord& site) const;
   std::string UnreconciledWhy(const SiteRecord& site) const;
@@ -250,6 +254,7 @@ class HubCore {
   struct ExportPlan;
   std::map<std::string, std::shared_ptr<ExportPlan>> exports_;  // bundle id -> plan
   uint64_t hub_epoch_ = 0;  // 0 until a restore is declared
+  std::set<std::string> stale_noted_;  // sites whose refusal of this store was logged
   uint64_t audit_next_ = 1;
   TimeMs unknown_logged_at_ = -1'000'000;
   uint64_t unknown_suppressed_ = 0;

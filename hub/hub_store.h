@@ -68,15 +68,13 @@ struct SiteRecord {
   std::map<std::string, uint64_t> artifacts;
   // Bundles: the last imported from the site and the last exported to it (ids).
   std::string bundle_in, bundle_out;
-  // A hub restored from a backup (docs/protocol.md): the head of this site's command log
-  // when the restore was declared, and the hub epoch this site has since reconciled with.
-  uint64_t restore_down = 0;
+  // A hub restored from a backup (docs/protocol.md): the hub epoch this site has since
+  // reconciled with.
   uint64_t epoch_confirmed = 0;
   MSGPACK_DEFINE_MAP(name, key, state, labels, created, last_seen, incarnation, up_applied,
                      up_head, down_epoch, down_head, down_acked, placed, events_total,
                      agent_address, retired, policy_sent, refused, policy_status,
-                     commands_refused, artifacts, bundle_in, bundle_out, restore_down,
-                     epoch_confirmed);
+                     commands_refused, artifacts, bundle_in, bundle_out, epoch_confirmed);
 
   SiteState site_state() const { return static_cast<SiteState>(state); }
 };

@@ -81,7 +81,12 @@ json HubCore::StatusJson() const {
             {"artifact_requests_refused", c.artifact_requests_refused},
             {"bundles_exported", c.bundles_exported},
             {"bundle_volumes_imported", c.bundle_volumes_imported},
-            {"bundle_records_refused", c.bundle_records_refused}}},
+            {"bundle_records_refused", c.bundle_records_refused},
+            {"events_lost_in_restore", c.events_lost_in_restore},
+            {"commands_adopted_in_restore", c.commands_adopted_in_restore},
+            {"stale_hub_refusals", c.stale_hub_refusals},
+            {"sites_ahead", c.sites_ahead}}},
+          {"hub_epoch", hub_epoch_},
           {"policy", policy_ ? json{{"version", policy_version_}} : json(nullptr)}};
 }
 

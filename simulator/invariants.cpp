@@ -120,7 +120,7 @@ void Invariants::FinalChecks(const World& world) {
   }
   report_->events = events;
   if (world.hub_alive()) {
-    report_->commands_lost_in_restore += world.hub().counters().commands_lost_in_restore;
+    report_->commands_adopted_in_restore += world.hub().counters().commands_adopted_in_restore;
   }
   if (world.hub_alive()) CheckRequestedRuns(world);
   CheckOfflineWork();

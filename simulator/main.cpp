@@ -238,8 +238,8 @@ int main(int argc, char** argv) {
                                              {"reinstalls", r.reinstalls},
                                              {"hub_restores", r.hub_restores},
                                              {"events_lost_in_restore", r.events_lost_in_restore},
-                                             {"commands_lost_in_restore",
-                                              r.commands_lost_in_restore}}},
+                                             {"commands_adopted_in_restore",
+                                              r.commands_adopted_in_restore}}},
                                 {"swarm", r.swarm}, {"operator_actions", r.operator_actions},
                                 {"trace_hash", hash}, {"ok", r.ok()}, {"invariants", inv},
                                 {"replay", replay}}
@@ -286,10 +286,10 @@ int main(int argc, char** argv) {
     }
     if (r.hub_restores > 0) {
       printf("restores   %llu hub restores from backup: %llu events the sites had trimmed and "
-             "%llu commands they had applied were not in the backup\n",
+             "%llu commands they had applied past what the backup saw acknowledged (adopted)\n",
              static_cast<unsigned long long>(r.hub_restores),
              static_cast<unsigned long long>(r.events_lost_in_restore),
-             static_cast<unsigned long long>(r.commands_lost_in_restore));
+             static_cast<unsigned long long>(r.commands_adopted_in_restore));
     }
     printf("wire       %llu events; %llu frames (%llu lost); %llu bytes, %.1f bytes per event\n",
            static_cast<unsigned long long>(r.events), static_cast<unsigned long long>(r.frames),

@@ -80,7 +80,7 @@ struct Report {
   uint64_t reinstalls = 0;          // sites whose disk was lost (new incarnation)
   uint64_t hub_restores = 0;        // hub disks replaced by an older backup (declared)
   uint64_t events_lost_in_restore = 0;    // events the sites had trimmed that the backup lacked
-  uint64_t commands_lost_in_restore = 0;  // commands sites applied that the backup lacked
+  uint64_t commands_adopted_in_restore = 0;  // commands sites applied past the backup's acks
   uint64_t power_cuts = 0;
   uint64_t crash_points = 0;
   uint64_t bytes_lost = 0;          // unsynced bytes dropped by power cuts

@@ -581,7 +581,7 @@ void World::BackupOrRestoreHub() {
 
 void World::NoteHubWatermarks() {
   if (sc_.storage.hub_restores <= 0 || !hub_) return;
-  report_->commands_lost_in_restore += hub_->counters().commands_lost_in_restore;
+  report_->commands_adopted_in_restore += hub_->counters().commands_adopted_in_restore;
   for (const auto& s : sites_) {
     if (const SiteRecord* rec = hub_->site(s->name)) {
       uint64_t& m = hub_applied_max_[{s->name, rec->incarnation}];

@@ -147,14 +147,31 @@ void SyncSession::OnMessage(const Message& m, SyncOutput* o) {
 }
 
 Status SyncSession::CheckPeerApplied(uint64_t peer_applied) const {
+  const bool hub = role_ == Role::kHub;
   if (peer_applied > out_->head()) {
-    return Status::InvalidArgument("peer says it applied " + std::to_string(peer_applied) +
-                                   " but the log head is " + std::to_string(out_->head()));
+    if (hub) {
+      return Status::InvalidArgument(
+          "the site applied commands through " + std::to_string(peer_applied) +
+          " but this hub's command log for it ends at " + std::to_string(out_->head()) +
+          ": the hub's store is older than what the site has seen (restored from a backup? "
+          "stop the hub and run outpost-hub --declare-restored)");
+    }
+    return Status::InvalidArgument("the hub says it has events through " +
+                                   std::to_string(peer_applied) + " but this site's log ends at " +
+                                   std::to_string(out_->head()));
   }
   if (peer_applied < out_->acked()) {
-    return Status::InvalidArgument("peer applied only " + std::to_string(peer_applied) +
-                                   " but acknowledged " + std::to_string(out_->acked()) +
-                                   " before: it lost acknowledged entries");
+    if (hub) {
+      return Status::InvalidArgument("the site applied commands only through " +
+                                     std::to_string(peer_applied) + " but acknowledged " +
+                                     std::to_string(out_->acked()) +
+                                     " before: it lost acknowledged commands");
+    }
+    return Status::InvalidArgument(
+        "the hub has events only through " + std::to_string(peer_applied) +
+        " but acknowledged " + std::to_string(out_->acked()) +
+        " before: it lost acknowledged events (restored from a backup without outpost-hub "
+        "--declare-restored?)");
   }
   return Status::Ok();
 }

@@ -457,15 +457,20 @@ TEST_F(HubCoreTest, ARestoredHubIsRefusedUntilDeclaredThenSitesResumeWithoutReus
   ASSERT_EQ(core_->site("a")->up_applied, 3u);
   ASSERT_EQ(core_->site("a")->down_head, 1u);
 
-  // Undeclared, the site refuses the hub that lost what it acknowledged.
+  // Undeclared, the hub refuses a site that applied more than it has, and says why. A run
+  // requested meanwhile gets command 2 of the restored log, which the site already has
+  // from the lost one.
   a.Emit(Event{});  // event 8
   Connect(&a);
   EXPECT_FALSE(a.session.established());
+  EXPECT_NE(last_error_.find("--declare-restored"), std::string::npos) << last_error_;
+  EXPECT_EQ(core_->counters().sites_ahead, 1u);
   Disconnect(&a);
   EXPECT_EQ(core_->site("a")->up_applied, 3u);
+  json undeclared = Op({{"op", "run.start"}, {"workflow", "deploy"}, {"request", "undeclared"}});
+  ASSERT_TRUE(undeclared["ok"].get<bool>()) << undeclared.dump();
 
-  // Declared: a new epoch. A run requested before the site reconnects gets command 2 of
-  // the restored log, which the site already has from the lost one.
+  // Declared: a new epoch. Another run is requested before the site reconnects.
   auto epoch = core_->DeclareRestored();
   ASSERT_TRUE(epoch.ok()) << epoch.status().ToString();
   json r = Op({{"op", "run.start"}, {"workflow", "deploy"}, {"request", "after-restore"}});
@@ -481,18 +486,21 @@ TEST_F(HubCoreTest, ARestoredHubIsRefusedUntilDeclaredThenSitesResumeWithoutReus
   ASSERT_TRUE(copy.ok());
   ASSERT_EQ(copy->size(), 4u);
   EXPECT_EQ(copy->back().seq, 8u);
-  // The two commands the backup lacked are adopted; the new start comes after them.
-  EXPECT_EQ(core_->counters().commands_lost_in_restore, 2u);
+  // The two commands the backup did not see acknowledged are adopted; both starts made
+  // by the restored hub come after them, undeclared or not.
+  EXPECT_EQ(core_->counters().commands_adopted_in_restore, 2u);
   auto cmds = a.Commands();
-  ASSERT_EQ(cmds.size(), 4u);
+  ASSERT_EQ(cmds.size(), 5u);
   EXPECT_EQ(cmds[3].command_type(), CommandType::kStartRun);
-  EXPECT_EQ(cmds[3].run, run);
-  EXPECT_EQ(core_->site("a")->down_acked, 4u);
+  EXPECT_EQ(cmds[3].run, undeclared["runs"][0].get<std::string>());
+  EXPECT_EQ(cmds[4].run, run);
+  EXPECT_EQ(core_->site("a")->down_acked, 5u);
   bool lost = false, reconciled = false;
   const json audit = Op({{"op", "events"}, {"limit", 100}});
   for (const auto& e : audit["events"]) {
     lost = lost || (e["event"] == "site.events_lost_in_restore" && e["from"] == 4 && e["to"] == 7);
-    reconciled = reconciled || (e["event"] == "site.restore_reconciled" && e["commands_lost"] == 2);
+    reconciled = reconciled || (e["event"] == "site.restore_reconciled" && e["commands_adopted"] == 2 &&
+                               e["commands_resent"] == 2);
   }
   EXPECT_TRUE(lost) << audit.dump();
   EXPECT_TRUE(reconciled);

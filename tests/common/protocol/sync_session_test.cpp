@@ -286,6 +286,31 @@ TEST(SyncSessionTest, AnAcknowledgementThatFailsToWriteIsRetried) {
   EXPECT_EQ(p.site_out_.acked(), 1u);
 }
 
+// A hub restored from a backup (docs/protocol.md): a site that reconciled with epoch 500
+// refuses a hub at an older one (a copy older still), and talks to one at the same epoch
+// as always.
+TEST(SyncSessionTest, ASiteRefusesAHubOlderThanTheEpochItReconciledWith) {
+  Pair p;
+  ASSERT_TRUE(p.site_in_.SetHubEpoch(500).ok());
+  p.hub_.set_hub_epoch(400, false);
+  p.SiteAppend("e1");
+  p.Connect();
+  p.Settle();
+  EXPECT_FALSE(p.site_.established());
+  EXPECT_NE(p.last_disconnect_.find("older than epoch 500"), std::string::npos) << p.last_disconnect_;
+  EXPECT_TRUE(p.hub_in_.applied_entries().empty());
+
+  Pair q;
+  ASSERT_TRUE(q.site_in_.SetHubEpoch(500).ok());
+  q.hub_.set_hub_epoch(500, false);
+  q.SiteAppend("e1");
+  q.Connect();
+  q.Settle();
+  EXPECT_TRUE(q.site_.established());
+  EXPECT_TRUE(q.Converged());
+  EXPECT_EQ(q.site_in_.hub_epoch(), 500u);
+}
+
 TEST(SyncSessionTest, PeerClaimingMoreThanWasWrittenIsDisconnected) {
   Pair p;
   p.site_out_.Append("e1");
@@ -296,7 +321,7 @@ TEST(SyncSessionTest, PeerClaimingMoreThanWasWrittenIsDisconnected) {
   SyncOutput o;
   p.site_.OnMessage(ack, &o);
   EXPECT_TRUE(o.disconnect);
-  EXPECT_NE(o.disconnect_reason.find("applied 99"), std::string::npos) << o.disconnect_reason;
+  EXPECT_NE(o.disconnect_reason.find("through 99"), std::string::npos) << o.disconnect_reason;
   EXPECT_EQ(p.site_.state(), SyncSession::State::kDisconnected);
 }
 
