@@ -229,23 +229,27 @@ void HubCore::Handle(const std::string& site_name, const std::string& peer, cons
       }
       accept_trimmed = true;
     }
-    if (!accept_trimmed && m.down_applied > site.down_head) {
-      // The site applied commands this store never had: the store is older than what the
-      // site saw — a backup put back without --declare-restored. The session is refused
-      // below; say so where the operator looks, once per site.
-      ++counters_.sites_ahead;
-      if (stale_noted_.insert(site_name).second) {
-        spdlog::error("hub.behind_site site={} site_applied={} hub_head={} hint=\"this hub's "
-                      "store is older than what the site has seen: if it was restored from a "
-                      "backup, stop the hub and run outpost-hub --declare-restored\"",
-                      site_name, m.down_applied, site.down_head);
-        HubStore::Txn txn;
-        Audit(&txn, {{"event", "hub.behind_site"},
-                     {"site", site_name},
-                     {"site_applied", m.down_applied},
-                     {"hub_head", site.down_head}});
-        if (Status s = store_->Commit(txn); !s.ok()) ++counters_.store_errors;
+    if (!accept_trimmed) {
+      // A site ahead of this store: it applied commands this store never had, or another
+      // command under a number this store has (a backup put back without
+      // --declare-restored, and the restored hub's log grew to that number since).
+      std::string why;
+      if (m.down_applied > site.down_head) {
+        why = "the site applied commands through " + std::to_string(m.down_applied) +
+              " but this hub's command log for it ends at " + std::to_string(site.down_head);
+      } else if (m.down_digest != 0 && m.down_applied > site.down_acked) {
+        auto mine = store_->ReadDown(site_name, site.down_epoch, m.down_applied - 1, 1, SIZE_MAX);
+        if (!mine.ok()) {
+          ++counters_.store_errors;
+          return;  // no WELCOME: the site says HELLO again later
+        }
+        if (!mine->empty() && mine->front().seq == m.down_applied &&
+            CommandDigest(mine->front().payload) != m.down_digest) {
+          why = "the site applied a different command " + std::to_string(m.down_applied) +
+                " than this hub's";
+        }
       }
+      if (!why.empty()) return RefuseAhead(site, peer, why, m, out);
     }
     const bool was_online = online(site_name);
     auto c = std::make_unique<Conn>();
@@ -383,6 +387,31 @@ Status HubCore::ReconcileRestore(SiteRecord& site, uint64_t site_applied) {
   return Status::Ok();
 }
 
+void HubCore::RefuseAhead(SiteRecord& site, const std::string& peer, const std::string& why,
+                          const Message& hello, HubOutput* out) {
+  ++counters_.sites_ahead;
+  const std::string hint =
+      ": the hub's store is older than what the site has seen (restored from a backup? stop "
+      "the hub and run outpost-hub --declare-restored)";
+  if (stale_noted_.insert(site.name).second) {
+    spdlog::error("hub.behind_site site={} site_applied={} hub_head={} why=\"{}{}\"", site.name,
+                  hello.down_applied, site.down_head, why, hint);
+    HubStore::Txn txn;
+    Audit(&txn, {{"event", "hub.behind_site"},
+                 {"site", site.name},
+                 {"site_applied", hello.down_applied},
+                 {"hub_head", site.down_head},
+                 {"why", why}});
+    if (Status s = store_->Commit(txn); !s.ok()) ++counters_.store_errors;
+  }
+  Message err;
+  err.t = static_cast<uint8_t>(MsgType::kError);
+  err.message = why + hint;
+  out->send.push_back({peer, err});
+  // A HELLO opens a new session: the old one, on whatever connection, is over.
+  if (ConnFor(site.name)) Drop(site.name, "site ahead of this store");
+}
+
 void HubCore::RefuseStaleHub(SiteRecord& site, const std::string& peer, uint64_t site_epoch,
                              HubOutput* out) {
   ++counters_.stale_hub_refusals;
@@ -404,7 +433,7 @@ void HubCore::RefuseStaleHub(SiteRecord& site, const std::string& peer, uint64_t
                 ": the hub store is an old copy. Stop the hub and run outpost-hub "
                 "--declare-restored on it (docs/operations.md)";
   out->send.push_back({peer, err});
-  if (Conn* c = ConnFor(site.name); c && c->peer == peer) Drop(site.name, "stale hub copy");
+  if (ConnFor(site.name)) Drop(site.name, "stale hub copy");
 }
 
 void HubCore::OnSiteDisconnected(const std::string& peer) {

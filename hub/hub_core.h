@@ -170,6 +170,10 @@ class HubCore {
   Status ReconcileRestore(SiteRecord& site, uint64_t site_applied);
   bool Unreconciled(const SiteRecord& site) const;
   std::string UnreconciledWhy(const SiteRecord& site) const;
+  // A HELLO shows the site ahead of this store (an undeclared restore): refused, logged
+  // and audited once per site.
+  void RefuseAhead(SiteRecord& site, const std::string& peer, const std::string& why,
+                   const Message& hello, HubOutput* out);
   void RefuseStaleHub(SiteRecord& site, const std::string& peer, uint64_t site_epoch,
                       HubOutput* out);
   void RefuseRetired(SiteRecord& site, const std::string& peer, uint64_t incarnation,

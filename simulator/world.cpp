@@ -41,9 +41,11 @@ class World::Inbox final : public IncomingStream {
     const uint64_t last = first_seq + entries.size() - 1;
     OUTPOST_RETURN_IF_ERROR(world_->Flush(*s_, extra));
     s_->down_applied = last;
+    s_->down_digest = CommandDigest(entries.back());
     return Status::Ok();
   }
   uint64_t hub_epoch() const override { return s_->hub_epoch; }
+  uint64_t applied_digest() const override { return s_->down_digest; }
   Status SetHubEpoch(uint64_t epoch) override {
     if (epoch == s_->hub_epoch) return Status::Ok();
     // Through the commit path, as the agent does: with whatever effects are pending.
@@ -167,7 +169,9 @@ Status World::OpenSite(SimSite& s) {
   OUTPOST_ASSIGN_OR_RETURN(auto raw, s.store->log().GetState(kInboxWatermarkKey));
   s.down_applied = raw ? DecodeU64(*raw) : 0;
   OUTPOST_ASSIGN_OR_RETURN(auto epoch, s.store->log().GetState(kHubEpochKey));
-  s.hub_epoch = epoch ? DecodeU64(*epoch) : 0;
+  s.hub_epoch = epoch && epoch->size() == 8 ? DecodeU64(*epoch) : 0;
+  OUTPOST_ASSIGN_OR_RETURN(auto digest, s.store->log().GetState(kInboxDigestKey));
+  s.down_digest = digest && digest->size() == 8 ? DecodeU64(*digest) : 0;
   s.pending = Effects();
   s.running.clear();
   OUTPOST_ASSIGN_OR_RETURN(auto unfinished, s.store->LoadUnfinished());
@@ -302,6 +306,7 @@ void World::LoseDisk(SimSite& s) {
   s.retired.push_back({s.incarnation, std::move(s.shadow), acked});
   s.shadow.clear();
   s.down_applied = 0;
+  s.down_digest = 0;
   s.hub_epoch = 0;
   // The new database knows no runs: a start the hub redelivers because it never saw it
   // acknowledged runs afresh there (docs/protocol.md, "Incarnations and epochs"); the
@@ -569,7 +574,14 @@ void World::BackupOrRestoreHub() {
     storage_->RestoreBackup(kHubDir, *hub_backup_);
     ++report_->hub_restores;
     queue_->Trace("hub restored from backup");
-    declare_restore_ = true;  // OpenHub declares it, as the operator does before starting
+    if (rng_->Uniform(1) == 0) {
+      declare_restore_ = true;  // OpenHub declares it, as the operator does before starting
+    } else {
+      // The operator starts it first and declares 1-5 minutes later, when the sites'
+      // refusals make them look (operators' requests meanwhile must not be lost).
+      queue_->At(queue_->Now() + 60'000 + static_cast<TimeMs>(rng_->Uniform(240'000)),
+                 [this] { DeclareLate(); });
+    }
     return;
   }
   // Backups of varying age: the first restart takes one, later ones half the time.
@@ -577,6 +589,14 @@ void World::BackupOrRestoreHub() {
     hub_backup_ = storage_->TakeBackup(kHubDir);
     queue_->Trace("hub backup");
   }
+}
+
+void World::DeclareLate() {
+  declare_restore_ = true;
+  if (!hub_alive_) return;  // the next start declares
+  queue_->Trace("hub stopped to declare its restore");
+  CrashHub(false);
+  OpenHubOrReport();
 }
 
 void World::NoteHubWatermarks() {

@@ -74,6 +74,7 @@ struct SimSite {
   std::unique_ptr<SyncSession> session;
   uint64_t down_applied = 0;
   uint64_t hub_epoch = 0;  // the hub epoch reconciled with (state key sync/hub_epoch)
+  uint64_t down_digest = 0;  // CommandDigest of the last command applied
   Effects pending;
   bool log_grew = false;
   TimeMs wake = 0;                          // the pending wake-up, 0 if none
@@ -194,6 +195,8 @@ class World {
   // scenario storage.hub_restores: at a restart, back the stopped hub up, or put the last
   // backup in place of its disk and declare the restore (docs/simulator.md).
   void BackupOrRestoreHub();
+  // The operator stops the restored hub it started undeclared, and declares it.
+  void DeclareLate();
   // Remembers how far each site's stream was applied at the hub that is going away.
   void NoteHubWatermarks();
   void OpenHubOrReport();

@@ -225,6 +225,7 @@ class Agent {
   std::unique_ptr<SyncSession> session_;
   uint64_t down_applied_ = 0;  // inbox watermark (state key sync/down_applied)
   uint64_t hub_epoch_ = 0;     // the hub epoch reconciled with (state key sync/hub_epoch)
+  uint64_t down_digest_ = 0;   // CommandDigest of the last command applied (sync/down_digest)
   TimeMs reconnect_at_ = 0;    // 0: connected or connecting
   int reconnect_attempt_ = 0;
   bool drop_link_ = false;  // the session ended: tear the connection down in SyncTick
@@ -254,6 +255,7 @@ class Agent::Inbox : public IncomingStream {
     return agent_->ApplyCommands(first_seq, entries);
   }
   uint64_t hub_epoch() const override { return agent_->hub_epoch_; }
+  uint64_t applied_digest() const override { return agent_->down_digest_; }
   Status SetHubEpoch(uint64_t epoch) override;
 
  private:

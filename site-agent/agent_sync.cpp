@@ -38,6 +38,8 @@ Status Agent::OpenSync() {
     if (raw->size() != 8) return Status::Corruption("inbox watermark has " + std::to_string(raw->size()) + " bytes");
     down_applied_ = DecodeU64(*raw);
   }
+  OUTPOST_ASSIGN_OR_RETURN(auto digest, store_->log().GetState(kInboxDigestKey));
+  if (digest && digest->size() == 8) down_digest_ = DecodeU64(*digest);
   OUTPOST_ASSIGN_OR_RETURN(auto epoch, store_->log().GetState(kHubEpochKey));
   if (epoch) {
     if (epoch->size() != 8) return Status::Corruption("hub epoch has " + std::to_string(epoch->size()) + " bytes");
@@ -238,6 +240,7 @@ Status Agent::ApplyCommands(uint64_t first_seq, const std::vector<std::string>& 
   const uint64_t last = first_seq + entries.size() - 1;
   OUTPOST_RETURN_IF_ERROR(CommitPending(extra));
   down_applied_ = last;
+  down_digest_ = CommandDigest(entries.back());
   // A placement or removal may add, change or end a schedule.
   bool placements = false;
   for (const auto& w : extra) placements = placements || w.key.rfind("wf/", 0) == 0;

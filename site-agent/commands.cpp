@@ -186,6 +186,7 @@ void ApplyCommandBatch(
   }
   if (entries.empty()) return;
   extra->push_back({kInboxWatermarkKey, EncodeU64(first_seq + entries.size() - 1)});
+  extra->push_back({kInboxDigestKey, EncodeU64(CommandDigest(entries.back()))});
 }
 
 }  // namespace outpost

@@ -51,5 +51,7 @@ constexpr char kInboxWatermarkKey[] = "sync/down_applied";
 // The hub epoch this site last reconciled with (docs/protocol.md, "A hub restored from a
 // backup"); absent until a hub declared a restore.
 constexpr char kHubEpochKey[] = "sync/hub_epoch";
+// CommandDigest of the last command applied, written with the inbox watermark.
+constexpr char kInboxDigestKey[] = "sync/down_digest";
 
 }  // namespace outpost

@@ -1,5 +1,9 @@
 #include "common/protocol/command.h"
 
+#include <sodium.h>
+
+#include <cstring>
+
 namespace outpost {
 
 const char* CommandTypeName(uint8_t t) {
@@ -27,6 +31,15 @@ Status DecodeCommand(std::string_view bytes, Command* out) {
     return Status::Corruption("unknown command type " + std::to_string(out->type));
   }
   return Status::Ok();
+}
+
+uint64_t CommandDigest(std::string_view entry) {
+  unsigned char out[crypto_generichash_BYTES_MIN];
+  crypto_generichash(out, sizeof out, reinterpret_cast<const unsigned char*>(entry.data()),
+                     entry.size(), nullptr, 0);
+  uint64_t d = 0;
+  memcpy(&d, out, sizeof d);
+  return d | 1;
 }
 
 }  // namespace outpost

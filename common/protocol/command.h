@@ -55,6 +55,10 @@ struct Command {
 };
 
 std::string EncodeCommand(const Command& c);
+// A short fingerprint of one encoded command log entry (BLAKE2b, 64 bits, never 0). A site
+// sends the one of the last command it applied in HELLO, so a hub whose log holds another
+// command under that number (a restored copy) can tell (docs/protocol.md).
+uint64_t CommandDigest(std::string_view entry);
 Status DecodeCommand(std::string_view bytes, Command* out);
 
 }  // namespace outpost

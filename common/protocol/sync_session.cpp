@@ -53,6 +53,7 @@ void SyncSession::SendHello(SyncOutput* o) {
   hello.up_head = out_->head();
   hello.down_applied = in_->applied();
   hello.hub_epoch = in_->hub_epoch();
+  hello.down_digest = in_->applied_digest();
   Send(o, std::move(hello), now, &last_sent_);
 }
 

@@ -66,6 +66,8 @@ class IncomingStream {
   // Site side: the hub epoch this site last reconciled with (0: none), and recording a
   // newer one once the site's stream is whole again at that hub.
   virtual uint64_t hub_epoch() const { return 0; }
+  // Site side: CommandDigest of the last entry applied (0: none or unknown).
+  virtual uint64_t applied_digest() const { return 0; }
   virtual Status SetHubEpoch(uint64_t /*epoch*/) { return Status::Ok(); }
   // Hub side: entries applied()+1 .. through are gone for good (the site trimmed them
   // after the hub's older self acknowledged them): record the loss, move the watermark.

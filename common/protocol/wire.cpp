@@ -10,7 +10,8 @@ constexpr char kV[] = "v", kT[] = "t", kSite[] = "site", kInc[] = "incarnation",
                kDownHead[] = "down_head", kFirstSeq[] = "first_seq", kEntries[] = "entries",
                kSeq[] = "seq", kCredit[] = "credit", kMessage[] = "message",
                kDigest[] = "digest", kSize[] = "size", kData[] = "data",
-               kHubEpoch[] = "hub_epoch", kTrimmed[] = "trimmed";
+               kHubEpoch[] = "hub_epoch", kTrimmed[] = "trimmed",
+               kDownDigest[] = "down_digest";
 
 using Packer = msgpack::packer<msgpack::sbuffer>;
 
@@ -91,6 +92,8 @@ Status ReadField(std::string_view k, const msgpack::object& v, Message* m) {
     return ReadUint(v, k, kMaxSeq, &m->down_head);
   } else if (k == kHubEpoch) {
     return ReadUint(v, k, UINT64_MAX, &m->hub_epoch);
+  } else if (k == kDownDigest) {
+    return ReadUint(v, k, UINT64_MAX, &m->down_digest);
   } else if (k == kTrimmed) {
     if (v.type != msgpack::type::BOOLEAN) return WrongType(k, "a bool");
     m->trimmed = v.via.boolean;
@@ -139,7 +142,7 @@ std::string EncodeMessage(const Message& m) {
   Packer p(buf);
   const auto type = m.type();
   size_t n = 2;
-  if (type == MsgType::kHello) n += 4 + (m.hub_epoch != 0);
+  if (type == MsgType::kHello) n += 4 + (m.hub_epoch != 0) + (m.down_digest != 0);
   if (type == MsgType::kWelcome) n += 2 + (m.hub_epoch != 0);
   if (type == MsgType::kBatch) n += 3 + m.trimmed;
   if (type == MsgType::kAck) n += 2;
@@ -164,6 +167,10 @@ std::string EncodeMessage(const Message& m) {
       if (m.hub_epoch != 0) {
         PackKey(p, kHubEpoch);
         p.pack_uint64(m.hub_epoch);
+      }
+      if (m.down_digest != 0) {
+        PackKey(p, kDownDigest);
+        p.pack_uint64(m.down_digest);
       }
       break;
     case MsgType::kWelcome:

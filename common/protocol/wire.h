@@ -47,6 +47,8 @@ struct Message {
   // HELLO: the hub epoch the site last reconciled with; WELCOME: the hub's epoch. Nonzero
   // only after a hub was restored from a backup (docs/protocol.md); sent only when nonzero.
   uint64_t hub_epoch = 0;
+  // HELLO: CommandDigest of the site's last applied command (0: none); sent when nonzero.
+  uint64_t down_digest = 0;
   // WELCOME
   uint64_t up_acked = 0;   // hub's applied watermark of the site's events
   uint64_t down_head = 0;  // hub's head of the site's command log

@@ -104,6 +104,7 @@ std::vector<std::pair<std::string, Message>> FrameVectors() {
   // that says the entries before it are gone.
   Message hello_epoch = hello;
   hello_epoch.hub_epoch = 1790000000000;
+  hello_epoch.down_digest = 0x8877665544332211ULL;
   v.push_back({"hello_after_restore", hello_epoch});
   Message welcome_epoch = welcome;
   welcome_epoch.hub_epoch = 1800000000000;
