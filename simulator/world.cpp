@@ -32,17 +32,19 @@ class World::Inbox final : public IncomingStream {
   uint64_t applied() const override { return s_->down_applied; }
   Status Apply(uint64_t first_seq, const std::vector<std::string>& entries) override {
     std::vector<StateWrite> extra;
-    ApplyCommandBatch(first_seq, entries, *s_->engine, *s_->store, s_->clock, nullptr,
-                      &s_->pending, &extra,
-                      [this](uint64_t, const Command* c, const CommandOutcome&) {
-                        if (c) ++world_->report_->commands;
-                      });
-    if (entries.empty()) return Status::Ok();
-    const uint64_t last = first_seq + entries.size() - 1;
+    uint64_t through = 0;
+    Status batch = ApplyCommandBatch(first_seq, entries, *s_->engine, *s_->store, s_->clock,
+                                     nullptr, &s_->pending, &extra, &through,
+                                     [this](uint64_t, const Command* c, const CommandOutcome& o) {
+                                       if (c && o.kind != CommandOutcome::kRetry) {
+                                         ++world_->report_->commands;
+                                       }
+                                     });
+    if (through < first_seq) return batch;
     OUTPOST_RETURN_IF_ERROR(world_->Flush(*s_, extra));
-    s_->down_applied = last;
-    s_->down_digest = CommandDigest(entries.back());
-    return Status::Ok();
+    s_->down_applied = through;
+    s_->down_digest = CommandDigest(entries[through - first_seq]);
+    return batch;
   }
   uint64_t hub_epoch() const override { return s_->hub_epoch; }
   uint64_t applied_digest() const override { return s_->down_digest; }

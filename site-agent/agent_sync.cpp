@@ -229,23 +229,23 @@ void Agent::SyncTick() {
 
 Status Agent::ApplyCommands(uint64_t first_seq, const std::vector<std::string>& entries) {
   std::vector<StateWrite> extra;
-  ApplyCommandBatch(first_seq, entries, *engine_, *store_, clock_, gate_ ? &*gate_ : nullptr,
-                    &pending_, &extra,
-                    [this](uint64_t seq, const Command* c, const CommandOutcome& o) {
-                      if (c) return Told(*c, o);
-                      ++counters_.commands_rejected;
-                      spdlog::warn("agent.command_undecodable seq={} error=\"{}\"", seq, o.message);
-                    });
-  if (entries.empty()) return Status::Ok();
-  const uint64_t last = first_seq + entries.size() - 1;
+  uint64_t through = 0;
+  Status batch = ApplyCommandBatch(
+      first_seq, entries, *engine_, *store_, clock_, gate_ ? &*gate_ : nullptr, &pending_,
+      &extra, &through, [this](uint64_t seq, const Command* c, const CommandOutcome& o) {
+        if (c) return Told(*c, o);
+        ++counters_.commands_rejected;
+        spdlog::warn("agent.command_undecodable seq={} error=\"{}\"", seq, o.message);
+      });
+  if (through < first_seq) return batch;
   OUTPOST_RETURN_IF_ERROR(CommitPending(extra));
-  down_applied_ = last;
-  down_digest_ = CommandDigest(entries.back());
+  down_applied_ = through;
+  down_digest_ = CommandDigest(entries[through - first_seq]);
   // A placement or removal may add, change or end a schedule.
   bool placements = false;
   for (const auto& w : extra) placements = placements || w.key.rfind("wf/", 0) == 0;
   if (placements) SyncSchedules();
-  return Status::Ok();
+  return batch;
 }
 
 void Agent::Told(const Command& c, const CommandOutcome& o) {
@@ -266,6 +266,11 @@ void Agent::Told(const Command& c, const CommandOutcome& o) {
       if (gate_) ++counters_.commands_refused_by_policy;
       spdlog::warn("agent.command_rejected type={} run={} workflow={} reason=\"{}\"",
                    CommandTypeName(c.type), c.run, c.workflow, o.message);
+      break;
+    case CommandOutcome::kRetry:
+      // Not applied and not acknowledged: the hub sends it again.
+      spdlog::warn("agent.command_deferred type={} run={} reason=\"{}\"", CommandTypeName(c.type),
+                   c.run, o.message);
       break;
   }
 }

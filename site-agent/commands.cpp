@@ -32,13 +32,15 @@ Result<std::optional<std::string>> StateAfter(const std::string& key, const Agen
   return store.log().GetState(key);
 }
 
-std::optional<Command> PlacedCommand(const std::string& workflow, const AgentStore& store,
-                                     const std::vector<StateWrite>& extra) {
+// The placement in force for `workflow` (nullopt: none); an error if it cannot be read.
+Result<std::optional<Command>> PlacedCommand(const std::string& workflow, const AgentStore& store,
+                                             const std::vector<StateWrite>& extra) {
   auto v = StateAfter("wf/" + workflow, store, extra);
-  if (!v.ok() || !*v) return std::nullopt;
+  if (!v.ok()) return v.status();
+  if (!*v) return std::optional<Command>();
   Command placed;
-  if (!DecodeCommand(**v, &placed).ok()) return std::nullopt;
-  return placed;
+  if (!DecodeCommand(**v, &placed).ok()) return std::optional<Command>();
+  return std::optional<Command>(std::move(placed));
 }
 
 // The fleet policy a kSetPolicy command carries: adopted when the root signed it and it
@@ -87,16 +89,22 @@ CommandOutcome ApplyHubCommand(const Command& c, Engine& engine, const AgentStor
   if (c.command_type() == CommandType::kSetPolicy) return ApplyPolicy(c, gate, clock, fx, extra);
   if (c.command_type() == CommandType::kStartRun) {
     // A start already carried out is a duplicate, signed or not (the hub resends).
+    if (engine.FindRun(c.run)) return {CommandOutcome::kDuplicate, "run " + c.run + " already exists"};
     auto existing = store.GetRun(c.run);
-    if (engine.FindRun(c.run) || (existing.ok() && *existing)) {
-      return {CommandOutcome::kDuplicate, "run " + c.run + " already exists"};
+    // Not knowing is not "no": a start read as new while the store cannot be read would
+    // run again (the simulator found one, resent after a hub restore).
+    if (!existing.ok()) {
+      return {CommandOutcome::kRetry, "cannot read run " + c.run + ": " + existing.status().message()};
     }
+    if (*existing) return {CommandOutcome::kDuplicate, "run " + c.run + " already exists"};
   }
   if (gate) {
     std::optional<Command> placed;
     std::string run_workflow;
     if (c.command_type() == CommandType::kStartRun || c.command_type() == CommandType::kPlaceWorkflow) {
-      placed = PlacedCommand(c.workflow, store, *extra);
+      auto p = PlacedCommand(c.workflow, store, *extra);
+      if (!p.ok()) return {CommandOutcome::kRetry, "cannot read placements: " + p.status().message()};
+      placed = std::move(p).value();
     } else if (const RunRecord* r = engine.FindRun(c.run)) {
       run_workflow = r->workflow;
     }
@@ -108,7 +116,9 @@ CommandOutcome ApplyHubCommand(const Command& c, Engine& engine, const AgentStor
       // One signed start starts one run here, however often the hub sends it.
       const std::string used = std::string(kUsedRequestPrefix) + g.request;
       auto seen = StateAfter(used, store, *extra);
-      if (!seen.ok()) return reject("cannot read used requests: " + seen.status().message());
+      if (!seen.ok()) {
+        return {CommandOutcome::kRetry, "cannot read used requests: " + seen.status().message()};
+      }
       if (*seen) return reject("replayed: signed request " + g.request + " already started a run here");
       extra->push_back({used, EncodeU64(static_cast<uint64_t>(g.expires))});
     }
@@ -169,24 +179,34 @@ CommandOutcome ApplyHubCommand(const Command& c, Engine& engine, const AgentStor
   return reject("unknown command type " + std::to_string(c.type));
 }
 
-void ApplyCommandBatch(
+Status ApplyCommandBatch(
     uint64_t first_seq, const std::vector<std::string>& entries, Engine& engine,
     const AgentStore& store, const Clock& clock, TrustGate* gate, Effects* fx,
-    std::vector<StateWrite>* extra,
+    std::vector<StateWrite>* extra, uint64_t* applied_through,
     const std::function<void(uint64_t seq, const Command* c, const CommandOutcome& o)>& told) {
-  for (size_t i = 0; i < entries.size(); ++i) {
+  *applied_through = first_seq - 1;
+  Status stopped;
+  size_t n = 0;
+  for (; n < entries.size(); ++n) {
     Command c;
-    Status s = DecodeCommand(entries[i], &c);
+    Status s = DecodeCommand(entries[n], &c);
     if (!s.ok()) {
-      RecordUndecodableCommand(first_seq + i, s, clock, fx);
-      told(first_seq + i, nullptr, {CommandOutcome::kRejected, s.message()});
+      RecordUndecodableCommand(first_seq + n, s, clock, fx);
+      told(first_seq + n, nullptr, {CommandOutcome::kRejected, s.message()});
       continue;
     }
-    told(first_seq + i, &c, ApplyHubCommand(c, engine, store, clock, fx, extra, gate));
+    CommandOutcome o = ApplyHubCommand(c, engine, store, clock, fx, extra, gate);
+    told(first_seq + n, &c, o);
+    if (o.kind == CommandOutcome::kRetry) {
+      stopped = Status::Unavailable("command " + std::to_string(first_seq + n) + ": " + o.message);
+      break;
+    }
   }
-  if (entries.empty()) return;
-  extra->push_back({kInboxWatermarkKey, EncodeU64(first_seq + entries.size() - 1)});
-  extra->push_back({kInboxDigestKey, EncodeU64(CommandDigest(entries.back()))});
+  if (n == 0) return stopped;
+  *applied_through = first_seq + n - 1;
+  extra->push_back({kInboxWatermarkKey, EncodeU64(*applied_through)});
+  extra->push_back({kInboxDigestKey, EncodeU64(CommandDigest(entries[n - 1]))});
+  return stopped;
 }
 
 }  // namespace outpost

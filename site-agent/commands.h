@@ -18,7 +18,9 @@
 namespace outpost {
 
 struct CommandOutcome {
-  enum Kind { kApplied, kDuplicate, kRejected, kNoop } kind = kApplied;
+  // kRetry: the store could not be read to decide; nothing was done, and the batch stops
+  // there unacknowledged, to be applied when the hub sends it again.
+  enum Kind { kApplied, kDuplicate, kRejected, kNoop, kRetry } kind = kApplied;
   std::string message;  // why, for rejections and no-ops
 };
 
@@ -39,11 +41,13 @@ void RecordUndecodableCommand(uint64_t seq, const Status& why, const Clock& cloc
 // it: each entry decoded and applied in order — one that does not decode is consumed and
 // recorded, so it cannot stall the stream — and the inbox watermark after the last, all
 // into fx and extra for the caller's one write. `told` hears each entry's outcome (c is
-// null for an entry that did not decode).
-void ApplyCommandBatch(
+// null for an entry that did not decode). A command that must be retried (kRetry) stops
+// the batch: `applied_through` says how far it got (first_seq - 1 for nothing), the
+// watermark written is that, and the status says why it stopped.
+Status ApplyCommandBatch(
     uint64_t first_seq, const std::vector<std::string>& entries, Engine& engine,
     const AgentStore& store, const Clock& clock, TrustGate* gate, Effects* fx,
-    std::vector<StateWrite>* extra,
+    std::vector<StateWrite>* extra, uint64_t* applied_through,
     const std::function<void(uint64_t seq, const Command* c, const CommandOutcome& o)>& told);
 
 // The state key of the inbox watermark.
