@@ -5,6 +5,7 @@
 #include <tuple>
 
 #include "simulator/network.h"
+#include "site-agent/commands.h"
 #include "simulator/world.h"
 
 namespace outpost::sim {
@@ -447,6 +448,10 @@ void Invariants::CheckRequestedRuns(const World& world) {
         // "Site reinstalled"): only sites that kept their disk are held to this.
         if (!s || !s->alive || !s->retired.empty()) return true;
         auto mine = s->store->GetRun(r.id);
+        // A hub restored from a backup may ask again for a request it forgot: the site
+        // refuses the second run (the request made its run there already).
+        auto made = s->store->log().GetState(std::string(kRunByRequestPrefix) + r.request);
+        if (made.ok() && *made && **made != r.id && r.state == "failed") return true;
         if (!r.request.empty() && (!mine.ok() || !*mine)) {
           Violation("every hub command applied exactly once",
                     "requested run " + r.id + " never reached " + r.site);

@@ -97,6 +97,15 @@ CommandOutcome ApplyHubCommand(const Command& c, Engine& engine, const AgentStor
       return {CommandOutcome::kRetry, "cannot read run " + c.run + ": " + existing.status().message()};
     }
     if (*existing) return {CommandOutcome::kDuplicate, "run " + c.run + " already exists"};
+    if (!c.request.empty()) {
+      auto made = StateAfter(std::string(kRunByRequestPrefix) + c.request, store, *extra);
+      if (!made.ok()) {
+        return {CommandOutcome::kRetry, "cannot read requests: " + made.status().message()};
+      }
+      if (*made && **made != c.run) {
+        return reject("request " + c.request + " already started run " + **made + " here");
+      }
+    }
   }
   if (gate) {
     std::optional<Command> placed;
@@ -134,6 +143,7 @@ CommandOutcome ApplyHubCommand(const Command& c, Engine& engine, const AgentStor
       if (c.has_priority) o.priority = c.priority;
       Status s = engine.StartRun(shared, c.run, c.params, fx, o);
       if (!s.ok()) return reject(s.message());
+      if (!c.request.empty()) extra->push_back({std::string(kRunByRequestPrefix) + c.request, c.run});
       return {};
     }
     case CommandType::kCancelRun:

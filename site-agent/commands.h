@@ -57,5 +57,9 @@ constexpr char kInboxWatermarkKey[] = "sync/down_applied";
 constexpr char kHubEpochKey[] = "sync/hub_epoch";
 // CommandDigest of the last command applied, written with the inbox watermark.
 constexpr char kInboxDigestKey[] = "sync/down_digest";
+// request/<id> -> the run a hub start with that request id started here: a start for the
+// same request under another run id (a hub restored from a backup that forgot the request,
+// then asked again) is refused, so a request makes one run on a site, signed or not.
+constexpr char kRunByRequestPrefix[] = "request/";
 
 }  // namespace outpost

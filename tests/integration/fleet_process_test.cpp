@@ -196,9 +196,10 @@ tasks:
 TEST_F(FleetTest, AHubRestoredFromABackupIsRefusedUntilDeclaredThenEverySiteResumes) {
   StartFleet();
   ASSERT_EQ(Ctl("workflow apply " + WriteWorkflow("hello", kHello)), 0) << last_err_;
-  auto run_everywhere = [&](size_t expect_per_site) {
+  auto run_everywhere = [&](size_t expect_per_site, const std::string& request = "") {
     json r;
-    ASSERT_EQ(Ctl("run start hello", &r), 0) << last_err_;
+    ASSERT_EQ(Ctl("run start hello" + (request.empty() ? "" : " --request " + request), &r), 0)
+        << last_err_;
     ASSERT_EQ(r["runs"].size(), sites_.size()) << r.dump();
     for (const auto& s : sites_) {
       ASSERT_TRUE(Eventually([&] {
@@ -219,7 +220,7 @@ TEST_F(FleetTest, AHubRestoredFromABackupIsRefusedUntilDeclaredThenEverySiteResu
   fs::copy(HubDir(), backup, fs::copy_options::recursive);
   StartHub();
   ASSERT_TRUE(AllOnline());
-  run_everywhere(2);  // after the backup: acknowledged (so trimmed) on every site
+  run_everywhere(2, "after-backup");  // acknowledged (so trimmed) on every site
   ExpectConverged();
 
   // The disk is lost; the backup is put back and started as it is.
@@ -274,6 +275,22 @@ TEST_F(FleetTest, AHubRestoredFromABackupIsRefusedUntilDeclaredThenEverySiteResu
     json a = Agent(s.name, {{"op", "status"}});
     EXPECT_GT(a["status"]["hub"]["hub_epoch"].get<uint64_t>(), 0u) << a.dump();
     EXPECT_EQ(a["status"]["hub"]["last_error"], "") << a.dump();
+  }
+  // A request the backup never saw, asked again: the restored hub makes new runs for it,
+  // and every site refuses them — the request already made its run there.
+  json again;
+  ASSERT_EQ(Ctl("run start hello --request after-backup", &again), 0) << last_err_;
+  for (const auto& id : again["runs"]) {
+    json shown;
+    ASSERT_TRUE(Eventually([&] {
+      return Ctl("run show " + id.get<std::string>(), &shown) == 0 && shown["state"] == "failed";
+    })) << shown.dump();
+    EXPECT_NE(shown["message"].get<std::string>().find("already started run"), std::string::npos)
+        << shown.dump();
+  }
+  for (const auto& s : sites_) {
+    json l = Agent(s.name, {{"op", "run.list"}, {"limit", 100}});
+    EXPECT_EQ(l["runs"].size(), 4u) << s.name;
   }
   // The run started after the restore is known to the hub as it is on each site.
   json runs;
