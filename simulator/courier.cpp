@@ -53,14 +53,14 @@ void Couriers::Trip(SimSite& s, const CourierSpec& c) {
     HubCore& hub = world_->hub();
     json r = hub.OnOperator("courier", {{"op", "bundle.export"}, {"site", s.name}}, &out);
     if (!r.value("ok", false)) {
-      invariants_->Violation("no store errors", "bundle.export " + s.name + ": " + r.dump());
+      invariants_->Violation("no store errors", "bundle.export " + s.name + ": " + SafeDump(r));
       return;
     }
     // The hub's own replies, read with the typed reader all the same: a reply of the
     // wrong shape is a violation, not an exception.
     const json& b = r["bundle"];
     if (!b.is_object() || !b["volumes"].is_array()) {
-      invariants_->Violation("no store errors", "bundle.export " + s.name + ": " + r.dump());
+      invariants_->Violation("no store errors", "bundle.export " + s.name + ": " + SafeDump(r));
       return;
     }
     for (const auto& v : b["volumes"]) {
