@@ -378,6 +378,12 @@ void SimStorage::PowerCut(const std::string& dir) {
 }
 
 void SimStorage::Wipe(const std::string& dir) {
+  DeleteAll(dir);
+  std::lock_guard<std::mutex> l(mu_);
+  ++counters_.wipes;
+}
+
+void SimStorage::DeleteAll(const std::string& dir) {
   std::vector<std::string> children;
   target()->GetChildren(dir, &children).PermitUncheckedError();
   for (const auto& c : children) {
@@ -385,7 +391,6 @@ void SimStorage::Wipe(const std::string& dir) {
     target()->DeleteFile(dir + "/" + c).PermitUncheckedError();
   }
   std::lock_guard<std::mutex> l(mu_);
-  ++counters_.wipes;
   for (auto it = files_.begin(); it != files_.end();) {
     it = Under(it->first, dir) ? files_.erase(it) : std::next(it);
   }
@@ -406,14 +411,13 @@ SimStorage::Backup SimStorage::TakeBackup(const std::string& dir) {
 }
 
 void SimStorage::RestoreBackup(const std::string& dir, const Backup& backup) {
-  Wipe(dir);
+  DeleteAll(dir);
   for (const auto& [path, content] : backup) {
     if (!Rewrite(path, content).ok()) continue;
     std::lock_guard<std::mutex> l(mu_);
     files_[path] = FileState{content.size(), content.size()};
   }
   std::lock_guard<std::mutex> l(mu_);
-  --counters_.wipes;  // a restore, not a lost disk
   ++counters_.restores;
 }
 

@@ -139,6 +139,8 @@ class SimStorage final : public rocksdb::EnvWrapper {
   void Synced(const std::string& path);
   rocksdb::Status Rewrite(const std::string& path, const std::string& content);
   rocksdb::Status ReadAll(const std::string& path, std::string* out);
+  // Deletes every file under `dir` and forgets their sync state.
+  void DeleteAll(const std::string& dir);
   // An I/O error if the process on the disk of `path` is dead, else OK.
   rocksdb::Status RefuseIfDead(const std::string& path);
 
