@@ -1,9 +1,24 @@
 #include "common/rocks.h"
 
 #include <rocksdb/cache.h>
+#include <rocksdb/listener.h>
 #include <rocksdb/table.h>
 
 namespace outpost {
+
+namespace {
+
+// Turns off RocksDB's own recovery from a background error (a thread that waits for a
+// flush); see RocksOptions::simulated.
+class NoAutoRecovery final : public rocksdb::EventListener {
+ public:
+  void OnErrorRecoveryBegin(rocksdb::BackgroundErrorReason, rocksdb::Status,
+                            bool* auto_recovery) override {
+    *auto_recovery = false;
+  }
+};
+
+}  // namespace
 
 Status FromRocks(const rocksdb::Status& s, const std::string& what) {
   if (s.ok()) return Status::Ok();
@@ -42,10 +57,11 @@ Result<RocksHandles> OpenRocks(const std::string& path, const std::vector<std::s
   // with a corruption error instead, naming the file; a transient bad read passes on the
   // next start.
   db_opts.wal_recovery_mode = rocksdb::WALRecoveryMode::kTolerateCorruptedTailRecords;
+  if (options.simulated) db_opts.listeners.push_back(std::make_shared<NoAutoRecovery>());
 
   rocksdb::ColumnFamilyOptions cf_opts;
   cf_opts.write_buffer_size = options.write_buffer_bytes;
-  cf_opts.max_write_buffer_number = 2;
+  cf_opts.max_write_buffer_number = options.simulated ? 16 : 2;
   rocksdb::BlockBasedTableOptions table;
   table.block_cache = rocksdb::NewLRUCache(options.block_cache_bytes);
   cf_opts.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));

@@ -26,6 +26,7 @@ Result<std::unique_ptr<RocksHubStore>> RocksHubStore::Open(const std::string& pa
   RocksOptions ro;
   ro.env = options.env;
   ro.write_buffer_bytes = options.write_buffer_bytes;
+  ro.simulated = options.simulated;
   ro.block_cache_bytes = options.block_cache_bytes;
   OUTPOST_ASSIGN_OR_RETURN(s->rocks_, OpenRocks(path, kCfNames, ro));
   s->sync_ = options.sync;

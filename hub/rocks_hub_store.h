@@ -29,6 +29,7 @@ class RocksHubStore : public HubStore {
     rocksdb::Env* env = nullptr;
     bool sync = true;
     size_t write_buffer_bytes = 8 << 20;
+    bool simulated = false;  // see RocksOptions
     size_t block_cache_bytes = 32 << 20;
   };
 

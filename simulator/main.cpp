@@ -23,8 +23,10 @@ namespace {
 
 const char* kUsage =
     "usage: outpost-sim SCENARIO [--seed N] [--mutate FAULT] [--expect-violation] [--json]\n"
-    "       outpost-sim sweep SCENARIO --seeds A-B [-j N] [--mutate FAULT [--until-caught]] [--quiet]\n"
+    "       outpost-sim sweep SCENARIO --seeds A-B [-j N] [--mutate FAULT [--until-caught]] [--twice]\n"
+    "                         [--quiet]\n"
     "           the seeds in parallel processes; failures with their replay command\n"
+    "           (--twice: each seed in two processes at once, failed if their traces differ)\n"
     "       outpost-sim --real [--sites N] [--seconds S] [--seed N] [--keep]\n"
     "           the real outpost-hub and outpost-agent processes through a TCP fault proxy\n"
     "       outpost-sim --list-faults\n";
@@ -50,6 +52,8 @@ int Sweep(int argc, char** argv) {
       o.progress = false;
     } else if (a == "--until-caught") {
       o.until_failure = true;
+    } else if (a == "--twice") {
+      o.twice = true;
     } else if (o.scenario_path.empty() && !a.empty() && a[0] != '-') {
       o.scenario_path = a;
     } else {
@@ -79,11 +83,13 @@ int Sweep(int argc, char** argv) {
          static_cast<unsigned long long>(o.first), static_cast<unsigned long long>(o.last), o.jobs,
          o.mutation.c_str());
   printf("time       %.1f s wall, %.2f s per seed per process\n", r.wall_seconds,
-         n ? r.wall_seconds * o.jobs / static_cast<double>(n) : 0.0);
+         n ? r.wall_seconds * o.jobs / static_cast<double>(n * (o.twice ? 2 : 1)) : 0.0);
   if (o.mutation == "none") {
-    printf("result     %llu of %llu seeds held every invariant; %llu violated (%llu crashed)\n",
+    printf("result     %llu of %llu seeds held every invariant; %llu violated (%llu crashed",
            n - r.failed, n, static_cast<unsigned long long>(r.failed),
            static_cast<unsigned long long>(r.crashed));
+    if (o.twice) printf(", %llu did not replay", static_cast<unsigned long long>(r.diverged));
+    printf(")\n");
     return r.failed == 0 && r.seeds == o.last - o.first + 1 ? 0 : 1;
   }
   if (o.until_failure) {

@@ -421,6 +421,57 @@ void SimStorage::RestoreBackup(const std::string& dir, const Backup& backup) {
   ++counters_.restores;
 }
 
+// ---------------------------------------------------------------------------------------
+// Background work.
+
+void SimStorage::Schedule(void (*function)(void* arg), void* arg, Priority pri, void* tag,
+                          void (*unschedule)(void* arg)) {
+  std::lock_guard<std::mutex> l(mu_);
+  jobs_.push_back(Job{function, arg, pri, tag, unschedule});
+}
+
+int SimStorage::UnSchedule(void* tag, Priority pri) {
+  std::vector<Job> dropped;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    for (auto it = jobs_.begin(); it != jobs_.end();) {
+      if (it->tag == tag && it->pri == pri) {
+        dropped.push_back(*it);
+        it = jobs_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  // Outside the lock: the callback tells the database its job will not run.
+  for (const Job& j : dropped) {
+    if (j.unschedule) j.unschedule(j.arg);
+  }
+  return static_cast<int>(dropped.size());
+}
+
+unsigned int SimStorage::GetThreadPoolQueueLen(Priority pri) const {
+  std::lock_guard<std::mutex> l(mu_);
+  return static_cast<unsigned int>(
+      std::count_if(jobs_.begin(), jobs_.end(), [pri](const Job& j) { return j.pri == pri; }));
+}
+
+size_t SimStorage::RunBackgroundWork() {
+  size_t ran = 0;
+  // Bounded: a flush queues at most a compaction, which queues at most another.
+  for (; ran < 100'000; ++ran) {
+    Job j{};
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      if (jobs_.empty()) break;
+      j = jobs_.front();
+      jobs_.pop_front();
+    }
+    j.function(j.arg);
+  }
+  return ran;
+}
+
 StorageCounters SimStorage::counters() const {
   std::lock_guard<std::mutex> l(mu_);
   return counters_;

@@ -20,15 +20,23 @@
 // makes on the writing thread) draw faults and count toward crash points; background
 // flushes see only full disks and power cuts.
 //
-// Thread-safety: file operations may come from RocksDB's background threads; the state
-// is behind one mutex. The control calls (Arm, PowerCut, ...) come from the simulation's
-// thread.
+// Background work: RocksDB's flushes and compactions do not run on threads here. Schedule
+// queues them and RunBackgroundWork runs them, in order, on the simulation's thread
+// between two events, so what a flush has written when a power cut, crash point or full
+// disk strikes depends on the seed alone. (On threads it depended on the machine's load:
+// the same seed gave different traces under a parallel sweep.) A database closed with
+// work queued drops it (UnSchedule), as a killed process would. Databases on it are opened
+// with RocksOptions::simulated, so nothing inside a step waits for queued work.
+//
+// Thread-safety: the state is behind one mutex; every call comes from the simulation's
+// thread in practice.
 #pragma once
 
 #include <rocksdb/env.h>
 
 #include <atomic>
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -91,7 +99,15 @@ class SimStorage final : public rocksdb::EnvWrapper {
 
   StorageCounters counters() const;
 
+  // Runs the queued background work (and what it queues in turn) to the end; returns how
+  // many jobs ran.
+  size_t RunBackgroundWork();
+
   // rocksdb::Env
+  void Schedule(void (*function)(void* arg), void* arg, Priority pri, void* tag,
+                void (*unschedule)(void* arg)) override;
+  int UnSchedule(void* tag, Priority pri) override;
+  unsigned int GetThreadPoolQueueLen(Priority pri) const override;
   rocksdb::Status NewWritableFile(const std::string& f, std::unique_ptr<rocksdb::WritableFile>* r,
                                   const rocksdb::EnvOptions& o) override;
   rocksdb::Status ReopenWritableFile(const std::string& f,
@@ -127,6 +143,13 @@ class SimStorage final : public rocksdb::EnvWrapper {
     uint64_t reads = 0;
   };
   enum class Op { kAppend, kSync };
+  struct Job {
+    void (*function)(void*);
+    void* arg;
+    Priority pri;
+    void* tag;
+    void (*unschedule)(void*);
+  };
 
   // The disk a path is on (its first two components for /sites/NAME/..., else the first).
   static std::string DiskOf(const std::string& path);
@@ -149,6 +172,7 @@ class SimStorage final : public rocksdb::EnvWrapper {
   std::map<std::string, FileState> files_;
   std::map<std::string, Disk> disks_;
   StorageCounters counters_;
+  std::deque<Job> jobs_;
   std::atomic<uint64_t> fired_{0};
 };
 

@@ -140,6 +140,7 @@ Status World::OpenSite(SimSite& s) {
   s.crash_armed = false;
   EventLog::Options lo;
   lo.env = storage_.get();
+  lo.simulated = true;
   lo.new_incarnation = s.incarnation;
   lo.sync = !opt_.faults.site_log_unsynced;
   lo.on_logged = [this, &s](uint64_t first, const std::vector<std::string>& entries) {
@@ -353,6 +354,8 @@ void World::ScheduleFull(const std::string& dir, TimeMs t0, TimeMs end) {
 }
 
 void World::AfterEvent() {
+  // RocksDB's flushes and compactions queued during the event run now, on this thread.
+  storage_->RunBackgroundWork();
   if (hub_crash_armed_ && storage_->crashed(kHubDir)) {
     hub_crash_armed_ = false;
     CrashHub(PowerCutDraw());
@@ -525,6 +528,7 @@ Status World::OpenHub() {
   RocksHubStore::Options so;
   so.env = storage_.get();
   so.write_buffer_bytes = 1 << 20;
+  so.simulated = true;
   so.sync = !opt_.faults.hub_store_unsynced;
   so.block_cache_bytes = 8 << 20;
   OUTPOST_ASSIGN_OR_RETURN(hub_store_, RocksHubStore::Open("/hub", so));

@@ -44,6 +44,7 @@ Status EventLog::OpenDb() {
   RocksOptions ro;
   ro.env = options_.env;
   ro.write_buffer_bytes = options_.write_buffer_bytes;
+  ro.simulated = options_.simulated;
   ro.block_cache_bytes = options_.block_cache_bytes;
   OUTPOST_ASSIGN_OR_RETURN(rocks_, OpenRocks(path_, {"log", "state", "meta"}, ro));
   db_ = rocks_.db.get();
