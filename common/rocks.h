@@ -17,13 +17,13 @@ namespace outpost {
 struct RocksOptions {
   rocksdb::Env* env = nullptr;  // nullptr: rocksdb::Env::Default()
   size_t write_buffer_bytes = 1 << 20;
+  size_t block_cache_bytes = 1 << 20;
   // The simulator's databases (simulator/sim_storage.h): their flushes and compactions
   // run between the simulation's steps, not on RocksDB's threads. So nothing may wait for
   // one inside a step: 16 memtables per column family before writes stall (not 2), and
   // no automatic recovery from a background error (RocksDB's recovery thread waits for a
   // flush; the stores reopen the database after a failed write anyway).
   bool simulated = false;
-  size_t block_cache_bytes = 1 << 20;
 };
 
 struct RocksHandles {

@@ -267,6 +267,7 @@ void HubCore::Handle(const std::string& site_name, const std::string& peer, cons
     Account(SyncCounters{}, conn->session->counters());
     // The head a site reports counts only once its HELLO was accepted.
     if (conn->session->established()) site.up_head = std::max(site.up_head, m.up_head);
+    if (conn->session->established()) ++counters_.handshakes;
     if (!was_online && conn->session->established()) {
       HubStore::Txn txn;
       txn.PutSite(site);

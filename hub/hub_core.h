@@ -39,6 +39,7 @@
 
 #include "common/clock.h"
 #include "common/keys.h"
+#include "common/metrics.h"
 #include "common/protocol/command.h"
 #include "common/protocol/event.h"
 #include "common/random.h"
@@ -102,6 +103,11 @@ struct HubCounters {
   uint64_t commands_adopted_in_restore = 0;
   uint64_t stale_hub_refusals = 0;
   uint64_t sites_ahead = 0;
+  uint64_t handshakes = 0;  // HELLOs answered with WELCOME (a session established)
+  // Operator requests by op (only ops the decoder knows; "invalid" for the rest), and
+  // the replies with ok=false among them.
+  std::map<std::string, uint64_t> requests_by_op;
+  std::map<std::string, uint64_t> errors_by_op;
 };
 
 struct HubOutput {
@@ -145,6 +151,8 @@ class HubCore {
 
   const HubCounters& counters() const { return counters_; }
   nlohmann::json StatusJson() const;
+  // The core's metrics in the Prometheus text format (hub/hub_metrics.cpp).
+  void Metrics(Exposition* x) const;
   bool online(const std::string& site) const;
   const SiteRecord* site(const std::string& name) const {
     auto it = sites_.find(name);

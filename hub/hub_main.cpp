@@ -5,6 +5,7 @@
 
 #include <boost/program_options.hpp>
 
+#include "common/log_format.h"
 #include "common/trust.h"
 #include <iostream>
 
@@ -21,7 +22,7 @@ int main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
 
   outpost::HubConfig c;
-  std::string config_file, log_level;
+  std::string config_file, log_level, log_format;
   int64_t offline_after_ms = c.core.sync.dead_after, ping_ms = c.core.sync.idle_ping;
   int64_t resend_ms = c.core.sync.resend_after;
   std::string trust_root;
@@ -41,6 +42,9 @@ int main(int argc, char** argv) {
        "where agents connect (CURVE, enrolled site keys only); port 0 picks one")
       ("operators-endpoint", po::value(&c.operators_endpoint)->default_value(c.operators_endpoint),
        "where outpostctl connects (CURVE, keys in DATA_DIR/operators/*.pub)")
+      ("http-listen", po::value(&c.http_listen),
+       "HOST:PORT to serve /metrics (Prometheus text format) on, e.g. 127.0.0.1:7480; "
+       "port 0 picks one (see DATA_DIR/hub.endpoints). Off unless set")
       ("accept-unknown", po::bool_switch(&c.core.accept_unknown),
        "record unknown site keys as pending sites for `outpostctl site accept`")
       ("max-pending", po::value(&c.core.max_pending)->default_value(c.core.max_pending),
@@ -57,6 +61,8 @@ int main(int argc, char** argv) {
       ("io-threads", po::value(&c.io_threads)->default_value(c.io_threads), "ZeroMQ I/O threads")
       ("max-sockets", po::value(&c.max_sockets)->default_value(c.max_sockets),
        "ZeroMQ socket limit (raise the fd limit to match)")
+      ("log-format", po::value(&log_format)->default_value("text"),
+       "text, or json: one JSON object per line (time, level, event and the line's fields)")
       ("log-level", po::value(&log_level)->default_value("info"),
        "trace, debug, info, warn, error");
   po::variables_map vm;
@@ -79,6 +85,13 @@ int main(int argc, char** argv) {
   if (ping_ms < 100 || ping_ms >= offline_after_ms) bad = "ping-ms must be 100 .. offline-after-ms";
   if (resend_ms < 100) bad = "resend-ms must be at least 100";
   if (c.io_threads < 1 || c.io_threads > 64) bad = "io-threads must be 1-64";
+  if (!c.http_listen.empty()) {
+    std::string host;
+    int port = 0;
+    if (auto st = outpost::HttpListener::ParseAddress(c.http_listen, &host, &port); !st.ok()) {
+      bad = "http-listen: " + st.message();
+    }
+  }
   if (!trust_root.empty()) {
     auto root = outpost::ReadSigningPublicKey(trust_root);
     if (!root.ok()) {
@@ -89,6 +102,7 @@ int main(int argc, char** argv) {
   }
   auto level = spdlog::level::from_str(log_level);
   if (level == spdlog::level::off && log_level != "off") bad = "unknown log-level '" + log_level + "'";
+  if (log_format != "text" && log_format != "json") bad = "log-format must be text or json";
   if (!bad.empty()) {
     std::cerr << "outpost-hub: " << bad << " (see --help)\n";
     return 2;
@@ -130,6 +144,7 @@ int main(int argc, char** argv) {
   c.core.sync.idle_ping = ping_ms;
   c.core.sync.resend_after = resend_ms;
   spdlog::set_level(level);
+  outpost::SetLogFormat(log_format).IgnoreError();  // checked above
 
   outpost::SystemClock clock;
   auto hub = outpost::HubServer::Open(c, clock, outpost::SeedFromOs());

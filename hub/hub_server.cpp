@@ -157,9 +157,18 @@ Result<std::unique_ptr<HubServer>> HubServer::Open(const HubConfig& config, cons
   oo.max_message_bytes = kMaxFrameBytes;
   OUTPOST_ASSIGN_OR_RETURN(h->operators_, Listener::Bind(*h->ctx_, oo));
 
+  if (!config.http_listen.empty()) {
+    HttpListener::Options ho;
+    ho.address = config.http_listen;
+    auto http = HttpListener::Start(ho);
+    if (!http.ok()) return http.status().WithContext("--http-listen");
+    h->http_ = std::move(http).value();
+  }
+  h->started_ = clock.Now();
   json endpoints = {{"sites", h->sites_->endpoint()},
                     {"operators", h->operators_->endpoint()},
                     {"hub_key", keys.public_z85}};
+  if (h->http_) endpoints["http"] = h->http_->address();
   const std::string tmp = dir + "/hub.endpoints.tmp";
   std::ofstream(tmp) << endpoints.dump() << "\n";
   fs::rename(tmp, dir + "/hub.endpoints", ec);
@@ -170,8 +179,9 @@ Result<std::unique_ptr<HubServer>> HubServer::Open(const HubConfig& config, cons
   for (int s : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&mask, s);
   h->signal_fd_ = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
   if (h->signal_fd_ < 0) return Status::IoError(std::string("signalfd: ") + strerror(errno));
-  spdlog::info("hub.started sites={} operators={} key={}", h->sites_->endpoint(),
-               h->operators_->endpoint(), keys.public_z85);
+  spdlog::info("hub.started sites={} operators={} http={} key={}", h->sites_->endpoint(),
+               h->operators_->endpoint(), h->http_ ? h->http_->address() : "off",
+               keys.public_z85);
   return h;
 }
 
@@ -287,18 +297,69 @@ Status HubServer::RestartCore() {
   return last.WithContext("reopen the hub store after a failed write (30 attempts)");
 }
 
+HttpReply HubServer::OnHttp(const HttpRequest& request) {
+  HttpReply reply;
+  if (request.method != "GET") {
+    reply.status = 405;
+    reply.body = "only GET is served here\n";
+    return reply;
+  }
+  if (request.path == "/metrics") {
+    reply.content_type = Exposition::kContentType;
+    reply.body = MetricsText();
+    return reply;
+  }
+  if (request.path == "/" || request.path == "/healthz") {
+    reply.body = "outpost-hub: serving; metrics at /metrics\n";
+    return reply;
+  }
+  reply.status = 404;
+  reply.body = "not found: " + SafeText(request.path, 120) + " (this hub serves /metrics)\n";
+  return reply;
+}
+
+std::string HubServer::MetricsText() {
+  Exposition x;
+  core_->Metrics(&x);
+  using T = Exposition::Type;
+  x.Family("outpost_hub_store_commit_seconds", T::kHistogram,
+           "Latency of the hub store's synced writes (since the store was last opened).");
+  if (const Histogram* h = store_->commit_seconds()) x.Observe(*h);
+  auto counter = [&x](const char* name, const char* help, uint64_t v) {
+    x.Family(name, T::kCounter, help);
+    x.Sample(static_cast<double>(v));
+  };
+  counter("outpost_hub_transport_handshake_failures_total",
+          "CURVE handshakes that failed on the site and operator endpoints (a wrong pinned key, "
+          "or a client not speaking CURVE).",
+          handshake_failures_);
+  counter("outpost_hub_send_failures_total",
+          "Frames the transport could not send (connection gone or queue full; resent later).",
+          send_failures_);
+  counter("outpost_hub_store_restarts_total",
+          "Times the hub reopened its store after a failed write.", store_restarts_);
+  counter("outpost_hub_operator_bad_requests_total",
+          "Operator frames that were not valid JSON or nested too deep.", operator_bad_requests_);
+  counter("outpost_hub_http_requests_total", "HTTP requests answered.",
+          http_ ? http_->counters().requests : 0);
+  x.Family("outpost_hub_start_time_seconds", T::kGauge, "When this hub process started (Unix time).");
+  x.Sample(static_cast<double>(started_) / 1000.0);
+  return x.Take();
+}
+
 Status HubServer::Run() {
   bool stop = false;
   while (!stop) {
     zmq_pollitem_t items[] = {{zap_->socket(), 0, ZMQ_POLLIN, 0},
                               {sites_->socket(), 0, ZMQ_POLLIN, 0},
                               {operators_->socket(), 0, ZMQ_POLLIN, 0},
-                              {nullptr, signal_fd_, ZMQ_POLLIN, 0}};
+                              {nullptr, signal_fd_, ZMQ_POLLIN, 0},
+                              {nullptr, http_ ? http_->fd() : -1, ZMQ_POLLIN, 0}};
     const TimeMs now = clock_.Now();
     const TimeMs wake = core_->NextDeadline();
     long timeout = 1000;  // at least once a second: operators/ is watched
     if (wake > 0) timeout = static_cast<long>(std::clamp<TimeMs>(wake - now, 0, 1000));
-    int rc = zmq_poll(items, 4, timeout);
+    int rc = zmq_poll(items, http_ ? 5 : 4, timeout);
     if (rc < 0 && zmq_errno() != EINTR) {
       return Status::IoError(std::string("zmq_poll: ") + zmq_strerror(zmq_errno()));
     }
@@ -306,6 +367,7 @@ Status HubServer::Run() {
     zap_->Serve();
     ServeSites();
     ServeOperators();
+    if (http_) http_->Serve([this](const HttpRequest& r) { return OnHttp(r); });
     if (items[3].revents) {
       signalfd_siginfo info;
       while (read(signal_fd_, &info, sizeof info) == sizeof info) {

@@ -9,7 +9,11 @@
 //                           the file name (without .pub) is the operator's name
 //   admin/admin.key, .pub   made at first start when operators/ is empty, so a local
 //                           outpostctl --hub-dir DIR works out of the box
-//   hub.endpoints           JSON {"sites": ..., "operators": ...} with the bound ports
+//   hub.endpoints           JSON {"sites": ..., "operators": ..., "http": ...} with the
+//                           bound ports
+//
+// With --http-listen it also serves HTTP (common/transport/http_listener.h): /metrics in
+// the Prometheus text format. The requests are answered on this thread, between frames.
 //
 // Thread-safety: one thread calls Run().
 #pragma once
@@ -21,6 +25,8 @@
 #include "common/clock.h"
 #include "common/json_fields.h"
 #include "common/random.h"
+#include "common/metrics.h"
+#include "common/transport/http_listener.h"
 #include "common/transport/zmq_link.h"
 #include "hub/hub_core.h"
 #include "hub/rocks_hub_store.h"
@@ -35,6 +41,8 @@ struct HubConfig {
   int io_threads = 2;
   int max_sockets = 16384;
   bool make_admin_key = true;
+  // HOST:PORT for /metrics (port 0 picks one, written to hub.endpoints); empty: off.
+  std::string http_listen;
 };
 
 class HubServer {
@@ -54,6 +62,8 @@ class HubServer {
   void ServeOperators();
   void Send(HubOutput& out);
   Status RestartCore();
+  HttpReply OnHttp(const HttpRequest& request);
+  std::string MetricsText();
 
   HubConfig config_;
   const Clock& clock_;
@@ -78,6 +88,8 @@ class HubServer {
   uint64_t handshake_failures_ = 0;
   TimeMs handshake_logged_ = -1'000'000;
   uint64_t operator_bad_requests_ = 0;
+  std::unique_ptr<HttpListener> http_;
+  TimeMs started_ = 0;
 };
 
 }  // namespace outpost

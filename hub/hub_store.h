@@ -33,6 +33,7 @@
 
 #include "common/clock.h"
 #include "common/codec.h"
+#include "common/metrics.h"
 #include "common/protocol/event_log.h"
 #include "common/status.h"
 
@@ -71,10 +72,15 @@ struct SiteRecord {
   // A hub restored from a backup (docs/protocol.md): the hub epoch this site has since
   // reconciled with.
   uint64_t epoch_confirmed = 0;
+  // The site's last health summary (site.health events; field -> value) and its time on
+  // the site's clock.
+  std::map<std::string, double> health;
+  TimeMs health_at = 0;
   MSGPACK_DEFINE_MAP(name, key, state, labels, created, last_seen, incarnation, up_applied,
                      up_head, down_epoch, down_head, down_acked, placed, events_total,
                      agent_address, retired, policy_sent, refused, policy_status,
-                     commands_refused, artifacts, bundle_in, bundle_out, epoch_confirmed);
+                     commands_refused, artifacts, bundle_in, bundle_out, epoch_confirmed,
+                     health, health_at);
 
   SiteState site_state() const { return static_cast<SiteState>(state); }
 };
@@ -206,6 +212,8 @@ class HubStore {
   // (a failed fsync may have landed), so the caller's memory and the store may disagree.
   // The hub then reopens the store and its core from what is really there.
   virtual bool write_failed() const { return false; }
+  // Latency of Commit in seconds, if the store measures it (the hub's /metrics).
+  virtual const Histogram* commit_seconds() const { return nullptr; }
 
   virtual Status LoadSites(std::vector<SiteRecord>* out) const = 0;
   virtual Status LoadDefs(std::vector<WorkflowRecord>* out) const = 0;

@@ -95,6 +95,8 @@ json HubCore::OnOperator(const std::string& who, const json& request, HubOutput*
   ++counters_.operator_requests;
   json reply;
   auto r = DecodeOperatorRequest(request, options_.max_list);
+  const std::string op_name = r.ok() ? r->op : "invalid";
+  ++counters_.requests_by_op[op_name];
   if (!r.ok()) {
     ++counters_.operator_invalid;
     reply = Error(r.status());
@@ -116,6 +118,7 @@ json HubCore::OnOperator(const std::string& who, const json& request, HubOutput*
   }
   if (!reply.is_object() || !reply.contains("ok") || reply["ok"] != true) {
     ++counters_.operator_errors;
+    ++counters_.errors_by_op[op_name];
   }
   return reply;
 }

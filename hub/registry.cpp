@@ -106,7 +106,9 @@ json HubCore::SiteJson(const SiteRecord& s) const {
           {"commands_refused", s.commands_refused},
           {"policy", s.policy_status.empty() ? json(nullptr) : json(s.policy_status)},
           {"artifacts", SiteArtifactsJson(s)},
-          {"bundles", {{"last_imported", s.bundle_in}, {"last_exported", s.bundle_out}}}};
+          {"bundles", {{"last_imported", s.bundle_in}, {"last_exported", s.bundle_out}}},
+          {"health", s.health_at > 0 ? json{{"at", TimeJson(s.health_at)}, {"summary", s.health}}
+                                     : json(nullptr)}};
 }
 
 json HubCore::OpSiteAdd(const OperatorRequest& r, HubOutput* out) {

@@ -1,6 +1,7 @@
 #include "hub/rocks_hub_store.h"
 
 #include <rocksdb/iterator.h>
+#include <chrono>
 #include <rocksdb/write_batch.h>
 
 namespace outpost {
@@ -103,7 +104,11 @@ Status RocksHubStore::Commit(const Txn& txn) {
   }
   rocksdb::WriteOptions wo;
   wo.sync = sync_;
-  if (Status st = FromRocks(rocks_.db->Write(wo, &batch), "hub store write"); !st.ok()) {
+  const auto t0 = std::chrono::steady_clock::now();
+  Status st = FromRocks(rocks_.db->Write(wo, &batch), "hub store write");
+  commit_seconds_.Observe(
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  if (!st.ok()) {
     write_failed_ = true;
     return st;
   }

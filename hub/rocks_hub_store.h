@@ -29,8 +29,8 @@ class RocksHubStore : public HubStore {
     rocksdb::Env* env = nullptr;
     bool sync = true;
     size_t write_buffer_bytes = 8 << 20;
-    bool simulated = false;  // see RocksOptions
     size_t block_cache_bytes = 32 << 20;
+    bool simulated = false;  // see RocksOptions
   };
 
   static Result<std::unique_ptr<RocksHubStore>> Open(const std::string& path,
@@ -42,6 +42,7 @@ class RocksHubStore : public HubStore {
   Result<std::optional<HubRun>> GetRun(const std::string& id) const override;
   Status ScanRuns(const std::function<bool(const HubRun&)>& fn) const override;
   bool write_failed() const override { return write_failed_; }
+  const Histogram* commit_seconds() const override { return &commit_seconds_; }
   Result<std::optional<std::string>> GetOutput(const std::string& run,
                                                const std::string& task) const override;
   Result<std::optional<RequestRecord>> GetRequest(const std::string& id) const override;
@@ -69,6 +70,7 @@ class RocksHubStore : public HubStore {
   bool sync_ = true;
   bool write_failed_ = false;
   uint64_t audit_head_ = 0;
+  Histogram commit_seconds_{Histogram::LatencyBounds()};
 };
 
 // The key of entry `seq` of a site's stream (up or down) in RocksHubStore.

@@ -1,5 +1,6 @@
 #include "hub/run_view.h"
 
+#include <cmath>
 #include <cstdlib>
 
 namespace outpost {
@@ -103,6 +104,7 @@ void FoldEvent(const Event& e, HubRun* run, HubTxn* txn) {
     case EventType::kArtifactCached:
     case EventType::kArtifactEvicted:
     case EventType::kBundleImported:
+    case EventType::kSiteHealth:
       break;
   }
 }
@@ -135,6 +137,15 @@ json RunJson(const HubRun& r) {
           {"tasks", tasks}};
 }
 
+bool ValidHealthField(const std::string& name) {
+  if (name.empty() || name.size() > 48) return false;
+  for (size_t i = 0; i < name.size(); ++i) {
+    const char c = name[i];
+    if (!((c >= 'a' && c <= 'z') || c == '_' || (i > 0 && c >= '0' && c <= '9'))) return false;
+  }
+  return true;
+}
+
 void NoteSiteEvent(const Event& e, SiteRecord* site) {
   switch (static_cast<EventType>(e.type)) {
     case EventType::kCommandRejected:
@@ -158,6 +169,19 @@ void NoteSiteEvent(const Event& e, SiteRecord* site) {
       break;
     case EventType::kArtifactEvicted:
       site->artifacts.erase(e.message);
+      break;
+    case EventType::kSiteHealth:
+      // Text from the site: only names the hub exports as metrics, numbers that parse and
+      // are finite; anything else is left out, never thrown on.
+      site->health.clear();
+      for (const auto& [k, v] : e.params) {
+        if (site->health.size() >= kMaxHealthFields || !ValidHealthField(k)) continue;
+        char* end = nullptr;
+        const double d = std::strtod(v.c_str(), &end);
+        if (v.empty() || end != v.c_str() + v.size() || !std::isfinite(d)) continue;
+        site->health[k] = d;
+      }
+      site->health_at = e.time;
       break;
     default:
       break;

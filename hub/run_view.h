@@ -30,6 +30,11 @@ void FoldEvent(const Event& e, HubRun* run, HubTxn* txn);
 // policy it applied or refused is its `policy_status`; every refusal is counted.
 void NoteSiteEvent(const Event& e, SiteRecord* site);
 
+// A site's health summary (EventType::kSiteHealth) keeps at most this many fields, each
+// named [a-z_][a-z0-9_]* (at most 48 characters): they become metric names at the hub.
+inline constexpr size_t kMaxHealthFields = 32;
+bool ValidHealthField(const std::string& name);
+
 // The operator API's JSON for a run, tasks included.
 nlohmann::json RunJson(const HubRun& r);
 // An optional time as JSON: RFC 3339 text, or null when never set.

@@ -9,7 +9,9 @@ cd "$(dirname "$0")/.."
 PACKAGES=(build-essential cmake ninja-build ccache pkg-config git
   libzmq3-dev cppzmq-dev libmsgpack-cxx-dev librocksdb-dev libsodium-dev libspdlog-dev
   libboost-program-options-dev libgtest-dev libyaml-cpp-dev nlohmann-json3-dev tzdata
-  python3-zmq python3-msgpack python3-nacl)
+  libcpp-httplib-dev python3-zmq python3-msgpack python3-nacl
+  # the monitoring tests: promtool and a real Prometheus, node_exporter's textfile collector
+  prometheus prometheus-node-exporter)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -13,6 +13,7 @@
 #include <fcntl.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -235,6 +236,7 @@ Result<std::unique_ptr<Agent>> Agent::Open(const AgentConfig& config, const Cloc
   OUTPOST_RETURN_IF_ERROR(a->OpenSync());
   OUTPOST_RETURN_IF_ERROR(a->OpenTrust());
   OUTPOST_RETURN_IF_ERROR(a->OpenArtifacts());
+  OUTPOST_RETURN_IF_ERROR(a->OpenMetrics());
   a->ReleaseStartupPages();
   spdlog::info("agent.started site={} data_dir={} incarnation={:016x} log_head={} restored={}",
                cfg.site, cfg.data_dir, a->store_->log().incarnation(),
@@ -291,6 +293,7 @@ Status Agent::Run() {
       items.push_back({hub_->socket(), 0, ZMQ_POLLIN, 0});
       items.push_back({hub_->monitor(), 0, ZMQ_POLLIN, 0});
     }
+    if (http_) add_fd(http_->fd(), ZMQ_POLLIN);  // last; served every round, below
     const TimeMs now = clock_.Now();
     TimeMs wake = engine_->NextDeadline();
     auto earliest = [&wake](TimeMs t) {
@@ -306,6 +309,8 @@ Status Agent::Run() {
       earliest(reconnect_at_);
     }
     earliest(housekeeping_at_);
+    if (!config_.metrics_file.empty()) earliest(metrics_file_at_);
+    if (health_at_ > 0) earliest(health_at_);
     if (!fetch_digest_.empty()) earliest(now + 1000);  // a stalled transfer is asked again
     long timeout = -1;
     if (wake > 0) timeout = static_cast<long>(std::clamp<TimeMs>(wake - now, 0, 60'000));
@@ -343,7 +348,9 @@ Status Agent::Run() {
       SyncTick();
     }
     ArtifactsTick();
-    Flush();  // events the artifacts and bundles recorded
+    MetricsTick();
+    if (http_) http_->Serve([this](const HttpRequest& r) { return OnHttp(r); });
+    Flush();  // events the artifacts, bundles and health summary recorded
   }
   executor_->KillAll(SIGTERM);
   spdlog::info("agent.stopped running_attempts_killed={}", executor_->running());
@@ -541,7 +548,10 @@ void Agent::Flush() {
 }
 
 Status Agent::CommitPending(const std::vector<StateWrite>& extra) {
+  const auto t0 = std::chrono::steady_clock::now();
   Status s = store_->Commit(pending_, *engine_, extra);
+  const double commit_s =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const bool full = s.code() == Code::kResourceExhausted;
   if (full != disk_full_) {
     // New work is refused while the disk is full; what was asked before waits in memory
@@ -565,6 +575,7 @@ Status Agent::CommitPending(const std::vector<StateWrite>& extra) {
   commit_retry_at_ = 0;
   Effects done = std::move(pending_);
   pending_ = Effects();
+  NoteCommitted(done, commit_s);
   for (const auto& k : done.kills) executor_->Kill(k.key, k.signal);
   for (auto sp : done.starts) {
     // Each attempt gets its own file to publish key=value outputs into.

@@ -24,6 +24,8 @@
 #include "common/protocol/command.h"
 #include "common/random.h"
 #include "common/protocol/sync_session.h"
+#include "common/metrics.h"
+#include "common/transport/http_listener.h"
 #include "common/transport/zmq_link.h"
 #include "site-agent/agent_store.h"
 #include "site-agent/artifact_cache.h"
@@ -78,6 +80,14 @@ struct AgentConfig {
   // A directory watched for bundles from the hub (removable media); each imported volume
   // is answered with a return bundle written beside it.
   std::string inbox_dir;
+  // Monitoring (site-agent/agent_metrics.cpp): /metrics on HOST:PORT (empty: off), a file
+  // for node_exporter's textfile collector rewritten every metrics_every (empty: off), and
+  // a site.health event up the event stream every health_every (0: off; only with a hub
+  // or an inbox, where it has somewhere to go).
+  std::string metrics_listen;
+  std::string metrics_file;
+  DurationMs metrics_every = 15'000;
+  DurationMs health_every = 300'000;
 };
 
 struct AgentCounters {
@@ -108,6 +118,7 @@ struct AgentCounters {
   uint64_t bundle_volumes_imported = 0;
   uint64_t bundle_volumes_refused = 0;
   uint64_t bundles_exported = 0;
+  uint64_t metrics_file_errors = 0;  // --metrics-file writes that failed
 };
 
 class Agent {
@@ -170,6 +181,15 @@ class Agent {
   // watermark) to `fd`.
   nlohmann::json ExportBundle(int fd);
   void ScanInbox();
+  // Monitoring (site-agent/agent_metrics.cpp).
+  Status OpenMetrics();
+  std::string MetricsText() const;
+  HttpReply OnHttp(const HttpRequest& request) const;
+  // Writes the metrics file and records the health summary when they are due.
+  void MetricsTick();
+  // What a successful commit recorded: task durations, final states, its latency.
+  void NoteCommitted(const Effects& done, double seconds);
+  std::map<std::string, double> HealthSummary() const;
   // Loads the workflow directory (invalid files are logged and counted, not fatal).
   void LoadWorkflowDir();
   // The definitions this site can run by name: placed by the hub, or local files.
@@ -244,6 +264,19 @@ class Agent {
   std::map<std::string, std::string> inbox_failed_;  // file -> size@mtime of a failed try
   std::pair<uint64_t, uint64_t> inbox_returned_{UINT64_MAX, 0};  // (log head, down) last written
   std::set<std::string> needed_artifacts_;
+
+  // Monitoring.
+  std::unique_ptr<HttpListener> http_;
+  Histogram commit_seconds_{Histogram::LatencyBounds()};
+  Histogram task_seconds_{Histogram::DurationBounds()};
+  std::map<std::string, uint64_t> runs_finished_;   // final state -> count (this process)
+  std::map<std::string, uint64_t> tasks_finished_;  // final state -> count (this process)
+  std::map<std::string, TimeMs> attempt_started_;   // "run/task/attempt" -> start (site clock)
+  double commit_max_seconds_ = 0;  // the slowest commit since the last health summary
+  TimeMs metrics_file_at_ = 0;
+  TimeMs metrics_file_warned_ = -1'000'000;
+  TimeMs health_at_ = 0;
+  TimeMs started_ = 0;
 };
 
 // The downstream stream: hub commands, applied with the inbox watermark in one write.

@@ -8,6 +8,9 @@
 #include <sys/signalfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
 
 #include <grp.h>
 #include <pwd.h>
@@ -356,6 +359,11 @@ int ProcessExecutor::Spawn(const TaskUser* u, const std::string& cgroup, const s
                setuid(u->uid) != 0))) {
       e = errno;
     } else {
+      // No descriptor of the agent's reaches the task, whoever opened it without
+      // O_CLOEXEC (the HTTP listener's sockets do): all close at exec.
+      if (close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) != 0) {
+        for (int fd = 3; fd < 65536; ++fd) fcntl(fd, F_SETFD, FD_CLOEXEC);
+      }
       execve(path.c_str(), argv.data(), envp.data());
       e = errno;
     }

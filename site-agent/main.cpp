@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <iostream>
 
+#include "common/log_format.h"
 #include "common/transport/zmq_link.h"
 #include "common/trust.h"
 #include "site-agent/agent.h"
@@ -24,9 +25,10 @@ int main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
 
   outpost::AgentConfig c;
-  std::string config_file, log_level;
+  std::string config_file, log_level, log_format;
   std::vector<std::string> labels, queues;
   std::string retain_output = "0", output_budget = "0", artifact_budget = "0";
+  std::string metrics_every = "15s", health_every = "5m";
   int64_t kill_grace_ms = c.kill_grace;
   int64_t ping_ms = c.sync.idle_ping, dead_ms = c.sync.dead_after, resend_ms = c.sync.resend_after;
   int64_t reconnect_max_ms = c.reconnect_max;
@@ -67,6 +69,16 @@ int main(int argc, char** argv) {
        "watch this directory (removable media) for bundles from the hub (scanned every 2 s); "
        "while one is there, the site's return bundle beside them (outpost-return-SITE.bundle) "
        "is kept current")
+      ("metrics-listen", po::value(&c.metrics_listen),
+       "HOST:PORT to serve /metrics (Prometheus text format) on, e.g. 127.0.0.1:9464; off "
+       "unless set")
+      ("metrics-file", po::value(&c.metrics_file),
+       "write the metrics to this file (for node_exporter's textfile collector: a .prom file "
+       "in its directory), replaced atomically every --metrics-every")
+      ("metrics-every", po::value(&metrics_every)->default_value("15s"),
+       "how often --metrics-file is rewritten")
+      ("health-every", po::value(&health_every)->default_value("5m"),
+       "how often the site's health summary goes up its event stream to the hub (0: never)")
       ("hub", po::value(&c.hub_endpoint),
        "hub site endpoint to sync with, e.g. tcp://hub:7400 (unset: run alone)")
       ("hub-key", po::value(&c.hub_key),
@@ -98,6 +110,8 @@ int main(int argc, char** argv) {
        "unacknowledged batches are resent after this long")
       ("reconnect-max-ms", po::value(&reconnect_max_ms)->default_value(reconnect_max_ms),
        "cap of the jittered backoff between reconnects")
+      ("log-format", po::value(&log_format)->default_value("text"),
+       "text, or json: one JSON object per line (time, level, event and the line's fields)")
       ("log-level", po::value(&log_level)->default_value("info"),
        "trace, debug, info, warn, error");
   po::variables_map vm;
@@ -152,6 +166,31 @@ int main(int argc, char** argv) {
       c.queues[q.substr(0, eq)] = n;
     }
   }
+  if (!c.metrics_listen.empty()) {
+    std::string host;
+    int port = 0;
+    if (auto st = outpost::HttpListener::ParseAddress(c.metrics_listen, &host, &port); !st.ok()) {
+      bad = "metrics-listen: " + st.message();
+    }
+  }
+  {
+    auto d = outpost::ParseDuration(metrics_every);
+    if (!d.ok() || *d < 1000) {
+      bad = "metrics-every: " + (d.ok() ? std::string("must be at least 1s") : d.status().message());
+    } else {
+      c.metrics_every = *d;
+    }
+  }
+  if (health_every != "0") {
+    auto d = outpost::ParseDuration(health_every);
+    if (!d.ok() || *d < 10'000) {
+      bad = "health-every: " + (d.ok() ? std::string("must be at least 10s (or 0)") : d.status().message());
+    } else {
+      c.health_every = *d;
+    }
+  } else {
+    c.health_every = 0;
+  }
   if (retain_output != "0") {
     auto d = outpost::ParseDuration(retain_output);
     if (!d.ok()) bad = "retain-output: " + d.status().message();
@@ -175,6 +214,7 @@ int main(int argc, char** argv) {
   }
   auto level = spdlog::level::from_str(log_level);
   if (level == spdlog::level::off && log_level != "off") bad = "unknown log-level '" + log_level + "'";
+  if (log_format != "text" && log_format != "json") bad = "log-format must be text or json";
   if (!bad.empty()) {
     std::cerr << "outpost-agent: " << bad << " (see --help)\n";
     return 2;
@@ -201,6 +241,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   spdlog::set_level(level);
+  outpost::SetLogFormat(log_format).IgnoreError();  // checked above
 
   outpost::SystemClock clock;
   auto agent = outpost::Agent::Open(c, clock, outpost::SeedFromOs());

@@ -29,6 +29,7 @@ const char* EventTypeName(EventType t) {
     case EventType::kArtifactCached: return "artifact.cached";
     case EventType::kArtifactEvicted: return "artifact.evicted";
     case EventType::kBundleImported: return "bundle.imported";
+    case EventType::kSiteHealth: return "site.health";
   }
   return "unknown";
 }

@@ -43,6 +43,8 @@ enum class EventType : uint8_t {
                             // workflow: its name; output: size in bytes as text)
   kArtifactEvicted = 24,    // the cache dropped an artifact no workflow needs (message: digest)
   kBundleImported = 25,     // a bundle volume was imported (message: what it applied)
+  kSiteHealth = 26,         // the site's health summary (params: field -> decimal number;
+                            // docs/operations.md, "Monitoring")
 };
 
 const char* EventTypeName(EventType t);

@@ -46,8 +46,8 @@ class EventLog {
     rocksdb::Env* env = nullptr;     // nullptr: rocksdb::Env::Default()
     bool sync = true;                // fsync the WAL on every Append (never off in production)
     size_t write_buffer_bytes = 1 << 20;  // per column family; small for gateways
-    bool simulated = false;               // see RocksOptions
     size_t block_cache_bytes = 1 << 20;
+    bool simulated = false;               // see RocksOptions
     uint64_t new_incarnation = 0;    // stored when the database is created
     // On the real disk (env == nullptr), an Append is refused with kResourceExhausted
     // ("disk full") while the filesystem has less than this free, before RocksDB is asked:
