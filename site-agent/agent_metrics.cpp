@@ -67,7 +67,7 @@ Status Agent::OpenMetrics() {
   if (config_.metrics_listen.empty()) return Status::Ok();
   HttpListener::Options o;
   o.address = config_.metrics_listen;
-  o.threads = 1;  // a scrape at a time is plenty for a gateway
+  o.threads = 2;  // two scrapers at once; a held-open connection idles out after 1 s
   o.max_body = 4096;
   OUTPOST_ASSIGN_OR_RETURN(http_, HttpListener::Start(o));
   spdlog::info("agent.metrics_listening address={}", http_->address());

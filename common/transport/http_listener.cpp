@@ -152,7 +152,10 @@ Result<std::unique_ptr<HttpListener>> HttpListener::Start(const Options& options
   s.set_payload_max_length(options.max_body);
   s.set_read_timeout(5, 0);
   s.set_write_timeout(5, 0);
-  s.set_keep_alive_max_count(100);
+  // A connection held open (a scraper's keep-alive) occupies a server thread until it
+  // idles out: short, so one client cannot keep a gateway's single thread from others.
+  s.set_keep_alive_max_count(20);
+  s.set_keep_alive_timeout(1);
   // SO_REUSEADDR only: the library's default adds SO_REUSEPORT, with which a second
   // daemon on the same port would bind too and share the scrapes.
   s.set_socket_options([](int sock) {
