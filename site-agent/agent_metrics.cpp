@@ -3,16 +3,12 @@
 // summary that goes up the event stream (site.health) so the hub shows the site's health
 // where nobody can reach the site.
 
-#include <fcntl.h>
 #include <spdlog/spdlog.h>
 #include <sys/statvfs.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
-#include <cstdio>
-#include <cstring>
 
+#include "common/files.h"
 #include "site-agent/agent.h"
 
 namespace outpost {
@@ -23,37 +19,6 @@ using T = Exposition::Type;
 
 std::string AttemptName(const Event& e) {
   return e.run + "/" + e.task + "/" + std::to_string(e.attempt);
-}
-
-// Writes `text` to `path` through a temporary file beside it and a rename, so a reader
-// (node_exporter) never sees half a file.
-Status WriteAtomically(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp";
-  const int fd = open(tmp.c_str(), O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0644);
-  if (fd < 0) return Status::IoError("open " + tmp + ": " + strerror(errno));
-  size_t done = 0;
-  while (done < text.size()) {
-    const ssize_t n = write(fd, text.data() + done, text.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      const int e = errno;
-      close(fd);
-      unlink(tmp.c_str());
-      return Status::IoError("write " + tmp + ": " + strerror(e));
-    }
-    done += static_cast<size_t>(n);
-  }
-  if (close(fd) != 0) {
-    const int e = errno;
-    unlink(tmp.c_str());
-    return Status::IoError("close " + tmp + ": " + strerror(e));
-  }
-  if (rename(tmp.c_str(), path.c_str()) != 0) {
-    const int e = errno;
-    unlink(tmp.c_str());
-    return Status::IoError("rename " + tmp + " to " + path + ": " + strerror(e));
-  }
-  return Status::Ok();
 }
 
 }  // namespace
@@ -237,7 +202,7 @@ void Agent::MetricsTick() {
   const TimeMs now = clock_.Now();
   if (!config_.metrics_file.empty() && now >= metrics_file_at_) {
     metrics_file_at_ = now + config_.metrics_every;
-    if (Status s = WriteAtomically(config_.metrics_file, MetricsText()); !s.ok()) {
+    if (Status s = WriteFileAtomically(config_.metrics_file, MetricsText(), /*durable=*/false); !s.ok()) {
       ++counters_.metrics_file_errors;
       if (now - metrics_file_warned_ >= 60'000) {  // at most one line a minute
         metrics_file_warned_ = now;

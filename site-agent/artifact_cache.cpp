@@ -10,6 +10,7 @@
 #include <filesystem>
 
 #include "common/bundle.h"
+#include "common/files.h"
 
 namespace outpost {
 
@@ -23,32 +24,6 @@ Status Errno(const std::string& what) {
   const int e = errno;
   if (e == ENOSPC || e == EDQUOT) return Status::ResourceExhausted(what + ": disk full");
   return Status::IoError(what + ": " + strerror(e));
-}
-
-// Writes `text` to `path` atomically and durably (temp file, fsync, rename).
-Status WriteAtomic(const std::string& path, std::string_view text) {
-  const std::string tmp = path + ".tmp";
-  int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return Errno("create " + tmp);
-  size_t off = 0;
-  while (off < text.size()) {
-    ssize_t n = write(fd, text.data() + off, text.size() - off);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      Status s = Errno("write " + tmp);
-      close(fd);
-      return s;
-    }
-    off += static_cast<size_t>(n);
-  }
-  if (fdatasync(fd) != 0) {
-    Status s = Errno("sync " + tmp);
-    close(fd);
-    return s;
-  }
-  close(fd);
-  if (rename(tmp.c_str(), path.c_str()) != 0) return Errno("rename " + tmp);
-  return Status::Ok();
 }
 
 // A .have file's text (at most 16 MiB; "" when it cannot be read).
@@ -221,7 +196,8 @@ Result<bool> ArtifactCache::PutChunk(const std::string& digest, uint64_t size, u
   if (!complete) {
     if (p->unmarked < kMarkEvery) return false;
     p->unmarked = 0;
-    Status s = WriteAtomic(dir_ + "/partial/" + digest + ".have", std::to_string(size) + "\n" + p->have);
+    Status s = WriteFileAtomically(dir_ + "/partial/" + digest + ".have", std::to_string(size) + "\n" + p->have,
+                                   /*durable=*/true);
     if (!s.ok()) {
       p->have[index] = '0';
       return s;
@@ -277,7 +253,8 @@ Status ArtifactCache::Flush() {
     int fd = open(data_path.c_str(), O_WRONLY | O_CLOEXEC);
     Status s = fd >= 0 && fdatasync(fd) == 0 ? Status::Ok() : Errno("sync " + data_path);
     if (fd >= 0) close(fd);
-    if (s.ok()) s = WriteAtomic(dir_ + "/partial/" + digest + ".have", std::to_string(p.size) + "\n" + p.have);
+    if (s.ok()) s = WriteFileAtomically(dir_ + "/partial/" + digest + ".have", std::to_string(p.size) + "\n" + p.have,
+                                        /*durable=*/true);
     if (s.ok()) p.unmarked = 0;
     if (!s.ok() && first.ok()) first = s;
   }
