@@ -27,6 +27,7 @@ struct RocksOptions {
 };
 
 struct RocksHandles {
+  std::unique_ptr<rocksdb::Env> env;  // OpenRocks's wrapper of RocksOptions::env; outlives db
   std::unique_ptr<rocksdb::DB> db;
   std::vector<rocksdb::ColumnFamilyHandle*> cfs;  // in the order of `names`; [0] is default
 
@@ -37,8 +38,25 @@ struct RocksHandles {
   void Close();
 };
 
+// The file beside a database's own that names the column families it was completed
+// with (see OpenRocks).
+inline constexpr char kRocksCreatedFile[] = "OUTPOST-COLUMN-FAMILIES";
+
 // Opens (creating if missing) the database at `path` with the default column family
 // followed by `names`.
+//
+// A column family that a completed database should have is never created again. RocksDB
+// reads a damaged record of its MANIFEST as the torn end of the file, so one bad read
+// at start-up can hide column families and the tables and logs of later records; a
+// plain open with create_missing_column_families then made those column families
+// anew, empty, and the site's whole event log was gone (storm seeds 2411 and 2734). So
+// the names a database was completed with are kept in kRocksCreatedFile (synced, with a
+// checksum), a recorded name missing at open is a Corruption error that changes
+// nothing, and RocksDB tracks its WALs in the MANIFEST, so a record lost from its end
+// that had retired WALs shows as a missing WAL, not as missing writes. A transient bad
+// read passes on the next start. Names not yet recorded (a database created by an
+// older release, or whose creation a power cut interrupted, or a column family a new
+// release adds) are created when missing.
 Result<RocksHandles> OpenRocks(const std::string& path, const std::vector<std::string>& names,
                                const RocksOptions& options);
 
