@@ -30,6 +30,22 @@ int HubEvents(const Args& a, HubClient& hub) {
   return kExitOk;
 }
 
+// A one-time link that opens a dashboard session as this operator (hub/dashboard.h).
+int DashboardLogin(const Args& a, HubClient& hub) {
+  Reply r = hub.Call({{"op", "dashboard.login"}});
+  if (!r.ok()) return r.code;
+  if (a.as_json) {
+    PrintJson(r.body);
+    return kExitOk;
+  }
+  std::cout << Cell(r.body["url"]) << "\n";
+  std::cerr << "Open this link within " << Cell(r.body["valid_seconds"]) << " s; it works once and logs "
+            << "you in as " << Cell(r.body["operator"]) << " (" << Cell(r.body["role"]) << ").\n"
+            << "Through an SSH tunnel, keep the path and put your end of the tunnel in place of "
+            << "the host.\n";
+  return kExitOk;
+}
+
 // The agent's status is printed as JSON, with or without --json.
 int LocalStatus(const LocalClient& agent) {
   Reply r = agent.Call({{"op", "status"}});

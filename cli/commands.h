@@ -27,6 +27,7 @@ int HubWorkflowCommand(const Args& a, HubClient& hub);
 int HubRunCommand(const Args& a, HubClient& hub);
 int HubStatus(const Args& a, HubClient& hub);
 int HubEvents(const Args& a, HubClient& hub);
+int DashboardLogin(const Args& a, HubClient& hub);
 
 // The agent on this machine (--local).
 int LocalRunCommand(const Args& a, const LocalClient& agent);

@@ -25,6 +25,7 @@ int HubDispatch(const Args& a) {
   const auto& w = a.words;
   if (w[0] == "status" && w.size() == 1) return HubStatus(a, hub);
   if (w[0] == "events" && w.size() == 1) return HubEvents(a, hub);
+  if (w[0] == "dashboard" && w.size() == 2 && w[1] == "login") return DashboardLogin(a, hub);
   if (w[0] == "site" && w.size() >= 2) return SiteCommand(a, hub);
   if (w[0] == "workflow" && w.size() >= 2) return HubWorkflowCommand(a, hub);
   if (w[0] == "run" && w.size() >= 2) return HubRunCommand(a, hub);

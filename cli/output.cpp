@@ -37,6 +37,7 @@ fleet commands (through the hub's operator endpoint):
                                               (cancel and approve take --signing-key KEY [--expires 1d])
   status                                      fleet overview: online/offline, last seen, backlog
   events [--limit N]                          the hub's audit log (enrollments, online/offline...)
+  dashboard login                             a one-time link to the hub's web dashboard
   key create FILE                             make an operator keypair FILE.key / FILE.pub
   policy push FILE | policy show              hand a root-signed fleet policy to every site (admin)
   artifact push FILE [--name NAME]            store a file at the hub by content; prints its digest

@@ -158,6 +158,11 @@ class HubCore {
     auto it = sites_.find(name);
     return it == sites_.end() ? nullptr : &it->second;
   }
+  const std::map<std::string, SiteRecord>& sites() const { return sites_; }
+  const WorkflowRecord* workflow(const std::string& name) const {
+    auto it = defs_.find(name);
+    return it == defs_.end() ? nullptr : &it->second;
+  }
 
  private:
   class Upstream;

@@ -12,6 +12,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include <sodium.h>
+
 namespace outpost {
 
 using json = nlohmann::json;
@@ -163,6 +165,22 @@ Result<std::unique_ptr<HubServer>> HubServer::Open(const HubConfig& config, cons
     auto http = HttpListener::Start(ho);
     if (!http.ok()) return http.status().WithContext("--http-listen");
     h->http_ = std::move(http).value();
+    HubServer* self = h.get();
+    h->dashboard_ = std::make_unique<Dashboard>(
+        Dashboard::Options{},
+        [self](const std::string& name) -> std::optional<OperatorRole> {
+          for (const auto& [key, op] : self->operator_keys_) {
+            if (op.name == name) return op.role;
+          }
+          return std::nullopt;
+        },
+        [] {
+          unsigned char bytes[32];
+          randombytes_buf(bytes, sizeof bytes);
+          char hex[2 * sizeof bytes + 1];
+          sodium_bin2hex(hex, sizeof hex, bytes, sizeof bytes);
+          return std::string(hex);
+        });
   }
   h->started_ = clock.Now();
   json endpoints = {{"sites", h->sites_->endpoint()},
@@ -244,6 +262,23 @@ void HubServer::ServeOperators() {
       } else if (req.is_discarded()) {
         ++operator_bad_requests_;
         reply = {{"ok", false}, {"error", "request is not valid JSON"}, {"code", "invalid"}};
+      } else if (req.is_object() && req.contains("op") && req["op"] == "dashboard.login") {
+        // The dashboard's sessions live here, beside the HTTP listener, not in the core.
+        if (!dashboard_) {
+          reply = {{"ok", false},
+                   {"error", "this hub serves no dashboard: start it with --http-listen"},
+                   {"code", "invalid"}};
+        } else {
+          const std::string path = dashboard_->IssueLink(name, clock_.Now());
+          reply = {{"ok", true},
+                   {"url", "http://" + http_->address() + path},
+                   {"path", path},
+                   {"valid_seconds", Dashboard::Options{}.link_valid / 1000},
+                   {"operator", name},
+                   {"role", OperatorRoleName(op->second.role)}};
+        }
+        if (auto rid = req.find("rid"); rid != req.end() && rid->is_number_integer()) reply["rid"] = *rid;
+        spdlog::info("hub.dashboard_login_link operator={}", name);
       } else {
         HubOutput out;
         reply = core_->OnOperator(name, req, &out, op->second.role);
@@ -299,6 +334,12 @@ Status HubServer::RestartCore() {
 
 HttpReply HubServer::OnHttp(const HttpRequest& request) {
   HttpReply reply;
+  if (dashboard_ && Dashboard::Serves(request.path)) {
+    HubOutput out;
+    reply = dashboard_->Handle(request, *core_, clock_.Now(), &out);
+    Send(out);
+    return reply;
+  }
   if (request.method != "GET") {
     reply.status = 405;
     reply.body = "only GET is served here\n";
@@ -310,7 +351,8 @@ HttpReply HubServer::OnHttp(const HttpRequest& request) {
     return reply;
   }
   if (request.path == "/" || request.path == "/healthz") {
-    reply.body = "outpost-hub: serving; metrics at /metrics\n";
+    reply.body = "outpost-hub: serving; metrics at /metrics, the dashboard at /ui/ (log in with "
+                 "outpostctl dashboard login)\n";
     return reply;
   }
   reply.status = 404;
@@ -342,6 +384,20 @@ std::string HubServer::MetricsText() {
           "Operator frames that were not valid JSON or nested too deep.", operator_bad_requests_);
   counter("outpost_hub_http_requests_total", "HTTP requests answered.",
           http_ ? http_->counters().requests : 0);
+  if (dashboard_) {
+    const DashboardCounters& d = dashboard_->counters();
+    counter("outpost_hub_dashboard_logins_total", "Dashboard login links used.", d.logins);
+    counter("outpost_hub_dashboard_logins_refused_total",
+            "Dashboard login links refused (unknown, used or expired).", d.logins_refused);
+    counter("outpost_hub_dashboard_unauthenticated_total",
+            "Dashboard requests without a valid session (answered 401).", d.unauthenticated);
+    counter("outpost_hub_dashboard_csrf_refused_total",
+            "Dashboard actions refused for a missing CSRF token or a foreign origin.", d.csrf_refused);
+    counter("outpost_hub_dashboard_actions_total", "Cancels and approvals sent from the dashboard.",
+            d.actions);
+    x.Family("outpost_hub_dashboard_sessions", T::kGauge, "Open dashboard sessions.");
+    x.Sample(static_cast<double>(dashboard_->sessions()));
+  }
   x.Family("outpost_hub_start_time_seconds", T::kGauge, "When this hub process started (Unix time).");
   x.Sample(static_cast<double>(started_) / 1000.0);
   return x.Take();

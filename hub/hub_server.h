@@ -27,6 +27,7 @@
 #include "common/random.h"
 #include "common/metrics.h"
 #include "common/transport/http_listener.h"
+#include "hub/dashboard.h"
 #include "common/transport/zmq_link.h"
 #include "hub/hub_core.h"
 #include "hub/rocks_hub_store.h"
@@ -89,6 +90,7 @@ class HubServer {
   TimeMs handshake_logged_ = -1'000'000;
   uint64_t operator_bad_requests_ = 0;
   std::unique_ptr<HttpListener> http_;
+  std::unique_ptr<Dashboard> dashboard_;  // with http_
   TimeMs started_ = 0;
 };
 

@@ -11,7 +11,9 @@ PACKAGES=(build-essential cmake ninja-build ccache pkg-config git
   libboost-program-options-dev libgtest-dev libyaml-cpp-dev nlohmann-json3-dev tzdata
   libcpp-httplib-dev python3-zmq python3-msgpack python3-nacl
   # the monitoring tests: promtool and a real Prometheus, node_exporter's textfile collector
-  prometheus prometheus-node-exporter)
+  prometheus prometheus-node-exporter
+  # the dashboard's test: a real headless browser
+  chromium chromium-driver python3-selenium)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
