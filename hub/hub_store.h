@@ -220,6 +220,12 @@ class HubStore {
   virtual Result<std::optional<HubRun>> GetRun(const std::string& id) const = 0;
   // Calls fn for every run in id order; fn returns false to stop.
   virtual Status ScanRuns(const std::function<bool(const HubRun&)>& fn) const = 0;
+  // Calls fn for every run of `site`, newest id first (a run id is its site's name, '-'
+  // and a ULID, so id order is creation order); fn returns false to stop. Reads only
+  // that site's runs where the engine can seek (the dashboard's site page, run.list
+  // --site); this default scans them all.
+  virtual Status ScanSiteRunsNewestFirst(const std::string& site,
+                                         const std::function<bool(const HubRun&)>& fn) const;
   virtual Result<std::optional<std::string>> GetOutput(const std::string& run,
                                                        const std::string& task) const = 0;
   virtual Result<std::optional<RequestRecord>> GetRequest(const std::string& id) const = 0;

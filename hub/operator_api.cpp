@@ -261,13 +261,19 @@ json HubCore::OpRunList(const OperatorRequest& r) {
   const std::string &site = r.site, &workflow = r.workflow, &state = r.state;
   const size_t limit = r.limit.value_or(options_.max_list);
   std::vector<HubRun> rows;
-  Status s = store_->ScanRuns([&](const HubRun& run) {
-    if ((site.empty() || run.site == site) && (workflow.empty() || run.workflow == workflow) &&
-        (state.empty() || run.state == state)) {
-      rows.push_back(run);
-    }
+  auto match = [&](const HubRun& run) {
+    return (site.empty() || run.site == site) && (workflow.empty() || run.workflow == workflow) &&
+           (state.empty() || run.state == state);
+  };
+  // One site's runs are read newest first and only as far as the limit.
+  Status s = site.empty() ? store_->ScanRuns([&](const HubRun& run) {
+    if (match(run)) rows.push_back(run);
     return true;
-  });
+  })
+                          : store_->ScanSiteRunsNewestFirst(site, [&](const HubRun& run) {
+                              if (match(run)) rows.push_back(run);
+                              return rows.size() < limit;
+                            });
   if (!s.ok()) return Error(s);
   std::sort(rows.begin(), rows.end(),
             [](const HubRun& a, const HubRun& b) { return a.created > b.created; });

@@ -163,6 +163,23 @@ Status RocksHubStore::ScanRuns(const std::function<bool(const HubRun&)>& fn) con
   return FromRocks(it->status(), "scan runs");
 }
 
+Status RocksHubStore::ScanSiteRunsNewestFirst(const std::string& site,
+                                              const std::function<bool(const HubRun&)>& fn) const {
+  // Keys "run/SITE-ULID"; another site whose name starts with SITE- sorts in between and
+  // is skipped by name.
+  const std::string prefix = "run/" + site + "-";
+  std::unique_ptr<rocksdb::Iterator> it(
+      rocks_.db->NewIterator(rocksdb::ReadOptions(), Handle(Cf::kRuns)));
+  for (it->SeekForPrev(prefix + "\xff"); it->Valid() && it->key().starts_with(prefix); it->Prev()) {
+    HubRun r;
+    OUTPOST_RETURN_IF_ERROR(
+        Decode(it->value().ToStringView(), &r).WithContext("run record " + it->key().ToString()));
+    if (r.site != site) continue;
+    if (!fn(r)) break;
+  }
+  return FromRocks(it->status(), "scan the runs of " + site);
+}
+
 Result<std::optional<std::string>> RocksHubStore::GetOutput(const std::string& run,
                                                        const std::string& task) const {
   std::string v;

@@ -41,6 +41,8 @@ class RocksHubStore : public HubStore {
   Status LoadDefs(std::vector<WorkflowRecord>* out) const override;
   Result<std::optional<HubRun>> GetRun(const std::string& id) const override;
   Status ScanRuns(const std::function<bool(const HubRun&)>& fn) const override;
+  Status ScanSiteRunsNewestFirst(const std::string& site,
+                                 const std::function<bool(const HubRun&)>& fn) const override;
   bool write_failed() const override { return write_failed_; }
   const Histogram* commit_seconds() const override { return &commit_seconds_; }
   Result<std::optional<std::string>> GetOutput(const std::string& run,

@@ -211,6 +211,30 @@ TEST_P(HubStoreConformance, RunsOutputsAndRequests) {
   EXPECT_EQ((*b)->state, "failed");
 }
 
+TEST_P(HubStoreConformance, ASitesRunsAreReadNewestFirstAndAlone) {
+  HubTxn t;
+  // Site "gw" and site "gw-2", whose run ids share the prefix "gw-".
+  for (const char* id : {"gw-01A", "gw-01C", "gw-2-01B", "gw-01B", "gwx-01D", "gw-2-01A"}) {
+    HubRun r = MakeRun(id, "deploy", "succeeded");
+    r.site = std::string(id).rfind("gw-2-", 0) == 0 ? "gw-2" : std::string(id).rfind("gwx", 0) == 0 ? "gwx" : "gw";
+    t.PutRun(r);
+  }
+  Commit(t);
+  auto read = [&](const std::string& site, size_t stop_after) {
+    std::vector<std::string> ids;
+    EXPECT_TRUE(store_->ScanSiteRunsNewestFirst(site, [&](const HubRun& r) {
+                        ids.push_back(r.id);
+                        return ids.size() < stop_after;
+                      }).ok());
+    return ids;
+  };
+  EXPECT_EQ(read("gw", 10), (std::vector<std::string>{"gw-01C", "gw-01B", "gw-01A"}));
+  EXPECT_EQ(read("gw-2", 10), (std::vector<std::string>{"gw-2-01B", "gw-2-01A"}));
+  EXPECT_EQ(read("gw", 2), (std::vector<std::string>{"gw-01C", "gw-01B"}));
+  EXPECT_TRUE(read("g", 10).empty());
+  EXPECT_TRUE(read("nobody", 10).empty());
+}
+
 TEST_P(HubStoreConformance, AuditIsOrderedLimitedAndItsHeadSurvivesReopen) {
   for (uint64_t seq = 1; seq <= 12; ++seq) {
     HubTxn t;
