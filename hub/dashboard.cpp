@@ -375,8 +375,11 @@ HttpReply Dashboard::Action(const HttpRequest& r, const std::string& who, Operat
     auto it = r.headers.find(k);
     return it == r.headers.end() ? std::string() : it->second;
   };
-  const std::string origin = header("origin"), fetch_site = header("sec-fetch-site");
-  const bool same_origin = (origin.empty() || origin == "http://" + header("host")) &&
+  // Browsers send Origin with every POST; without it, a Referer must name this page.
+  const std::string origin = header("origin"), referer = header("referer"),
+                    fetch_site = header("sec-fetch-site"), own = "http://" + header("host");
+  const bool same_origin = (origin.empty() ? referer.empty() || referer.rfind(own + "/", 0) == 0
+                                           : origin == own) &&
                            (fetch_site.empty() || fetch_site == "same-origin");
   if (!SameText(header("x-outpost-csrf"), s.csrf) || !same_origin ||
       header("content-type").rfind("application/json", 0) != 0) {

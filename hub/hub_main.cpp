@@ -43,7 +43,8 @@ int main(int argc, char** argv) {
       ("operators-endpoint", po::value(&c.operators_endpoint)->default_value(c.operators_endpoint),
        "where outpostctl connects (CURVE, keys in DATA_DIR/operators/*.pub)")
       ("http-listen", po::value(&c.http_listen),
-       "HOST:PORT to serve /metrics (Prometheus text format) on, e.g. 127.0.0.1:7480; "
+       "HOST:PORT to serve /metrics (Prometheus text format) and the web dashboard (/ui/) on, "
+       "e.g. 127.0.0.1:7480; "
        "port 0 picks one (see DATA_DIR/hub.endpoints). Off unless set")
       ("accept-unknown", po::bool_switch(&c.core.accept_unknown),
        "record unknown site keys as pending sites for `outpostctl site accept`")

@@ -356,7 +356,7 @@ HttpReply HubServer::OnHttp(const HttpRequest& request) {
     return reply;
   }
   reply.status = 404;
-  reply.body = "not found: " + SafeText(request.path, 120) + " (this hub serves /metrics)\n";
+  reply.body = "not found: " + SafeText(request.path, 120) + " (this hub serves /metrics, and the dashboard at /ui/)\n";
   return reply;
 }
 

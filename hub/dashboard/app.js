@@ -69,6 +69,8 @@ async function api(path, body) {
 function setStatus(text) { document.getElementById("status").textContent = text; }
 
 function showLoggedOut() {
+  document.getElementById("who").textContent = "";
+  document.getElementById("logout").hidden = true;
   const v = document.getElementById("view");
   put(v, el("div", { class: "err" }, "This session has ended. Run ",
     el("code", {}, "outpostctl dashboard login"), " and open the link it prints."));
@@ -149,7 +151,7 @@ function runsTable(runs) {
       el("td", {}, x.workflow),
       el("td", {}, badge(x.state)),
       el("td", { title: x.created || "" }, ago(x.created)),
-      el("td", {}, duration(x.created, x.finished)),
+      el("td", {}, x.finished ? duration(x.created, x.finished) : FINAL.includes(x.state) ? "" : "running " + duration(x.created, null)),
       el("td", { class: "num" }, `${x.tasks_succeeded}/${x.tasks_total}`)))));
 }
 
@@ -248,14 +250,14 @@ function graphSvg(run, graph) {
     el("rect", { x, y, width: w, height: H, rx: 6, fill: "#fff", stroke: colors[state] || "#8a93a3", "stroke-width": 2 }),
     el("rect", { x, y, width: 6, height: H, rx: 3, fill: colors[state] || "#8a93a3" }),
     el("text", { x: x + 14, y: y + 19, "font-weight": 600 }, label.length > 24 ? label.slice(0, 23) + "…" : label),
-    el("text", { x: x + 14, y: y + 36, fill: "#6a7383" }, sub));
+    el("text", { x: x + 14, y: y + 36, fill: "#6a7383" }, sub.length > 27 ? sub.slice(0, 26) + "…" : sub));
   for (const n of nodes) {
     const p = pos.get(n.id);
     const t = byId.get(n.id);
     let sub = n.state || "";
     if (n.inst.length) sub = `${n.inst.filter(t => t.state === "succeeded").length}/${n.inst.length} instances ${n.state}`;
     else if (t && t.attempts > 1) sub += ` · ${t.attempts} attempts`;
-    if (n.approval) sub = "approval · " + sub;
+    if (n.approval) sub = "gate · " + sub.replace("awaiting_approval", "waiting");
     svg.append(box(n.id, n.id, sub, n.state, p.x, p.y, W));
     if (n.comp) {
       const cx = p.x + W / 2 + 10, cy = p.y + H + 6;
@@ -325,8 +327,12 @@ async function drawRun(v, r) {
       el("td", {},
         t.attempts > 0 ? el("button", { class: "act", type: "button", onclick: () => showLogs(run.id, t.id) }, "output") : null,
         canAct && t.state === "awaiting_approval" ? [
-          el("button", { class: "act ok", type: "button", "data-approve": t.id, onclick: () => action("/api/approve", { id: run.id, task: t.id }, "approve " + t.id) }, "Approve"),
-          el("button", { class: "act danger", type: "button", "data-reject": t.id, onclick: () => action("/api/approve", { id: run.id, task: t.id, reject: true }, "reject " + t.id) }, "Reject")] : null))))));
+          el("button", { class: "act ok", type: "button", "data-approve": t.id, onclick: () => {
+            if (confirm(`Approve ${t.id} of run ${run.id}?`)) action("/api/approve", { id: run.id, task: t.id }, "approve " + t.id);
+          } }, "Approve"),
+          el("button", { class: "act danger", type: "button", "data-reject": t.id, onclick: () => {
+            if (confirm(`Reject ${t.id} of run ${run.id}? The gate fails and so may the run.`)) action("/api/approve", { id: run.id, task: t.id, reject: true }, "reject " + t.id);
+          } }, "Reject")] : null))))));
 }
 
 // ---------- audit ----------
@@ -342,7 +348,9 @@ async function drawAudit(v) {
         const o = typeof e === "object" && e ? e : { event: String(e) };
         const rest = Object.fromEntries(Object.entries(o).filter(([k]) => !["seq", "time", "event", "author"].includes(k)));
         return el("tr", {}, el("td", { class: "num" }, o.seq ?? ""), el("td", {}, o.time ?? ""), el("td", {}, o.event ?? ""),
-          el("td", {}, o.author ?? ""), el("td", {}, el("code", {}, JSON.stringify(rest))));
+          el("td", {}, o.author ?? ""),
+          el("td", {}, typeof o.run === "string" ? [link("/run/" + encodeURIComponent(o.run), o.run), " "] : null,
+            el("code", {}, JSON.stringify(rest))));
       }))));
 }
 

@@ -178,7 +178,10 @@ TEST_F(DashboardTest, AnActionNeedsTheTokenTheOriginAndARole) {
   auto cross = h;
   cross["sec-fetch-site"] = "cross-site";
   EXPECT_EQ(Post("/api/cancel", body, id, cross).status, 403);
-  EXPECT_EQ(dash_->counters().csrf_refused, 5u);
+  auto referred = without("origin");
+  referred["referer"] = "http://attacker.example/page";
+  EXPECT_EQ(Post("/api/cancel", body, id, referred).status, 403);
+  EXPECT_EQ(dash_->counters().csrf_refused, 6u);
   json shown = Op({{"op", "run.show"}, {"id", run}});
   EXPECT_FALSE(shown["run"]["cancel_requested"].get<bool>());
 

@@ -263,6 +263,7 @@ def run(fleet, args, tmp, driver):
     button = wait_css(driver, "the Approve button", "button[data-approve='ok']")[0]
     shot(driver, args, "4-run-approval")
     button.click()
+    wait_for("the confirmation", lambda: driver.switch_to.alert).accept()
     wait_for("the approved run to succeed",
              lambda: json.loads(fleet.ctl("run", "show", gated["id"], "--json").stdout)["state"] == "succeeded")
     wait_css(driver, "the graph to show ship succeeded", "#graph g.node[data-task='ship']",
