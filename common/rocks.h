@@ -33,7 +33,16 @@ struct RocksHandles {
 
   RocksHandles() = default;
   RocksHandles(RocksHandles&&) = default;
-  RocksHandles& operator=(RocksHandles&&) = default;
+  // Closes what this holds first: the database must go before the env it runs on.
+  RocksHandles& operator=(RocksHandles&& other) noexcept {
+    if (this != &other) {
+      Close();
+      env = std::move(other.env);
+      db = std::move(other.db);
+      cfs = std::move(other.cfs);
+    }
+    return *this;
+  }
   ~RocksHandles() { Close(); }
   void Close();
 };

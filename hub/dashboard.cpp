@@ -19,6 +19,32 @@ namespace {
 constexpr char kCookie[] = "outpost_session";
 constexpr size_t kLogTail = 16 * 1024;
 
+// A reply's "ok", and a string field of a JSON object, read without a way to throw.
+bool IsOk(const json& j) {
+  auto it = j.is_object() ? j.find("ok") : j.end();
+  return it != j.end() && it->is_boolean() && it->get<bool>();
+}
+std::string StrField(const json& j, const char* key) {
+  auto it = j.is_object() ? j.find(key) : j.end();
+  return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
+// Text for an HTML page: the five characters markup gives meaning to, escaped.
+std::string HtmlText(const std::string& t) {
+  std::string out;
+  for (char c : t) {
+    switch (c) {
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '&': out += "&amp;"; break;
+      case '"': out += "&quot;"; break;
+      case '\'': out += "&#39;"; break;
+      default: out += c;
+    }
+  }
+  return out;
+}
+
 void SecurityHeaders(HttpReply* r) {
   r->headers.emplace_back("Cache-Control", "no-store");
   r->headers.emplace_back("X-Content-Type-Options", "nosniff");
@@ -285,7 +311,7 @@ HttpReply Dashboard::Handle(const HttpRequest& r, HubCore& core, TimeMs now, Hub
     return reply;
   }
   const DashboardAsset* a = FindDashboardAsset(r.path);
-  if (!a) return Page(404, "not found", "No such page: " + SafeText(r.path, 100));
+  if (!a) return Page(404, "not found", "No such page: " + HtmlText(SafeText(r.path, 100)));
   HttpReply reply;
   reply.content_type = a->content_type;
   reply.body = a->body;
@@ -304,8 +330,8 @@ HttpReply Dashboard::Api(const HttpRequest& r, const std::string& who, OperatorR
   const size_t lim = std::min(*limit, options_.page_max);
   auto call = [&](json req) { return core.OnOperator(who, req, out, role); };
   auto reply = [](const json& j) {
-    const bool ok = j.is_object() && j.value("ok", false);
-    const std::string code = ok ? "" : j.value("code", "");
+    const bool ok = IsOk(j);
+    const std::string code = ok ? "" : StrField(j, "code");
     return Json(j, ok ? 200 : code == "not_found" ? 404 : code == "forbidden" ? 403 : 400);
   };
   if (p == "/api/session") {
@@ -327,9 +353,9 @@ HttpReply Dashboard::Api(const HttpRequest& r, const std::string& who, OperatorR
   }
   if (p == "/api/site") {
     json site = call({{"op", "site.show"}, {"name", Query(r, "name")}});
-    if (!site.value("ok", false)) return reply(site);
+    if (!IsOk(site)) return reply(site);
     json runs = call({{"op", "run.list"}, {"site", Query(r, "name")}, {"limit", lim}});
-    if (!runs.value("ok", false)) return reply(runs);
+    if (!IsOk(runs)) return reply(runs);
     site["runs"] = runs["runs"];
     site["schedules"] = SiteSchedules(core, Query(r, "name"), now);
     return Json(site);
@@ -343,16 +369,16 @@ HttpReply Dashboard::Api(const HttpRequest& r, const std::string& who, OperatorR
   }
   if (p == "/api/run") {
     json run = call({{"op", "run.show"}, {"id", Query(r, "id")}});
-    if (!run.value("ok", false)) return reply(run);
+    if (!IsOk(run)) return reply(run);
     const json& rv = run["run"];
-    run["graph"] = RunGraph(core, rv.value("workflow", ""), rv.value("hash", ""));
-    const SiteRecord* site = core.site(rv.value("site", ""));
+    run["graph"] = RunGraph(core, StrField(rv, "workflow"), StrField(rv, "hash"));
+    const SiteRecord* site = core.site(StrField(rv, "site"));
     run["site_policy"] = site && !site->policy_status.empty() ? json(site->policy_status) : json(nullptr);
     return Json(run);
   }
   if (p == "/api/logs") {
     json logs = call({{"op", "run.logs"}, {"id", Query(r, "id")}, {"task", Query(r, "task")}});
-    if (logs.value("ok", false) && logs["output"].is_string()) {
+    if (IsOk(logs) && logs["output"].is_string()) {
       const std::string& text = logs["output"].get_ref<const std::string&>();
       if (text.size() > kLogTail) {
         logs["output"] = text.substr(text.size() - kLogTail);
@@ -410,8 +436,7 @@ HttpReply Dashboard::Action(const HttpRequest& r, const std::string& who, Operat
   }
   ++counters_.actions;
   json result = core.OnOperator(who, req, out, role);
-  const bool ok = result.is_object() && result.value("ok", false);
-  return Json(result, ok ? 200 : result.value("code", "") == "forbidden" ? 403 : 400);
+  return Json(result, IsOk(result) ? 200 : StrField(result, "code") == "forbidden" ? 403 : 400);
 }
 
 }  // namespace outpost

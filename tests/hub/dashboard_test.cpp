@@ -145,6 +145,10 @@ TEST_F(DashboardTest, ALoginLinkWorksOnceAndNotLate) {
 TEST_F(DashboardTest, ASessionEndsWhenIdleOrWhenTheKeyIsRemoved) {
   auto [id, csrf] = Login("alice");
   EXPECT_EQ(Get("/ui/", {}, id).status, 200);
+  HttpReply missing = Get("/ui/<img src=x>", {}, id);  // the path is echoed as text
+  EXPECT_EQ(missing.status, 404);
+  EXPECT_EQ(missing.body.find("<img"), std::string::npos) << missing.body;
+  EXPECT_NE(missing.body.find("&lt;img"), std::string::npos) << missing.body;
   clock_.Advance(7LL * 3600 * 1000);
   EXPECT_EQ(Get("/api/session", {}, id).status, 200);  // used: the idle time restarts
   clock_.Advance(8LL * 3600 * 1000 + 1);
