@@ -222,6 +222,7 @@ Result<std::unique_ptr<Agent>> Agent::Open(const AgentConfig& config, const Cloc
   for (const auto& entry : std::filesystem::directory_iterator(config.data_dir + "/outputs", ec)) {
     std::filesystem::remove(entry.path(), ec);
   }
+  OUTPOST_ASSIGN_OR_RETURN(a->parser_, WorkflowParser::Create());
   a->LoadWorkflowDir();
   a->SyncSchedules();
   OUTPOST_ASSIGN_OR_RETURN(a->listen_fd_, ListenUnix(a->socket_path()));
@@ -280,6 +281,7 @@ Status Agent::Run() {
     add_fd(term_fd_, ZMQ_POLLIN);
     add_fd(executor_->signal_fd(), ZMQ_POLLIN);
     add_fd(listen_fd_, ZMQ_POLLIN);
+    add_fd(parser_->wake_fd(), ZMQ_POLLIN);
     const size_t pipes_begin = items.size();
     for (int fd : executor_->pipe_fds()) add_fd(fd, ZMQ_POLLIN);
     const size_t clients_begin = items.size();
@@ -325,6 +327,7 @@ Status Agent::Run() {
         if (items[i].revents) executor_->OnPipeReadable(items[i].fd);
       }
       if (items[2].revents) AcceptClients();
+      if (items[3].revents) OnWorkflowsParsed();
       for (size_t i = clients_begin; i < hub_begin; ++i) {
         const uint64_t id = client_ids[i - clients_begin];
         if (items[i].revents & ZMQ_POLLOUT) WriteClient(id);
@@ -426,10 +429,11 @@ std::map<std::string, std::shared_ptr<const WorkflowDef>> Agent::KnownWorkflows(
                  [&](std::string_view, std::string_view v) {
                    Command c;
                    if (!DecodeCommand(v, &c).ok()) return;
-                   auto def = ParseWorkflow(c.source, "placed:" + c.workflow);
+                   // Validated when it was placed: found in the parser's cache under
+                   // the origin the command used, parsed again only when it was dropped.
+                   auto def = parser_->GetNow(c.source, "hub:" + c.workflow);
                    if (!def.ok()) return;
-                   const std::string name = def->name;
-                   all[name] = std::make_shared<const WorkflowDef>(std::move(def).value());
+                   all[(*def)->name] = *def;
                  })
       .IgnoreError();  // a failed scan leaves the local files; logged by the next query
   return all;

@@ -36,6 +36,7 @@
 #include "site-agent/executor.h"
 #include "site-agent/log_stream.h"
 #include "site-agent/scheduler.h"
+#include "site-agent/workflow_parser.h"
 
 namespace outpost {
 
@@ -119,6 +120,8 @@ struct AgentCounters {
   uint64_t bundle_volumes_refused = 0;
   uint64_t bundles_exported = 0;
   uint64_t metrics_file_errors = 0;  // --metrics-file writes that failed
+  uint64_t commands_waited_validation = 0;  // hub batches put aside while a workflow was validated
+  uint64_t requests_waited_validation = 0;  // control requests held while a workflow was validated
 };
 
 class Agent {
@@ -163,7 +166,15 @@ class Agent {
   void ServeHub();
   void SyncTick();
   void SendToHub(const SyncOutput& so);
-  Status ApplyCommands(uint64_t first_seq, const std::vector<std::string>& entries);
+  // Applies a downstream batch. With may_wait, a large workflow is validated off the loop
+  // (WorkflowParser): the batch stops before its command and the rest is kept in
+  // waiting_commands_, applied by ResumeWaitingCommands when the parse is done. Without
+  // (bundle imports), it is validated here and now.
+  Status ApplyCommands(uint64_t first_seq, const std::vector<std::string>& entries,
+                       bool may_wait = true);
+  void ResumeWaitingCommands();
+  // The worker finished validating: held control requests and commands go on.
+  void OnWorkflowsParsed();
   // Counts and logs what applying a hub command did.
   void Told(const Command& c, const CommandOutcome& o);
   nlohmann::json SyncJson() const;
@@ -207,6 +218,8 @@ class Agent {
   bool disk_full_ = false;  // the last commit found the disk full
   void HandleRequest(uint64_t client, const std::string& line);
   void Dispatch(uint64_t client, const ControlRequest& request);
+  // Dispatch behind the boundary that catches what a handler throws.
+  void DispatchGuarded(uint64_t client, const ControlRequest& request);
   void Reply(uint64_t client, const nlohmann::json& j);
   nlohmann::json RunJson(const RunView& v) const;
   nlohmann::json StatusJson() const;
@@ -227,6 +240,13 @@ class Agent {
   TimeMs commit_retry_at_ = 0;
   std::unique_ptr<Scheduler> scheduler_;
   std::map<std::string, std::shared_ptr<const WorkflowDef>> local_defs_;
+  // Workflow sources parsed once, large ones on a thread of their own; what waits for one.
+  std::unique_ptr<WorkflowParser> parser_;
+  std::vector<std::pair<uint64_t, ControlRequest>> held_requests_;  // client, request
+  struct WaitingCommands {
+    uint64_t first_seq = 0;
+    std::vector<std::string> entries;
+  } waiting_commands_;
   std::map<std::string, std::string> scheduled_hash_;  // workflow -> hash the scheduler has
   TimeMs trim_at_ = 0;  // next retention pass
   uint64_t output_bytes_ = 0;  // stored output of finished runs, after the last pass

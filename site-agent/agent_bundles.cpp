@@ -232,7 +232,7 @@ json Agent::ImportBundle(int fd) {
   hooks.incarnation = store_->log().incarnation();
   hooks.down_applied = [this] { return down_applied_; };
   hooks.apply_commands = [this](uint64_t first, const std::vector<std::string>& entries) {
-    return ApplyCommands(first, entries);
+    return ApplyCommands(first, entries, /*may_wait=*/false);
   };
   hooks.log_head = [this] { return store_->log().head(); };
   hooks.log_acked = [this] { return store_->log().acked(); };

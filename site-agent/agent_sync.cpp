@@ -227,16 +227,33 @@ void Agent::SyncTick() {
   SendToHub(so);
 }
 
-Status Agent::ApplyCommands(uint64_t first_seq, const std::vector<std::string>& entries) {
+Status Agent::ApplyCommands(uint64_t first_seq, const std::vector<std::string>& entries,
+                            bool may_wait) {
   std::vector<StateWrite> extra;
   uint64_t through = 0;
+  uint64_t waits_at = 0;  // the command whose workflow is being validated
+  const WorkflowSourceParser parse = [this, may_wait](const std::string& source,
+                                                      const std::string& origin) {
+    return may_wait ? parser_->Get(source, origin)
+                    : std::optional<ParsedWorkflow>(parser_->GetNow(source, origin));
+  };
   Status batch = ApplyCommandBatch(
       first_seq, entries, *engine_, *store_, clock_, gate_ ? &*gate_ : nullptr, &pending_,
-      &extra, &through, [this](uint64_t seq, const Command* c, const CommandOutcome& o) {
+      &extra, &through,
+      [this, &waits_at](uint64_t seq, const Command* c, const CommandOutcome& o) {
+        if (c && o.validating) waits_at = seq;
         if (c) return Told(*c, o);
         ++counters_.commands_rejected;
         spdlog::warn("agent.command_undecodable seq={} error=\"{}\"", seq, o.message);
-      });
+      },
+      &parse);
+  if (waits_at >= first_seq) {
+    // The rest of the batch waits for the definition; the loop goes on meanwhile.
+    ++counters_.commands_waited_validation;
+    waiting_commands_.first_seq = waits_at;
+    waiting_commands_.entries.assign(entries.begin() + static_cast<ptrdiff_t>(waits_at - first_seq),
+                                     entries.end());
+  }
   if (through < first_seq) return batch;
   OUTPOST_RETURN_IF_ERROR(CommitPending(extra));
   down_applied_ = through;
@@ -246,6 +263,27 @@ Status Agent::ApplyCommands(uint64_t first_seq, const std::vector<std::string>& 
   for (const auto& w : extra) placements = placements || w.key.rfind("wf/", 0) == 0;
   if (placements) SyncSchedules();
   return batch;
+}
+
+void Agent::ResumeWaitingCommands() {
+  if (waiting_commands_.entries.empty()) return;
+  uint64_t first = waiting_commands_.first_seq;
+  std::vector<std::string> entries = std::move(waiting_commands_.entries);
+  waiting_commands_ = {};
+  // Applied meanwhile (the hub resent it, or a bundle carried it), or past a gap: nothing
+  // to do here; the hub resends what is still missing.
+  if (first > down_applied_ + 1 || first + entries.size() - 1 <= down_applied_) return;
+  const size_t skip = static_cast<size_t>(down_applied_ + 1 - first);
+  entries.erase(entries.begin(), entries.begin() + static_cast<ptrdiff_t>(skip));
+  first += skip;
+  const uint64_t before = down_applied_;
+  Status s = ApplyCommands(first, entries);
+  if (!s.ok()) spdlog::info("agent.commands_waiting reason=\"{}\"", s.message());
+  if (down_applied_ > before && session_) {
+    SyncOutput so;
+    session_->AckApplied(&so);
+    SendToHub(so);
+  }
 }
 
 void Agent::Told(const Command& c, const CommandOutcome& o) {
@@ -268,6 +306,11 @@ void Agent::Told(const Command& c, const CommandOutcome& o) {
                    CommandTypeName(c.type), c.run, c.workflow, o.message);
       break;
     case CommandOutcome::kRetry:
+      if (o.validating) {
+        spdlog::info("agent.command_waits type={} run={} reason=\"{}\"", CommandTypeName(c.type),
+                     c.run, o.message);
+        break;
+      }
       // Not applied and not acknowledged: the hub sends it again.
       spdlog::warn("agent.command_deferred type={} run={} reason=\"{}\"", CommandTypeName(c.type),
                    c.run, o.message);
@@ -302,6 +345,7 @@ json Agent::SyncJson() const {
                    {"resends", c.resends},
                    {"protocol_errors", c.protocol_errors},
                    {"store_errors", c.store_errors},
+                   {"applies_deferred", c.applies_deferred},
                    {"sessions", counters_.hub_sessions},
                    {"auth_failures", counters_.hub_auth_failures},
                    {"handshake_failures", counters_.hub_handshake_failures},

@@ -81,7 +81,7 @@ void RecordUndecodableCommand(uint64_t seq, const Status& why, const Clock& cloc
 
 CommandOutcome ApplyHubCommand(const Command& c, Engine& engine, const AgentStore& store,
                                const Clock& clock, Effects* fx, std::vector<StateWrite>* extra,
-                               TrustGate* gate) {
+                               TrustGate* gate, const WorkflowSourceParser* parse) {
   auto reject = [&](const std::string& why) {
     Reject(c, why, clock, fx);
     return CommandOutcome{CommandOutcome::kRejected, why};
@@ -106,6 +106,27 @@ CommandOutcome ApplyHubCommand(const Command& c, Engine& engine, const AgentStor
       if (*made && **made != c.run) {
         return reject("request " + c.request + " already started run " + **made + " here");
       }
+    }
+  }
+  // The definition a start or placement carries, parsed before anything is written: a
+  // source still being validated off the loop defers the command with nothing done. Its
+  // errors are reported after the trust gate's, as they always were.
+  std::optional<ParsedWorkflow> parsed;
+  if (c.command_type() == CommandType::kStartRun || c.command_type() == CommandType::kPlaceWorkflow) {
+    const std::string origin = "hub:" + c.workflow;
+    if (parse) {
+      parsed = (*parse)(c.source, origin);
+    } else {
+      auto def = ParseWorkflow(c.source, origin);
+      parsed = def.ok() ? ParsedWorkflow(std::make_shared<const WorkflowDef>(std::move(def).value()))
+                        : ParsedWorkflow(def.status());
+    }
+    if (!parsed) {
+      CommandOutcome o{CommandOutcome::kRetry, "workflow " + c.workflow + " (" +
+                                                   std::to_string(c.source.size()) +
+                                                   " bytes) is being validated"};
+      o.validating = true;
+      return o;
     }
   }
   if (gate) {
@@ -135,9 +156,8 @@ CommandOutcome ApplyHubCommand(const Command& c, Engine& engine, const AgentStor
   }
   switch (c.command_type()) {
     case CommandType::kStartRun: {
-      auto def = ParseWorkflow(c.source, "hub:" + c.workflow);
-      if (!def.ok()) return reject(def.status().message());
-      auto shared = std::make_shared<const WorkflowDef>(std::move(def).value());
+      if (!parsed->ok()) return reject(parsed->status().message());
+      const std::shared_ptr<const WorkflowDef>& shared = **parsed;
       StartOptions o;
       o.request = c.request;
       o.sealed = c.secrets;
@@ -164,8 +184,7 @@ CommandOutcome ApplyHubCommand(const Command& c, Engine& engine, const AgentStor
       return {};
     }
     case CommandType::kPlaceWorkflow: {
-      auto def = ParseWorkflow(c.source, "hub:" + c.workflow);
-      if (!def.ok()) return reject(def.status().message());
+      if (!parsed->ok()) return reject(parsed->status().message());
       extra->push_back({"wf/" + c.workflow, Encode(c)});
       Event e;
       e.time = clock.Now();
@@ -194,7 +213,8 @@ Status ApplyCommandBatch(
     uint64_t first_seq, const std::vector<std::string>& entries, Engine& engine,
     const AgentStore& store, const Clock& clock, TrustGate* gate, Effects* fx,
     std::vector<StateWrite>* extra, uint64_t* applied_through,
-    const std::function<void(uint64_t seq, const Command* c, const CommandOutcome& o)>& told) {
+    const std::function<void(uint64_t seq, const Command* c, const CommandOutcome& o)>& told,
+    const WorkflowSourceParser* parse) {
   *applied_through = first_seq - 1;
   Status stopped;
   size_t n = 0;
@@ -206,7 +226,7 @@ Status ApplyCommandBatch(
       told(first_seq + n, nullptr, {CommandOutcome::kRejected, s.message()});
       continue;
     }
-    CommandOutcome o = ApplyHubCommand(c, engine, store, clock, fx, extra, gate);
+    CommandOutcome o = ApplyHubCommand(c, engine, store, clock, fx, extra, gate, parse);
     told(first_seq + n, &c, o);
     if (o.kind == CommandOutcome::kRetry) {
       stopped = Status::Unavailable("command " + std::to_string(first_seq + n) + ": " + o.message);

@@ -5,6 +5,8 @@
 #pragma once
 
 #include <functional>
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -22,7 +24,17 @@ struct CommandOutcome {
   // there unacknowledged, to be applied when the hub sends it again.
   enum Kind { kApplied, kDuplicate, kRejected, kNoop, kRetry } kind = kApplied;
   std::string message;  // why, for rejections and no-ops
+  // kRetry because the command's workflow is still being validated (WorkflowParser): the
+  // caller applies the rest of the batch once it is done.
+  bool validating = false;
 };
+
+// How a start's or placement's workflow source becomes a definition; errors name `origin`.
+// nullopt: not ready yet (a large source parsed off the agent's loop by WorkflowParser);
+// the command is deferred (kRetry, validating). Without one, the source is parsed at once.
+using ParsedWorkflow = Result<std::shared_ptr<const WorkflowDef>>;
+using WorkflowSourceParser =
+    std::function<std::optional<ParsedWorkflow>(const std::string& source, const std::string& origin)>;
 
 // Applies `c`: a run start (deduplicated by run id against the engine and the store), a
 // cancel (a no-op if the run is not active), a placement or a removal (state key
@@ -32,7 +44,8 @@ struct CommandOutcome {
 // command.rejected event in fx. Without a gate (no trust root), the hub is trusted.
 CommandOutcome ApplyHubCommand(const Command& c, Engine& engine, const AgentStore& store,
                                const Clock& clock, Effects* fx, std::vector<StateWrite>* extra,
-                               TrustGate* gate = nullptr);
+                               TrustGate* gate = nullptr,
+                               const WorkflowSourceParser* parse = nullptr);
 
 // A command entry that does not decode is consumed and recorded as a rejection.
 void RecordUndecodableCommand(uint64_t seq, const Status& why, const Clock& clock, Effects* fx);
@@ -48,7 +61,8 @@ Status ApplyCommandBatch(
     uint64_t first_seq, const std::vector<std::string>& entries, Engine& engine,
     const AgentStore& store, const Clock& clock, TrustGate* gate, Effects* fx,
     std::vector<StateWrite>* extra, uint64_t* applied_through,
-    const std::function<void(uint64_t seq, const Command* c, const CommandOutcome& o)>& told);
+    const std::function<void(uint64_t seq, const Command* c, const CommandOutcome& o)>& told,
+    const WorkflowSourceParser* parse = nullptr);
 
 // The state key of the inbox watermark.
 constexpr char kInboxWatermarkKey[] = "sync/down_applied";

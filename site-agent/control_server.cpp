@@ -48,6 +48,15 @@ json Agent::StatusJson() const {
             {"orphans_killed", counters_.orphans_killed},
             {"workflow_files_invalid", counters_.workflow_files_invalid},
             {"schedule_errors", counters_.schedule_errors}}},
+          // Workflow sources parsed and validated: on the loop (small), on the worker
+          // (large), or found already done; what waits for the worker now.
+          {"validation",
+           {{"parsed_inline", parser_->counters().parsed_inline},
+            {"parsed_background", parser_->counters().parsed_background},
+            {"cache_hits", parser_->counters().cache_hits},
+            {"waiting", parser_->waiting()},
+            {"requests_waited", counters_.requests_waited_validation},
+            {"command_batches_waited", counters_.commands_waited_validation}}},
           {"isolation", executor_->isolation()},
           {"hub", SyncJson()},
           {"artifacts", {{"bytes", artifacts_ ? artifacts_->bytes() : 0},
@@ -77,13 +86,28 @@ void Agent::HandleRequest(uint64_t client, const std::string& line) {
   }
   // The boundary: no exception from a handler reaches the agent's loop. One that escapes is
   // a bug, answered as an internal error and counted, and the agent goes on.
+  DispatchGuarded(client, *req);
+}
+
+void Agent::DispatchGuarded(uint64_t client, const ControlRequest& q) {
   try {
-    Dispatch(client, *req);
+    Dispatch(client, q);
   } catch (const std::exception& e) {
     ++counters_.request_exceptions;
-    spdlog::error("control.exception op={} error=\"{}\"", req->op, SafeText(e.what()));
-    Reply(client, Error("internal error while handling " + req->op + "; see the agent's log", "internal"));
+    spdlog::error("control.exception op={} error=\"{}\"", q.op, SafeText(e.what()));
+    Reply(client, Error("internal error while handling " + q.op + "; see the agent's log", "internal"));
   }
+}
+
+void Agent::OnWorkflowsParsed() {
+  if (parser_->Collect() == 0) return;
+  // Requests held for a definition: asked again, they find it in the parser's cache.
+  auto held = std::move(held_requests_);
+  held_requests_.clear();
+  for (auto& [client, q] : held) {
+    if (clients_.count(client)) DispatchGuarded(client, q);
+  }
+  ResumeWaitingCommands();
 }
 
 void Agent::Dispatch(uint64_t client, const ControlRequest& q) {
@@ -133,30 +157,37 @@ void Agent::Dispatch(uint64_t client, const ControlRequest& q) {
     }
     Reply(client, {{"ok", true}, {"workflows", list}});
   } else if (op == "run.start") {
-    std::string source = q.source;
-    std::string file = q.file.empty() ? "<request>" : q.file;
+    std::shared_ptr<const WorkflowDef> shared;
     if (const std::string& name = q.workflow; !name.empty()) {
-      // A workflow placed by the hub or loaded from --workflows runs by name, hub or not.
+      // A workflow placed by the hub or loaded from --workflows runs by name, hub or not,
+      // from the definition already validated.
       auto all = KnownWorkflows();
       auto it = all.find(name);
       if (it == all.end()) {
         Reply(client, Error("no workflow named '" + name + "' is placed on this site or in its workflow directory", "not_found"));
         return;
       }
-      source = it->second->source;
-      file = "workflow:" + name;
-    }
-    auto def = ParseWorkflow(source, file);
-    if (!def.ok()) {
-      Reply(client, Error(def.status().message()));
-      return;
+      shared = it->second;
+    } else {
+      // A large file is validated off the loop: the request waits, the agent does not.
+      auto def = parser_->Get(q.source, q.file.empty() ? "<request>" : q.file);
+      if (!def) {
+        ++counters_.requests_waited_validation;
+        held_requests_.emplace_back(client, q);
+        return;
+      }
+      if (!def->ok()) {
+        Reply(client, Error(def->status().message()));
+        return;
+      }
+      shared = **def;
     }
     std::map<std::string, std::string> params = q.params;
     StartOptions so;
     if (q.priority) so.priority = *q.priority;
     // A secret given here (a local administrator's request) is sealed to this site's own
     // key at once, so it is stored and recorded like one sealed by outpostctl.
-    for (const auto& pd : def->params) {
+    for (const auto& pd : shared->params) {
       auto v = params.find(pd.name);
       if (!pd.secret || v == params.end()) continue;
       auto sealed = SealToSite(v->second, keys_.public_z85);
@@ -168,7 +199,6 @@ void Agent::Dispatch(uint64_t client, const ControlRequest& q) {
       params.erase(v);
     }
     const std::string run_id = config_.site + "-" + MakeUlid(clock_.Now(), &rng_);
-    auto shared = std::make_shared<const WorkflowDef>(std::move(def).value());
     Status s = engine_->StartRun(shared, run_id, params, &pending_, so);
     if (!s.ok()) {
       Reply(client, Error(s));

@@ -295,11 +295,21 @@ void SyncSession::HandleBatch(const Message& m, SyncOutput* o) {
     return Send(o, std::move(a), clock_.Now(), &last_sent_);
   }
   if (!s.ok()) {
-    ++counters_.store_errors;  // not acknowledged: the sender will resend
+    // Not acknowledged: the sender will resend (or the receiver applies it later and
+    // calls AckApplied).
+    if (s.code() == Code::kUnavailable) {
+      ++counters_.applies_deferred;
+    } else {
+      ++counters_.store_errors;
+    }
     return;
   }
   counters_.entries_applied += fresh.size();
   SendAck(o);
+}
+
+void SyncSession::AckApplied(SyncOutput* o) {
+  if (established()) SendAck(o);
 }
 
 void SyncSession::SendAck(SyncOutput* o) {

@@ -98,6 +98,9 @@ struct SyncCounters {
   uint64_t trimmed_skipped = 0;     // hub: entries a site had trimmed before a hub restore
   uint64_t protocol_errors = 0;
   uint64_t store_errors = 0;
+  // Incoming batches the receiver put aside unapplied (Unavailable): a command waiting for
+  // its workflow to be validated, or a store read that failed; acknowledged when applied.
+  uint64_t applies_deferred = 0;
 };
 
 struct SyncOutput {
@@ -124,6 +127,9 @@ class SyncSession {
   void Tick(SyncOutput* o);
   // The outgoing log grew: send what the window allows.
   void Poke(SyncOutput* o);
+  // The incoming stream advanced outside a BATCH (the receiver applied entries it had put
+  // aside): acknowledge its watermark now.
+  void AckApplied(SyncOutput* o);
 
   TimeMs NextDeadline() const;
   State state() const { return state_; }

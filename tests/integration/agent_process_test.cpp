@@ -1,6 +1,7 @@
 // Integration tests: the real outpost-agent and outpostctl binaries, real processes,
 // RocksDB on disk, the control socket. Waits are bounded polls, never bare sleeps.
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -319,6 +320,58 @@ TEST_F(AgentProcessTest, HostileControlInputIsRefusedAndCounted) {
   struct stat sb;
   ASSERT_EQ(stat(Socket().c_str(), &sb), 0);
   EXPECT_EQ(sb.st_mode & 0777, 0600u);
+}
+
+// A 20,000-task file takes the better part of a second to validate: the agent does that
+// on a thread of its own, so a status asked meanwhile is answered at once (while the
+// validation is still in flight), and the start gets its answer when it is done.
+TEST_F(AgentProcessTest, StatusIsAnsweredWhileALargeWorkflowIsValidated) {
+  StartAgent();
+  std::string yaml = "name: huge\ntasks:\n";
+  for (int i = 0; i < 20000; ++i) {
+    yaml += "  - id: t" + std::to_string(i) + "\n    shell: \"true\"\n";
+    if (i > 0) yaml += "    needs: [t" + std::to_string(i - 1) + "]\n";
+  }
+  // Broken at the very end, so nothing runs: the error needs the whole file validated.
+  yaml += "  - id: last\n    shell: \"true\"\n    needs: [missing]\n";
+  auto fd = ConnectUnix(Socket());
+  ASSERT_TRUE(fd.ok());
+  const std::string line =
+      json{{"op", "run.start"}, {"source", yaml}, {"file", "huge.yaml"}}.dump() + "\n";
+  size_t off = 0;
+  while (off < line.size()) {
+    ssize_t n = write(*fd, line.data() + off, line.size() - off);
+    ASSERT_GT(n, 0);
+    off += static_cast<size_t>(n);
+  }
+  // Until the agent has taken the start in, status shows nothing waiting; then it shows
+  // the validation in flight, answered while it runs.
+  json v;
+  for (int i = 0; i < 500; ++i) {
+    v = Call({{"op", "status"}})["status"]["validation"];
+    if (v.value("requests_waited", 0) == 1) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  EXPECT_EQ(v.value("requests_waited", 0), 1) << v.dump();
+  EXPECT_EQ(v.value("waiting", 0), 1) << "status was not answered during the validation: " << v.dump();
+  std::string got;
+  char buf[4096];
+  for (int i = 0; i < 600 && got.find('\n') == std::string::npos; ++i) {
+    pollfd pfd{*fd, POLLIN, 0};
+    if (poll(&pfd, 1, 100) <= 0) continue;
+    ssize_t n = read(*fd, buf, sizeof buf);
+    if (n <= 0) break;
+    got.append(buf, static_cast<size_t>(n));
+  }
+  close(*fd);
+  json r = json::parse(got, nullptr, false);
+  ASSERT_TRUE(r.is_object()) << got;
+  EXPECT_FALSE(r.value("ok", true));
+  EXPECT_NE(r.value("error", "").find("huge.yaml:"), std::string::npos) << got;
+  EXPECT_NE(r.value("error", "").find("missing"), std::string::npos) << got;
+  v = Call({{"op", "status"}})["status"]["validation"];
+  EXPECT_EQ(v.value("parsed_background", 0), 1) << v.dump();
+  EXPECT_EQ(v.value("waiting", -1), 0) << v.dump();
 }
 
 TEST_F(AgentProcessTest, TasksPublishOutputsThatDownstreamTasksRead) {

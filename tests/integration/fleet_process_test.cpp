@@ -61,6 +61,41 @@ TEST_F(FleetTest, WorkflowAppliedByLabelRunsOnlyOnMatchingSitesAndFollowsLabelCh
   ExpectConverged();
 }
 
+// A placement too large to validate on the agent's loop is validated on its worker: the
+// batch waits there, is applied when the definition is ready and acknowledged at once, and
+// the commands behind it follow.
+TEST_F(FleetTest, ALargePlacedWorkflowIsValidatedOffTheLoopAndTheCommandsBehindItFollow) {
+  StartFleet();
+  std::string big = "name: big\ntasks:\n";
+  for (int i = 0; i < 5000; ++i) {
+    big += "  - id: t" + std::to_string(i) + "\n    run: [true]\n";
+    if (i > 0) big += "    needs: [t" + std::to_string(i - 1) + "]\n";
+  }
+  ASSERT_GT(big.size(), 64u * 1024);  // past what the agent validates on its loop
+  ASSERT_EQ(Ctl("workflow apply " + WriteWorkflow("big", big) + " --target role=web"), 0) << last_err_;
+  ASSERT_EQ(Ctl("workflow apply " + WriteWorkflow("hello", kHello) + " --target role=web"), 0)
+      << last_err_;
+  json r;
+  ASSERT_EQ(Ctl("run start hello --site alpha --wait", &r), 0) << last_err_;
+  EXPECT_EQ(r[0]["state"], "succeeded");
+  auto placed = [this](const std::string& site) {
+    const json list = Agent(site, {{"op", "workflow.list"}});
+    for (const auto& w : list.value("workflows", json::array())) {
+      if (w["name"] == "big") return true;
+    }
+    return false;
+  };
+  for (const char* site : {"alpha", "beta"}) {
+    ASSERT_TRUE(Eventually([&] { return placed(site); })) << site;
+    json v = Agent(site, {{"op", "status"}})["status"]["validation"];
+    EXPECT_GE(v.value("parsed_background", 0), 1) << site << " " << v.dump();
+    EXPECT_GE(v.value("command_batches_waited", 0), 1) << site << " " << v.dump();
+    EXPECT_EQ(v.value("waiting", -1), 0) << site << " " << v.dump();
+  }
+  EXPECT_FALSE(placed("gamma"));
+  ExpectConverged();
+}
+
 TEST_F(FleetTest, APlacedScheduleIsActiveOnTheSiteAndEndsWhenTheWorkflowIsRemoved) {
   StartFleet();
   const std::string yaml = R"(
