@@ -122,9 +122,13 @@ Status EventLog::RecoverIfNeeded() {
     return Status::Corruption("event log head went back from " + std::to_string(head_before) +
                               " to " + std::to_string(head_) + " after reopening");
   }
-  already_durable_ = head_ - head_before;
+  // Added up, not set: the same batch may fail more than once (its first try landed, the
+  // retry of what was left failed too), and the caller retries it whole each time, so
+  // everything that landed on any try is skipped.
+  const uint64_t landed_now = head_ - head_before;
+  already_durable_ += landed_now;
   needs_resume_ = false;
-  if (already_durable_ > 0 && options_.on_logged) {
+  if (landed_now > 0 && options_.on_logged) {
     // Read them now: an acknowledgement may trim them right after this.
     OUTPOST_ASSIGN_OR_RETURN(auto landed, ReadAfter(head_before, SIZE_MAX, SIZE_MAX));
     std::vector<std::string> entries;

@@ -118,7 +118,7 @@ class EventLog {
   std::string path_;
   Options options_;
   bool needs_resume_ = false;    // a write failed; reopen before the next one
-  uint64_t already_durable_ = 0;  // events of the failed batch found durable on reopen
+  uint64_t already_durable_ = 0;  // events of the batch being retried found durable on reopens
 };
 
 // Big-endian fixed-width encoding, so byte order of keys equals numeric order on every

@@ -22,21 +22,26 @@ class FaultFs : public rocksdb::FileSystemWrapper {
   // Writes go through but sync reports an error: the data may be durable after all.
   void SetFailSync(bool on) { fail_sync_ = on; }
   bool fail_sync() const { return fail_sync_; }
+  // The same for the write-ahead log's files (*.log) only, so a reopen (which syncs a new
+  // MANIFEST and CURRENT) goes through and the next write fails after landing.
+  void SetFailWalSync(bool on) { fail_wal_sync_ = on; }
+  bool fail_wal_sync() const { return fail_wal_sync_; }
 
   rocksdb::IOStatus NewWritableFile(const std::string& f, const rocksdb::FileOptions& o,
                                     std::unique_ptr<rocksdb::FSWritableFile>* r,
                                     rocksdb::IODebugContext* dbg) override {
     if (no_space_) return rocksdb::IOStatus::NoSpace("injected: disk full");
     auto s = target()->NewWritableFile(f, o, r, dbg);
-    if (s.ok()) *r = std::make_unique<File>(std::move(*r), this);
+    const bool wal = f.size() > 4 && f.compare(f.size() - 4, 4, ".log") == 0;
+    if (s.ok()) *r = std::make_unique<File>(std::move(*r), this, wal);
     return s;
   }
 
  private:
   class File : public rocksdb::FSWritableFileOwnerWrapper {
    public:
-    File(std::unique_ptr<rocksdb::FSWritableFile>&& t, FaultFs* fs)
-        : rocksdb::FSWritableFileOwnerWrapper(std::move(t)), fs_(fs) {}
+    File(std::unique_ptr<rocksdb::FSWritableFile>&& t, FaultFs* fs, bool wal)
+        : rocksdb::FSWritableFileOwnerWrapper(std::move(t)), fs_(fs), wal_(wal) {}
     rocksdb::IOStatus Append(const rocksdb::Slice& d, const rocksdb::IOOptions& o,
                              rocksdb::IODebugContext* dbg) override {
       if (fs_->no_space()) return rocksdb::IOStatus::NoSpace("injected: disk full");
@@ -50,7 +55,7 @@ class FaultFs : public rocksdb::FileSystemWrapper {
     }
     rocksdb::IOStatus Sync(const rocksdb::IOOptions& o, rocksdb::IODebugContext* dbg) override {
       if (fs_->no_space()) return rocksdb::IOStatus::NoSpace("injected: disk full");
-      if (fs_->fail_sync()) {
+      if (fs_->fail_sync() || (wal_ && fs_->fail_wal_sync())) {
         target()->Sync(o, dbg).PermitUncheckedError();
         return rocksdb::IOStatus::IOError("injected: fsync failed");
       }
@@ -59,9 +64,11 @@ class FaultFs : public rocksdb::FileSystemWrapper {
 
    private:
     FaultFs* fs_;
+    bool wal_;
   };
   std::atomic<bool> no_space_{false};
   std::atomic<bool> fail_sync_{false};
+  std::atomic<bool> fail_wal_sync_{false};
 };
 
 }  // namespace outpost::testing
