@@ -348,7 +348,8 @@ int BundleCommand(const Args& a, HubClient* hub, const LocalClient* agent) {
       if (!a.as_json) {
         std::cout << w[i] << ": bundle " << Str(imp, "bundle") << " volume " << Num(imp, "volume") << "/"
                   << Num(imp, "volumes") << ": " << Num(Field(imp, "commands"), "applied")
-                  << " command(s) applied, " << Num(Field(imp, "commands"), "duplicates")
+                  << " command(s) taken, " << Num(Field(imp, "commands"), "refused")
+                  << " of them refused by this site's checks, " << Num(Field(imp, "commands"), "duplicates")
                   << " already applied, " << Num(imp, "artifact_chunks") << " artifact chunk(s), "
                   << Num(imp, "artifacts_completed") << " artifact(s) completed\n";
       }

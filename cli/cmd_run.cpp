@@ -137,6 +137,13 @@ int HubStart(const Args& a, HubClient& hub) {
                {"sites", r.body["sites"]},
                {"duplicate", r.body["duplicate"]}});
   } else {
+    const json& dup = r.body.contains("duplicate") ? r.body["duplicate"] : json();
+    if (dup.is_boolean() && dup.get<bool>()) {
+      const json& id = r.body.contains("request") ? r.body["request"] : json();
+      std::cerr << "request " << (id.is_string() ? id.get<std::string>() : "")
+                << " was made before: these are the runs it started then (nothing new was "
+                << "started)\n";
+    }
     for (const auto& id : r.body["runs"]) {
       if (id.is_string()) std::cout << id.get<std::string>() << "\n";
     }

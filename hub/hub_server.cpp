@@ -56,14 +56,17 @@ Status HubServer::LoadOperators() {
     OperatorEntry op{entry.path().stem().string(), OperatorRole::kOperator};
     // "role = viewer|operator|admin" on a later line (also "role: ..."; the key word in
     // any case; "#" starts a comment). Without one, admin.pub (the key the hub made at
-    // first start) is admin and every other key an operator. Any other line, or a role
-    // that is not one of the three, refuses the key (logged): a typo never grants more.
+    // first start) is admin and every other key an operator. Any other line, a role that
+    // is not one of the three, or a second role line (even the same role) refuses the key
+    // (logged): a typo or a contradiction never grants more.
     if (op.name == "admin") op.role = OperatorRole::kAdmin;
     std::ifstream in(entry.path());
     std::string line;
     bool bad = false;
+    int role_line = 0;
     std::getline(in, line);  // the key
-    for (int n = 2; n < 64 && std::getline(in, line); ++n) {
+    int n = 2;
+    for (; n < 64 && std::getline(in, line); ++n) {
       if (const auto hash = line.find('#'); hash != std::string::npos) line.resize(hash);
       auto trim = [](std::string v) {
         v.erase(0, v.find_first_not_of(" \t\r"));
@@ -84,9 +87,21 @@ Status HubServer::LoadOperators() {
                       k == "role" ? "role must be viewer, operator or admin"
                                   : "only 'role = viewer|operator|admin' may follow the key");
         bad = true;
+      } else if (role_line != 0) {
+        spdlog::error("hub.operator_key_refused file={} line={} text=\"{}\" reason=\"a second "
+                      "role line (the first is line {}): one role per key\"",
+                      entry.path().string(), n, SafeText(line, 80), role_line);
+        bad = true;
       } else {
         op.role = *role;
+        role_line = n;
       }
+    }
+    if (n == 64 && std::getline(in, line)) {
+      spdlog::error("hub.operator_key_refused file={} reason=\"more than 63 lines: an operator "
+                    "file is the key and one role line\"",
+                    entry.path().string());
+      bad = true;
     }
     if (!bad) keys[*key] = op;  // a file with a bad role grants nothing
   }

@@ -150,7 +150,10 @@ struct RequestRecord {
   std::vector<std::string> runs;
   std::vector<std::string> sites;
   TimeMs created = 0;
-  MSGPACK_DEFINE_MAP(id, workflow, runs, sites, created);
+  // What the start asked for (site, target, params, priority, secret names and the sites
+  // they were sealed to), hashed: a retry must ask for the same. Empty in older records.
+  std::string asked;
+  MSGPACK_DEFINE_MAP(id, workflow, runs, sites, created, asked);
 };
 
 // Writes to commit together: a list of logical operations that each store implementation

@@ -17,6 +17,37 @@ namespace outpost {
 
 using json = nlohmann::json;
 
+namespace {
+
+// A start's own terms, hashed over a length-prefixed encoding (values are operator text,
+// any bytes): what a retry with the same request id must repeat. Sealed secrets differ on
+// every sealing, so only their names and the sites they were sealed to count; a signed
+// statement may be signed again for a retry, so it does not count either.
+std::string StartFingerprint(const OperatorRequest& r) {
+  std::string b;
+  auto put = [&b](std::string_view v) {
+    b += std::to_string(v.size());
+    b += ':';
+    b.append(v);
+  };
+  put(r.workflow);
+  put(r.site);
+  b += "target";
+  for (const auto& [k, v] : r.target) put(k), put(v);
+  b += "params";
+  for (const auto& [k, v] : r.params) put(k), put(v);
+  b += "priority";
+  put(r.priority ? std::to_string(*r.priority) : "none");
+  b += "secrets";
+  for (const auto& [param, per_site] : r.secrets) {
+    put(param);
+    for (const auto& [site_key, box] : per_site) put(site_key);
+  }
+  return HexHash(b);
+}
+
+}  // namespace
+
 json HubCore::OpRunStart(const std::string& who, const OperatorRequest& r, HubOutput* out) {
   const std::string& workflow = r.workflow;
   // A retried request is answered from its record first: the runs it made stand even if
@@ -30,6 +61,12 @@ json HubCore::OpRunStart(const std::string& who, const OperatorRequest& r, HubOu
     const RequestRecord& q = **existing;
     if (q.workflow != workflow) {
       return Error("request id '" + request + "' was already used for workflow '" + q.workflow + "'",
+                   "conflict");
+    }
+    if (!q.asked.empty() && q.asked != StartFingerprint(r)) {
+      return Error("request id '" + request + "' was already used for another start of '" +
+                       workflow + "' (its site, target, params or priority differ): a retry "
+                       "must repeat the start, a new start needs a new request id",
                    "conflict");
     }
     return {{"ok", true}, {"request", request}, {"runs", q.runs}, {"sites", q.sites},
@@ -124,6 +161,7 @@ json HubCore::OpRunStart(const std::string& who, const OperatorRequest& r, HubOu
   q.id = request;
   q.workflow = workflow;
   q.created = clock_.Now();
+  q.asked = StartFingerprint(r);
   std::map<std::string, SiteRecord> changed;
   for (const auto& site : targets) {
     SiteRecord copy = sites_.at(site);

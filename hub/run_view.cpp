@@ -3,6 +3,8 @@
 #include <cmath>
 #include <cstdlib>
 
+#include "common/labels.h"
+
 namespace outpost {
 
 using json = nlohmann::json;
@@ -146,7 +148,7 @@ bool ValidHealthField(const std::string& name) {
   return true;
 }
 
-void NoteSiteEvent(const Event& e, SiteRecord* site) {
+void NoteSiteEvent(const Event& e, SiteRecord* site, const WorkflowRecord* current) {
   switch (static_cast<EventType>(e.type)) {
     case EventType::kCommandRejected:
       ++site->commands_refused;
@@ -159,6 +161,12 @@ void NoteSiteEvent(const Event& e, SiteRecord* site) {
       break;
     case EventType::kWorkflowPlaced:
       site->refused.erase(e.workflow);
+      // The site placed the definition the hub has now: it is placed, whatever an older
+      // command's refusal, arriving before this, took away (a refused unsigned apply and
+      // the signed one after it, carried in one batch or bundle).
+      if (current && current->hash == e.message && SelectorMatches(current->target, site->labels)) {
+        site->placed[e.workflow] = current->placed_tag();
+      }
       break;
     case EventType::kPolicyApplied:
       site->policy_status = "applied: " + e.message;

@@ -26,9 +26,10 @@ bool FinalRunState(const std::string& state);
 void FoldEvent(const Event& e, HubRun* run, HubTxn* txn);
 
 // What a site's event says about the site itself, folded into its record: a placement it
-// refused leaves `placed` for `refused` (with why) until it places that workflow; a
-// policy it applied or refused is its `policy_status`; every refusal is counted.
-void NoteSiteEvent(const Event& e, SiteRecord* site);
+// refused leaves `placed` for `refused` (with why) until it places that workflow (and a
+// placement of `current`, the hub's definition of that workflow now, is `placed` again);
+// a policy it applied or refused is its `policy_status`; every refusal is counted.
+void NoteSiteEvent(const Event& e, SiteRecord* site, const WorkflowRecord* current = nullptr);
 
 // A site's health summary (EventType::kSiteHealth) keeps at most this many fields, each
 // named [a-z_][a-z0-9_]* (at most 48 characters): they become metric names at the hub.

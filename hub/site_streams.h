@@ -55,7 +55,7 @@ class HubCore::Upstream : public IncomingStream {
         continue;
       }
       hub_->MaterializeEvent(site_, seq, e, &runs, &txn);
-      NoteSiteEvent(e, &copy);
+      NoteSiteEvent(e, &copy, hub_->workflow(e.workflow));
     }
     for (const auto& [id, r] : runs) txn.PutRun(r);
     copy.up_applied = first_seq + entries.size() - 1;

@@ -58,6 +58,9 @@ Status WriteAll(int fd, std::string_view bytes) {
 Status Agent::OpenArtifacts() {
   OUTPOST_ASSIGN_OR_RETURN(artifacts_,
                            ArtifactCache::Open(config_.data_dir + "/artifacts", config_.artifact_budget));
+  // The first housekeeping pass (inbox scan, cache budget) is due at once: media already in
+  // the inbox when the agent starts is imported now, not at the loop's first other wake-up.
+  housekeeping_at_ = clock_.Now();
   return Status::Ok();
 }
 
@@ -248,18 +251,27 @@ json Agent::ImportBundle(int fd) {
       raise(SIGKILL);
     };
   }
+  const uint64_t rejected_before = counters_.commands_rejected;
   SiteImport r = ImportDownVolume(reader, keys_, hooks);
+  // Commands taken from the volume that this site's checks refused (unsigned, not allowed
+  // by the policy, ...): consumed like the rest, each recorded as command.rejected.
+  const uint64_t refused = counters_.commands_rejected - rejected_before;
   if (Status s = artifacts_->Flush(); !s.ok()) {
     spdlog::warn("agent.artifact_flush_failed error=\"{}\"", s.ToString());
   }
   for (const auto& [digest, size] : r.completed) NoteArtifactCached(digest, size);
-  if (!r.problem.empty()) ++counters_.bundle_volumes_refused;
-  ++counters_.bundle_volumes_imported;
+  // A volume that stopped part-way is refused (what it applied before stays applied).
+  if (!r.problem.empty()) {
+    ++counters_.bundle_volumes_refused;
+  } else {
+    ++counters_.bundle_volumes_imported;
+  }
   json gap = r.gap ? json{{"missing_from", r.gap->first}, {"missing_to", r.gap->second}} : json(nullptr);
   json result = {{"bundle", h.id},
                  {"volume", h.volume},
                  {"volumes", h.volumes},
-                 {"commands", {{"received", r.received}, {"applied", r.applied}, {"duplicates", r.duplicates}}},
+                 {"commands", {{"received", r.received}, {"applied", r.applied}, {"duplicates", r.duplicates},
+                               {"refused", refused}}},
                  {"commands_applied_through", down_applied_},
                  {"events_acknowledged_through", store_->log().acked()},
                  {"artifact_chunks", r.chunks},
@@ -269,7 +281,8 @@ json Agent::ImportBundle(int fd) {
   e.time = clock_.Now();
   e.type = static_cast<uint8_t>(EventType::kBundleImported);
   e.message = "bundle " + h.id + " volume " + std::to_string(h.volume) + "/" +
-              std::to_string(h.volumes) + ": " + std::to_string(r.applied) + " commands applied, " +
+              std::to_string(h.volumes) + ": " + std::to_string(r.applied) + " commands applied (" +
+              std::to_string(refused) + " of them refused by this site's checks), " +
               std::to_string(r.duplicates) + " already applied, " + std::to_string(r.chunks) +
               " artifact chunks" + (gap.is_null() ? "" : ", gap " + gap.dump()) +
               (r.problem.empty() ? "" : ", stopped: " + r.problem);

@@ -845,3 +845,55 @@ TEST_F(HubBundleTest, ForeignKeysWrongKindsAndRetiredIncarnationsAreRefused) {
 
 }  // namespace
 }  // namespace outpost
+
+#include "hub/run_view.h"
+
+namespace outpost {
+namespace {
+
+// A site refused an unsigned apply and placed the signed one after it, both in one batch
+// (or one bundle): by the time the refusal arrives the hub already records the signed
+// placement, which the refusal took away. The placement event that follows puts it back
+// — for the definition the hub has now, on a site its target still matches.
+TEST(SiteEventFold, APlacementAfterARefusedOneIsPlacedAgain) {
+  WorkflowRecord signed_def;
+  signed_def.name = "hello";
+  signed_def.hash = "h1";
+  signed_def.sig = "0123456789abcdef0123";
+  signed_def.target = {{"role", "gateway"}};
+  SiteRecord site;
+  site.labels = {{"role", "gateway"}};
+  site.placed["hello"] = signed_def.placed_tag();
+
+  Event refused;
+  refused.type = static_cast<uint8_t>(EventType::kCommandRejected);
+  refused.workflow = "hello";
+  refused.message = "workflow.place: unsigned";
+  NoteSiteEvent(refused, &site, &signed_def);
+  EXPECT_FALSE(site.placed.count("hello"));
+  EXPECT_TRUE(site.refused.count("hello"));
+
+  Event placed;
+  placed.type = static_cast<uint8_t>(EventType::kWorkflowPlaced);
+  placed.workflow = "hello";
+  placed.message = "h1";
+  NoteSiteEvent(placed, &site, &signed_def);
+  ASSERT_TRUE(site.placed.count("hello"));
+  EXPECT_EQ(site.placed["hello"], signed_def.placed_tag());
+  EXPECT_FALSE(site.refused.count("hello"));
+
+  // An older definition's placement, or one on a site the target no longer matches, does
+  // not count as the hub's.
+  SiteRecord other;
+  other.labels = {{"role", "gateway"}};
+  placed.message = "h0";
+  NoteSiteEvent(placed, &other, &signed_def);
+  EXPECT_FALSE(other.placed.count("hello"));
+  other.labels = {{"role", "lab"}};
+  placed.message = "h1";
+  NoteSiteEvent(placed, &other, &signed_def);
+  EXPECT_FALSE(other.placed.count("hello"));
+}
+
+}  // namespace
+}  // namespace outpost

@@ -269,6 +269,15 @@ TEST_F(AirGapTest, TheInboxImportsMediaAndKeepsTheReturnBundleCurrent) {
   EXPECT_EQ(Local("ship", "bundle import " + File("junk") + " " + File("next")), 2);
   EXPECT_NE(last_err_.find(File("junk") + ": not an Outpost bundle"), std::string::npos) << last_err_;
   EXPECT_TRUE(Eventually([&] { return Agent("ship", {{"op", "run.list"}})["runs"].size() == 2u; }));
+  // Media already in the inbox when the agent starts is imported at once (it used to wait
+  // for the loop's first other wake-up, 30-60 s on an idle air-gapped site).
+  Stop(&sites_[0].pid, SIGTERM);
+  ASSERT_EQ(Ctl("run start hello --site ship"), 0) << last_err_;
+  ASSERT_EQ(Ctl("bundle export --site ship --out " + media + "/to-ship-2"), 0) << last_err_;
+  StartAirAgent(sites_[0]);
+  EXPECT_TRUE(Eventually([&] { return Agent("ship", {{"op", "run.list"}})["runs"].size() == 3u; },
+                         10000))
+      << ReadAll((dir_ / "ship.log").string());
 }
 
 // With a fleet root, the commands a bundle carries stay operator-signed: the site runs

@@ -55,6 +55,11 @@ TEST_F(FleetTest, WorkflowAppliedByLabelRunsOnlyOnMatchingSitesAndFollowsLabelCh
   ASSERT_EQ(Ctl("run start hello --request req-42", &again), 0);
   EXPECT_EQ(first["runs"], again["runs"]);
   EXPECT_EQ(again["duplicate"], true);
+  // The same request id for another start is a conflict, not the old runs passed off as
+  // this start's.
+  json other;
+  EXPECT_EQ(Ctl("run start hello --request req-42 --site beta", &other), 5) << other.dump();
+  EXPECT_NE(other.dump().find("already used for another start"), std::string::npos) << other.dump();
   // Unknown things give distinct exit codes.
   EXPECT_EQ(Ctl("run show no-such-run"), 4);
   EXPECT_EQ(Ctl("run start no-such-workflow"), 4);

@@ -302,6 +302,19 @@ TEST_F(TrustTest, ASiteWithoutATrustRootSaysItTrustsItsHubAndViewersCannotStartR
   EXPECT_NE(r.dump().find("has role viewer; run.cancel needs operator"), std::string::npos)
       << r.dump();
   EXPECT_EQ(Ctl(as_viewer + "site remove alpha", &r), 7) << r.dump();
+  // Two role lines contradict each other: the key is refused, not given the last one.
+  ASSERT_EQ(Run(std::string(OUTPOSTCTL_BIN) + " key create " + (dir_ / "both").string(), &last_err_), 0);
+  {
+    std::ofstream pub(HubDir() + "/operators/both.pub");
+    pub << ReadAll((dir_ / "both.pub").string()) << "role = viewer\nrole = admin\n";
+  }
+  ASSERT_TRUE(Eventually([&] {
+    return ReadAll((dir_ / "hub.log").string()).find("a second role line") != std::string::npos;
+  }));
+  EXPECT_NE(Ctl("--key " + (dir_ / "both.key").string() + " site label alpha x=y"), 0);
+  json sites;
+  ASSERT_EQ(Ctl("site list", &sites), 0);
+  EXPECT_EQ(sites.dump().find("\"x\""), std::string::npos) << sites.dump();
 }
 
 const char* kSecretFlow = R"(
