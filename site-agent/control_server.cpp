@@ -16,7 +16,7 @@ json Agent::StatusJson() const {
   char inc[20];
   snprintf(inc, sizeof inc, "%016llx", static_cast<unsigned long long>(log.incarnation()));
   return {{"site", config_.site},
-          {"disk_full", disk_full_},
+          {"disk_full", disk_full_ || !store_->log().HasRoom()},
           {"incarnation", inc},
           {"log_head", log.head()},
           {"log_acked", log.acked()},
@@ -113,7 +113,23 @@ void Agent::OnWorkflowsParsed() {
 void Agent::Dispatch(uint64_t client, const ControlRequest& q) {
   const std::string& op = q.op;
   const std::string& id = q.id;
-  if (disk_full_ && (op == "run.start" || op == "run.cancel" || op == "run.approve")) {
+  const bool writes = op == "run.start" || op == "run.cancel" || op == "run.approve";
+  if (writes) {
+    // Asked of the disk now, not only learned from a failed commit: a start accepted onto
+    // a full disk could be neither recorded nor refused (its reply waits for the commit,
+    // the client gives up, and the run starts later when space returns).
+    const bool room = store_->log().HasRoom();
+    if (!room && !disk_full_) {
+      disk_full_ = true;
+      spdlog::error("agent.disk_full data_dir={} (new runs are refused; held work is retried "
+                    "every second)",
+                    config_.data_dir);
+    } else if (room && disk_full_ && pending_.empty()) {
+      disk_full_ = false;  // nothing held: the next commit has room
+      spdlog::info("agent.disk_space_back data_dir={}", config_.data_dir);
+    }
+  }
+  if (disk_full_ && writes) {
     Reply(client, Error("disk_full: the agent's data directory " + config_.data_dir +
                             " has no room to record this; free space and retry (held work "
                             "resumes by itself)",

@@ -10,12 +10,15 @@ namespace outpost {
 
 namespace {
 
-// ParseWorkflow catches what its parser throws; this is the boundary for anything else,
-// so the worker thread never dies with a request in hand.
+// ParseWorkflow and the zone check, as a file is checked. ParseWorkflow catches what its
+// parser throws; this is the boundary for anything else, so the worker thread never dies
+// with a request in hand.
 WorkflowParser::Parsed ParseShared(const std::string& source, const std::string& origin) {
   try {
     auto def = ParseWorkflow(source, origin);
     if (!def.ok()) return def.status();
+    // Whatever the agent is sent is checked as a file would be, its zone included.
+    if (Status z = CheckScheduleZone(*def, origin); !z.ok()) return z;
     return std::make_shared<const WorkflowDef>(std::move(def).value());
   } catch (const std::exception& e) {
     return Status::Internal(origin + ": internal error while validating: " + e.what());

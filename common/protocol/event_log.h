@@ -95,6 +95,8 @@ class EventLog {
   uint64_t ApproximateSize() const;
   // Bytes free on the log's filesystem (statvfs), or UINT64_MAX on an injected Env.
   uint64_t FreeBytes() const;
+  // Whether an append would find the reserve it keeps (Options::min_free_bytes).
+  bool HasRoom() const { return FreeBytes() >= options_.min_free_bytes; }
 
  private:
   EventLog() = default;

@@ -163,7 +163,9 @@ TimeMs NextFire(const CronSpec& c, const TimeZone& tz, TimeMs after) {
   // near one instant differ by at most 2 hours): not looked at.
   const int64_t skip_before = start_local + 86400 - 3 * 3600;
   int64_t day = (start_local >= 0 ? start_local : start_local - 86399) / 86400;
-  for (int guard = 0; guard < 5 * 366 + 2; ++guard, ++day) {
+  // Eight years: the longest wait between two matching days of an expression that can
+  // fire at all is 29 February across a century year that is not leap (2096 to 2104).
+  for (int guard = 0; guard < 8 * 366 + 2; ++guard, ++day) {
     time_t lt = static_cast<time_t>(day * 86400);
     tm f{};
     gmtime_r(&lt, &f);

@@ -1,5 +1,7 @@
 #include "common/workflow/template.h"
 
+#include "common/workflow/workflow.h"
+
 #include <algorithm>
 
 namespace outpost {
@@ -256,6 +258,9 @@ Result<std::string> RenderShellTemplate(std::string_view text, const TemplateCon
 
 Result<std::map<std::string, std::string>> ParseOutputs(std::string_view text) {
   std::map<std::string, std::string> out;
+  // Downstream tasks read outputs from variables: two keys that make the same variable
+  // (a-b, a.b, A_B) would silently become one value.
+  std::map<std::string, std::pair<std::string, int>> vars;  // variable -> key, line
   if (text.size() > 64 * 1024) return Status::ResourceExhausted("outputs exceed 64 KiB");
   size_t pos = 0;
   int line_no = 0;
@@ -271,6 +276,13 @@ Result<std::map<std::string, std::string>> ParseOutputs(std::string_view text) {
     if (eq == std::string_view::npos || key.empty() || !std::all_of(key.begin(), key.end(), KeyChar)) {
       return Status::InvalidArgument("output line " + std::to_string(line_no) +
                                      " is not key=value (key: letters, digits, _ - .)");
+    }
+    auto [seen, fresh] = vars.emplace(EnvVarName("", key), std::make_pair(key, line_no));
+    if (!fresh && seen->second.first != key) {
+      return Status::InvalidArgument("output line " + std::to_string(line_no) + ": key '" + key +
+                                     "' and '" + seen->second.first + "' (line " +
+                                     std::to_string(seen->second.second) +
+                                     ") would be the same variable for downstream tasks");
     }
     out[key] = std::string(line.substr(eq + 1));
     if (out.size() > 256) return Status::ResourceExhausted("more than 256 outputs");

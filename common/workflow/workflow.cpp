@@ -128,7 +128,7 @@ Result<std::string> ParamDef::Check(const std::string& value) const {
     case Type::kBool:
       if (v == "true" || v == "yes" || v == "on" || v == "1") v = "true";
       else if (v == "false" || v == "no" || v == "off" || v == "0") v = "false";
-      else return bad("a bool (true/false)");
+      else return bad("a bool (true/false, yes/no, on/off or 1/0, in lower case)");
       break;
   }
   if (!choices.empty() && std::find(choices.begin(), choices.end(), v) == choices.end()) {
@@ -287,18 +287,20 @@ Result<WorkflowDef> LoadWorkflowFile(const std::string& path) {
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   if (!in && !in.eof()) return Status::IoError("cannot read workflow file '" + path + "'");
   OUTPOST_ASSIGN_OR_RETURN(WorkflowDef def, ParseWorkflow(text, path));
-  // The schedule's zone is read here, where the file is: a zone this machine cannot load
-  // is the file's error (FILE:LINE:COL), not a surprise when the schedule is set.
-  if (def.schedule) {
-    auto tz = TimeZone::Load(def.schedule->timezone);
-    if (!tz.ok()) {
-      const SourcePos& at = def.schedule->timezone_pos;
-      return Status::InvalidArgument(path + ":" + std::to_string(at.line) + ":" +
-                                     std::to_string(at.col) + ": schedule '" +
-                                     def.schedule->cron + "': " + tz.status().message());
-    }
-  }
+  OUTPOST_RETURN_IF_ERROR(CheckScheduleZone(def, path));
   return def;
+}
+
+// The schedule's zone is read where the definition is checked: a zone this machine cannot
+// load is the file's error (FILE:LINE:COL), not a surprise when the schedule is set.
+Status CheckScheduleZone(const WorkflowDef& def, std::string_view filename) {
+  if (!def.schedule) return Status::Ok();
+  auto tz = TimeZone::Load(def.schedule->timezone);
+  if (tz.ok()) return Status::Ok();
+  const SourcePos& at = def.schedule->timezone_pos;
+  return Status::InvalidArgument(std::string(filename) + ":" + std::to_string(at.line) + ":" +
+                                 std::to_string(at.col) + ": schedule '" + def.schedule->cron +
+                                 "': " + tz.status().message());
 }
 
 }  // namespace outpost

@@ -165,6 +165,11 @@ struct WorkflowDef {
 // not read is reported first, then the rules the definition breaks.
 Result<WorkflowDef> ParseWorkflow(std::string_view yaml, std::string_view filename);
 Result<WorkflowDef> LoadWorkflowFile(const std::string& path);
+// Loads the zone of `def`'s schedule (if it has one) from this machine's zone database: an
+// error naming `filename`, the schedule and the zone if it cannot be loaded. Reads files
+// (the zone), so the sans-I/O parse leaves it to the drivers: LoadWorkflowFile and the
+// agent's WorkflowParser call it.
+Status CheckScheduleZone(const WorkflowDef& def, std::string_view filename);
 
 // "250ms", "30s", "5m", "2h", "1d", and sums like "1h30m". Zero or negative is rejected.
 Result<DurationMs> ParseDuration(std::string_view text);

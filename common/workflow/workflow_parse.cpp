@@ -309,10 +309,18 @@ void ParseParams(Reader& rd, const YAML::Node& n, std::vector<ParamDef>* params)
     rd.Add(n, "'params' must be a map of name: default");
     return;
   }
+  std::map<std::string, std::string> vars;  // variable -> the param given it
   for (const auto& kv : n) {
     ParamDef pd;
     if (!rd.Scalar(kv.first, "param name", &pd.name)) continue;
     if (!IsName(pd.name, 63)) rd.Add(kv.first, "param name '" + pd.name + "' is not valid");
+    // Tasks read params from variables: two names that make the same variable would
+    // silently become one value.
+    const std::string var = ParamEnvName(pd.name);
+    if (auto [it, fresh] = vars.emplace(var, pd.name); !fresh) {
+      rd.Add(kv.first, "params '" + it->second + "' and '" + pd.name + "' would both be $" + var +
+                           " in a task's environment: rename one");
+    }
     const YAML::Node& v = kv.second;
     if (v.IsScalar()) {
       pd.default_value = v.Scalar();
@@ -333,12 +341,18 @@ void ParseArtifacts(Reader& rd, const YAML::Node& n, std::map<std::string, std::
     rd.Add(n, "'artifacts' must be a map of name: digest (outpostctl artifact push prints it)");
     return;
   }
+  std::map<std::string, std::string> vars;  // variable -> the artifact given it
   for (const auto& kv : n) {
     std::string name, digest;
     if (!rd.Scalar(kv.first, "artifact name", &name)) continue;
     if (!IsName(name, 63)) {
       rd.Add(kv.first, "artifact name '" + name + "' must be 1-63 letters, digits, '-', '_' or '.'");
       continue;
+    }
+    const std::string var = ArtifactEnvName(name);
+    if (auto [it, fresh] = vars.emplace(var, name); !fresh) {
+      rd.Add(kv.first, "artifacts '" + it->second + "' and '" + name + "' would both be $" + var +
+                           " in a task's environment: rename one");
     }
     if (!rd.Scalar(kv.second, "artifacts." + name, &digest)) continue;
     if (digest.rfind("blake2b:", 0) == 0) digest = digest.substr(8);
@@ -399,11 +413,20 @@ void ParseRoot(Problems* p, const YAML::Node& root, WorkflowDef* def) {
   }
 }
 
+// Nodes the file may expand to. Aliases (`*a`) share a node, so a few hundred bytes of
+// aliases of aliases expand to billions ("a billion laughs"): every walk of the document
+// would take that long, on the agent's loop. A 1 MiB file without aliases has fewer than
+// a million nodes, so the bound costs an honest file nothing.
+constexpr uint64_t kMaxExpandedNodes = 1'000'000;
+
 // YAML allows a key twice in a mapping and yaml-cpp keeps the first: a second `run:` or
 // `timeout:` would be silently ignored. Every mapping in the file is checked, nested ones
-// too (bounded depth: the file is at most 1 MiB and yaml-cpp bounds its own nesting).
-void RefuseDuplicateKeys(const YAML::Node& n, Problems* p, int depth) {
-  if (depth > 64) return;
+// too (bounded depth: the file is at most 1 MiB and yaml-cpp bounds its own nesting), and
+// the nodes visited are counted against kMaxExpandedNodes (*budget); false when spent.
+bool RefuseDuplicateKeys(const YAML::Node& n, Problems* p, int depth, uint64_t* budget) {
+  if (*budget == 0) return false;
+  --*budget;
+  if (depth > 64) return true;
   if (n.IsMap()) {
     std::map<std::string, SourcePos> seen;
     for (auto it = n.begin(); it != n.end(); ++it) {
@@ -416,11 +439,14 @@ void RefuseDuplicateKeys(const YAML::Node& n, Problems* p, int depth) {
                      ", column " + std::to_string(where->second.col) + ")");
         }
       }
-      RefuseDuplicateKeys(it->second, p, depth + 1);
+      if (!RefuseDuplicateKeys(it->second, p, depth + 1, budget)) return false;
     }
   } else if (n.IsSequence()) {
-    for (const auto& e : n) RefuseDuplicateKeys(e, p, depth + 1);
+    for (const auto& e : n) {
+      if (!RefuseDuplicateKeys(e, p, depth + 1, budget)) return false;
+    }
   }
+  return true;
 }
 
 }  // namespace
@@ -428,7 +454,13 @@ void RefuseDuplicateKeys(const YAML::Node& n, Problems* p, int depth) {
 bool ReadWorkflowYaml(std::string_view yaml, WorkflowDef* def, Problems* p) {
   YAML::Node root;
   try {
-    root = YAML::Load(std::string(yaml));
+    std::vector<YAML::Node> docs = YAML::LoadAll(std::string(yaml));
+    if (docs.size() > 1) {
+      // A second document would be ignored: what its author wrote there would not run.
+      p->Add(At(docs[1]), "", "a workflow file holds one YAML document; a second one starts here");
+      return false;
+    }
+    if (!docs.empty()) root = docs[0];
   } catch (const YAML::Exception& e) {
     p->Add(At(e.mark), "", "YAML syntax: " + e.msg);
     return false;
@@ -438,7 +470,13 @@ bool ReadWorkflowYaml(std::string_view yaml, WorkflowDef* def, Problems* p) {
     return false;
   }
   try {
-    RefuseDuplicateKeys(root, p, 0);
+    uint64_t budget = kMaxExpandedNodes;
+    if (!RefuseDuplicateKeys(root, p, 0, &budget)) {
+      p->Add(At(root), "",
+             "the document expands to more than " + std::to_string(kMaxExpandedNodes) +
+                 " nodes (aliases of aliases?); nothing else was checked");
+      return false;
+    }
     ParseRoot(p, root, def);
   } catch (const YAML::Exception& e) {
     p->Add(At(e.mark), "", std::string("YAML: ") + e.msg);

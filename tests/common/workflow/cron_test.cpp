@@ -45,6 +45,9 @@ TEST(CronTest, FieldsRangesStepsListsAndNames) {
             std::vector<std::string>{"2026-11-29T00:00:00+00:00"});  // 7 is Sunday
   EXPECT_EQ(Next("0 0 29 2 *", "UTC", "2026-01-01T00:00:00Z", 1),
             std::vector<std::string>{"2028-02-29T00:00:00+00:00"});
+  // 2100 is not a leap year: eight years to the next 29 February.
+  EXPECT_EQ(Next("0 0 29 2 *", "UTC", "2097-03-01T00:00:00Z", 1),
+            std::vector<std::string>{"2104-02-29T00:00:00+00:00"});
 }
 
 TEST(CronTest, TimeZonesAndDaylightSavingTime) {

@@ -3,6 +3,7 @@
 // the message a user sees.
 #include <gtest/gtest.h>
 
+#include "common/workflow/template.h"
 #include "common/workflow/workflow.h"
 #include "tests/common/workflow/workflow_errors.h"
 
@@ -224,6 +225,65 @@ TEST(WorkflowParseTest, ApprovalTasksAreRead) {
       ParseWorkflow("name: w\ntasks:\n  - {id: gate, type: approval, timeout: 1h}\n", "w.yaml");
   ASSERT_TRUE(ok.ok()) << ok.status().ToString();
   EXPECT_TRUE(ok->tasks[0].approval);
+}
+
+}  // namespace
+}  // namespace outpost
+
+namespace outpost {
+namespace {
+
+using testing::ErrorOf;
+
+// A few hundred bytes of aliases of aliases expand to a billion nodes: refused at once,
+// before anything walks them (an outsider's 9-level file took 29 s, 10 levels did not end).
+TEST(WorkflowParseTest, AliasesThatExpandWithoutBoundAreRefused) {
+  std::string y = "name: lol\na0: &a0 [x,x,x,x,x,x,x,x,x,x]\n";
+  for (int i = 1; i < 12; ++i) {
+    y += "a" + std::to_string(i) + ": &a" + std::to_string(i) + " [";
+    for (int k = 0; k < 10; ++k) y += (k ? ",*a" : "*a") + std::to_string(i - 1);
+    y += "]\n";
+  }
+  y += "tasks:\n  - {id: t, run: [\"true\"]}\n";
+  const std::string e = ErrorOf(y);
+  EXPECT_NE(e.find("expands to more than 1000000 nodes"), std::string::npos) << e;
+  EXPECT_NE(e.find("wf.yaml:1:1"), std::string::npos) << e;
+  // Aliases that stay small are YAML like any other.
+  auto ok = ParseWorkflow("name: w\ntasks:\n  - {id: a, run: &r [x], retry: &m {max: 2}}\n"
+                          "  - {id: b, run: *r, retry: *m}\n",
+                          "wf.yaml");
+  ASSERT_TRUE(ok.ok()) << ok.status().ToString();
+  EXPECT_EQ(ok->tasks.size(), 2u);
+}
+
+TEST(WorkflowParseTest, ASecondDocumentIsRefusedNotIgnored) {
+  const std::string e = ErrorOf("name: w\ntasks:\n  - {id: a, run: [x]}\n---\nname: v\ntasks: []\n");
+  EXPECT_NE(e.find("a workflow file holds one YAML document"), std::string::npos) << e;
+  EXPECT_NE(e.find("wf.yaml:5:1:"), std::string::npos) << e;  // its first line
+}
+
+}  // namespace
+}  // namespace outpost
+
+namespace outpost {
+namespace {
+
+using testing::ErrorOf;
+
+// Tasks read params, artifacts and upstream outputs from variables: names that would make
+// the same variable are refused, not merged.
+TEST(WorkflowParseTest, NamesThatWouldShareAVariableAreRefused) {
+  std::string e = ErrorOf("name: w\nparams:\n  a-b: 1\n  a_b: 2\ntasks:\n  - {id: t, run: [x]}\n");
+  EXPECT_NE(e.find("params 'a-b' and 'a_b' would both be $OUTPOST_PARAM_A_B"), std::string::npos) << e;
+  EXPECT_NE(e.find("wf.yaml:4:3"), std::string::npos) << e;
+  e = ErrorOf("name: w\nartifacts:\n  fw.bin: " + std::string(64, 'a') + "\n  fw-bin: " +
+              std::string(64, 'b') + "\ntasks:\n  - {id: t, run: [x]}\n");
+  EXPECT_NE(e.find("would both be $OUTPOST_ARTIFACT_FW_BIN"), std::string::npos) << e;
+  auto out = ParseOutputs("a-b=1\nx=2\na.b=3\n");
+  ASSERT_FALSE(out.ok());
+  EXPECT_NE(out.status().message().find("output line 3: key 'a.b' and 'a-b' (line 1)"), std::string::npos)
+      << out.status().message();
+  EXPECT_TRUE(ParseOutputs("a=1\na=2\n").ok());  // the same key again: the last value
 }
 
 }  // namespace
