@@ -291,7 +291,21 @@ void ParseTypedParam(Reader& rd, const YAML::Node& v, ParamDef* pd) {
     rd.Add(Get(v, "type"), "param '" + pd->name + "': type must be " + Alternatives(types) + ", got '" +
                           type + "'");
   }
-  if (Get(v, "choices")) rd.StringList(Get(v, "choices"), key + ".choices", &pd->choices);
+  if (Get(v, "choices")) {
+    rd.StringList(Get(v, "choices"), key + ".choices", &pd->choices);
+    if (pd->choices.empty()) {
+      rd.Add(Get(v, "choices"), "param '" + pd->name + "': choices must name at least one value "
+                                "(leave 'choices' out to allow any)");
+    }
+    // Each choice must be a value of the param's type, or no value could ever be given.
+    ParamDef typed = *pd;
+    typed.choices.clear();
+    for (const auto& c : pd->choices) {
+      if (auto ok = typed.Check(c); !ok.ok()) {
+        rd.Add(Get(v, "choices"), "choice of " + ok.status().message());
+      }
+    }
+  }
   if (std::string ignored; Get(v, "description")) {
     rd.Scalar(Get(v, "description"), key + ".description", &ignored);
   }

@@ -205,12 +205,38 @@ struct Scope {
   bool upstream(const std::string& id) const { return IsUpstream(def, task, id); }
 };
 
+// `tasks.ID.state == 'succeded'` (a typo) would never be equal: the task would be skipped
+// every time, silently. A state compared with a literal must name a state.
+void CheckStateLiterals(const Expr& e, const TaskDef& t, Problems* p) {
+  if (!e) return;
+  if (e->op != ExprNode::Op::kEq && e->op != ExprNode::Op::kNe) {
+    CheckStateLiterals(e->left, t, p);
+    CheckStateLiterals(e->right, t, p);
+    return;
+  }
+  static const std::set<std::string> kStates = {"pending",   "running",   "succeeded",
+                                                "failed",    "skipped",   "cancelled",
+                                                "awaiting_approval"};
+  auto check = [&](const ExprValue& state, const ExprValue& other) {
+    if (!state.task_state || other.is_ref || kStates.count(other.literal)) return;
+    p->Add(KeyPos(t, t.pos.when), t.id,
+           "'when' compares " + state.ref.text + " with '" + other.literal +
+               "', which is not a task state (pending, running, succeeded, failed, skipped, "
+               "cancelled, awaiting_approval): it would never be equal");
+  };
+  check(e->a, e->b);
+  check(e->b, e->a);
+}
+
 void CheckWhenRefs(const Scope& s, Problems* p) {
   const TaskDef& t = s.task;
   if (t.when_expr.empty()) return;
   auto e = ParseExpr(t.when_expr);
   std::vector<ExprValue> refs;
-  if (e.ok()) ExprRefs(*e, &refs);
+  if (e.ok()) {
+    ExprRefs(*e, &refs);
+    CheckStateLiterals(*e, t, p);
+  }
   for (const auto& v : refs) {
     const TemplateRef& r = v.ref;
     const std::string text = "'when' " + r.text;

@@ -288,3 +288,27 @@ TEST(WorkflowParseTest, NamesThatWouldShareAVariableAreRefused) {
 
 }  // namespace
 }  // namespace outpost
+
+namespace outpost {
+namespace {
+
+using testing::ErrorOf;
+
+TEST(WorkflowParseTest, ChoicesMustBeValuesOfTheType) {
+  std::string e = ErrorOf("name: w\nparams:\n  n: {type: int, choices: [1, 2, x]}\ntasks:\n  - {id: t, run: [x]}\n");
+  EXPECT_NE(e.find("choice of param 'n' must be an int, got 'x'"), std::string::npos) << e;
+  e = ErrorOf("name: w\nparams:\n  n: {choices: []}\ntasks:\n  - {id: t, run: [x]}\n");
+  EXPECT_NE(e.find("choices must name at least one value"), std::string::npos) << e;
+}
+
+TEST(WorkflowParseTest, AStateComparedWithSomethingThatIsNoStateIsRefused) {
+  const std::string base = "name: w\ntasks:\n  - {id: c, run: [x]}\n  - id: d\n    run: [x]\n    needs: [c]\n";
+  const std::string e = ErrorOf(base + "    when: \"tasks.c.state == 'succeded'\"\n");
+  EXPECT_NE(e.find("'succeded', which is not a task state"), std::string::npos) << e;
+  EXPECT_TRUE(ParseWorkflow(base + "    when: \"tasks.c.state != 'skipped' && 'failed' != tasks.c.state\"\n",
+                            "wf.yaml")
+                  .ok());
+}
+
+}  // namespace
+}  // namespace outpost
