@@ -216,9 +216,15 @@ TEST_F(HubCoreTest, RunRequestsAreIdempotentAndTheViewFollowsTheSitesEvents) {
   ASSERT_TRUE(r["ok"].get<bool>()) << r.dump();
   ASSERT_EQ(r["runs"].size(), 1u);
   const std::string run = r["runs"][0];
-  json again = Op({{"op", "run.start"}, {"workflow", "deploy"}, {"request", "r-1"}});
-  EXPECT_TRUE(again["duplicate"].get<bool>());
+  json again = Op({{"op", "run.start"}, {"workflow", "deploy"}, {"request", "r-1"},
+                   {"params", {{"version", "7"}}}});
+  EXPECT_TRUE(again["duplicate"].get<bool>()) << again.dump();
   EXPECT_EQ(again["runs"], r["runs"]);
+  // The same request id for another start (other params) is a conflict.
+  json other = Op({{"op", "run.start"}, {"workflow", "deploy"}, {"request", "r-1"},
+                   {"params", {{"version", "8"}}}});
+  EXPECT_FALSE(other["ok"].get<bool>());
+  EXPECT_EQ(other["code"], "conflict") << other.dump();
   Settle();
   auto cmds = a.Commands();
   ASSERT_EQ(cmds.size(), 2u);  // place + one start, not two
