@@ -96,6 +96,8 @@ void FoldEvent(const Event& e, HubRun* run, HubTxn* txn) {
       r.message = e.message;
       break;
     case EventType::kCommandRejected:
+      // The start reached the site, which refused it: delivered, and failed.
+      r.delivered = true;
       r.state = "failed";
       r.finished = e.time;
       r.message = "refused by the site: " + e.message;
