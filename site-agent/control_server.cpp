@@ -245,6 +245,15 @@ void Agent::Dispatch(uint64_t client, const ControlRequest& q) {
     const bool reject = q.reject;
     const std::string by = q.by.empty() ? "local operator" : q.by;
     Status s = engine_->Approve(id, q.task, !reject, by, &pending_);
+    if (!s.ok() && s.code() == Code::kNotFound && !engine_->FindRun(id)) {
+      // A run that exists but has finished has no gate to decide: a conflict, not unknown.
+      auto view = store_->GetRun(id);
+      if (view.ok() && *view) {
+        s = Status::FailedPrecondition("run '" + id + "' has finished (" +
+                                       RunStateName((*view)->run.run_state()) +
+                                       "): no approval is waiting");
+      }
+    }
     if (!s.ok()) {
       Reply(client, Error(s));
     } else {

@@ -252,7 +252,10 @@ void Engine::OnRedactedExit(Active& a, size_t i, const ExitInfo& exit, Effects* 
   } else if (Cancelling(a, i)) {
     FinishTask(a, i, TaskState::kCancelled, "killed: run cancelled", fx);
   } else {
-    AttemptFailed(a, i, FailureReason(exit, t.timed_out), fx);
+    // What was done to processes the attempt left behind, as a succeeded task says it.
+    std::string why = FailureReason(exit, t.timed_out);
+    if (!exit.leftovers.empty() && exit.spawn_error.empty()) why += "; " + exit.leftovers;
+    AttemptFailed(a, i, why, fx);
   }
   Evaluate(a, fx);
   MaybeFinishRun(a, fx);

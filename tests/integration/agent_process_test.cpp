@@ -206,6 +206,34 @@ tasks:
   EXPECT_TRUE(WaitGone(bg)) << "background child survived the timeout";
 }
 
+// A timeout whose task leaves a TERM-ignoring child behind: the child is killed when the
+// task's own process ends, and the failed attempt's message says so, as a succeeded
+// task's does.
+TEST_F(AgentProcessTest, ATimedOutTaskSaysItsLeftoversWereKilled) {
+  StartAgent();
+  const std::string pidfile = (dir_ / "grandchild.pid").string();
+  const std::string id = StartRun(R"(
+name: timeout
+tasks:
+  - id: hang
+    shell: "(trap '' TERM; exec sleep 1001) & echo $! > )" + pidfile + R"(; sleep 1000"
+    timeout: 300ms
+)");
+  const int bg = ReadPid(pidfile);
+  ASSERT_GT(bg, 0);
+  json run = WaitRun(id);
+  json t = Task(run, "hang");
+  EXPECT_EQ(t["state"], "failed");
+  const std::string message = t["message"].get<std::string>();
+  EXPECT_NE(message.find("timed out; "), std::string::npos) << message;
+  EXPECT_NE(message.find("left-over process"), std::string::npos) << message;
+  EXPECT_TRUE(WaitGone(bg)) << "the TERM-ignoring child survived the timeout";
+  // A finished run has no gate to decide: a conflict (exit 5), not an unknown run.
+  json ap = Call({{"op", "run.approve"}, {"id", id}, {"task", "hang"}});
+  EXPECT_EQ(ap["code"], "conflict") << ap.dump();
+  EXPECT_EQ(Call({{"op", "run.approve"}, {"id", "no-such-run"}, {"task", "x"}})["code"], "not_found");
+}
+
 TEST_F(AgentProcessTest, CancelKillsRunningTasksAndSkipsTheRest) {
   StartAgent();
   const std::string id = StartRun(R"(
