@@ -131,7 +131,15 @@ Result<std::string> ParamDef::Check(const std::string& value) const {
       else return bad("a bool (true/false, yes/no, on/off or 1/0, in lower case)");
       break;
   }
-  if (!choices.empty() && std::find(choices.begin(), choices.end(), v) == choices.end()) {
+  // Numbers are one of the choices by value (1 is 1.0); the rest by their normalized text
+  // (the parser keeps bool choices as true/false).
+  auto same = [&](const std::string& ch) {
+    if (type != Type::kNumber) return ch == v;
+    char* end = nullptr;
+    const double c = std::strtod(ch.c_str(), &end);
+    return end == ch.c_str() + ch.size() && c == std::strtod(v.c_str(), nullptr);
+  };
+  if (!choices.empty() && std::find_if(choices.begin(), choices.end(), same) == choices.end()) {
     std::string list;
     for (const auto& ch : choices) list += (list.empty() ? "" : ", ") + ch;
     return bad("one of " + list);

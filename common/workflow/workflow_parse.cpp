@@ -298,11 +298,14 @@ void ParseTypedParam(Reader& rd, const YAML::Node& v, ParamDef* pd) {
                                 "(leave 'choices' out to allow any)");
     }
     // Each choice must be a value of the param's type, or no value could ever be given.
+    // Kept normalized (a bool choice `yes` is `true`), as given values are compared.
     ParamDef typed = *pd;
     typed.choices.clear();
-    for (const auto& c : pd->choices) {
+    for (auto& c : pd->choices) {
       if (auto ok = typed.Check(c); !ok.ok()) {
         rd.Add(Get(v, "choices"), "choice of " + ok.status().message());
+      } else {
+        c = *ok;
       }
     }
   }

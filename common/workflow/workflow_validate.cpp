@@ -104,12 +104,22 @@ void CheckTaskKeys(const TaskDef& t, Problems* p) {
 std::vector<const TaskDef*> CheckTasks(const std::vector<TaskDef>& tasks, Problems* p) {
   std::vector<const TaskDef*> graph;
   std::map<std::string, int> first_line;
+  // Downstream tasks read outputs as OUTPOST_OUTPUT_<TASK>_<KEY>: two ids that make the
+  // same <TASK> (build-a, build_a) would give their outputs one name.
+  std::map<std::string, const TaskDef*> var_of;
   for (const auto& t : tasks) {
     CheckTaskKeys(t, p);
     if (t.id.empty()) continue;
     const auto [it, fresh] = first_line.emplace(t.id, t.line);
     if (fresh) {
       graph.push_back(&t);
+      const auto [v, new_var] = var_of.emplace(EnvVarName("", t.id), &t);
+      if (!new_var) {
+        p->Add({t.line, t.col}, t.id,
+               "task ids '" + v->second->id + "' (line " + std::to_string(v->second->line) +
+                   ") and '" + t.id + "' would both be OUTPOST_OUTPUT_" + v->first +
+                   "_* for downstream tasks: rename one");
+      }
     } else {
       p->Add({t.line, t.col}, t.id,
              "duplicate task id (first defined on line " + std::to_string(it->second) + ")");

@@ -312,3 +312,31 @@ TEST(WorkflowParseTest, AStateComparedWithSomethingThatIsNoStateIsRefused) {
 
 }  // namespace
 }  // namespace outpost
+
+namespace outpost {
+namespace {
+
+using testing::ErrorOf;
+
+TEST(WorkflowParseTest, TaskIdsThatWouldShareAnOutputVariableAreRefused) {
+  const std::string e = ErrorOf("name: w\ntasks:\n  - {id: a-b, run: [x]}\n  - {id: a_b, run: [x]}\n");
+  EXPECT_NE(e.find("task ids 'a-b' (line 3) and 'a_b' would both be OUTPOST_OUTPUT_A_B_*"),
+            std::string::npos)
+      << e;
+}
+
+// Bool choices are kept as true/false, as given values are; numbers compare by value.
+TEST(WorkflowParseTest, ChoicesCompareAsTheTypeDoes) {
+  auto d = ParseWorkflow("name: w\nparams:\n  p: {type: bool, choices: [yes], default: 'on'}\n"
+                         "  n: {type: number, choices: ['1.0', '2.5']}\ntasks:\n  - {id: t, run: [x]}\n",
+                         "wf.yaml");
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  auto ok = d->ResolveParams({{"p", "yes"}, {"n", "1"}});
+  ASSERT_TRUE(ok.ok()) << ok.status().ToString();
+  EXPECT_EQ(ok->at("p"), "true");
+  EXPECT_FALSE(d->ResolveParams({{"p", "no"}, {"n", "1"}}).ok());
+  EXPECT_FALSE(d->ResolveParams({{"p", "yes"}, {"n", "3"}}).ok());
+}
+
+}  // namespace
+}  // namespace outpost
