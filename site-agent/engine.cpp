@@ -250,7 +250,8 @@ void Engine::OnRedactedExit(Active& a, size_t i, const ExitInfo& exit, Effects* 
     KeepFanOutSource(a, i, exit.output);
     FinishTask(a, i, TaskState::kSucceeded, exit.leftovers, fx);  // "" or what was killed
   } else if (Cancelling(a, i)) {
-    FinishTask(a, i, TaskState::kCancelled, "killed: run cancelled", fx);
+    FinishTask(a, i, TaskState::kCancelled,
+               "killed: run cancelled" + (exit.leftovers.empty() ? "" : "; " + exit.leftovers), fx);
   } else {
     // What was done to processes the attempt left behind, as a succeeded task says it.
     std::string why = FailureReason(exit, t.timed_out);
