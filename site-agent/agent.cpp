@@ -551,24 +551,26 @@ void Agent::Flush() {
   CommitPending({}).IgnoreError();  // logged, counted and retried inside
 }
 
+// New work is refused while the disk is full; what was asked before waits in memory and
+// is written (then started) as soon as there is room again.
+void Agent::SetDiskFull(bool full) {
+  if (full == disk_full_) return;
+  disk_full_ = full;
+  if (full) {
+    spdlog::error("agent.disk_full data_dir={} (new runs are refused; held work is retried "
+                  "every second)",
+                  config_.data_dir);
+  } else {
+    spdlog::info("agent.disk_space_back data_dir={}", config_.data_dir);
+  }
+}
+
 Status Agent::CommitPending(const std::vector<StateWrite>& extra) {
   const auto t0 = std::chrono::steady_clock::now();
   Status s = store_->Commit(pending_, *engine_, extra);
   const double commit_s =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  const bool full = s.code() == Code::kResourceExhausted;
-  if (full != disk_full_) {
-    // New work is refused while the disk is full; what was asked before waits in memory
-    // and is written (then started) as soon as there is room again.
-    disk_full_ = full;
-    if (full) {
-      spdlog::error("agent.disk_full data_dir={} (new runs are refused; held work is retried "
-                    "every second)",
-                    config_.data_dir);
-    } else {
-      spdlog::info("agent.disk_space_back data_dir={}", config_.data_dir);
-    }
-  }
+  SetDiskFull(s.code() == Code::kResourceExhausted);
   if (!s.ok()) {
     ++counters_.commit_failures;
     commit_retry_at_ = clock_.Now() + 1000;

@@ -215,7 +215,8 @@ class Agent {
   void ReadClient(uint64_t id);
   void WriteClient(uint64_t id);
   Status SettleSiteName();
-  bool disk_full_ = false;  // the last commit found the disk full
+  bool disk_full_ = false;  // the last commit (or a look before new work) found the disk full
+  void SetDiskFull(bool full);  // logs the change
   void HandleRequest(uint64_t client, const std::string& line);
   void Dispatch(uint64_t client, const ControlRequest& request);
   // Dispatch behind the boundary that catches what a handler throws.

@@ -118,16 +118,9 @@ void Agent::Dispatch(uint64_t client, const ControlRequest& q) {
     // Asked of the disk now, not only learned from a failed commit: a start accepted onto
     // a full disk could be neither recorded nor refused (its reply waits for the commit,
     // the client gives up, and the run starts later when space returns).
+    // With work held, only its commit says the disk has room again.
     const bool room = store_->log().HasRoom();
-    if (!room && !disk_full_) {
-      disk_full_ = true;
-      spdlog::error("agent.disk_full data_dir={} (new runs are refused; held work is retried "
-                    "every second)",
-                    config_.data_dir);
-    } else if (room && disk_full_ && pending_.empty()) {
-      disk_full_ = false;  // nothing held: the next commit has room
-      spdlog::info("agent.disk_space_back data_dir={}", config_.data_dir);
-    }
+    if (!room || pending_.empty()) SetDiskFull(!room);
   }
   if (disk_full_ && writes) {
     Reply(client, Error("disk_full: the agent's data directory " + config_.data_dir +

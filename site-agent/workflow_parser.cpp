@@ -61,11 +61,7 @@ std::string WorkflowParser::KeyOf(const std::string& source, const std::string& 
 std::optional<WorkflowParser::Parsed> WorkflowParser::Get(const std::string& source,
                                                          const std::string& origin) {
   const std::string key = KeyOf(source, origin);
-  if (auto it = cache_.find(key); it != cache_.end()) {
-    ++counters_.cache_hits;
-    recency_.splice(recency_.begin(), recency_, it->second.second);
-    return it->second.first;
-  }
+  if (const Parsed* hit = Cached(key)) return *hit;
   if (source.size() <= inline_bytes_) {
     ++counters_.parsed_inline;
     Parsed p = ParseShared(source, origin);
@@ -84,15 +80,19 @@ std::optional<WorkflowParser::Parsed> WorkflowParser::Get(const std::string& sou
 
 WorkflowParser::Parsed WorkflowParser::GetNow(const std::string& source, const std::string& origin) {
   const std::string key = KeyOf(source, origin);
-  if (auto it = cache_.find(key); it != cache_.end()) {
-    ++counters_.cache_hits;
-    recency_.splice(recency_.begin(), recency_, it->second.second);
-    return it->second.first;
-  }
+  if (const Parsed* hit = Cached(key)) return *hit;
   ++counters_.parsed_inline;
   Parsed p = ParseShared(source, origin);
   Remember(key, p);
   return p;
+}
+
+const WorkflowParser::Parsed* WorkflowParser::Cached(const std::string& key) {
+  auto it = cache_.find(key);
+  if (it == cache_.end()) return nullptr;
+  ++counters_.cache_hits;
+  recency_.splice(recency_.begin(), recency_, it->second.second);
+  return &it->second.first;
 }
 
 size_t WorkflowParser::Collect() {

@@ -73,6 +73,8 @@ class WorkflowParser {
  private:
   WorkflowParser(size_t inline_bytes, size_t cache_entries, int wake_fd);
   void Work();
+  // The cached result for `key` (now the most recent), or null.
+  const Parsed* Cached(const std::string& key);
   void Remember(const std::string& key, Parsed parsed);
   static std::string KeyOf(const std::string& source, const std::string& origin);
 
