@@ -39,6 +39,7 @@ constexpr StringOption kStringOptions[] = {
     {"--site", &Args::site, "--site needs a name"},
     {"--workflow", &Args::workflow, "--workflow needs a name"},
     {"--state", &Args::state, "--state needs a value"},
+    {"--after", &Args::after, "--after needs a run id"},
     {"--target", &Args::target, "--target needs k=v[,k=v]"},
     {"--request", &Args::request, "--request needs an id"},
     {"--as", &Args::as, "--as needs a name"},

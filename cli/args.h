@@ -22,6 +22,7 @@ struct Args {
   std::string data_dir, socket;            // --local: the agent's control socket
   std::string hub_dir, hub, hub_key, key;  // otherwise: where the hub is, who we are
   std::string site, workflow, state, target, request, as;
+  std::string after;  // run list: the page after this run id
   std::string key_arg;              // `site add NAME --key PUB`: the site's key, not ours
   std::vector<std::string> labels;  // --label k=v, in order
   int timeout_ms = 30000;

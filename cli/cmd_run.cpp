@@ -156,9 +156,15 @@ int HubList(const Args& a, HubClient& hub) {
   if (!a.site.empty()) req["site"] = a.site;
   if (!a.workflow.empty()) req["workflow"] = a.workflow;
   if (!a.state.empty()) req["state"] = a.state;
+  if (!a.after.empty()) req["after"] = a.after;
   Reply r = hub.Call(req);
   if (!r.ok()) return r.code;
   PrintResult(a.as_json, r.body["runs"], PrintHubRunList);
+  // More runs than this page: where the next one starts (on stderr, so --json stays a list).
+  if (auto next = r.body.find("next"); next != r.body.end() && next->is_string()) {
+    std::cerr << "more: outpostctl run list --after " << next->get<std::string>()
+              << " (with the same filters)\n";
+  }
   return kExitOk;
 }
 

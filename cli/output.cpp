@@ -31,7 +31,7 @@ fleet commands (through the hub's operator endpoint):
   run start WORKFLOW [--site NAME | --target SELECTOR] [--param k=v | --param-file k=FILE]...
                   [--priority N] [--request ID] [--signing-key KEY [--expires 7d]]
                   [--wait [--timeout SECONDS]]   with --wait: progress on stderr; exit 6 at the timeout
-  run list [--site S] [--workflow W] [--state X] [--limit N]
+  run list [--site S] [--workflow W] [--state X] [--limit N] [--after ID]
   run show ID | run logs ID TASK | run cancel ID
   run approve ID TASK [--reject]              decide an approval gate (delivered when the site is reachable)
                                               (cancel and approve take --signing-key KEY [--expires 1d])

@@ -41,6 +41,7 @@ Result<std::unique_ptr<HubCore>> HubCore::Open(HubStore* store, const Clock& clo
   OUTPOST_RETURN_IF_ERROR(store->LoadArtifacts(&arts));
   for (auto& a : arts) h->artifacts_[a.digest] = std::move(a);
   h->audit_next_ = store->audit_head() + 1;
+  OUTPOST_RETURN_IF_ERROR(h->LoadRunCounts());
   OUTPOST_ASSIGN_OR_RETURN(auto epoch, store->GetSetting("hub_epoch"));
   if (epoch) {
     const char* end = epoch->data() + epoch->size();
@@ -457,6 +458,10 @@ void HubCore::Tick(HubOutput* out) {
   }
   // Only sessions with a timer due are ticked (a hub holds thousands of idle sessions).
   const TimeMs now = clock_.Now();
+  if (now >= housekeep_at_) {
+    housekeep_at_ = now + options_.retention.check_ms;
+    Housekeep(out);
+  }
   std::vector<std::string> names;
   for (const auto& [site, c] : conns_) {
     const TimeMs d = c->session->NextDeadline();
@@ -473,6 +478,9 @@ void HubCore::Tick(HubOutput* out) {
 
 TimeMs HubCore::NextDeadline() const {
   TimeMs best = deferred_.empty() ? 0 : deferred_since_ + 1000;
+  if (options_.retention.max_age > 0 || options_.retention.max_bytes > 0) {
+    if (best == 0 || housekeep_at_ < best) best = std::max<TimeMs>(housekeep_at_, 1);
+  }
   for (const auto& [site, c] : conns_) {
     TimeMs d = c->session->NextDeadline();
     if (d > 0 && (best == 0 || d < best)) best = d;
@@ -481,30 +489,76 @@ TimeMs HubCore::NextDeadline() const {
 }
 
 void HubCore::MaterializeEvent(const std::string& site, uint64_t seq, const Event& e,
-                               std::map<std::string, HubRun>* runs, HubStore::Txn* txn) {
+                               std::map<std::string, HotRun>* runs, HubStore::Txn* txn) {
   if (e.run.empty()) return;
   auto it = runs->find(e.run);
   if (it == runs->end()) {
-    HubRun r;
-    auto got = store_->GetRun(e.run);
-    if (got.ok() && *got) {
-      r = std::move(**got);
-    } else {
-      r.id = e.run;
-      r.site = site;
-      r.created = e.time;
+    std::optional<HotRun> hot = run_cache_.Take(e.run);
+    if (!hot) {
+      hot.emplace();
+      auto got = store_->GetRun(e.run);
+      if (got.ok() && *got) {
+        hot->run = std::move(**got);
+        hot->state_before = hot->run.state;
+      } else {
+        hot->run.id = e.run;
+        hot->run.site = site;
+        hot->run.created = e.time;
+      }
     }
-    it = runs->emplace(e.run, std::move(r)).first;
+    it = runs->emplace(e.run, std::move(*hot)).first;
   }
-  if (it->second.site != site) {
+  HubRun& run = it->second.run;
+  if (run.site != site) {
     ++counters_.events_undecodable;
     spdlog::warn("hub.event_foreign_run site={} seq={} run={} owner={}", site, seq, e.run,
-                 it->second.site);
+                 run.site);
     return;
   }
   if (faults_.run_view_drops_run_end && e.type == static_cast<uint8_t>(EventType::kRunFinished)) {
     return;  // planted bug (common/faults.h)
   }
-  FoldEvent(e, &it->second, txn);
+  FoldEvent(e, &run, txn, &it->second.task_index);
+}
+
+Result<std::optional<HubRun>> HubCore::ReadRun(const std::string& id) const {
+  if (const HotRun* hot = run_cache_.Peek(id)) return std::optional<HubRun>(hot->run);
+  return store_->GetRun(id);
+}
+
+std::map<std::string, uint64_t> HubCore::CountRuns(const std::map<std::string, int64_t>& delta,
+                                                   HubStore::Txn* txn) const {
+  std::map<std::string, uint64_t> next = run_counts_;
+  bool changed = false;
+  for (const auto& [state, d] : delta) {
+    if (d == 0) continue;
+    changed = true;
+    uint64_t& n = next[state];
+    // Never below zero, whatever a store written by an older hub says.
+    n = d < 0 && static_cast<uint64_t>(-d) > n ? 0 : n + static_cast<uint64_t>(d);
+    if (n == 0) next.erase(state);
+  }
+  if (changed) txn->PutSetting("run_counts", Encode(next));
+  return next;
+}
+
+Status HubCore::LoadRunCounts() {
+  OUTPOST_ASSIGN_OR_RETURN(auto stored, store_->GetSetting("run_counts"));
+  if (stored) {
+    if (Status s = Decode(*stored, &run_counts_); !s.ok()) {
+      return Status::Corruption("hub store: setting run_counts: " + s.message());
+    }
+    return Status::Ok();
+  }
+  // A store from before the counts were kept: counted once, and kept from now on.
+  run_counts_.clear();
+  OUTPOST_RETURN_IF_ERROR(store_->ScanRuns([&](const HubRun& r) {
+    ++run_counts_[r.state];
+    return true;
+  }));
+  if (run_counts_.empty()) return Status::Ok();
+  HubStore::Txn txn;
+  txn.PutSetting("run_counts", Encode(run_counts_));
+  return store_->Commit(txn);
 }
 }  // namespace outpost

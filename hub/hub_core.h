@@ -45,6 +45,7 @@
 #include "common/random.h"
 #include "common/protocol/sync_session.h"
 #include "hub/hub_store.h"
+#include "hub/run_cache.h"
 #include "common/labels.h"
 #include "hub/operator_request.h"
 
@@ -53,11 +54,26 @@ namespace outpost {
 // Incarnations a site replaced that the hub remembers (and refuses if they come back).
 inline constexpr size_t kMaxRetiredIncarnations = 64;
 
+// Retention of the hub's copies of site logs (hub/retention.cpp); 0 turns a limit off.
+struct HubRetention {
+  DurationMs max_age = 30LL * 24 * 3600 * 1000;  // copies older than this are trimmed
+  uint64_t max_bytes = 0;                        // all sites' copies together
+  uint64_t site_quota = uint64_t{256} << 20;     // one site's copies
+  DurationMs mark_ms = 10 * 60 * 1000;           // time a retention mark spans at most
+  DurationMs check_ms = 60 * 1000;               // how often age and budget are checked
+};
+
+// A site's retention marks: each spans at most 1/kUpMarkSpans of its quota; at most
+// kMaxUpMarks are kept (the oldest merge).
+inline constexpr uint64_t kUpMarkSpans = 32;
+inline constexpr size_t kMaxUpMarks = 256;
+
 struct HubOptions {
   SyncOptions sync;
   bool accept_unknown = false;  // unknown keys wait as pending sites for `site accept`
   size_t max_list = 1000;       // rows a list query returns at most
   size_t max_pending = 1000;    // pending sites kept at most (accept_unknown)
+  HubRetention retention;
   // The fleet root's public key ("ed25519:..."), if the hub is told it: a pushed policy
   // must be signed by it. Unset, every policy must have the signer of the first one.
   std::string trust_root;
@@ -104,6 +120,10 @@ struct HubCounters {
   uint64_t stale_hub_refusals = 0;
   uint64_t sites_ahead = 0;
   uint64_t handshakes = 0;  // HELLOs answered with WELCOME (a session established)
+  // Bytes of site-log copies trimmed by retention, by the limit that trimmed them.
+  uint64_t retention_age_bytes = 0;
+  uint64_t retention_budget_bytes = 0;
+  uint64_t retention_quota_bytes = 0;
   // Operator requests by op (only ops the decoder knows; "invalid" for the rest), and
   // the replies with ok=false among them.
   std::map<std::string, uint64_t> requests_by_op;
@@ -159,6 +179,8 @@ class HubCore {
     return it == sites_.end() ? nullptr : &it->second;
   }
   const std::map<std::string, SiteRecord>& sites() const { return sites_; }
+  const std::map<std::string, uint64_t>& run_counts() const { return run_counts_; }
+  const RunCache& run_cache() const { return run_cache_; }
   const WorkflowRecord* workflow(const std::string& name) const {
     auto it = defs_.find(name);
     return it == defs_.end() ? nullptr : &it->second;
@@ -204,7 +226,21 @@ class HubCore {
   void PokeSites(const std::vector<std::string>& sites, HubOutput* out);
   Status CommitSites(HubStore::Txn& txn, std::map<std::string, SiteRecord>& changed);
   void MaterializeEvent(const std::string& site, uint64_t seq, const Event& e,
-                        std::map<std::string, HubRun>* runs, HubStore::Txn* txn);
+                        std::map<std::string, HotRun>* runs, HubStore::Txn* txn);
+  // A run as it is now: from the hot cache if held, else from the store.
+  Result<std::optional<HubRun>> ReadRun(const std::string& id) const;
+  // Runs by state: `delta` applied to the counts, written to txn (setting "run_counts");
+  // the caller sets run_counts_ to the result after its commit succeeded.
+  std::map<std::string, uint64_t> CountRuns(const std::map<std::string, int64_t>& delta,
+                                            HubStore::Txn* txn) const;
+  Status LoadRunCounts();
+  // Retention (hub/retention.cpp): a batch's bytes and mark; trimming through mark k (the
+  // bytes freed); the site quota, applied in the batch's transaction; age and budget.
+  void NoteUpBatch(SiteRecord* site, uint64_t last_seq,
+                   const std::vector<std::string>& entries) const;
+  uint64_t TrimUpThrough(SiteRecord* site, size_t k, HubStore::Txn* txn) const;
+  uint64_t TrimToQuota(SiteRecord* site, HubStore::Txn* txn);
+  void Housekeep(HubOutput* out);
 
   nlohmann::json SiteJson(const SiteRecord& s) const;
   // One handler per op, on the decoded request (hub/operator_request.h).
@@ -273,6 +309,12 @@ class HubCore {
   uint64_t hub_epoch_ = 0;  // 0 until a restore is declared
   std::set<std::string> stale_noted_;  // sites whose refusal of this store was logged
   uint64_t audit_next_ = 1;
+  RunCache run_cache_;
+  TimeMs housekeep_at_ = 0;                     // next retention check (0: at the first tick)
+  std::map<std::string, TimeMs> quota_logged_;  // site -> when its quota was last logged
+  // Runs in the run view by state, kept as they change (status, /metrics and the
+  // dashboard read these instead of every run) and stored beside them.
+  std::map<std::string, uint64_t> run_counts_;
   TimeMs unknown_logged_at_ = -1'000'000;
   uint64_t unknown_suppressed_ = 0;
   // faults_.ack_before_durable: batches acknowledged but not yet written.

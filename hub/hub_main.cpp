@@ -24,6 +24,10 @@ int main(int argc, char** argv) {
   outpost::HubConfig c;
   std::string config_file, log_level, log_format;
   int64_t offline_after_ms = c.core.sync.dead_after, ping_ms = c.core.sync.idle_ping;
+  // Retention of the per-site copies of site logs (docs/operations.md, "Hub retention").
+  int64_t keep_days = c.core.retention.max_age / 86'400'000;
+  int64_t budget_mb = static_cast<int64_t>(c.core.retention.max_bytes >> 20);
+  int64_t quota_mb = static_cast<int64_t>(c.core.retention.site_quota >> 20);
   int64_t resend_ms = c.core.sync.resend_after;
   std::string trust_root;
   po::options_description opts("outpost-hub options (also valid as key = value in --config)");
@@ -59,6 +63,14 @@ int main(int argc, char** argv) {
        "idle time before a session sends PING")
       ("resend-ms", po::value(&resend_ms)->default_value(resend_ms),
        "unacknowledged batches are resent after this long")
+      ("keep-site-events-days", po::value(&keep_days)->default_value(keep_days),
+       "the hub's copies of site events older than this are trimmed (the run view keeps what "
+       "they said); 0 keeps them forever")
+      ("site-events-budget-mb", po::value(&budget_mb)->default_value(budget_mb),
+       "all sites' event copies together are kept under this, the oldest trimmed first; 0: no "
+       "budget")
+      ("site-events-quota-mb", po::value(&quota_mb)->default_value(quota_mb),
+       "one site's event copies are kept under this, its oldest trimmed first; 0: no quota")
       ("io-threads", po::value(&c.io_threads)->default_value(c.io_threads), "ZeroMQ I/O threads")
       ("max-sockets", po::value(&c.max_sockets)->default_value(c.max_sockets),
        "ZeroMQ socket limit (raise the fd limit to match)")
@@ -86,6 +98,9 @@ int main(int argc, char** argv) {
   if (ping_ms < 100 || ping_ms >= offline_after_ms) bad = "ping-ms must be 100 .. offline-after-ms";
   if (resend_ms < 100) bad = "resend-ms must be at least 100";
   if (c.io_threads < 1 || c.io_threads > 64) bad = "io-threads must be 1-64";
+  if (keep_days < 0 || keep_days > 36500) bad = "keep-site-events-days must be 0-36500";
+  if (budget_mb < 0 || budget_mb > (int64_t{1} << 30)) bad = "site-events-budget-mb must be 0 or more";
+  if (quota_mb < 0 || quota_mb > (int64_t{1} << 30)) bad = "site-events-quota-mb must be 0 or more";
   if (!c.http_listen.empty()) {
     std::string host;
     int port = 0;
@@ -142,6 +157,9 @@ int main(int argc, char** argv) {
     return 0;
   }
   c.core.sync.dead_after = offline_after_ms;
+  c.core.retention.max_age = keep_days * 86'400'000;
+  c.core.retention.max_bytes = static_cast<uint64_t>(budget_mb) << 20;
+  c.core.retention.site_quota = static_cast<uint64_t>(quota_mb) << 20;
   c.core.sync.idle_ping = ping_ms;
   c.core.sync.resend_after = resend_ms;
   spdlog::set_level(level);

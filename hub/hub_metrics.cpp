@@ -90,16 +90,22 @@ void HubCore::Metrics(Exposition* x) const {
     }
   }
 
-  // Runs. (Read from the store at each scrape.)
-  std::map<std::string, uint64_t> by_state;
-  const Status scan = store_->ScanRuns([&](const HubRun& r) {
-    ++by_state[r.state];
-    return true;
-  });
+  // Runs (counted as they change, not read at each scrape).
   x->Family("outpost_hub_runs", T::kGauge, "Runs in the hub's run view, by state.");
-  for (const auto& [state, n] : by_state) x->Sample(static_cast<double>(n), {{"state", state}});
+  for (const auto& [state, n] : run_counts_) x->Sample(static_cast<double>(n), {{"state", state}});
   x->Family("outpost_hub_workflows", T::kGauge, "Workflow definitions applied at the hub.");
   x->Sample(static_cast<double>(defs_.size()));
+  uint64_t kept = 0;
+  for (const auto& [name, s] : sites_) kept += s.up_kept_bytes();
+  x->Family("outpost_hub_site_events_kept_bytes", T::kGauge,
+            "Bytes of the hub's copies of site events kept (retention counts from when it was "
+            "enabled).");
+  x->Sample(static_cast<double>(kept));
+  x->Family("outpost_hub_site_events_trimmed_bytes_total", T::kCounter,
+            "Bytes of site event copies trimmed by retention, by the limit that trimmed them.");
+  x->Sample(static_cast<double>(c.retention_age_bytes), {{"limit", "age"}});
+  x->Sample(static_cast<double>(c.retention_budget_bytes), {{"limit", "budget"}});
+  x->Sample(static_cast<double>(c.retention_quota_bytes), {{"limit", "quota"}});
   x->Family("outpost_hub_store_bytes", T::kGauge, "Approximate size of the hub's store on disk.");
   x->Sample(static_cast<double>(store_->ApproximateSize()));
   x->Family("outpost_hub_epoch", T::kGauge,
@@ -169,8 +175,8 @@ void HubCore::Metrics(Exposition* x) const {
   counter("outpost_hub_operator_forbidden_total", "Operator requests above the operator's role.",
           c.operator_forbidden);
   x->Family("outpost_hub_scrape_errors", T::kGauge,
-            "Parts of this scrape that could not be read (the run view) or were left out.");
-  x->Sample(static_cast<double>((scan.ok() ? 0 : 1) + x->errors()));
+            "Parts of this scrape that could not be read or were left out.");
+  x->Sample(static_cast<double>(x->errors()));
 }
 
 }  // namespace outpost

@@ -230,7 +230,7 @@ void HubServer::Send(HubOutput& out) {
   out.send.clear();
 }
 
-void HubServer::ServeSites() {
+size_t HubServer::ServeSites(size_t max) {
   std::vector<std::string> failed;
   sites_->TakeHandshakeFailures(&failed);
   operators_->TakeHandshakeFailures(&failed);
@@ -246,10 +246,11 @@ void HubServer::ServeSites() {
     }
   }
   std::vector<InboundFrame> frames;
-  sites_->Receive(&frames);
+  sites_->Receive(&frames, max);
   HubOutput out;
   for (const auto& f : frames) core_->OnSiteFrame(f.identity, f.peer, f.payload, &out);
   Send(out);
+  return frames.size();
 }
 
 void HubServer::ServeOperators() {
@@ -434,11 +435,18 @@ Status HubServer::Run() {
     if (rc < 0 && zmq_errno() != EINTR) {
       return Status::IoError(std::string("zmq_poll: ") + zmq_strerror(zmq_errno()));
     }
-    // Drain every socket each round (reads never block), so no readiness is missed.
-    zap_->Serve();
-    ServeSites();
-    ServeOperators();
-    if (http_) http_->Serve([this](const HttpRequest& r) { return OnHttp(r); });
+    // Drain every socket each round (reads never block), so no readiness is missed. Site
+    // frames are taken a few at a time, with operators, the dashboard and new handshakes
+    // served between: while a thousand sites stream, each batch a synced write, a query
+    // waits for at most a slice of batches, not for every batch queued.
+    constexpr size_t kSiteSlice = 4;
+    for (;;) {
+      zap_->Serve();
+      ServeOperators();
+      if (http_) http_->Serve([this](const HttpRequest& r) { return OnHttp(r); });
+      if (ServeSites(kSiteSlice) < kSiteSlice) break;
+      if (clock_.Now() - now >= 1000) break;  // timers, signals and operators/ at least each second
+    }
     if (items[3].revents) {
       signalfd_siginfo info;
       while (read(signal_fd_, &info, sizeof info) == sizeof info) {

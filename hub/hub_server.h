@@ -59,7 +59,8 @@ class HubServer {
   HubServer(const HubConfig& config, const Clock& clock, uint64_t seed);
   Status LoadOperators();
   void ReloadOperatorsIfChanged();
-  void ServeSites();
+  // Takes up to `max` frames from sites; returns how many it took.
+  size_t ServeSites(size_t max);
   void ServeOperators();
   void Send(HubOutput& out);
   Status RestartCore();

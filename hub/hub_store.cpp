@@ -1,6 +1,8 @@
 // The store-independent part of HubStore: names and the transaction's logical operations.
 #include "hub/hub_store.h"
 
+#include <string_view>
+
 namespace outpost {
 
 const char* SiteStateName(SiteState s) {
@@ -45,6 +47,9 @@ void HubTxn::PutRequest(const RequestRecord& r) {
 void HubTxn::Audit(uint64_t seq, const std::string& json) {
   ops_.push_back({Kind::kAudit, {}, {}, 0, seq, json});
 }
+void HubTxn::TrimUp(const std::string& site, uint64_t incarnation, uint64_t through) {
+  ops_.push_back({Kind::kTrimUp, site, {}, incarnation, std::min(through, kWholeStream), {}});
+}
 void HubTxn::PutSetting(const std::string& key, const std::string& value) {
   ops_.push_back({Kind::kPutSetting, key, {}, 0, 0, value});
 }
@@ -74,4 +79,73 @@ Status HubStore::ScanSiteRunsNewestFirst(const std::string& site,
   return Status::Ok();
 }
 
+std::string RunTimeKey(const std::string& id) {
+  constexpr size_t kUlid = 26;
+  std::string k;
+  if (id.size() > kUlid && id[id.size() - kUlid - 1] == '-') k = id.substr(id.size() - kUlid);
+  k.resize(kUlid, '0');
+  k.push_back('\0');
+  k += id;
+  return k;
+}
+
+Status HubStore::ScanRunsNewestFirst(const std::string& after,
+                                     const std::function<bool(const HubRun&)>& fn) const {
+  std::map<std::string, HubRun> runs;
+  const std::string bound = after.empty() ? std::string() : RunTimeKey(after);
+  OUTPOST_RETURN_IF_ERROR(ScanRuns([&](const HubRun& r) {
+    std::string k = RunTimeKey(r.id);
+    if (bound.empty() || k < bound) runs.emplace(std::move(k), r);
+    return true;
+  }));
+  for (auto it = runs.rbegin(); it != runs.rend(); ++it) {
+    if (!fn(it->second)) break;
+  }
+  return Status::Ok();
+}
+
 }  // namespace outpost
+
+namespace msgpack {
+MSGPACK_API_VERSION_NAMESPACE(MSGPACK_DEFAULT_API_NS) {
+namespace adaptor {
+
+const msgpack::object& convert<outpost::HubTask>::operator()(const msgpack::object& o,
+                                                               outpost::HubTask& v) const {
+  auto field = [&v](size_t i, const msgpack::object& val) {
+    switch (i) {
+      case 0: val.convert(v.id); break;
+      case 1: val.convert(v.state); break;
+      case 2: val.convert(v.attempts); break;
+      case 3: val.convert(v.exit_code); break;
+      case 4: val.convert(v.signal); break;
+      case 5: val.convert(v.started); break;
+      case 6: val.convert(v.finished); break;
+      case 7: val.convert(v.message); break;
+      default: break;  // a newer hub's field
+    }
+  };
+  if (o.type == msgpack::type::ARRAY) {
+    for (uint32_t i = 0; i < o.via.array.size; ++i) field(i, o.via.array.ptr[i]);
+    return o;
+  }
+  if (o.type != msgpack::type::MAP) throw msgpack::type_error();
+  static constexpr std::string_view kKeys[] = {"id",     "state",   "attempts", "exit_code",
+                                               "signal", "started", "finished", "message"};
+  uint32_t seen = 0;
+  for (uint32_t i = 0; i < o.via.map.size; ++i) {
+    const msgpack::object_kv& kv = o.via.map.ptr[i];
+    if (kv.key.type != msgpack::type::STR) throw msgpack::type_error();
+    const std::string_view key(kv.key.via.str.ptr, kv.key.via.str.size);
+    size_t k = 0;
+    while (k < std::size(kKeys) && kKeys[k] != key) ++k;
+    if (k == std::size(kKeys) || (seen & (1u << k))) continue;
+    seen |= 1u << k;
+    field(k, kv.val);
+  }
+  return o;
+}
+
+}  // namespace adaptor
+}  // MSGPACK_API_VERSION_NAMESPACE(MSGPACK_DEFAULT_API_NS)
+}  // namespace msgpack

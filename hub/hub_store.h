@@ -23,6 +23,7 @@
 // Thread-safety: one owner thread.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -40,6 +41,19 @@
 namespace outpost {
 
 enum class SiteState : uint8_t { kPending = 0, kEnrolled = 1, kRevoked = 2 };
+
+// Where the hub's copy of a site's events stood at a moment (hub retention, hub/retention.cpp):
+// entries through `seq` of stream `incarnation` had arrived by `at` (hub time), and the
+// site's copies held `bytes` in total through them, counted since the site was added.
+// Consecutive batches extend the last mark until it spans the retention's granularity.
+struct UpMark {
+  uint64_t incarnation = 0;
+  uint64_t seq = 0;
+  TimeMs start = 0;  // when the mark's first batch arrived
+  TimeMs at = 0;     // when its last one did
+  uint64_t bytes = 0;
+  MSGPACK_DEFINE_ARRAY(incarnation, seq, start, at, bytes);
+};
 const char* SiteStateName(SiteState s);
 
 struct SiteRecord {
@@ -76,11 +90,19 @@ struct SiteRecord {
   // the site's clock.
   std::map<std::string, double> health;
   TimeMs health_at = 0;
+  // Retention of the hub's copies of this site's events (hub/retention.cpp): bytes stored
+  // since the site was added, bytes trimmed since, and the marks left to trim by. Copies
+  // stored by a hub from before retention carry no marks and are kept.
+  uint64_t up_bytes = 0;
+  uint64_t up_trimmed_bytes = 0;
+  std::vector<UpMark> up_marks;
   MSGPACK_DEFINE_MAP(name, key, state, labels, created, last_seen, incarnation, up_applied,
                      up_head, down_epoch, down_head, down_acked, placed, events_total,
                      agent_address, retired, policy_sent, refused, policy_status,
                      commands_refused, artifacts, bundle_in, bundle_out, epoch_confirmed,
-                     health, health_at);
+                     health, health_at, up_bytes, up_trimmed_bytes, up_marks);
+
+  uint64_t up_kept_bytes() const { return up_bytes - std::min(up_bytes, up_trimmed_bytes); }
 
   SiteState site_state() const { return static_cast<SiteState>(state); }
 };
@@ -121,7 +143,10 @@ struct HubTask {
   TimeMs started = 0;
   TimeMs finished = 0;
   std::string message;
-  MSGPACK_DEFINE_MAP(id, state, attempts, exit_code, signal, started, finished, message);
+  // Stored as an array in this order (a run of 1,000 tasks re-encoded at every batch that
+  // touches it; the field names were half of each row). Rows stored as maps by hubs before
+  // this are read too (hub/hub_store.cpp).
+  MSGPACK_DEFINE_ARRAY(id, state, attempts, exit_code, signal, started, finished, message);
 };
 
 struct HubRun {
@@ -144,6 +169,10 @@ struct HubRun {
                      updated, delivered, cancel_requested, message, tasks);
 };
 
+// Where a run sorts by time: its id's ULID (run ids are "<site>-<ULID>"), then the id.
+// An id without one sorts before every id with one (oldest).
+std::string RunTimeKey(const std::string& run_id);
+
 struct RequestRecord {
   std::string id;
   std::string workflow;
@@ -163,14 +192,14 @@ class HubTxn {
   enum class Kind : uint8_t {
     kPutSite, kDeleteSite, kPutUp, kPutDown, kTrimDown, kPutRun, kPutOutput, kPutDef,
     kDeleteDef, kPutRequest, kAudit, kDeleteRun, kPurgeSiteStreams, kPutSetting, kPutChunk,
-    kPutArtifact
+    kPutArtifact, kTrimUp
   };
   struct Op {
     Kind kind;
     std::string key;    // site, run, workflow or request name
     std::string key2;   // task (kPutOutput)
-    uint64_t stream = 0;  // incarnation (kPutUp) or epoch (kPutDown, kTrimDown)
-    uint64_t seq = 0;     // entry (kPutUp, kPutDown, kAudit) or last trimmed (kTrimDown)
+    uint64_t stream = 0;  // incarnation (kPutUp, kTrimUp) or epoch (kPutDown, kTrimDown)
+    uint64_t seq = 0;     // entry (kPutUp, kPutDown, kAudit) or last trimmed (kTrim*)
     std::string value;    // encoded record, entry bytes, output text or audit JSON
   };
 
@@ -180,6 +209,10 @@ class HubTxn {
   void PutDown(const std::string& site, uint64_t epoch, uint64_t seq, const std::string& v);
   // Removes entries 1..through of the site's command log `epoch`.
   void TrimDown(const std::string& site, uint64_t epoch, uint64_t through);
+  // Removes entries 1..through of the hub's copy of the site's stream `incarnation`
+  // (retention; the run view keeps what they said). kWholeStream removes all of it.
+  static constexpr uint64_t kWholeStream = UINT64_MAX - 1;
+  void TrimUp(const std::string& site, uint64_t incarnation, uint64_t through);
   void PutRun(const HubRun& r);
   void PutOutput(const std::string& run, const std::string& task, const std::string& out);
   // Removes a run and its output tails.
@@ -229,6 +262,12 @@ class HubStore {
   // --site); this default scans them all.
   virtual Status ScanSiteRunsNewestFirst(const std::string& site,
                                          const std::function<bool(const HubRun&)>& fn) const;
+  // Calls fn for every run of every site, newest first by the ULID of its id (ties by
+  // id), starting after `after` (a run id, or empty for the newest); fn returns false to
+  // stop. What run.list pages through: each page costs the runs it reads, however long
+  // the history (RocksHubStore keeps an index by time; this default scans them all).
+  virtual Status ScanRunsNewestFirst(const std::string& after,
+                                     const std::function<bool(const HubRun&)>& fn) const;
   virtual Result<std::optional<std::string>> GetOutput(const std::string& run,
                                                        const std::string& task) const = 0;
   virtual Result<std::optional<RequestRecord>> GetRequest(const std::string& id) const = 0;
@@ -252,3 +291,15 @@ class HubStore {
 };
 
 }  // namespace outpost
+
+namespace msgpack {
+MSGPACK_API_VERSION_NAMESPACE(MSGPACK_DEFAULT_API_NS) {
+namespace adaptor {
+// A task row: an array (as written now) or a map (as hubs before wrote it).
+template <>
+struct convert<outpost::HubTask> {
+  const msgpack::object& operator()(const msgpack::object& o, outpost::HubTask& v) const;
+};
+}  // namespace adaptor
+}  // MSGPACK_API_VERSION_NAMESPACE(MSGPACK_DEFAULT_API_NS)
+}  // namespace msgpack

@@ -18,7 +18,7 @@ using json = nlohmann::json;
 
 json HubCore::StatusJson() const {
   size_t online_n = 0, enrolled = 0, pending = 0, revoked = 0;
-  uint64_t behind = 0, commands = 0;
+  uint64_t behind = 0, commands = 0, kept = 0;
   json rows = json::array();
   for (const auto& [name, s] : sites_) {
     switch (s.site_state()) {
@@ -27,9 +27,12 @@ json HubCore::StatusJson() const {
       case SiteState::kRevoked: ++revoked; break;
     }
     if (online(name)) ++online_n;
+    kept += s.up_kept_bytes();
     if (s.site_state() != SiteState::kEnrolled) continue;
     behind += s.up_head > s.up_applied ? s.up_head - s.up_applied : 0;
     commands += s.down_head - s.down_acked;
+    // A fleet's summary, not its list: site.list and the dashboard page through sites.
+    if (rows.size() >= options_.max_list) continue;
     rows.push_back({{"name", name},
                     {"online", online(name)},
                     {"last_seen", TimeJson(s.last_seen)},
@@ -38,11 +41,6 @@ json HubCore::StatusJson() const {
                     {"events_behind", s.up_head > s.up_applied ? s.up_head - s.up_applied : 0},
                     {"commands_pending", s.down_head - s.down_acked}});
   }
-  std::map<std::string, uint64_t> by_state;
-  Status scan = store_->ScanRuns([&](const HubRun& r) {
-    ++by_state[r.state];
-    return true;
-  });
   const auto& c = counters_;
   return {{"sites",
            {{"enrolled", enrolled},
@@ -52,10 +50,20 @@ json HubCore::StatusJson() const {
             {"revoked", revoked}}},
           {"events_behind", behind},
           {"commands_pending", commands},
-          {"runs", by_state},
+          {"runs", run_counts_},
           {"workflows", defs_.size()},
           {"site_rows", rows},
+          {"site_rows_truncated", enrolled > rows.size()},
           {"store_bytes", store_->ApproximateSize()},
+          {"retention",
+           {{"site_events_kept_bytes", kept},
+            {"trimmed_bytes",
+             {{"age", c.retention_age_bytes},
+              {"budget", c.retention_budget_bytes},
+              {"quota", c.retention_quota_bytes}}},
+            {"keep_days", options_.retention.max_age / 86'400'000},
+            {"budget_bytes", options_.retention.max_bytes},
+            {"site_quota_bytes", options_.retention.site_quota}}},
           {"counters",
            {{"frames_received", c.frames_received},
             {"frames_malformed", c.frames_malformed},
@@ -229,14 +237,14 @@ json HubCore::OpSiteEvents(const OperatorRequest& r) {
 }
 
 json HubCore::OpRunShow(const OperatorRequest& r) {
-  auto run = store_->GetRun(r.id);
+  auto run = ReadRun(r.id);
   if (!run.ok()) return Error(run.status());
   if (!*run) return Error("no run with id '" + r.id + "'", "not_found");
   return {{"ok", true}, {"run", RunJson(**run)}};
 }
 
 json HubCore::OpRunLogs(const OperatorRequest& r) {
-  auto run = store_->GetRun(r.id);
+  auto run = ReadRun(r.id);
   if (!run.ok()) return Error(run.status());
   if (!*run) return Error("no run with id '" + r.id + "'", "not_found");
   auto o = store_->GetOutput(r.id, r.task);
@@ -260,34 +268,46 @@ json HubCore::OpEvents(const OperatorRequest& r) {
 json HubCore::OpRunList(const OperatorRequest& r) {
   const std::string &site = r.site, &workflow = r.workflow, &state = r.state;
   const size_t limit = r.limit.value_or(options_.max_list);
-  std::vector<HubRun> rows;
-  auto match = [&](const HubRun& run) {
-    return (site.empty() || run.site == site) && (workflow.empty() || run.workflow == workflow) &&
-           (state.empty() || run.state == state);
-  };
-  // One site's runs are read newest first and only as far as the limit.
-  Status s = site.empty() ? store_->ScanRuns([&](const HubRun& run) {
-    if (match(run)) rows.push_back(run);
-    return true;
-  })
-                          : store_->ScanSiteRunsNewestFirst(site, [&](const HubRun& run) {
-                              if (match(run)) rows.push_back(run);
-                              return rows.size() < limit;
-                            });
-  if (!s.ok()) return Error(s);
-  std::sort(rows.begin(), rows.end(),
-            [](const HubRun& a, const HubRun& b) { return a.created > b.created; });
-  if (rows.size() > limit) rows.resize(limit);
+  // A page reads at most this many runs, matching or not: a filter that matches little of
+  // a long history answers with fewer rows and a "next" to go on from, never with a read
+  // of the whole history.
+  const size_t budget = std::max<size_t>(10'000, 20 * limit);
   json list = json::array();
-  for (const auto& run : rows) {
-    json j = RunJson(run);
-    j.erase("tasks");
-    j["tasks_total"] = run.tasks.size();
-    size_t done = 0;
-    for (const auto& t : run.tasks) done += t.state == "succeeded" ? 1 : 0;
-    j["tasks_succeeded"] = done;
-    list.push_back(std::move(j));
+  size_t examined = 0;
+  std::string last;
+  bool stopped = false;
+  auto visit = [&](const HubRun& run) {
+    ++examined;
+    last = run.id;
+    if ((site.empty() || run.site == site) && (workflow.empty() || run.workflow == workflow) &&
+        (state.empty() || run.state == state)) {
+      json j = RunJson(run);
+      j.erase("tasks");
+      j["tasks_total"] = run.tasks.size();
+      size_t done = 0;
+      for (const auto& t : run.tasks) done += t.state == "succeeded" ? 1 : 0;
+      j["tasks_succeeded"] = done;
+      list.push_back(std::move(j));
+    }
+    stopped = list.size() >= limit || examined >= budget;
+    return !stopped;
+  };
+  // One site's runs are read from that site's keys; the fleet's through the index by time.
+  Status s;
+  if (site.empty()) {
+    s = store_->ScanRunsNewestFirst(r.after, visit);
+  } else {
+    const std::string bound = r.after.empty() ? std::string() : RunTimeKey(r.after);
+    s = store_->ScanSiteRunsNewestFirst(site, [&](const HubRun& run) {
+      if (!bound.empty() && RunTimeKey(run.id) >= bound) return true;
+      return visit(run);
+    });
   }
-  return {{"ok", true}, {"runs", list}};
+  if (!s.ok()) return Error(s);
+  // "next": where the following page starts (null when this one reached the oldest run).
+  return {{"ok", true},
+          {"runs", list},
+          {"examined", examined},
+          {"next", stopped ? json(last) : json(nullptr)}};
 }
 }  // namespace outpost

@@ -62,6 +62,7 @@ Status DecodeFields(const JsonFields& f, size_t max_list, OperatorRequest* r) {
   OUTPOST_RETURN_IF_ERROR(f.Str("request", &r->request, false, kMaxRequestIdBytes));
   OUTPOST_RETURN_IF_ERROR(f.Str("site", &r->site, false, kName));
   OUTPOST_RETURN_IF_ERROR(f.Str("id", &r->id, false, kName));
+  OUTPOST_RETURN_IF_ERROR(f.Str("after", &r->after, false, kName));
   OUTPOST_RETURN_IF_ERROR(f.Str("task", &r->task, false, kName));
   OUTPOST_RETURN_IF_ERROR(f.Str("reason", &r->reason, false, 4096));
   OUTPOST_RETURN_IF_ERROR(f.Str("state", &r->state, false, 64));

@@ -42,6 +42,8 @@ struct OperatorRequest {
   std::optional<int> priority;
   bool reject = false;
   std::optional<size_t> limit;
+  // run.list: the page after this run id ("next" of the page before).
+  std::string after;
   // Trust (docs/security.md): the operator's signed statement for this request
   // ("signed"), and a root-signed fleet policy ("policy", policy.push).
   std::optional<Signed> signed_stmt;

@@ -254,12 +254,16 @@ json HubCore::OpSiteRemove(const OperatorRequest& r, HubOutput* out) {
   HubStore::Txn txn;
   txn.DeleteSite(name);
   size_t runs = 0;
+  std::map<std::string, int64_t> delta;
+  std::vector<std::string> purged;
   if (r.purge) {
     // The site's history goes too: its copies of the event log, its command logs, its runs.
     txn.PurgeSiteStreams(name);
-    Status scan = store_->ScanRuns([&](const HubRun& run) {
+    Status scan = store_->ScanSiteRunsNewestFirst(name, [&](const HubRun& run) {
       if (run.site == name) {
         txn.DeleteRun(run.id);
+        purged.push_back(run.id);
+        --delta[run.state];
         ++runs;
       }
       return true;
@@ -268,10 +272,13 @@ json HubCore::OpSiteRemove(const OperatorRequest& r, HubOutput* out) {
   }
   Audit(&txn, {{"event", "site.removed"}, {"site", name}, {"purged", r.purge},
                {"runs_purged", runs}});
+  std::map<std::string, uint64_t> counts = CountRuns(delta, &txn);
   if (Status st = store_->Commit(txn); !st.ok()) {
     ++counters_.store_errors;
     return Error(st);
   }
+  run_counts_ = std::move(counts);
+  for (const auto& id : purged) run_cache_.Forget(id);
   Drop(name, "removed");
   by_key_.erase(s->key);
   sites_.erase(name);

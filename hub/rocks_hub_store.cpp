@@ -10,6 +10,9 @@ namespace {
 
 const std::vector<std::string> kCfNames = {"sites", "up", "down", "runs", "defs", "meta", "blobs"};
 constexpr char kAuditPrefix[] = "audit/";
+// The runs' index by time (ScanRunsNewestFirst); "set/run_time_index" in meta says it is
+// complete (a store from before it is indexed once, at open).
+constexpr char kTimePrefix[] = "when/";
 
 }  // namespace
 
@@ -40,6 +43,7 @@ Result<std::unique_ptr<RocksHubStore>> RocksHubStore::Open(const std::string& pa
     s->audit_head_ = DecodeU64(it->key().ToStringView().substr(sizeof(kAuditPrefix) - 1));
   }
   OUTPOST_RETURN_IF_ERROR(FromRocks(it->status(), "read hub audit log"));
+  OUTPOST_RETURN_IF_ERROR(s->IndexRunsByTime());
   return s;
 }
 
@@ -62,7 +66,16 @@ Status RocksHubStore::AddToBatch(const HubTxn::Op& op, rocksdb::WriteBatch* batc
       return FromRocks(batch->DeleteRange(Handle(Cf::kDown), StreamKey(op.key, op.stream, 0),
                                           StreamKey(op.key, op.stream, op.seq + 1)),
                        "batch");
-    case Kind::kPutRun: return FromRocks(batch->Put(Handle(Cf::kRuns), "run/" + op.key, op.value), "batch");
+    case Kind::kTrimUp:
+      return FromRocks(batch->DeleteRange(Handle(Cf::kUp), StreamKey(op.key, op.stream, 0),
+                                          StreamKey(op.key, op.stream, op.seq + 1)),
+                       "batch");
+    case Kind::kPutRun:
+      // The run, and its entry in the index by time (kTimePrefix + RunTimeKey -> nothing).
+      OUTPOST_RETURN_IF_ERROR(
+          FromRocks(batch->Put(Handle(Cf::kRuns), "run/" + op.key, op.value), "batch"));
+      return FromRocks(batch->Put(Handle(Cf::kRuns), kTimePrefix + RunTimeKey(op.key), ""),
+                       "batch");
     case Kind::kPutOutput:
       return FromRocks(batch->Put(Handle(Cf::kRuns), "out/" + op.key + "/" + op.key2, op.value),
                        "batch");
@@ -81,6 +94,8 @@ Status RocksHubStore::AddToBatch(const HubTxn::Op& op, rocksdb::WriteBatch* batc
                        "batch");
     case Kind::kDeleteRun:
       OUTPOST_RETURN_IF_ERROR(FromRocks(batch->Delete(Handle(Cf::kRuns), "run/" + op.key), "batch"));
+      OUTPOST_RETURN_IF_ERROR(
+          FromRocks(batch->Delete(Handle(Cf::kRuns), kTimePrefix + RunTimeKey(op.key)), "batch"));
       return FromRocks(batch->DeleteRange(Handle(Cf::kRuns), "out/" + op.key + "/",
                                           "out/" + op.key + "0"),  // '0' follows '/'
                        "batch");
@@ -178,6 +193,50 @@ Status RocksHubStore::ScanSiteRunsNewestFirst(const std::string& site,
     if (!fn(r)) break;
   }
   return FromRocks(it->status(), "scan the runs of " + site);
+}
+
+Status RocksHubStore::IndexRunsByTime() {
+  std::string done;
+  auto got = rocks_.db->Get(rocksdb::ReadOptions(), Handle(Cf::kMeta), "set/run_time_index", &done);
+  if (got.ok()) return Status::Ok();
+  if (!got.IsNotFound()) return FromRocks(got, "read the run index's mark");
+  rocksdb::WriteBatch batch;
+  std::unique_ptr<rocksdb::Iterator> it(
+      rocks_.db->NewIterator(rocksdb::ReadOptions(), Handle(Cf::kRuns)));
+  for (it->Seek("run/"); it->Valid() && it->key().starts_with("run/"); it->Next()) {
+    const std::string id = it->key().ToString().substr(4);
+    OUTPOST_RETURN_IF_ERROR(
+        FromRocks(batch.Put(Handle(Cf::kRuns), kTimePrefix + RunTimeKey(id), ""), "batch"));
+  }
+  OUTPOST_RETURN_IF_ERROR(FromRocks(it->status(), "index runs by time"));
+  OUTPOST_RETURN_IF_ERROR(
+      FromRocks(batch.Put(Handle(Cf::kMeta), "set/run_time_index", "1"), "batch"));
+  rocksdb::WriteOptions wo;
+  wo.sync = sync_;
+  return FromRocks(rocks_.db->Write(wo, &batch), "write the run index");
+}
+
+Status RocksHubStore::ScanRunsNewestFirst(const std::string& after,
+                                          const std::function<bool(const HubRun&)>& fn) const {
+  std::unique_ptr<rocksdb::Iterator> it(
+      rocks_.db->NewIterator(rocksdb::ReadOptions(), Handle(Cf::kRuns)));
+  const std::string prefix = kTimePrefix;
+  if (after.empty()) {
+    it->SeekForPrev(prefix + "\xff");
+  } else {
+    it->SeekForPrev(prefix + RunTimeKey(after));
+    if (it->Valid() && it->key() == prefix + RunTimeKey(after)) it->Prev();
+  }
+  for (; it->Valid() && it->key().starts_with(prefix); it->Prev()) {
+    const std::string_view k = it->key().ToStringView().substr(prefix.size());
+    const size_t nul = k.find('\0');
+    if (nul == std::string_view::npos) continue;
+    const std::string id(k.substr(nul + 1));
+    OUTPOST_ASSIGN_OR_RETURN(auto run, GetRun(id));
+    if (!run) continue;  // an index entry whose run is gone: skipped
+    if (!fn(*run)) break;
+  }
+  return FromRocks(it->status(), "scan runs by time");
 }
 
 Result<std::optional<std::string>> RocksHubStore::GetOutput(const std::string& run,

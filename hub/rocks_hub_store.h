@@ -41,6 +41,8 @@ class RocksHubStore : public HubStore {
   Status LoadDefs(std::vector<WorkflowRecord>* out) const override;
   Result<std::optional<HubRun>> GetRun(const std::string& id) const override;
   Status ScanRuns(const std::function<bool(const HubRun&)>& fn) const override;
+  Status ScanRunsNewestFirst(const std::string& after,
+                             const std::function<bool(const HubRun&)>& fn) const override;
   Status ScanSiteRunsNewestFirst(const std::string& site,
                                  const std::function<bool(const HubRun&)>& fn) const override;
   bool write_failed() const override { return write_failed_; }
@@ -63,6 +65,8 @@ class RocksHubStore : public HubStore {
   const RocksHandles& rocks() const { return rocks_; }
 
  private:
+  // Builds the runs' index by time once, for a store written before it existed.
+  Status IndexRunsByTime();
   enum class Cf { kSites, kUp, kDown, kRuns, kDefs, kMeta, kBlobs };
   RocksHubStore() = default;
   rocksdb::ColumnFamilyHandle* Handle(Cf cf) const;

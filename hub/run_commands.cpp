@@ -215,7 +215,10 @@ json HubCore::OpRunStart(const std::string& who, const OperatorRequest& r, HubOu
                {"workflow", workflow},
                {"runs", q.runs},
                {"author", who}});
+  std::map<std::string, uint64_t> counts =
+      CountRuns({{"pending", static_cast<int64_t>(q.runs.size())}}, &txn);
   if (Status st = CommitSites(txn, changed); !st.ok()) return Error(st);
+  run_counts_ = std::move(counts);
   spdlog::info("hub.run_requested request={} workflow={} sites={}", request, workflow,
                targets.size());
   PokeSites(targets, out);
@@ -225,7 +228,7 @@ json HubCore::OpRunStart(const std::string& who, const OperatorRequest& r, HubOu
 
 json HubCore::OpRunCancel(const std::string& who, const OperatorRequest& r, HubOutput* out) {
   const std::string& id = r.id;
-  auto got = store_->GetRun(id);
+  auto got = ReadRun(id);
   if (!got.ok()) return Error(got.status());
   if (!*got) return Error("no run with id '" + id + "'", "not_found");
   HubRun run = std::move(**got);
@@ -254,6 +257,7 @@ json HubCore::OpRunCancel(const std::string& who, const OperatorRequest& r, HubO
   Audit(&txn, {{"event", "run.cancel_requested"}, {"run", id}, {"author", who}});
   std::map<std::string, SiteRecord> changed{{run.site, copy}};
   if (Status st = CommitSites(txn, changed); !st.ok()) return Error(st);
+  run_cache_.Forget(id);
   PokeSites({run.site}, out);
   return {{"ok", true}, {"run", RunJson(run)}, {"noop", false},
           {"message", online(run.site) ? "cancel sent" : "cancel queued until the site reconnects"}};
@@ -262,7 +266,7 @@ json HubCore::OpRunCancel(const std::string& who, const OperatorRequest& r, HubO
 json HubCore::OpRunApprove(const std::string& who, const OperatorRequest& r,
                            HubOutput* out) {
   const std::string &id = r.id, &task = r.task;
-  auto got = store_->GetRun(id);
+  auto got = ReadRun(id);
   if (!got.ok()) return Error(got.status());
   if (!*got) return Error("no run with id '" + id + "'", "not_found");
   HubRun run = std::move(**got);

@@ -16,12 +16,25 @@ bool FinalRunState(const std::string& s) {
          s == "compensation_failed";
 }
 
-void FoldEvent(const Event& e, HubRun* run, HubTxn* txn) {
+void FoldEvent(const Event& e, HubRun* run, HubTxn* txn,
+               std::unordered_map<std::string, uint32_t>* task_index) {
   HubRun& r = *run;
   r.updated = e.time;
-  auto task = [&r](const std::string& id) -> HubTask& {
-    for (auto& t : r.tasks) {
-      if (t.id == id) return t;
+  if (task_index && task_index->size() != r.tasks.size()) {
+    task_index->clear();
+    for (uint32_t i = 0; i < r.tasks.size(); ++i) task_index->emplace(r.tasks[i].id, i);
+    // A stored run that names a task twice: the first is the one folded into, as without
+    // the index; the index then covers fewer than the tasks, so search instead.
+    if (task_index->size() != r.tasks.size()) task_index = nullptr;
+  }
+  auto task = [&r, task_index](const std::string& id) -> HubTask& {
+    if (task_index) {
+      auto [it, added] = task_index->emplace(id, static_cast<uint32_t>(r.tasks.size()));
+      if (!added) return r.tasks[it->second];
+    } else {
+      for (auto& t : r.tasks) {
+        if (t.id == id) return t;
+      }
     }
     r.tasks.push_back(HubTask{});
     r.tasks.back().id = id;

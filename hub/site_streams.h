@@ -40,7 +40,7 @@ class HubCore::Upstream : public IncomingStream {
   Status ApplyDurably(uint64_t first_seq, const std::vector<std::string>& entries) {
     SiteRecord copy = hub_->sites_.at(site_);
     HubStore::Txn txn;
-    std::map<std::string, HubRun> runs;
+    std::map<std::string, HotRun> runs;
     DecodeLimits limits;
     limits.max_depth = 4;
     for (size_t i = 0; i < entries.size(); ++i) {
@@ -57,11 +57,22 @@ class HubCore::Upstream : public IncomingStream {
       hub_->MaterializeEvent(site_, seq, e, &runs, &txn);
       NoteSiteEvent(e, &copy, hub_->workflow(e.workflow));
     }
-    for (const auto& [id, r] : runs) txn.PutRun(r);
+    std::map<std::string, int64_t> delta;
+    for (auto& [id, hot] : runs) {
+      txn.PutRun(hot.run);
+      hot.bytes = 2 * txn.ops().back().value.size() + 64 * hot.run.tasks.size();
+      if (hot.state_before != hot.run.state) {
+        if (!hot.state_before.empty()) --delta[hot.state_before];
+        ++delta[hot.run.state];
+      }
+    }
+    std::map<std::string, uint64_t> counts = hub_->CountRuns(delta, &txn);
     copy.up_applied = first_seq + entries.size() - 1;
     copy.up_head = std::max(copy.up_head, copy.up_applied);
     copy.events_total += entries.size();
     copy.last_seen = hub_->clock_.Now();
+    hub_->NoteUpBatch(&copy, copy.up_applied, entries);
+    const uint64_t over_quota = hub_->TrimToQuota(&copy, &txn);
     txn.PutSite(copy);
     Status s = hub_->store_->Commit(txn);
     if (!s.ok()) {
@@ -72,6 +83,12 @@ class HubCore::Upstream : public IncomingStream {
     }
     hub_->sites_[site_] = std::move(copy);
     hub_->counters_.events_applied += entries.size();
+    hub_->run_counts_ = std::move(counts);
+    hub_->counters_.retention_quota_bytes += over_quota;
+    for (auto& [id, hot] : runs) {
+      hot.state_before = hot.run.state;
+      hub_->run_cache_.Put(std::move(hot));
+    }
     return Status::Ok();
   }
   Status SkipTrimmed(uint64_t through) override {

@@ -535,6 +535,10 @@ Status World::OpenHub() {
   HubOptions ho;
   ho.sync = sc_.sync;
   ho.keys = hub_keys_;
+  // The invariants compare the hub's copy of each site log with the site's, whole:
+  // retention is off (its own tests are in tests/hub/retention_test.cpp).
+  ho.retention.max_age = 0;
+  ho.retention.site_quota = 0;
   // The planted bug of the mutation check, if any (common/faults.h).
   const Faults& faults = opt_.faults;
   OUTPOST_ASSIGN_OR_RETURN(hub_, HubCore::Open(hub_store_.get(), queue_->clock(), &hub_rng_, ho,

@@ -1,5 +1,7 @@
 #include "common/protocol/event.h"
 
+#include <string_view>
+
 namespace outpost {
 
 const char* EventTypeName(EventType t) {
@@ -35,3 +37,49 @@ const char* EventTypeName(EventType t) {
 }
 
 }  // namespace outpost
+
+namespace msgpack {
+MSGPACK_API_VERSION_NAMESPACE(MSGPACK_DEFAULT_API_NS) {
+namespace adaptor {
+
+const msgpack::object& convert<outpost::Event>::operator()(const msgpack::object& o,
+                                                             outpost::Event& v) const {
+  if (o.type != msgpack::type::MAP) throw msgpack::type_error();
+  // The keys in MSGPACK_DEFINE_MAP's order; bit i of `seen` is set once key i was read.
+  static constexpr std::string_view kKeys[] = {"time",    "type",    "run",      "task",
+                                               "attempt", "state",   "exit_code", "signal",
+                                               "message", "output",  "workflow", "params",
+                                               "tasks",   "request"};
+  uint32_t seen = 0;
+  for (uint32_t i = 0; i < o.via.map.size; ++i) {
+    const msgpack::object_kv& kv = o.via.map.ptr[i];
+    if (kv.key.type != msgpack::type::STR) throw msgpack::type_error();
+    const std::string_view key(kv.key.via.str.ptr, kv.key.via.str.size);
+    size_t k = 0;
+    while (k < std::size(kKeys) && kKeys[k] != key) ++k;
+    if (k == std::size(kKeys) || (seen & (1u << k))) continue;
+    seen |= 1u << k;
+    const msgpack::object& val = kv.val;
+    switch (k) {
+      case 0: val.convert(v.time); break;
+      case 1: val.convert(v.type); break;
+      case 2: val.convert(v.run); break;
+      case 3: val.convert(v.task); break;
+      case 4: val.convert(v.attempt); break;
+      case 5: val.convert(v.state); break;
+      case 6: val.convert(v.exit_code); break;
+      case 7: val.convert(v.signal); break;
+      case 8: val.convert(v.message); break;
+      case 9: val.convert(v.output); break;
+      case 10: val.convert(v.workflow); break;
+      case 11: val.convert(v.params); break;
+      case 12: val.convert(v.tasks); break;
+      case 13: val.convert(v.request); break;
+    }
+  }
+  return o;
+}
+
+}  // namespace adaptor
+}  // MSGPACK_API_VERSION_NAMESPACE(MSGPACK_DEFAULT_API_NS)
+}  // namespace msgpack

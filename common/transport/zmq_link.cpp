@@ -178,10 +178,10 @@ void Listener::TakeHandshakeFailures(std::vector<std::string>* peers) {
   }
 }
 
-void Listener::Receive(std::vector<InboundFrame>* out) {
+void Listener::Receive(std::vector<InboundFrame>* out, size_t max) {
   std::vector<std::string> parts;
   std::string user;
-  while (RecvMultipart(sock_, &parts, &user)) {
+  for (size_t n = 0; n < max && RecvMultipart(sock_, &parts, &user); ++n) {
     if (parts.size() != 2) {  // routing id + exactly one payload frame
       ++malformed_;
       continue;

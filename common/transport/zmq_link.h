@@ -88,9 +88,9 @@ class Listener {
   void* socket() const { return sock_; }
   // The bound endpoint with the real port.
   const std::string& endpoint() const { return endpoint_; }
-  // Moves every frame waiting on the socket into `out` (non-blocking). Malformed
-  // multipart messages are dropped and counted.
-  void Receive(std::vector<InboundFrame>* out);
+  // Moves the frames waiting on the socket (every one, or at most `max`) into `out`
+  // (non-blocking). Malformed multipart messages are dropped and counted.
+  void Receive(std::vector<InboundFrame>* out, size_t max = SIZE_MAX);
   Status Send(const std::string& peer, const std::string& payload);
   uint64_t malformed() const { return malformed_; }
   // Peers (their addresses) whose CURVE handshake broke since the last call — most often

@@ -76,5 +76,71 @@ TEST(CodecTest, RandomMutationsNeverCrash) {
   SUCCEED() << "seed " << seed;
 }
 
+// msgpack-c's own map decoding, as the reference for Event's one-pass decoder.
+struct ReferenceEvent {
+  TimeMs time = 0;
+  uint8_t type = 0;
+  std::string run, task;
+  int32_t attempt = 0;
+  std::string state;
+  int32_t exit_code = -1, signal = 0;
+  std::string message, output, workflow;
+  std::map<std::string, std::string> params;
+  std::vector<std::string> tasks;
+  std::string request;
+  MSGPACK_DEFINE_MAP(time, type, run, task, attempt, state, exit_code, signal, message, output,
+                     workflow, params, tasks, request);
+};
+
+// Random maps of Event's keys (and unknown and non-string keys), values of every type,
+// keys given twice: the one-pass decoder accepts exactly what msgpack-c's map decoding
+// accepts and reads the same values.
+TEST(CodecTest, EventDecoderAgreesWithMsgpackMapDecoding) {
+  const uint64_t seed = 20261201;
+  Rng rng(seed);
+  const char* keys[] = {"time",   "type",     "run",    "task",  "attempt", "state",
+                        "exit_code", "signal", "message", "output", "workflow", "params",
+                        "tasks",  "request",  "extra",  "Time",  ""};
+  int agreed_ok = 0, agreed_error = 0;
+  for (int i = 0; i < 20000; ++i) {
+    msgpack::sbuffer buf;
+    msgpack::packer<msgpack::sbuffer> pk(buf);
+    const uint32_t n = static_cast<uint32_t>(rng.Uniform(8));
+    pk.pack_map(n);
+    for (uint32_t k = 0; k < n; ++k) {
+      if (rng.Uniform(40) == 0) pk.pack(7);  // a key that is not a string
+      else pk.pack(std::string(keys[rng.Uniform(std::size(keys) - 1)]));
+      switch (rng.Uniform(7)) {
+        case 0: pk.pack(static_cast<int64_t>(rng.Uniform(600)) - 300); break;
+        case 1: pk.pack(std::string("v") + std::to_string(rng.Uniform(9))); break;
+        case 2: pk.pack(std::map<std::string, std::string>{{"a", "b"}}); break;
+        case 3: pk.pack(std::vector<std::string>{"x", "y"}); break;
+        case 4: pk.pack(rng.Uniform(1) == 0); break;
+        case 5: pk.pack(static_cast<uint64_t>(rng.Next())); break;
+        default: pk.pack_nil(); break;
+      }
+    }
+    const std::string bytes(buf.data(), buf.size());
+    Event got;
+    ReferenceEvent want;
+    const bool ok = Decode(bytes, &got).ok();
+    const bool want_ok = Decode(bytes, &want).ok();
+    ASSERT_EQ(ok, want_ok) << "seed " << seed << " case " << i;
+    if (!ok) {
+      ++agreed_error;
+      continue;
+    }
+    ++agreed_ok;
+    ASSERT_EQ(Encode(got), Encode(Event{want.time, want.type, want.run, want.task, want.attempt,
+                                        want.state, want.exit_code, want.signal, want.message,
+                                        want.output, want.workflow, want.params, want.tasks,
+                                        want.request}))
+        << "seed " << seed << " case " << i;
+  }
+  // Both outcomes were exercised.
+  EXPECT_GT(agreed_ok, 1000) << "seed " << seed;
+  EXPECT_GT(agreed_error, 1000) << "seed " << seed;
+}
+
 }  // namespace
 }  // namespace outpost

@@ -901,5 +901,266 @@ TEST(SiteEventFold, APlacementAfterARefusedOneIsPlacedAgain) {
   EXPECT_FALSE(other.placed.count("hello"));
 }
 
+// Bytes of the hub's copy of a site's events as the store holds them (every incarnation
+// the test used), counted the way retention counts them: the independent measure.
+uint64_t StoredUpBytes(const HubStore& store, const std::string& site,
+                       const std::vector<uint64_t>& incarnations, uint64_t* first_seq) {
+  uint64_t bytes = 0;
+  *first_seq = 0;
+  for (uint64_t inc : incarnations) {
+    auto got = store.ReadUp(site, inc, 0, SIZE_MAX);
+    EXPECT_TRUE(got.ok());
+    for (const auto& r : *got) {
+      bytes += r.payload.size() + site.size() + 17;
+      if (*first_seq == 0 && inc == incarnations.back()) *first_seq = r.seq;
+    }
+  }
+  return bytes;
+}
+
+Event TaskEvent(const std::string& run, int i, TimeMs t) {
+  Event e;
+  e.time = t;
+  e.run = run;
+  e.task = "t" + std::to_string(i % 40);
+  e.type = static_cast<uint8_t>(EventType::kTaskFinished);
+  e.state = "succeeded";
+  e.exit_code = 0;
+  e.message = std::string(300, 'x');  // ~370 bytes an event
+  return e;
+}
+
+// A noisy site: its copies are trimmed to its quota in the batches that go over it, the
+// oldest first; the run view keeps every run; what the record says is kept equals what
+// the store holds; the other site keeps everything.
+TEST_F(HubCoreTest, ASitesCopiesAreTrimmedToItsQuotaAndTheRunViewStays) {
+  options_.retention.site_quota = 256 << 10;  // marks of 64 KiB
+  Open();
+  AddSite("noisy", "web");
+  AddSite("quiet", "web");
+  FakeSite noisy("noisy", 7, clock_), quiet("quiet", 8, clock_);
+  Connect(&noisy);
+  Connect(&quiet);
+  for (int i = 0; i < 3000; ++i) {
+    noisy.Emit(TaskEvent("noisy-01J00000000000000000000" + std::to_string(i / 100 % 10), i, clock_.Now()));
+    if (i % 100 == 0) Settle();
+    clock_.Advance(10);
+  }
+  for (int i = 0; i < 100; ++i) quiet.Emit(TaskEvent("quiet-01J000000000000000000000", i, clock_.Now()));
+  Settle();
+  const SiteRecord* n = core_->site("noisy");
+  ASSERT_NE(n, nullptr);
+  EXPECT_EQ(n->up_applied, 3000u);  // every event arrived, once
+  uint64_t first = 0;
+  const uint64_t stored = StoredUpBytes(*store_, "noisy", {7}, &first);
+  EXPECT_EQ(stored, n->up_kept_bytes());
+  EXPECT_LE(stored, options_.retention.site_quota);
+  EXPECT_GT(stored, options_.retention.site_quota / 2);  // trimmed by marks, not emptied
+  EXPECT_GT(first, 1u);                                   // the oldest went first
+  EXPECT_EQ(core_->counters().retention_quota_bytes, n->up_trimmed_bytes);
+  uint64_t quiet_first = 0;
+  EXPECT_EQ(StoredUpBytes(*store_, "quiet", {8}, &quiet_first), core_->site("quiet")->up_kept_bytes());
+  EXPECT_EQ(quiet_first, 1u);
+  // The run view kept every run and its tasks.
+  json runs = Op({{"op", "run.list"}, {"site", "noisy"}});
+  EXPECT_EQ(runs["runs"].size(), 10u);
+  EXPECT_EQ(runs["runs"][0]["tasks_total"], 40);
+  // A restart reads the same accounts back.
+  Disconnect(&noisy);
+  Disconnect(&quiet);
+  Open();
+  EXPECT_EQ(core_->site("noisy")->up_kept_bytes(), stored);
+}
+
+// Copies older than max_age go at the next check, whole marks at a time, across a new
+// incarnation of the site; newer ones stay; the audit log says what was trimmed.
+TEST_F(HubCoreTest, CopiesOlderThanTheRetentionAgeAreTrimmedAtTheNextCheck) {
+  options_.retention.max_age = 3'600'000;
+  options_.retention.mark_ms = 60'000;
+  Open();
+  AddSite("a", "web");
+  FakeSite a1("a", 11, clock_);
+  Connect(&a1);
+  for (int i = 0; i < 50; ++i) a1.Emit(TaskEvent("a-01J000000000000000000000AA", i, clock_.Now()));
+  Settle();
+  clock_.Advance(30 * 60'000);
+  // The site's disk is replaced: a new incarnation, whose first events are also old soon.
+  Disconnect(&a1);
+  FakeSite a2("a", 12, clock_);
+  Connect(&a2);
+  for (int i = 0; i < 20; ++i) a2.Emit(TaskEvent("a-01J000000000000000000000AB", i, clock_.Now()));
+  Settle();
+  clock_.Advance(45 * 60'000);  // the first stream is 75 minutes old, the second 45
+  for (int i = 20; i < 30; ++i) a2.Emit(TaskEvent("a-01J000000000000000000000AB", i, clock_.Now()));
+  Settle();
+  HubOutput out;
+  core_->Tick(&out);
+  uint64_t first = 0;
+  EXPECT_EQ(StoredUpBytes(*store_, "a", {11, 12}, &first), core_->site("a")->up_kept_bytes());
+  EXPECT_TRUE(store_->ReadUp("a", 11, 0, SIZE_MAX)->empty());  // the old stream, whole
+  EXPECT_EQ(store_->ReadUp("a", 12, 0, SIZE_MAX)->size(), 30u);
+  EXPECT_GT(core_->counters().retention_age_bytes, 0u);
+  // 30 more minutes: the second stream's first 20 are past the age; the last 10 are not.
+  clock_.Advance(30 * 60'000);
+  core_->Tick(&out);
+  auto left = store_->ReadUp("a", 12, 0, SIZE_MAX);
+  ASSERT_EQ(left->size(), 10u);
+  EXPECT_EQ(left->front().seq, 21u);
+  std::vector<std::string> audit;
+  ASSERT_TRUE(store_->ReadAudit(100, &audit).ok());
+  int trims = 0;
+  for (const auto& line : audit) trims += line.find("hub.retention") != std::string::npos;
+  EXPECT_EQ(trims, 2);
+  EXPECT_EQ(Op({{"op", "run.list"}, {"site", "a"}})["runs"].size(), 2u);
+}
+
+// Over the fleet's budget the oldest copies go first, whichever site holds them.
+TEST_F(HubCoreTest, TheFleetBudgetTrimsTheOldestCopiesFirst) {
+  options_.retention.max_bytes = 300 << 10;
+  options_.retention.mark_ms = 60'000;
+  Open();
+  AddSite("old", "web");
+  AddSite("new", "web");
+  FakeSite olds("old", 21, clock_), news("new", 22, clock_);
+  Connect(&olds);
+  Connect(&news);
+  for (int m = 0; m < 5; ++m) {  // five minutes of the old site: five marks
+    for (int i = 0; i < 100; ++i) olds.Emit(TaskEvent("old-01J000000000000000000000AA", i, clock_.Now()));
+    Settle();
+    clock_.Advance(61'000);
+  }
+  for (int i = 0; i < 400; ++i) news.Emit(TaskEvent("new-01J000000000000000000000AA", i, clock_.Now()));
+  Settle();
+  HubOutput out;
+  core_->Tick(&out);
+  uint64_t f1 = 0, f2 = 0;
+  const uint64_t old_bytes = StoredUpBytes(*store_, "old", {21}, &f1);
+  const uint64_t new_bytes = StoredUpBytes(*store_, "new", {22}, &f2);
+  EXPECT_LE(old_bytes + new_bytes, options_.retention.max_bytes);
+  // Only as much as needed went (less than one more minute's mark of 100 events)...
+  EXPECT_GT(old_bytes + new_bytes + 100 * 450, options_.retention.max_bytes);
+  // ...and it was the older site's oldest: the newer site kept all of its copies.
+  EXPECT_EQ(f2, 1u);
+  EXPECT_GT(f1, 101u);
+  EXPECT_GT(old_bytes, 0u);
+  EXPECT_EQ(core_->counters().retention_budget_bytes, core_->site("old")->up_trimmed_bytes);
+}
+
+// Runs by state are counted as they change and stored: equal to a count over every run,
+// also after a restart and a purge; run.list pages through the whole fleet newest first,
+// each run once, the same order as the store's full scan sorted by id time.
+TEST_F(HubCoreTest, RunCountsFollowTheRunViewAndRunListPagesThroughEveryRun) {
+  const uint64_t seed = 20261201;
+  Rng rng(seed);
+  AddSite("a", "web");
+  AddSite("b", "web");
+  ASSERT_TRUE(Op({{"op", "workflow.apply"}, {"source", kWf}})["ok"].get<bool>());
+  FakeSite a("a", 31, clock_), b("b", 32, clock_);
+  Connect(&a);
+  Connect(&b);
+  const char* states[] = {"succeeded", "failed", "cancelled"};
+  for (int i = 0; i < 57; ++i) {
+    FakeSite& s = rng.Uniform(1) ? a : b;
+    char ulid[32];
+    snprintf(ulid, sizeof ulid, "01J%023d", i);
+    const std::string run = s.name + "-" + ulid;
+    Event c;
+    c.time = clock_.Now();
+    c.run = run;
+    c.type = static_cast<uint8_t>(EventType::kRunCreated);
+    c.workflow = "deploy";
+    c.tasks = {"fetch", "install"};
+    s.Emit(c);
+    if (rng.Uniform(2) > 0) {
+      Event f = c;
+      f.type = static_cast<uint8_t>(EventType::kRunFinished);
+      f.state = states[rng.Uniform(2)];
+      s.Emit(f);
+    }
+    if (i % 7 == 0) Settle();
+    clock_.Advance(1000);
+  }
+  // Runs the hub starts count as pending until their sites report them.
+  ASSERT_TRUE(Op({{"op", "run.start"}, {"workflow", "deploy"}})["ok"].get<bool>());
+  Settle();
+  auto scan_counts = [&] {
+    std::map<std::string, uint64_t> want;
+    EXPECT_TRUE(store_->ScanRuns([&](const HubRun& r) { return ++want[r.state], true; }).ok());
+    return want;
+  };
+  EXPECT_EQ(core_->run_counts(), scan_counts()) << "seed " << seed;
+  json st = Op({{"op", "status"}});
+  EXPECT_EQ(st["status"]["runs"], json(scan_counts()));
+  Disconnect(&a);
+  Disconnect(&b);
+  Open();
+  EXPECT_EQ(core_->run_counts(), scan_counts()) << "seed " << seed;
+
+  std::vector<std::pair<std::string, std::string>> want;  // (time key, id)
+  ASSERT_TRUE(store_->ScanRuns([&](const HubRun& r) {
+    want.emplace_back(RunTimeKey(r.id), r.id);
+    return true;
+  }).ok());
+  std::sort(want.rbegin(), want.rend());
+  std::vector<std::string> got;
+  std::string after;
+  for (int page = 0; page < 20; ++page) {
+    json req = {{"op", "run.list"}, {"limit", 10}};
+    if (!after.empty()) req["after"] = after;
+    json r = Op(req);
+    ASSERT_TRUE(r["ok"].get<bool>()) << r.dump();
+    for (const auto& row : r["runs"]) got.push_back(row["id"]);
+    if (r["next"].is_null()) break;
+    after = r["next"];
+  }
+  ASSERT_EQ(got.size(), want.size()) << "seed " << seed;
+  for (size_t i = 0; i < got.size(); ++i) EXPECT_EQ(got[i], want[i].second) << i;
+  // Filtered pages: one state, one site, in pages of 4.
+  for (json filter : {json{{"state", "failed"}}, json{{"site", "b"}}}) {
+    std::vector<std::string> all, paged;
+    for (const auto& [k, id] : want) {
+      auto run = store_->GetRun(id);
+      if ((filter.contains("state") && (*run)->state == filter["state"]) ||
+          (filter.contains("site") && (*run)->site == filter["site"])) {
+        all.push_back(id);
+      }
+    }
+    after.clear();
+    for (int page = 0; page < 40; ++page) {
+      json req = filter;
+      req["op"] = "run.list";
+      req["limit"] = 4;
+      if (!after.empty()) req["after"] = after;
+      json r = Op(req);
+      for (const auto& row : r["runs"]) paged.push_back(row["id"]);
+      if (r["next"].is_null()) break;
+      after = r["next"];
+    }
+    EXPECT_EQ(paged, all) << filter.dump();
+  }
+  // Removing a site with its history takes its runs out of the counts.
+  ASSERT_TRUE(Op({{"op", "site.revoke"}, {"name", "b"}})["ok"].get<bool>());
+  ASSERT_TRUE(Op({{"op", "site.remove"}, {"name", "b"}, {"purge", true}})["ok"].get<bool>());
+  EXPECT_EQ(core_->run_counts(), scan_counts());
+}
+
+// Task rows stored as maps by hubs before rows became arrays are read the same.
+struct OldTask {
+  std::string id, state;
+  int32_t attempts = 0, exit_code = -1, signal = 0;
+  TimeMs started = 0, finished = 0;
+  std::string message;
+  MSGPACK_DEFINE_MAP(id, state, attempts, exit_code, signal, started, finished, message);
+};
+
+TEST(HubStoreFormat, TaskRowsWrittenAsMapsAreRead) {
+  OldTask t{"fetch", "succeeded", 2, 0, 0, 5, 9, "ok"};
+  HubTask back;
+  ASSERT_TRUE(Decode(Encode(t), &back).ok());
+  EXPECT_EQ(Encode(back), Encode(HubTask{"fetch", "succeeded", 2, 0, 0, 5, 9, "ok"}));
+  ASSERT_TRUE(Decode(Encode(back), &back).ok());  // and the array form
+  EXPECT_EQ(back.message, "ok");
+}
+
 }  // namespace
 }  // namespace outpost

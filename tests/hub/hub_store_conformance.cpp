@@ -235,6 +235,61 @@ TEST_P(HubStoreConformance, ASitesRunsAreReadNewestFirstAndAlone) {
   EXPECT_TRUE(read("nobody", 10).empty());
 }
 
+// The fleet's runs newest first by the ULID in their ids, whatever the site, paged with
+// `after`; a deleted run leaves the order.
+TEST_P(HubStoreConformance, TheFleetsRunsAreReadNewestFirstByTimeAndPaged) {
+  HubTxn t;
+  const std::vector<std::string> ids = {"gw-01J0000000000000000000000C", "b-01J0000000000000000000000A",
+                                        "a-01J0000000000000000000000D", "gw-2-01J0000000000000000000000B",
+                                        "odd"};
+  for (const auto& id : ids) t.PutRun(MakeRun(id, "deploy", "succeeded"));
+  Commit(t);
+  Reopen();
+  auto read = [&](const std::string& after, size_t stop_after) {
+    std::vector<std::string> got;
+    EXPECT_TRUE(store_->ScanRunsNewestFirst(after, [&](const HubRun& r) {
+                        got.push_back(r.id);
+                        return got.size() < stop_after;
+                      }).ok());
+    return got;
+  };
+  const std::vector<std::string> want = {ids[2], ids[0], ids[3], ids[1], "odd"};
+  EXPECT_EQ(read("", 10), want);
+  EXPECT_EQ(read("", 2), (std::vector<std::string>{ids[2], ids[0]}));
+  EXPECT_EQ(read(ids[0], 2), (std::vector<std::string>{ids[3], ids[1]}));
+  EXPECT_EQ(read(ids[1], 10), (std::vector<std::string>{"odd"}));
+  EXPECT_TRUE(read("odd", 10).empty());
+  HubTxn d;
+  d.DeleteRun(ids[3]);
+  Commit(d);
+  EXPECT_EQ(read(ids[0], 10), (std::vector<std::string>{ids[1], "odd"}));
+}
+
+// Trimming a site's upstream copy removes its oldest entries (or a whole incarnation) and
+// nothing of another stream or site.
+TEST_P(HubStoreConformance, TrimmingAnUpstreamCopyRemovesOnlyItsOldestEntries) {
+  HubTxn t;
+  for (uint64_t seq = 1; seq <= 5; ++seq) {
+    t.PutUp("gw", 7, seq, "a" + std::to_string(seq));
+    t.PutUp("gw", 9, seq, "b" + std::to_string(seq));
+    t.PutUp("gw2", 7, seq, "c" + std::to_string(seq));
+  }
+  Commit(t);
+  HubTxn trim;
+  trim.TrimUp("gw", 9, 3);
+  trim.TrimUp("gw", 7, HubTxn::kWholeStream);
+  Commit(trim);
+  Reopen();
+  auto b = store_->ReadUp("gw", 9, 0, SIZE_MAX);
+  ASSERT_TRUE(b.ok());
+  ASSERT_EQ(b->size(), 2u);
+  EXPECT_EQ((*b)[0].seq, 4u);
+  EXPECT_EQ((*b)[0].payload, "b4");
+  EXPECT_TRUE(store_->ReadUp("gw", 7, 0, SIZE_MAX)->empty());
+  EXPECT_EQ(store_->ReadUp("gw2", 7, 0, SIZE_MAX)->size(), 5u);
+  EXPECT_EQ(store_->ReadUp("gw", 9, 4, SIZE_MAX)->size(), 1u);
+}
+
 TEST_P(HubStoreConformance, AuditIsOrderedLimitedAndItsHeadSurvivesReopen) {
   for (uint64_t seq = 1; seq <= 12; ++seq) {
     HubTxn t;
