@@ -1,5 +1,13 @@
 #include "common/rocks.h"
 
+#include <spdlog/spdlog.h>
+
+#include <cstdlib>
+
+#include <chrono>
+
+#include <thread>
+
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/cache.h>
 #include <rocksdb/listener.h>
@@ -274,6 +282,62 @@ Status WriteCreated(rocksdb::Env* env, const std::string& path, const std::vecto
   return FromRocks(dir->Fsync(), what);
 }
 
+// A benchmark's slow disk: every sync of a file RocksDB writes takes `delay_us` longer
+// ($OUTPOST_BENCH_FSYNC_DELAY_US, docs/performance.md), as on SD cards and eMMC where an
+// fsync takes milliseconds. Never set in production; the open logs a warning when it is.
+class SlowSyncEnv final : public rocksdb::EnvWrapper {
+ public:
+  SlowSyncEnv(rocksdb::Env* base, int64_t delay_us) : EnvWrapper(base), delay_us_(delay_us) {}
+  const char* Name() const override { return "OutpostBenchSlowSync"; }
+  rocksdb::Status NewWritableFile(const std::string& f, std::unique_ptr<rocksdb::WritableFile>* r,
+                                  const rocksdb::EnvOptions& o) override {
+    return Wrap(target()->NewWritableFile(f, r, o), r);
+  }
+  rocksdb::Status ReopenWritableFile(const std::string& f,
+                                     std::unique_ptr<rocksdb::WritableFile>* r,
+                                     const rocksdb::EnvOptions& o) override {
+    return Wrap(target()->ReopenWritableFile(f, r, o), r);
+  }
+  rocksdb::Status ReuseWritableFile(const std::string& f, const std::string& old,
+                                    std::unique_ptr<rocksdb::WritableFile>* r,
+                                    const rocksdb::EnvOptions& o) override {
+    return Wrap(target()->ReuseWritableFile(f, old, r, o), r);
+  }
+
+ private:
+  class File final : public rocksdb::WritableFileWrapper {
+   public:
+    File(std::unique_ptr<rocksdb::WritableFile> f, int64_t us)
+        : WritableFileWrapper(f.get()), own_(std::move(f)), us_(us) {}
+    rocksdb::Status Sync() override { return Slow(), WritableFileWrapper::Sync(); }
+    rocksdb::Status Fsync() override { return Slow(), WritableFileWrapper::Fsync(); }
+
+   private:
+    void Slow() const { std::this_thread::sleep_for(std::chrono::microseconds(us_)); }
+    std::unique_ptr<rocksdb::WritableFile> own_;
+    int64_t us_;
+  };
+  rocksdb::Status Wrap(rocksdb::Status s, std::unique_ptr<rocksdb::WritableFile>* r) const {
+    if (s.ok() && *r) *r = std::make_unique<File>(std::move(*r), delay_us_);
+    return s;
+  }
+  int64_t delay_us_;
+};
+
+// The real disk's env, slowed if the benchmark switch asks for it (one per process).
+rocksdb::Env* DiskEnv() {
+  static rocksdb::Env* env = [] {
+    const char* v = getenv("OUTPOST_BENCH_FSYNC_DELAY_US");
+    const int64_t us = v ? std::clamp<int64_t>(std::strtoll(v, nullptr, 10), 0, 1'000'000) : 0;
+    if (us == 0) return rocksdb::Env::Default();
+    spdlog::warn("rocks.slow_sync_emulated delay_us={} (OUTPOST_BENCH_FSYNC_DELAY_US: a "
+                 "benchmark setting, never for production)",
+                 us);
+    return static_cast<rocksdb::Env*>(new SlowSyncEnv(rocksdb::Env::Default(), us));
+  }();
+  return env;
+}
+
 }  // namespace
 
 Result<RocksHandles> OpenRocks(const std::string& path, const std::vector<std::string>& names,
@@ -283,7 +347,7 @@ Result<RocksHandles> OpenRocks(const std::string& path, const std::vector<std::s
   // Never: see kRocksCreatedFile. Missing column families are created one by one below.
   db_opts.create_missing_column_families = false;
   db_opts.track_and_verify_wals_in_manifest = true;
-  auto stable = std::make_unique<StableReadsEnv>(options.env ? options.env : rocksdb::Env::Default());
+  auto stable = std::make_unique<StableReadsEnv>(options.env ? options.env : DiskEnv());
   db_opts.env = stable.get();
   db_opts.max_open_files = 64;
   db_opts.keep_log_file_num = 2;

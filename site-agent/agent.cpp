@@ -196,11 +196,19 @@ Result<std::unique_ptr<Agent>> Agent::Open(const AgentConfig& config, const Cloc
   OUTPOST_ASSIGN_OR_RETURN(auto unfinished, a->store_->LoadUnfinished());
   for (auto& v : unfinished) {
     for (const auto& t : v.tasks) {
-      if (t.task_state() == TaskState::kRunning && t.pid > 0 &&
-          KillOrphanGroup(t.pid, v.run.id, t.id, t.attempts)) {
+      if (t.task_state() != TaskState::kRunning) continue;
+      if (t.pid > 0 && KillOrphanGroup(t.pid, v.run.id, t.id, t.attempts)) {
         ++a->counters_.orphans_killed;
         spdlog::warn("agent.orphan_killed run={} task={} attempt={} pgid={}", v.run.id, t.id,
                      t.attempts, t.pid);
+      } else if (t.pid == 0) {
+        // Started, but the pid's group commit never came: found by its environment.
+        const int n = KillOrphanAttempt(v.run.id, t.id, t.attempts);
+        a->counters_.orphans_killed += static_cast<uint64_t>(n);
+        if (n > 0) {
+          spdlog::warn("agent.orphan_killed run={} task={} attempt={} pgid=unrecorded groups={}",
+                       v.run.id, t.id, t.attempts, n);
+        }
       }
     }
     const std::string id = v.run.id;
@@ -306,6 +314,7 @@ Status Agent::Run() {
     if (!pending_.empty() || !after_commit_.empty()) {
       earliest(commit_retry_at_ > now ? commit_retry_at_ : now);
     }
+    if (!spawned_.empty()) earliest(std::max(spawned_due_, commit_retry_at_));
     if (session_) {
       earliest(session_->NextDeadline());
       earliest(reconnect_at_);
@@ -546,7 +555,10 @@ void Agent::HandleSignals(bool* stop) {
 }
 
 void Agent::Flush() {
-  if (pending_.empty() && after_commit_.empty()) return;
+  if (pending_.empty() && after_commit_.empty()) {
+    // Only pids to write: they wait for the next step's commit, or their delay.
+    if (spawned_.empty() || clock_.Now() < spawned_due_) return;
+  }
   if (commit_retry_at_ > clock_.Now()) return;
   CommitPending({}).IgnoreError();  // logged, counted and retried inside
 }
@@ -566,6 +578,10 @@ void Agent::SetDiskFull(bool full) {
 }
 
 Status Agent::CommitPending(const std::vector<StateWrite>& extra) {
+  // Group commit: the pids recorded since the last commit ride with this one.
+  pending_.dirty_runs.insert(spawned_.dirty_runs.begin(), spawned_.dirty_runs.end());
+  pending_.dirty_tasks.insert(spawned_.dirty_tasks.begin(), spawned_.dirty_tasks.end());
+  spawned_ = Effects();
   const auto t0 = std::chrono::steady_clock::now();
   Status s = store_->Commit(pending_, *engine_, extra);
   const double commit_s =
@@ -600,7 +616,9 @@ Status Agent::CommitPending(const std::vector<StateWrite>& extra) {
     sp.env.emplace_back("OUTPOST_OUTPUT", out);
     auto pid = executor_->Start(sp);
     if (pid.ok()) {
-      engine_->OnSpawned(sp.key, *pid, &pending_);
+      // Not a commit of its own: written with the next one (AgentConfig::pid_write_delay).
+      if (spawned_.empty()) spawned_due_ = clock_.Now() + config_.pid_write_delay;
+      engine_->OnSpawned(sp.key, *pid, &spawned_);
     } else {
       ++counters_.spawn_failures;
       spdlog::warn("agent.spawn_failed run={} task={} error=\"{}\"", sp.key.run, sp.key.task,

@@ -89,6 +89,10 @@ struct AgentConfig {
   std::string metrics_file;
   DurationMs metrics_every = 15'000;
   DurationMs health_every = 300'000;
+  // Group commit: the pid of a spawned attempt is written with the next commit (an exit
+  // and the starts it allows), or alone after this long if nothing else is written. Lost
+  // in a crash, the attempt's process is found by its environment (KillOrphanAttempts).
+  DurationMs pid_write_delay = 200;
 };
 
 struct AgentCounters {
@@ -239,6 +243,10 @@ class Agent {
   std::vector<std::pair<uint64_t, nlohmann::json>> after_commit_;  // replies held for Flush
   Effects pending_;
   TimeMs commit_retry_at_ = 0;
+  // Records changed only by OnSpawned (the pid), written with the next commit or at
+  // spawned_due_ (AgentConfig::pid_write_delay).
+  Effects spawned_;
+  TimeMs spawned_due_ = 0;
   std::unique_ptr<Scheduler> scheduler_;
   std::map<std::string, std::shared_ptr<const WorkflowDef>> local_defs_;
   // Workflow sources parsed once, large ones on a thread of their own; what waits for one.

@@ -531,3 +531,22 @@ bool KillOrphanGroup(int pgid, const std::string& run, const std::string& task, 
 }
 
 }  // namespace outpost
+
+namespace outpost {
+
+int KillOrphanAttempt(const std::string& run, const std::string& task, int attempt) {
+  int killed = 0;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc", ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
+    const long pid = std::strtol(name.c_str(), nullptr, 10);
+    if (pid <= 1 || pid > INT32_MAX || pid == getpid()) continue;
+    // Only group leaders: every attempt is spawned as the leader of its own group.
+    if (getpgid(static_cast<pid_t>(pid)) != static_cast<pid_t>(pid)) continue;
+    if (KillOrphanGroup(static_cast<int>(pid), run, task, attempt)) ++killed;
+  }
+  return killed;
+}
+
+}  // namespace outpost

@@ -136,4 +136,9 @@ class ProcessExecutor final : public Executor {
 // reused pid is never killed). Returns true if it signalled something.
 bool KillOrphanGroup(int pgid, const std::string& run, const std::string& task, int attempt);
 
+// The same for an attempt whose pid was never written (the agent died between the spawn
+// and the group commit that carries the pid): every process group leader in /proc is
+// checked for the attempt's environment. Returns how many groups it signalled.
+int KillOrphanAttempt(const std::string& run, const std::string& task, int attempt);
+
 }  // namespace outpost

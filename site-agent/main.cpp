@@ -30,6 +30,7 @@ int main(int argc, char** argv) {
   std::string retain_output = "0", output_budget = "0", artifact_budget = "0";
   std::string metrics_every = "15s", health_every = "5m";
   int64_t kill_grace_ms = c.kill_grace;
+  int64_t pid_write_delay_ms = c.pid_write_delay;
   int64_t ping_ms = c.sync.idle_ping, dead_ms = c.sync.dead_after, resend_ms = c.sync.resend_after;
   int64_t reconnect_max_ms = c.reconnect_max;
   // The one option table: drives --help, the config file and validation.
@@ -46,6 +47,10 @@ int main(int argc, char** argv) {
        "task attempts running at once (1-1024)")
       ("kill-grace-ms", po::value(&kill_grace_ms)->default_value(5000),
        "time between SIGTERM and SIGKILL when a task times out or is cancelled")
+      ("pid-write-delay-ms", po::value(&pid_write_delay_ms)->default_value(pid_write_delay_ms),
+       "group commit: a started attempt's pid is written with the next step's synced write, "
+       "or alone after this long (a pid lost in a crash is found by the attempt's "
+       "environment at restart)")
       ("output-cap", po::value(&c.output_cap)->default_value(64 * 1024),
        "bytes of each attempt's output kept (the tail)")
       ("label", po::value(&labels)->composing(),
@@ -133,6 +138,9 @@ int main(int argc, char** argv) {
   std::string bad;
   if (c.max_parallel < 1 || c.max_parallel > 1024) bad = "max-parallel must be 1-1024";
   if (kill_grace_ms < 0) bad = "kill-grace-ms must not be negative";
+  if (pid_write_delay_ms < 0 || pid_write_delay_ms > 3'600'000) {
+    bad = "pid-write-delay-ms must be 0-3600000";
+  }
   if (c.output_cap < 1024) bad = "output-cap must be at least 1024";
   if (c.site.empty()) bad = "site must not be empty";
   if (ping_ms < 100 || dead_ms <= ping_ms) bad = "sync-ping-ms must be >= 100 and below sync-dead-ms";
@@ -225,6 +233,7 @@ int main(int argc, char** argv) {
   }
   c.site_given = vm.count("site") > 0 && !vm["site"].defaulted();
   c.kill_grace = kill_grace_ms;
+  c.pid_write_delay = pid_write_delay_ms;
   c.sync.idle_ping = ping_ms;
   c.sync.dead_after = dead_ms;
   c.sync.resend_after = resend_ms;

@@ -140,8 +140,13 @@ class AgentProcessTest : public ::testing::Test {
   pid_t pid_ = -1;
 };
 
-TEST_F(AgentProcessTest, SigkillMidRunThenRestartFinishesWithoutRerunningSucceededTasks) {
-  StartAgent();
+class AgentCrashTest : public AgentProcessTest, public ::testing::WithParamInterface<bool> {};
+
+// Twice: with the running attempt's pid written (the group commit's delay passed) and with
+// the agent killed before it was (found at restart by the attempt's environment).
+TEST_P(AgentCrashTest, SigkillMidRunThenRestartFinishesWithoutRerunningSucceededTasks) {
+  const bool pid_written = GetParam();
+  StartAgent({"--pid-write-delay-ms", pid_written ? "0" : "3600000"});
   const std::string marks = (dir_ / "marks").string();
   const std::string pidfile = (dir_ / "slow.pid").string();
   const std::string yaml = R"(
@@ -184,6 +189,9 @@ tasks:
   EXPECT_EQ(st["counters"]["attempts_interrupted"], 1);
   EXPECT_EQ(st["counters"]["orphans_killed"], 1);
 }
+
+INSTANTIATE_TEST_SUITE_P(PidWrittenOrNot, AgentCrashTest, ::testing::Bool(),
+                         [](const auto& info) { return info.param ? "PidWritten" : "PidLost"; });
 
 TEST_F(AgentProcessTest, TimeoutKillsTheWholeProcessGroup) {
   StartAgent();
