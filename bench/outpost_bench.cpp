@@ -2,7 +2,7 @@
 // own cost per task. Not a test: it prints numbers.
 //
 //   outpost-bench [--agent PATH] [--tasks N] [--chain N] [--parallel P]
-//                 [--fsync-delay-ms D] [--snakemake PATH]
+//                 [--fsync-delay-ms D] [--snakemake PATH] [--agent-arg FLAG]...
 //
 // 1. engine only: N independent tasks, a chain, and N instances of one for_each task,
 //    driven with synthetic exits under a
@@ -137,16 +137,22 @@ struct Agent {
   std::string sock() const { return dir + "/agent.sock"; }
 };
 
-bool StartAgent(const std::string& bin, int parallel, Agent* a, const char* pid_delay_ms) {
+bool StartAgent(const std::string& bin, int parallel, Agent* a, const char* pid_delay_ms,
+                const std::vector<std::string>& extra) {
   a->dir = (std::filesystem::temp_directory_path() / ("outpost_bench_" + std::to_string(getpid())))
                .string();
   std::filesystem::remove_all(a->dir);
   a->pid = fork();
   if (a->pid == 0) {
     std::string p = std::to_string(parallel);
-    execl(bin.c_str(), bin.c_str(), "--data-dir", a->dir.c_str(), "--site", "bench",
-          "--max-parallel", p.c_str(), "--log-level", "warn", "--pid-write-delay-ms",
-          pid_delay_ms, static_cast<char*>(nullptr));
+    std::vector<std::string> args = {bin, "--data-dir", a->dir, "--site", "bench",
+                                     "--max-parallel", p, "--log-level", "warn",
+                                     "--pid-write-delay-ms", pid_delay_ms};
+    args.insert(args.end(), extra.begin(), extra.end());
+    std::vector<char*> argv;
+    for (auto& x : args) argv.push_back(x.data());
+    argv.push_back(nullptr);
+    execv(bin.c_str(), argv.data());
     _exit(127);
   }
   for (int i = 0; i < 500; ++i) {
@@ -184,6 +190,7 @@ int main(int argc, char** argv) {
   std::string agent_bin = "build/site-agent/outpost-agent", snakemake;
   int n = 1000, chain = 200, parallel = static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN));
   double fsync_delay_ms = 0;
+  std::vector<std::string> agent_args;  // --agent-arg X (repeatable): more agent flags
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!strcmp(argv[i], "--agent")) agent_bin = argv[i + 1];
     else if (!strcmp(argv[i], "--tasks")) n = atoi(argv[i + 1]);
@@ -191,6 +198,7 @@ int main(int argc, char** argv) {
     else if (!strcmp(argv[i], "--parallel")) parallel = atoi(argv[i + 1]);
     else if (!strcmp(argv[i], "--fsync-delay-ms")) fsync_delay_ms = atof(argv[i + 1]);
     else if (!strcmp(argv[i], "--snakemake")) snakemake = argv[i + 1];
+    else if (!strcmp(argv[i], "--agent-arg")) agent_args.push_back(argv[i + 1]);
   }
   if (n < 1 || chain < 2 || parallel < 1 || fsync_delay_ms < 0 || fsync_delay_ms > 1000) {
     fprintf(stderr, "usage: outpost-bench [--agent PATH] [--tasks N>0] [--chain N>1] [--parallel P>0] "
@@ -226,7 +234,7 @@ int main(int argc, char** argv) {
   double wide_s = 0, chain_s = 0, wide2_s = 0, chain2_s = 0;
   for (const char* delay : {"200", "0"}) {
     Agent a;
-    if (!StartAgent(agent_bin, parallel, &a, delay)) {
+    if (!StartAgent(agent_bin, parallel, &a, delay, agent_args)) {
       fprintf(stderr, "could not start %s\n", agent_bin.c_str());
       return 1;
     }
