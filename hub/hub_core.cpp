@@ -75,6 +75,7 @@ void HubCore::Audit(HubStore::Txn* txn, json event) {
 }
 
 void HubCore::Drop(const std::string& site, const std::string& why) {
+  deadline_dirty_.insert(site);
   auto it = conns_.find(site);
   if (it == conns_.end()) return;
   const bool was_online = it->second->session->established();
@@ -89,6 +90,7 @@ void HubCore::Drop(const std::string& site, const std::string& why) {
 }
 
 void HubCore::Emit(const std::string& site, const SyncOutput& so, HubOutput* out) {
+  deadline_dirty_.insert(site);  // the session was just touched: its timers may have moved
   Conn* c = ConnFor(site);
   if (!c) return;
   for (const auto& m : so.send) out->send.push_back({c->peer, m});
@@ -462,13 +464,14 @@ void HubCore::Tick(HubOutput* out) {
     housekeep_at_ = now + options_.retention.check_ms;
     Housekeep(out);
   }
+  RefreshDeadlines();
   std::vector<std::string> names;
-  for (const auto& [site, c] : conns_) {
-    const TimeMs d = c->session->NextDeadline();
-    if (d > 0 && d <= now) names.push_back(site);
+  for (auto it = deadlines_.begin(); it != deadlines_.end() && it->first <= now; ++it) {
+    names.push_back(it->second);
   }
   for (const auto& site : names) {
     Conn* c = ConnFor(site);
+    deadline_dirty_.insert(site);
     if (!c) continue;
     SyncOutput so;
     c->session->Tick(&so);
@@ -476,14 +479,31 @@ void HubCore::Tick(HubOutput* out) {
   }
 }
 
+void HubCore::RefreshDeadlines() const {
+  for (const auto& site : deadline_dirty_) {
+    if (auto old = deadline_at_.find(site); old != deadline_at_.end()) {
+      deadlines_.erase({old->second, site});
+      deadline_at_.erase(old);
+    }
+    auto c = conns_.find(site);
+    if (c == conns_.end()) continue;
+    const TimeMs d = c->second->session->NextDeadline();
+    if (d > 0) {
+      deadlines_.insert({d, site});
+      deadline_at_[site] = d;
+    }
+  }
+  deadline_dirty_.clear();
+}
+
 TimeMs HubCore::NextDeadline() const {
   TimeMs best = deferred_.empty() ? 0 : deferred_since_ + 1000;
   if (options_.retention.max_age > 0 || options_.retention.max_bytes > 0) {
     if (best == 0 || housekeep_at_ < best) best = std::max<TimeMs>(housekeep_at_, 1);
   }
-  for (const auto& [site, c] : conns_) {
-    TimeMs d = c->session->NextDeadline();
-    if (d > 0 && (best == 0 || d < best)) best = d;
+  RefreshDeadlines();
+  if (!deadlines_.empty() && (best == 0 || deadlines_.begin()->first < best)) {
+    best = deadlines_.begin()->first;
   }
   return best;
 }

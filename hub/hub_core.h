@@ -310,6 +310,13 @@ class HubCore {
   std::set<std::string> stale_noted_;  // sites whose refusal of this store was logged
   uint64_t audit_next_ = 1;
   RunCache run_cache_;
+  // The sessions' timers, ordered: Tick and NextDeadline cost the sessions that are due,
+  // not the 10,000 that are connected. A site whose session was touched (Emit, Drop) is
+  // marked and its deadline read again before the next look.
+  void RefreshDeadlines() const;
+  mutable std::set<std::string> deadline_dirty_;
+  mutable std::set<std::pair<TimeMs, std::string>> deadlines_;
+  mutable std::map<std::string, TimeMs> deadline_at_;
   TimeMs housekeep_at_ = 0;                     // next retention check (0: at the first tick)
   std::map<std::string, TimeMs> quota_logged_;  // site -> when its quota was last logged
   // Runs in the run view by state, kept as they change (status, /metrics and the

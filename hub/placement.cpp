@@ -17,6 +17,7 @@ namespace outpost {
 using json = nlohmann::json;
 
 void HubCore::Enqueue(SiteRecord& site, const Command& c, HubStore::Txn* txn) {
+  deadline_dirty_.insert(site.name);  // its session's timers may depend on the log's head
   const uint64_t seq = site.down_head + 1;
   txn->PutDown(site.name, site.down_epoch, seq, EncodeCommand(c));
   site.down_head = seq;

@@ -21,10 +21,13 @@ measure() {  # measure LABEL CMD...  -> idle RSS and CPU of the started process
   read -r -a s1 < "/proc/$pid/stat"; c1=$(( ${s1[13]} + ${s1[14]} )); t1=$(date +%s.%N)
   rss=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
   anon=$(awk '/RssAnon/ {print $2}' "/proc/$pid/status")
+  # PSS shares each page among the processes mapping it: what this agent adds to a gateway
+  # that already runs other programs using the same libraries.
+  pss=$(awk '/^Pss:/ {print $2}' "/proc/$pid/smaps_rollup")
   kill "$pid"; wait "$pid" 2>/dev/null || true
   rm -rf "$dir"
-  awk -v l="$label" -v r="$rss" -v an="$anon" -v c=$((c1 - c0)) -v tk="$TICK" -v a="$t0" -v b="$t1" \
-    'BEGIN { printf "| %s | %.1f MB | %.1f MB | %.3f%% (%d ticks in %.0f s) |\n", l, r/1024, an/1024, 100*c/tk/(b-a), c, b-a }'
+  awk -v l="$label" -v r="$rss" -v p="$pss" -v an="$anon" -v c=$((c1 - c0)) -v tk="$TICK" -v a="$t0" -v b="$t1" \
+    'BEGIN { printf "| %s | %.1f MB | %.1f MB | %.1f MB | %.3f%% (%d ticks in %.0f s) |\n", l, r/1024, p/1024, an/1024, 100*c/tk/(b-a), c, b-a }'
 }
 
 echo "## Binary sizes (stripped) and libraries"
@@ -44,8 +47,8 @@ done
 echo
 echo "## Idle agent (no hub, no runs), measured over ${SECS} s"
 echo
-echo "| run | RSS | of which anonymous | CPU |"
-echo "|---|---|---|---|"
+echo "| run | RSS | PSS | of which anonymous | CPU |"
+echo "|---|---|---|---|---|"
 measure "native x86-64" build/site-agent/outpost-agent
 for arch in aarch64 armhf; do
   bin=build-cross/$arch/site-agent/outpost-agent

@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "simulator/real_mode.h"
+#include "simulator/scale.h"
 #include "simulator/sim.h"
 #include "simulator/sweep.h"
 
@@ -29,6 +30,8 @@ const char* kUsage =
     "           (--twice: each seed in two processes at once, failed if their traces differ)\n"
     "       outpost-sim --real [--sites N] [--seconds S] [--seed N] [--keep]\n"
     "           the real outpost-hub and outpost-agent processes through a TCP fault proxy\n"
+    "       outpost-sim scale [--sites N] [--hours H] [--seed N]\n"
+    "           N light sites (sessions and logs only) against one HubCore, virtual time\n"
     "       outpost-sim --list-faults\n";
 
 // outpost-sim sweep: 0 when every seed held (with --mutate: when at least one seed caught
@@ -105,8 +108,34 @@ int Sweep(int argc, char** argv) {
 
 }  // namespace
 
+int Scale(int argc, char** argv) {
+  outpost::sim::ScaleOptions o;
+  for (int i = 2; i + 1 < argc; i += 2) {
+    const std::string a = argv[i];
+    char* end = nullptr;
+    const unsigned long long v = strtoull(argv[i + 1], &end, 10);
+    if (end == argv[i + 1] || *end != '\0') {
+      std::cerr << "outpost-sim scale: " << a << " wants a number\n";
+      return 2;
+    }
+    if (a == "--sites" && v >= 1 && v <= 10'000'000) o.sites = v;
+    else if (a == "--hours" && v >= 1 && v <= 24 * 365) o.hours = static_cast<int>(v);
+    else if (a == "--seed") o.seed = v;
+    else {
+      std::cerr << "outpost-sim scale: unknown or out-of-range argument '" << a << "'\n" << kUsage;
+      return 2;
+    }
+  }
+  if (argc % 2 != 0) {
+    std::cerr << kUsage;
+    return 2;
+  }
+  return outpost::sim::RunScale(o);
+}
+
 int main(int argc, char** argv) {
   if (argc > 1 && std::string(argv[1]) == "sweep") return Sweep(argc, argv);
+  if (argc > 1 && std::string(argv[1]) == "scale") return Scale(argc, argv);
   if (argc > 1 && std::string(argv[1]) == "--list-faults") {
     for (const auto& n : outpost::Faults::Names()) std::cout << n << "\n";
     return 0;

@@ -2,6 +2,8 @@
 // so no exception can cross this adapter.
 #include "common/transport/zmq_link.h"
 
+#include <algorithm>
+
 #include <sys/stat.h>
 
 #include <cerrno>
@@ -141,8 +143,17 @@ Result<std::unique_ptr<Listener>> Listener::Bind(ZmqContext& ctx, const Options&
   zmq_setsockopt(s, 93 /* ZMQ_ZAP_ENFORCE_DOMAIN */, &enforce, sizeof enforce);
   int64_t max = static_cast<int64_t>(o.max_message_bytes);
   if (zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &max, sizeof max) != 0) return ZmqError("set ZMQ_MAXMSGSIZE");
-  OUTPOST_RETURN_IF_ERROR(SetInt(s, ZMQ_HEARTBEAT_IVL, o.heartbeat_ms, "ZMQ_HEARTBEAT_IVL"));
-  OUTPOST_RETURN_IF_ERROR(SetInt(s, ZMQ_HEARTBEAT_TIMEOUT, o.heartbeat_ms * 3, "ZMQ_HEARTBEAT_TIMEOUT"));
+  // No ZMTP heartbeats on the listening side: libzmq cancels a heartbeat timer with a
+  // scan of every timer of its I/O thread (poller_base_t::cancel_timer is O(n)), once per
+  // message received, so with 10,000 connected sites each frame cost the hub a walk over
+  // ~20,000 timers and 10,000 sites could not finish connecting. The sessions ping at the
+  // application level (SyncOptions::idle_ping, dead_after); connections whose peer vanished
+  // are found by TCP keepalive, in the kernel.
+  const int idle_s = std::max(1, o.heartbeat_ms / 1000);
+  OUTPOST_RETURN_IF_ERROR(SetInt(s, ZMQ_TCP_KEEPALIVE, 1, "ZMQ_TCP_KEEPALIVE"));
+  OUTPOST_RETURN_IF_ERROR(SetInt(s, ZMQ_TCP_KEEPALIVE_IDLE, idle_s, "ZMQ_TCP_KEEPALIVE_IDLE"));
+  OUTPOST_RETURN_IF_ERROR(SetInt(s, ZMQ_TCP_KEEPALIVE_INTVL, idle_s, "ZMQ_TCP_KEEPALIVE_INTVL"));
+  OUTPOST_RETURN_IF_ERROR(SetInt(s, ZMQ_TCP_KEEPALIVE_CNT, 3, "ZMQ_TCP_KEEPALIVE_CNT"));
   OUTPOST_RETURN_IF_ERROR(SetInt(s, ZMQ_SNDHWM, 10000, "ZMQ_SNDHWM"));
   if (zmq_bind(s, o.endpoint.c_str()) != 0) return ZmqError("bind " + o.endpoint);
   char buf[256];
@@ -206,7 +217,8 @@ Result<std::unique_ptr<Connector>> Connector::Connect(ZmqContext& ctx, const Opt
   OUTPOST_RETURN_IF_ERROR(SetInt(s, ZMQ_RECONNECT_IVL_MAX, o.reconnect_max_ms, "ZMQ_RECONNECT_IVL_MAX"));
   OUTPOST_RETURN_IF_ERROR(SetInt(s, ZMQ_HEARTBEAT_IVL, o.heartbeat_ms, "ZMQ_HEARTBEAT_IVL"));
   OUTPOST_RETURN_IF_ERROR(SetInt(s, ZMQ_HEARTBEAT_TIMEOUT, o.heartbeat_timeout_ms, "ZMQ_HEARTBEAT_TIMEOUT"));
-  OUTPOST_RETURN_IF_ERROR(SetInt(s, ZMQ_HEARTBEAT_TTL, o.heartbeat_timeout_ms, "ZMQ_HEARTBEAT_TTL"));
+  // No ZMQ_HEARTBEAT_TTL: it would make the hub arm (and cancel, with an O(n) scan of its
+  // I/O thread's timers) a timer for every PING of every site; see Listener::Bind.
   OUTPOST_RETURN_IF_ERROR(SetInt(s, ZMQ_HANDSHAKE_IVL, o.handshake_ms, "ZMQ_HANDSHAKE_IVL"));
   int64_t max = static_cast<int64_t>(o.max_message_bytes);
   if (zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &max, sizeof max) != 0) return ZmqError("set ZMQ_MAXMSGSIZE");
