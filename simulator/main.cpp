@@ -30,7 +30,7 @@ const char* kUsage =
     "           (--twice: each seed in two processes at once, failed if their traces differ)\n"
     "       outpost-sim --real [--sites N] [--seconds S] [--seed N] [--keep]\n"
     "           the real outpost-hub and outpost-agent processes through a TCP fault proxy\n"
-    "       outpost-sim scale [--sites N] [--hours H] [--seed N]\n"
+    "       outpost-sim scale [--sites N] [--hours H] [--seed N] [--mutate FAULT]\n"
     "           N light sites (sessions and logs only) against one HubCore, virtual time\n"
     "       outpost-sim --list-faults\n";
 
@@ -112,6 +112,10 @@ int Scale(int argc, char** argv) {
   outpost::sim::ScaleOptions o;
   for (int i = 2; i + 1 < argc; i += 2) {
     const std::string a = argv[i];
+    if (a == "--mutate") {
+      o.mutation = argv[i + 1];
+      continue;
+    }
     char* end = nullptr;
     const unsigned long long v = strtoull(argv[i + 1], &end, 10);
     if (end == argv[i + 1] || *end != '\0') {

@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "common/faults.h"
 #include "common/keys.h"
 #include "common/protocol/event.h"
 #include "common/protocol/sync_session.h"
@@ -125,7 +126,12 @@ int RunScale(const ScaleOptions& o) {
   ho.sync.idle_ping = 30 * 60'000;
   ho.sync.dead_after = 90 * 60'000;
   ho.sync.resend_after = 60'000;
-  auto core = HubCore::Open(store->get(), clock, &rng, ho);
+  auto faults = Faults::Parse(o.mutation);
+  if (!faults.ok()) {
+    fprintf(stderr, "outpost-sim scale: %s\n", faults.status().message().c_str());
+    return 2;
+  }
+  auto core = HubCore::Open(store->get(), clock, &rng, ho, *faults);
   if (!core.ok()) return 2;
   HubCore& hub = **core;
   const double mem_before = AnonymousMb();
@@ -263,8 +269,9 @@ int RunScale(const ScaleOptions& o) {
     fprintf(stderr, "run view: %llu runs succeeded, %llu were run\n",
             static_cast<unsigned long long>(succeeded), static_cast<unsigned long long>(runs));
   }
-  printf("scale      %zu sites against one HubCore, %d simulated hours, seed %llu\n", o.sites,
-         o.hours, static_cast<unsigned long long>(o.seed));
+  printf("scale      %zu sites against one HubCore, %d simulated hours, seed %llu%s%s\n",
+         o.sites, o.hours, static_cast<unsigned long long>(o.seed),
+         o.mutation == "none" ? "" : ", planted bug ", o.mutation == "none" ? "" : o.mutation.c_str());
   printf("work       %llu runs, %llu events, %llu frames to the hub\n",
          static_cast<unsigned long long>(runs), static_cast<unsigned long long>(events),
          static_cast<unsigned long long>(frames));

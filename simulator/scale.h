@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 
 #include "common/clock.h"
 
@@ -14,6 +15,7 @@ struct ScaleOptions {
   int hours = 24;
   DurationMs run_every_ms = 4 * 3'600'000;  // each site starts a run about this often
   uint64_t seed = 1;
+  std::string mutation = "none";  // a planted hub bug (common/faults.h) the check must catch
 };
 
 // Runs it and prints the report; 0 when the invariants held.
