@@ -59,14 +59,15 @@ struct HubRetention {
   DurationMs max_age = 30LL * 24 * 3600 * 1000;  // copies older than this are trimmed
   uint64_t max_bytes = 0;                        // all sites' copies together
   uint64_t site_quota = uint64_t{256} << 20;     // one site's copies
-  DurationMs mark_ms = 10 * 60 * 1000;           // time a retention mark spans at most
+  DurationMs mark_ms = 10 * 60 * 1000;  // time a retention mark spans at most (or max_age/32)
   DurationMs check_ms = 60 * 1000;               // how often age and budget are checked
 };
 
-// A site's retention marks: each spans at most 1/kUpMarkSpans of its quota; at most
-// kMaxUpMarks are kept (the oldest merge).
+// A site's retention marks (stored in its record, rewritten with each batch): each spans
+// at most 1/kUpMarkSpans of its quota and of its age limit; at most kMaxUpMarks are kept
+// (the oldest merge), about 1.5 KB.
 inline constexpr uint64_t kUpMarkSpans = 32;
-inline constexpr size_t kMaxUpMarks = 256;
+inline constexpr size_t kMaxUpMarks = 64;
 
 struct HubOptions {
   SyncOptions sync;
@@ -216,6 +217,10 @@ class HubCore {
   void Account(const SyncCounters& before, const SyncCounters& after);
   void LogUnknownKey(const std::string& key, const char* reason);
   void Audit(HubStore::Txn* txn, nlohmann::json event);
+  // Audit lines that need no write of their own (a site coming online), committed
+  // together at the next Tick.
+  void FlushDeferredAudit();
+  HubStore::Txn deferred_audit_;
   // Appends commands to a site's downstream log (in txn; the caller commits, then
   // calls Commit* to publish the new head).
   void Enqueue(SiteRecord& site, const Command& c, HubStore::Txn* txn);

@@ -41,11 +41,12 @@ void HubCore::NoteUpBatch(SiteRecord* site, uint64_t last_seq,
   // quota removes little more than it must.
   const uint64_t span_bytes = std::max<uint64_t>(
       64 << 10, (r.site_quota > 0 ? r.site_quota : uint64_t{1} << 30) / kUpMarkSpans);
+  const DurationMs span_ms = std::max<DurationMs>(r.mark_ms, r.max_age / kUpMarkSpans);
   auto& marks = site->up_marks;
   const uint64_t before_last = marks.size() >= 2 ? marks[marks.size() - 2].bytes
                                : site->up_trimmed_bytes;
   if (!marks.empty() && marks.back().incarnation == site->incarnation &&
-      now - marks.back().start < r.mark_ms && site->up_bytes - before_last <= span_bytes) {
+      now - marks.back().start < span_ms && site->up_bytes - before_last <= span_bytes) {
     marks.back().seq = last_seq;
     marks.back().at = now;
     marks.back().bytes = site->up_bytes;

@@ -1017,6 +1017,7 @@ TEST_F(HubCoreTest, CopiesOlderThanTheRetentionAgeAreTrimmedAtTheNextCheck) {
 // Over the fleet's budget the oldest copies go first, whichever site holds them.
 TEST_F(HubCoreTest, TheFleetBudgetTrimsTheOldestCopiesFirst) {
   options_.retention.max_bytes = 300 << 10;
+  options_.retention.max_age = 0;  // marks of a minute (not 1/32 of the age limit)
   options_.retention.mark_ms = 60'000;
   Open();
   AddSite("old", "web");
