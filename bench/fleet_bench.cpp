@@ -3,7 +3,7 @@
 // the same run. Not a test: it prints numbers (docs/performance.md).
 //
 //   outpost-bench-fleet --bin-dir build [--sites 10000] [--stream-sites 1000]
-//                       [--events 200] [--workers 4] [--peers] [--dir PATH]
+//                       [--events 200] [--workers 4] [--rounds R] [--peers] [--dir PATH]
 //
 // Each emulated site is what an agent runs for its link: its own enrolled CURVE key, a
 // DEALER socket through the real Connector (libzmq's reconnect as shipped), the real
@@ -17,7 +17,8 @@
 // acknowledged (each acknowledgement follows the hub's synced commit) while the driver
 // asks `status` and `run list` back to back (their latency); the hub is stopped and
 // started again on the same store and port, and the time until every site has its
-// session back is taken. With --peers the same publishers-to-centre job runs on
+// session back is taken. --rounds R streams R times, printing the hub's memory and store
+// size after each (memory should stay flat while the store grows). With --peers the same publishers-to-centre job runs on
 // Mosquitto (persistence on, QoS 1, a persistent QoS 1 subscriber as the centre) and on
 // NATS JetStream (a file-storage stream, publishers waiting for its acks).
 #include <arpa/inet.h>
@@ -586,26 +587,38 @@ PeerResult Nats(const std::string& dir, size_t sites, size_t events, size_t work
 
 int Main(int argc, char** argv) {
   std::string bin_dir = "build", dir = "/tmp/outpost-bench-fleet";
-  size_t sites = 10'000, stream_sites = 1000, events = 200, workers = 4;
+  size_t sites = 10'000, stream_sites = 1000, events = 200, workers = 4, rounds = 1;
   bool peers = false;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    auto next = [&]() -> std::string { return i + 1 < argc ? argv[++i] : ""; };
-    if (a == "--bin-dir") bin_dir = next();
-    else if (a == "--dir") dir = next();
-    else if (a == "--sites") sites = std::stoul(next());
-    else if (a == "--stream-sites") stream_sites = std::stoul(next());
-    else if (a == "--events") events = std::stoul(next());
-    else if (a == "--workers") workers = std::stoul(next());
-    else if (a == "--peers") peers = true;
-    else {
-      fprintf(stderr, "usage: outpost-bench-fleet --bin-dir DIR [--sites N] [--stream-sites K] "
-                      "[--events E] [--workers W] [--peers] [--dir PATH]\n");
-      return 2;
+  try {
+    for (int i = 1; i < argc; ++i) {
+      const std::string a = argv[i];
+      auto next = [&]() -> std::string { return i + 1 < argc ? argv[++i] : ""; };
+      if (a == "--bin-dir") bin_dir = next();
+      else if (a == "--dir") dir = next();
+      else if (a == "--sites") sites = std::stoul(next());
+      else if (a == "--stream-sites") stream_sites = std::stoul(next());
+      else if (a == "--events") events = std::stoul(next());
+      else if (a == "--workers") workers = std::stoul(next());
+      else if (a == "--rounds") rounds = std::stoul(next());
+      else if (a == "--peers") peers = true;
+      else {
+        fprintf(stderr, "usage: outpost-bench-fleet --bin-dir DIR [--sites N] [--stream-sites K] "
+                        "[--events E] [--workers W] [--rounds R] [--peers] [--dir PATH]\n");
+        return 2;
+      }
     }
+  } catch (const std::exception&) {  // a number that does not parse
+    fprintf(stderr, "outpost-bench-fleet: --sites, --stream-sites, --events, --workers and "
+                    "--rounds take numbers\n");
+    return 2;
   }
   stream_sites = std::min(stream_sites, sites);
-  if (sites == 0 || workers == 0 || events == 0) return 2;
+  if (sites == 0 || sites > 100'000 || workers == 0 || workers > 64 || workers > sites ||
+      events == 0 || events > 1'000'000 || rounds == 0 || rounds > 100) {
+    fprintf(stderr, "outpost-bench-fleet: wants 1-100000 sites, 1-64 workers (no more than "
+                    "sites), 1-1000000 events and 1-100 rounds\n");
+    return 2;
+  }
   spdlog::set_level(spdlog::level::warn);
   signal(SIGPIPE, SIG_IGN);
   setvbuf(stdout, nullptr, _IOLBF, 0);  // nothing buffered is printed again by a fork
@@ -708,6 +721,26 @@ int Main(int argc, char** argv) {
          Percentile(status_ms, 0.5), Percentile(status_ms, 0.99), Percentile(status_ms, 1),
          status_ms.size(), Percentile(list_ms, 0.5), Percentile(list_ms, 0.99),
          Percentile(list_ms, 1), list_ms.size());
+  // More rounds of the same: does the hub's memory stay flat while its store grows?
+  auto du = [](const std::string& d) {
+    uint64_t b = 0;
+    std::error_code ec;
+    for (const auto& e : fs::recursive_directory_iterator(d, ec)) {
+      if (e.is_regular_file(ec)) b += e.file_size(ec);
+    }
+    return static_cast<double>(b) / (1 << 20);
+  };
+  {
+    const Memory m = MemoryOf(hub);
+    printf("round 1: hub anonymous memory %.1f MB, store %.0f MB on disk\n", m.anon_mb, du(hub_dir));
+  }
+  for (size_t round = 2; round <= rounds; ++round) {
+    Tell(ws, "stream " + std::to_string(events) + " " + std::to_string(stream_sites));
+    const double secs = WaitAll(ws, "acked", 900);
+    const Memory m = MemoryOf(hub);
+    printf("round %zu: %.0f events/s; hub anonymous memory %.1f MB, store %.0f MB on disk\n",
+           round, total / secs, m.anon_mb, du(hub_dir));
+  }
 
   // 3. The hub restarts on the same store and ports; every site resyncs.
   kill(hub, SIGTERM);

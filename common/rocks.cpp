@@ -375,6 +375,11 @@ Result<RocksHandles> OpenRocks(const std::string& path, const std::vector<std::s
   // Point reads of keys that are not there are common (the hub looks up every run a site
   // reports, most of them new): a Bloom filter answers those without reading blocks.
   table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+  // Index and filter blocks live in the block cache, so memory stays within it however
+  // large the store grows (held outside it, they grew with every table file: the hub's
+  // memory rose with its store).
+  table.cache_index_and_filter_blocks = true;
+  table.pin_l0_filter_and_index_blocks_in_cache = true;
   cf_opts.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
 
   rocksdb::Env* env = db_opts.env;

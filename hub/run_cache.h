@@ -36,7 +36,7 @@ struct HotRun {
 
 class RunCache {
  public:
-  explicit RunCache(size_t max_bytes = 64 << 20) : max_bytes_(max_bytes) {}
+  explicit RunCache(size_t max_bytes = 32 << 20) : max_bytes_(max_bytes) {}
 
   // Removes and returns the cached run `id`, if held.
   std::optional<HotRun> Take(const std::string& id) {

@@ -60,7 +60,8 @@ class HubCore::Upstream : public IncomingStream {
     std::map<std::string, int64_t> delta;
     for (auto& [id, hot] : runs) {
       txn.PutRun(hot.run);
-      hot.bytes = 2 * txn.ops().back().value.size() + 64 * hot.run.tasks.size();
+      // Decoded, a task costs its strings, its index entry and the record: ~256 bytes.
+      hot.bytes = 2 * txn.ops().back().value.size() + 256 * hot.run.tasks.size();
       if (hot.state_before != hot.run.state) {
         if (!hot.state_before.empty()) --delta[hot.state_before];
         ++delta[hot.run.state];

@@ -13,7 +13,9 @@ PACKAGES=(build-essential cmake ninja-build ccache pkg-config git
   # the monitoring tests: promtool and a real Prometheus, node_exporter's textfile collector
   prometheus prometheus-node-exporter
   # the dashboard's test: a real headless browser
-  chromium chromium-driver python3-selenium)
+  chromium chromium-driver python3-selenium
+  # outpost-bench-fleet and its peers (Mosquitto, NATS JetStream)
+  libmosquitto-dev libnats-dev mosquitto nats-server)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

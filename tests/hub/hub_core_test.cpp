@@ -1154,7 +1154,21 @@ struct OldTask {
   MSGPACK_DEFINE_MAP(id, state, attempts, exit_code, signal, started, finished, message);
 };
 
+struct OldRun {
+  std::string id = "a-01J", state = "running";
+  std::vector<OldTask> tasks;
+  MSGPACK_DEFINE_MAP(id, state, tasks);
+};
+
 TEST(HubStoreFormat, TaskRowsWrittenAsMapsAreRead) {
+  OldRun old;
+  old.tasks = {{"fetch", "succeeded", 1, 0, 0, 1, 2, ""}, {"install", "running", 1, -1, 0, 3, 0, ""}};
+  HubRun run;
+  ASSERT_TRUE(Decode(Encode(old), &run).ok());
+  ASSERT_EQ(run.tasks.size(), 2u);
+  EXPECT_EQ(run.tasks[1].id, "install");
+  EXPECT_EQ(run.tasks[1].state, "running");
+  EXPECT_EQ(run.tasks[0].finished, 2);
   OldTask t{"fetch", "succeeded", 2, 0, 0, 5, 9, "ok"};
   HubTask back;
   ASSERT_TRUE(Decode(Encode(t), &back).ok());
