@@ -630,6 +630,11 @@ int Main(int argc, char** argv) {
   fs::remove_all(dir);
   fs::create_directories(dir);
   const std::string hub_bin = bin_dir + "/hub/outpost-hub", hub_dir = dir + "/hub";
+  if (access(hub_bin.c_str(), X_OK) != 0) {
+    fprintf(stderr, "outpost-bench-fleet: no outpost-hub at %s (--bin-dir is the build "
+                    "directory, holding hub/outpost-hub)\n", hub_bin.c_str());
+    return 2;
+  }
   printf("outpost-bench-fleet: %zu sites (%zu streaming %zu events each), %zu worker "
          "processes, 2 cores shared by all\n\n",
          sites, stream_sites, events, workers);

@@ -99,8 +99,8 @@ int main(int argc, char** argv) {
   if (resend_ms < 100) bad = "resend-ms must be at least 100";
   if (c.io_threads < 1 || c.io_threads > 64) bad = "io-threads must be 1-64";
   if (keep_days < 0 || keep_days > 36500) bad = "keep-site-events-days must be 0-36500";
-  if (budget_mb < 0 || budget_mb > (int64_t{1} << 30)) bad = "site-events-budget-mb must be 0 or more";
-  if (quota_mb < 0 || quota_mb > (int64_t{1} << 30)) bad = "site-events-quota-mb must be 0 or more";
+  if (budget_mb < 0 || budget_mb > (int64_t{1} << 30)) bad = "site-events-budget-mb must be 0-1073741824";
+  if (quota_mb < 0 || quota_mb > (int64_t{1} << 30)) bad = "site-events-quota-mb must be 0-1073741824";
   if (!c.http_listen.empty()) {
     std::string host;
     int port = 0;

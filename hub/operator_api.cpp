@@ -265,8 +265,31 @@ json HubCore::OpEvents(const OperatorRequest& r) {
   return {{"ok", true}, {"events", list}};
 }
 
+namespace {
+
+// A run id as the hub makes and lists them: a site name, '-', and a ULID (26 characters of
+// Crockford's base32, upper case).
+bool LooksLikeRunId(const std::string& id) {
+  constexpr size_t kUlid = 26;
+  if (id.size() < kUlid + 2 || id[id.size() - kUlid - 1] != '-') return false;
+  for (size_t i = id.size() - kUlid; i < id.size(); ++i) {
+    const char c = id[i];
+    const bool digit = c >= '0' && c <= '9';
+    const bool letter = c >= 'A' && c <= 'Z' && c != 'I' && c != 'L' && c != 'O' && c != 'U';
+    if (!digit && !letter) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
 json HubCore::OpRunList(const OperatorRequest& r) {
   const std::string &site = r.site, &workflow = r.workflow, &state = r.state;
+  if (!r.after.empty() && !LooksLikeRunId(r.after)) {
+    return Error("'after' is not a run id (SITE-ULID, as run.list's 'next' gives): '" +
+                     SafeText(r.after, 200) + "'",
+                 "invalid");
+  }
   const size_t limit = r.limit.value_or(options_.max_list);
   // A page reads at most this many runs, matching or not: a filter that matches little of
   // a long history answers with fewer rows and a "next" to go on from, never with a read
@@ -275,8 +298,12 @@ json HubCore::OpRunList(const OperatorRequest& r) {
   json list = json::array();
   size_t examined = 0;
   std::string last;
-  bool stopped = false;
+  bool full = false, more = false;
   auto visit = [&](const HubRun& run) {
+    if (full) {
+      more = true;  // one run past a full page: there is a next page
+      return false;
+    }
     ++examined;
     last = run.id;
     if ((site.empty() || run.site == site) && (workflow.empty() || run.workflow == workflow) &&
@@ -289,8 +316,8 @@ json HubCore::OpRunList(const OperatorRequest& r) {
       j["tasks_succeeded"] = done;
       list.push_back(std::move(j));
     }
-    stopped = list.size() >= limit || examined >= budget;
-    return !stopped;
+    full = list.size() >= limit || examined >= budget;
+    return true;
   };
   // One site's runs are read from that site's keys; the fleet's through the index by time.
   Status s;
@@ -304,10 +331,10 @@ json HubCore::OpRunList(const OperatorRequest& r) {
     });
   }
   if (!s.ok()) return Error(s);
-  // "next": where the following page starts (null when this one reached the oldest run).
+  // "next": where the following page starts; null when no run is left past this page.
   return {{"ok", true},
           {"runs", list},
           {"examined", examined},
-          {"next", stopped ? json(last) : json(nullptr)}};
+          {"next", more ? json(last) : json(nullptr)}};
 }
 }  // namespace outpost

@@ -8,6 +8,7 @@
 
 #include <signal.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -110,29 +111,39 @@ int Sweep(int argc, char** argv) {
 
 int Scale(int argc, char** argv) {
   outpost::sim::ScaleOptions o;
-  for (int i = 2; i + 1 < argc; i += 2) {
+  for (int i = 2; i < argc; i += 2) {
     const std::string a = argv[i];
+    if (i + 1 >= argc) {
+      std::cerr << "outpost-sim scale: " << a << " needs a value\n" << kUsage;
+      return 2;
+    }
+    const std::string v = argv[i + 1];
     if (a == "--mutate") {
-      o.mutation = argv[i + 1];
+      // Only the hub's faults this mode's sites can meet (they have no engine, no disk).
+      if (v != "none" && v != "ack-before-durable" && v != "run-view-drops-run-end") {
+        std::cerr << "outpost-sim scale: --mutate takes ack-before-durable or "
+                     "run-view-drops-run-end here (the other faults need the scenarios' full "
+                     "sites)\n";
+        return 2;
+      }
+      o.mutation = v;
       continue;
     }
     char* end = nullptr;
-    const unsigned long long v = strtoull(argv[i + 1], &end, 10);
-    if (end == argv[i + 1] || *end != '\0') {
-      std::cerr << "outpost-sim scale: " << a << " wants a number\n";
+    errno = 0;
+    const unsigned long long n = strtoull(v.c_str(), &end, 10);
+    if (v.empty() || v[0] < '0' || v[0] > '9' || *end != '\0' || errno == ERANGE) {
+      std::cerr << "outpost-sim scale: " << a << " wants a number, not '" << v << "'\n";
       return 2;
     }
-    if (a == "--sites" && v >= 1 && v <= 10'000'000) o.sites = v;
-    else if (a == "--hours" && v >= 1 && v <= 24 * 365) o.hours = static_cast<int>(v);
-    else if (a == "--seed") o.seed = v;
+    if (a == "--sites" && n >= 1 && n <= 10'000'000) o.sites = n;
+    else if (a == "--hours" && n >= 1 && n <= 24 * 365) o.hours = static_cast<int>(n);
+    else if (a == "--seed") o.seed = n;
     else {
-      std::cerr << "outpost-sim scale: unknown or out-of-range argument '" << a << "'\n" << kUsage;
+      std::cerr << "outpost-sim scale: unknown or out-of-range argument '" << a << " " << v
+                << "' (--sites 1-10000000, --hours 1-8760)\n" << kUsage;
       return 2;
     }
-  }
-  if (argc % 2 != 0) {
-    std::cerr << kUsage;
-    return 2;
   }
   return outpost::sim::RunScale(o);
 }

@@ -254,7 +254,9 @@ int RunScale(const ScaleOptions& o) {
     if (!r || s->up.acked() != s->up.head() || r->up_applied != s->up.head() ||
         r->events_total != s->up.head() || !hub.online(s->name)) {
       if (++bad <= 5) {
-        fprintf(stderr, "site %s: log head %llu acked %llu, hub applied %llu of %llu events\n",
+        fprintf(stderr,
+                "site %s: logged %llu events, %llu acknowledged by the hub; the hub's watermark "
+                "is %llu and it applied %llu events\n",
                 s->name.c_str(), static_cast<unsigned long long>(s->up.head()),
                 static_cast<unsigned long long>(s->up.acked()),
                 static_cast<unsigned long long>(r ? r->up_applied : 0),

@@ -1116,6 +1116,18 @@ TEST_F(HubCoreTest, RunCountsFollowTheRunViewAndRunListPagesThroughEveryRun) {
   }
   ASSERT_EQ(got.size(), want.size()) << "seed " << seed;
   for (size_t i = 0; i < got.size(); ++i) EXPECT_EQ(got[i], want[i].second) << i;
+  // A page that ends exactly at the oldest run says there is no next one.
+  json whole = Op({{"op", "run.list"}, {"limit", want.size()}});
+  EXPECT_EQ(whole["runs"].size(), want.size());
+  EXPECT_TRUE(whole["next"].is_null()) << whole["next"].dump();
+  json cut = Op({{"op", "run.list"}, {"limit", want.size() - 1}});
+  EXPECT_EQ(cut["next"], want[want.size() - 2].second);
+  // A cursor that is not a run id is refused, not read as the end of the list.
+  for (const char* bad : {"garbage", "a-01j0000000000000000000000", "01J00000000000000000000000"}) {
+    json r = Op({{"op", "run.list"}, {"after", bad}});
+    EXPECT_FALSE(r["ok"].get<bool>()) << bad;
+    EXPECT_EQ(r["code"], "invalid") << bad;
+  }
   // Filtered pages: one state, one site, in pages of 4.
   for (json filter : {json{{"state", "failed"}}, json{{"site", "b"}}}) {
     std::vector<std::string> all, paged;
