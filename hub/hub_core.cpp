@@ -517,9 +517,9 @@ TimeMs HubCore::NextDeadline() const {
   return best;
 }
 
-void HubCore::MaterializeEvent(const std::string& site, uint64_t seq, const Event& e,
-                               std::map<std::string, HotRun>* runs, HubStore::Txn* txn) {
-  if (e.run.empty()) return;
+Status HubCore::MaterializeEvent(const std::string& site, uint64_t seq, const Event& e,
+                                 std::map<std::string, HotRun>* runs, HubStore::Txn* txn) {
+  if (e.run.empty()) return Status::Ok();
   auto it = runs->find(e.run);
   if (it == runs->end()) {
     std::optional<HotRun> hot = run_cache_.Take(e.run);
@@ -528,8 +528,19 @@ void HubCore::MaterializeEvent(const std::string& site, uint64_t seq, const Even
       auto got = store_->GetRun(e.run);
       if (got.ok() && *got) {
         hot->run = std::move(**got);
+        hot->existed = true;
         hot->state_before = hot->run.state;
+      } else if (!got.ok() && got.status().code() != Code::kCorruption) {
+        // The store could not be read: the batch waits (nothing is acknowledged) rather
+        // than fold into a run it cannot see.
+        return got.status().WithContext("read run " + e.run);
       } else {
+        if (!got.ok()) {
+          // A stored run that does not decode is replaced by what its events say.
+          ++counters_.events_undecodable;
+          spdlog::error("hub.run_record_unreadable run={} error=\"{}\" (rebuilt from its events)",
+                        e.run, got.status().message());
+        }
         hot->run.id = e.run;
         hot->run.site = site;
         hot->run.created = e.time;
@@ -542,12 +553,13 @@ void HubCore::MaterializeEvent(const std::string& site, uint64_t seq, const Even
     ++counters_.events_undecodable;
     spdlog::warn("hub.event_foreign_run site={} seq={} run={} owner={}", site, seq, e.run,
                  run.site);
-    return;
+    return Status::Ok();
   }
   if (faults_.run_view_drops_run_end && e.type == static_cast<uint8_t>(EventType::kRunFinished)) {
-    return;  // planted bug (common/faults.h)
+    return Status::Ok();  // planted bug (common/faults.h)
   }
   FoldEvent(e, &run, txn, &it->second.task_index);
+  return Status::Ok();
 }
 
 Result<std::optional<HubRun>> HubCore::ReadRun(const std::string& id) const {

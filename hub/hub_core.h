@@ -230,8 +230,8 @@ class HubCore {
   std::map<std::string, SiteRecord> ReconcileAll(HubStore::Txn* txn);
   void PokeSites(const std::vector<std::string>& sites, HubOutput* out);
   Status CommitSites(HubStore::Txn& txn, std::map<std::string, SiteRecord>& changed);
-  void MaterializeEvent(const std::string& site, uint64_t seq, const Event& e,
-                        std::map<std::string, HotRun>* runs, HubStore::Txn* txn);
+  Status MaterializeEvent(const std::string& site, uint64_t seq, const Event& e,
+                          std::map<std::string, HotRun>* runs, HubStore::Txn* txn);
   // A run as it is now: from the hot cache if held, else from the store.
   Result<std::optional<HubRun>> ReadRun(const std::string& id) const;
   // Runs by state: `delta` applied to the counts, written to txn (setting "run_counts");

@@ -66,11 +66,11 @@ void HubTxn::PutArtifact(const ArtifactRecord& a) {
   ops_.push_back({Kind::kPutArtifact, a.digest, {}, 0, 0, Encode(a)});
 }
 
-Status HubStore::ScanSiteRunsNewestFirst(const std::string& site,
+Status HubStore::ScanSiteRunsNewestFirst(const std::string& site, const std::string& after,
                                          const std::function<bool(const HubRun&)>& fn) const {
   std::vector<HubRun> runs;
   OUTPOST_RETURN_IF_ERROR(ScanRuns([&](const HubRun& r) {
-    if (r.site == site) runs.push_back(r);
+    if (r.site == site && (after.empty() || r.id < after)) runs.push_back(r);
     return true;
   }));
   for (auto it = runs.rbegin(); it != runs.rend(); ++it) {

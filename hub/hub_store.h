@@ -257,10 +257,11 @@ class HubStore {
   // Calls fn for every run in id order; fn returns false to stop.
   virtual Status ScanRuns(const std::function<bool(const HubRun&)>& fn) const = 0;
   // Calls fn for every run of `site`, newest id first (a run id is its site's name, '-'
-  // and a ULID, so id order is creation order); fn returns false to stop. Reads only
-  // that site's runs where the engine can seek (the dashboard's site page, run.list
-  // --site); this default scans them all.
-  virtual Status ScanSiteRunsNewestFirst(const std::string& site,
+  // and a ULID, so id order is creation order), starting after the run id `after` (empty:
+  // from the newest); fn returns false to stop. Reads only that site's runs where the
+  // engine can seek (the dashboard's site page, run.list --site); this default scans them
+  // all.
+  virtual Status ScanSiteRunsNewestFirst(const std::string& site, const std::string& after,
                                          const std::function<bool(const HubRun&)>& fn) const;
   // Calls fn for every run of every site, newest first by the ULID of its id (ties by
   // id), starting after `after` (a run id, or empty for the newest); fn returns false to

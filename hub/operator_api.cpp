@@ -285,7 +285,13 @@ bool LooksLikeRunId(const std::string& id) {
 
 json HubCore::OpRunList(const OperatorRequest& r) {
   const std::string &site = r.site, &workflow = r.workflow, &state = r.state;
-  if (!r.after.empty() && !LooksLikeRunId(r.after)) {
+  // A cursor is a run id: shaped as the hub makes them, or one it holds (a site may name
+  // its runs otherwise, and "next" may be such an id).
+  auto held = [&] {
+    auto got = ReadRun(r.after);
+    return got.ok() && got->has_value();
+  };
+  if (!r.after.empty() && !LooksLikeRunId(r.after) && !held()) {
     return Error("'after' is not a run id (SITE-ULID, as run.list's 'next' gives): '" +
                      SafeText(r.after, 200) + "'",
                  "invalid");
@@ -324,11 +330,7 @@ json HubCore::OpRunList(const OperatorRequest& r) {
   if (site.empty()) {
     s = store_->ScanRunsNewestFirst(r.after, visit);
   } else {
-    const std::string bound = r.after.empty() ? std::string() : RunTimeKey(r.after);
-    s = store_->ScanSiteRunsNewestFirst(site, [&](const HubRun& run) {
-      if (!bound.empty() && RunTimeKey(run.id) >= bound) return true;
-      return visit(run);
-    });
+    s = store_->ScanSiteRunsNewestFirst(site, r.after, visit);
   }
   if (!s.ok()) return Error(s);
   // "next": where the following page starts; null when no run is left past this page.

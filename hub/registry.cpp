@@ -259,7 +259,8 @@ json HubCore::OpSiteRemove(const OperatorRequest& r, HubOutput* out) {
   if (r.purge) {
     // The site's history goes too: its copies of the event log, its command logs, its runs.
     txn.PurgeSiteStreams(name);
-    Status scan = store_->ScanSiteRunsNewestFirst(name, [&](const HubRun& run) {
+    // Every run the site owns, whatever its id says (a site's events may name any id).
+    Status scan = store_->ScanRuns([&](const HubRun& run) {
       if (run.site == name) {
         txn.DeleteRun(run.id);
         purged.push_back(run.id);

@@ -54,9 +54,15 @@ void HubCore::NoteUpBatch(SiteRecord* site, uint64_t last_seq,
     marks.push_back({site->incarnation, last_seq, now, now, site->up_bytes});
   }
   if (marks.size() > kMaxUpMarks) {
-    // Too many marks: the two oldest become one (the older's entries go with the newer's).
-    marks[1].start = marks[0].start;
-    marks.erase(marks.begin());
+    // Too many marks: the oldest two of one stream become one (the older's entries go with
+    // the newer's). Marks of different incarnations are never merged: trimming removes an
+    // older stream whole only while a mark names it.
+    for (size_t i = 0; i + 1 < marks.size(); ++i) {
+      if (marks[i].incarnation != marks[i + 1].incarnation) continue;
+      marks[i + 1].start = marks[i].start;
+      marks.erase(marks.begin() + static_cast<std::ptrdiff_t>(i));
+      break;
+    }
   }
 }
 

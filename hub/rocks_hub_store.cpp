@@ -178,14 +178,20 @@ Status RocksHubStore::ScanRuns(const std::function<bool(const HubRun&)>& fn) con
   return FromRocks(it->status(), "scan runs");
 }
 
-Status RocksHubStore::ScanSiteRunsNewestFirst(const std::string& site,
+Status RocksHubStore::ScanSiteRunsNewestFirst(const std::string& site, const std::string& after,
                                               const std::function<bool(const HubRun&)>& fn) const {
   // Keys "run/SITE-ULID"; another site whose name starts with SITE- sorts in between and
   // is skipped by name.
   const std::string prefix = "run/" + site + "-";
   std::unique_ptr<rocksdb::Iterator> it(
       rocks_.db->NewIterator(rocksdb::ReadOptions(), Handle(Cf::kRuns)));
-  for (it->SeekForPrev(prefix + "\xff"); it->Valid() && it->key().starts_with(prefix); it->Prev()) {
+  if (after.empty()) {
+    it->SeekForPrev(prefix + "\xff");
+  } else {
+    it->SeekForPrev("run/" + after);
+    if (it->Valid() && it->key() == "run/" + after) it->Prev();
+  }
+  for (; it->Valid() && it->key().starts_with(prefix); it->Prev()) {
     HubRun r;
     OUTPOST_RETURN_IF_ERROR(
         Decode(it->value().ToStringView(), &r).WithContext("run record " + it->key().ToString()));

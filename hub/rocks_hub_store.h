@@ -43,7 +43,7 @@ class RocksHubStore : public HubStore {
   Status ScanRuns(const std::function<bool(const HubRun&)>& fn) const override;
   Status ScanRunsNewestFirst(const std::string& after,
                              const std::function<bool(const HubRun&)>& fn) const override;
-  Status ScanSiteRunsNewestFirst(const std::string& site,
+  Status ScanSiteRunsNewestFirst(const std::string& site, const std::string& after,
                                  const std::function<bool(const HubRun&)>& fn) const override;
   bool write_failed() const override { return write_failed_; }
   const Histogram* commit_seconds() const override { return &commit_seconds_; }

@@ -30,7 +30,8 @@ namespace outpost {
 struct HotRun {
   HubRun run;
   std::unordered_map<std::string, uint32_t> task_index;  // task id -> position in run.tasks
-  std::string state_before;  // the run's state before the batch ("" if the store had none)
+  bool existed = false;       // the store held the run before the batch
+  std::string state_before;  // its state then
   size_t bytes = 0;          // size estimate, for the cache's budget
 };
 

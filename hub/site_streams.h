@@ -54,7 +54,12 @@ class HubCore::Upstream : public IncomingStream {
         spdlog::warn("hub.event_undecodable site={} seq={} error=\"{}\"", site_, seq, s.message());
         continue;
       }
-      hub_->MaterializeEvent(site_, seq, e, &runs, &txn);
+      if (Status m = hub_->MaterializeEvent(site_, seq, e, &runs, &txn); !m.ok()) {
+        ++hub_->counters_.store_errors;
+        spdlog::error("hub.apply_failed site={} first_seq={} error=\"{}\"", site_, first_seq,
+                      m.ToString());
+        return m;
+      }
       NoteSiteEvent(e, &copy, hub_->workflow(e.workflow));
     }
     std::map<std::string, int64_t> delta;
@@ -62,8 +67,10 @@ class HubCore::Upstream : public IncomingStream {
       txn.PutRun(hot.run);
       // Decoded, a task costs its strings, its index entry and the record: ~256 bytes.
       hot.bytes = 2 * txn.ops().back().value.size() + 256 * hot.run.tasks.size();
-      if (hot.state_before != hot.run.state) {
-        if (!hot.state_before.empty()) --delta[hot.state_before];
+      if (!hot.existed) {
+        ++delta[hot.run.state];
+      } else if (hot.state_before != hot.run.state) {
+        --delta[hot.state_before];
         ++delta[hot.run.state];
       }
     }
@@ -87,6 +94,7 @@ class HubCore::Upstream : public IncomingStream {
     hub_->run_counts_ = std::move(counts);
     hub_->counters_.retention_quota_bytes += over_quota;
     for (auto& [id, hot] : runs) {
+      hot.existed = true;
       hot.state_before = hot.run.state;
       hub_->run_cache_.Put(std::move(hot));
     }

@@ -350,7 +350,7 @@ struct ChildSetup {
 // default signals, the pipe as stdout and stderr, the work directory, then the task
 // user's groups, gid and uid (in that order: after setuid nothing else could be changed),
 // every descriptor of the agent's close-on-exec, exec.
-[[noreturn]] void ExecChild(const ChildSetup& c) {
+[[noreturn]] __attribute__((noinline)) void ExecChild(const ChildSetup& c) {
   struct sigaction dfl {};
   dfl.sa_handler = SIG_DFL;
   for (int sig : {SIGPIPE, SIGTERM, SIGINT, SIGCHLD}) sigaction(sig, &dfl, nullptr);
@@ -374,6 +374,7 @@ struct ChildSetup {
     execve(c.path, c.argv, c.envp);
     e = errno;
   }
+  if (e == 0) e = EIO;  // the parent takes 0 for "exec happened"
   ssize_t ignored = write(c.err_fd, &e, sizeof e);
   (void)ignored;
   _exit(127);
@@ -603,8 +604,11 @@ int KillOrphanAttempt(const std::string& run, const std::string& task, int attem
     if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
     const long pid = std::strtol(name.c_str(), nullptr, 10);
     if (pid <= 1 || pid > INT32_MAX || pid == getpid()) continue;
-    // Only group leaders: every attempt is spawned as the leader of its own group.
+    // Only group leaders: every attempt is spawned as the leader of its own group. Not
+    // session leaders: an attempt never calls setsid, so such a process is a daemon one
+    // of its descendants started (with keep_children, meant to outlive it).
     if (getpgid(static_cast<pid_t>(pid)) != static_cast<pid_t>(pid)) continue;
+    if (getsid(static_cast<pid_t>(pid)) == static_cast<pid_t>(pid)) continue;
     if (KillOrphanGroup(static_cast<int>(pid), run, task, attempt)) ++killed;
   }
   return killed;

@@ -1047,6 +1047,40 @@ TEST_F(HubCoreTest, TheFleetBudgetTrimsTheOldestCopiesFirst) {
   EXPECT_EQ(core_->counters().retention_budget_bytes, core_->site("old")->up_trimmed_bytes);
 }
 
+// Past the cap on marks the oldest of one stream merge, never an older incarnation's into
+// a newer one's: trimming still removes the old stream whole, and the accounts match what
+// the store holds.
+TEST_F(HubCoreTest, MergedRetentionMarksNeverHideAnOlderIncarnation) {
+  options_.retention.max_age = 0;
+  options_.retention.mark_ms = 1;
+  options_.retention.max_bytes = 20 << 10;
+  options_.retention.check_ms = 3'600'000;  // the budget is checked when the test ticks
+  Open();
+  AddSite("a", "web");
+  FakeSite a1("a", 41, clock_);
+  Connect(&a1);
+  a1.Emit(TaskEvent("a-01J000000000000000000000AA", 0, clock_.Now()));
+  Settle();
+  Disconnect(&a1);
+  clock_.Advance(10);
+  FakeSite a2("a", 42, clock_);
+  Connect(&a2);
+  for (int i = 0; i < 3 * static_cast<int>(kMaxUpMarks); ++i) {  // one mark per batch
+    a2.Emit(TaskEvent("a-01J000000000000000000000AB", i, clock_.Now()));
+    Settle();
+    clock_.Advance(10);
+  }
+  const SiteRecord* s = core_->site("a");
+  ASSERT_LE(s->up_marks.size(), kMaxUpMarks + 1);
+  EXPECT_EQ(s->up_marks.front().incarnation, 41u);  // the old stream's mark is still there
+  HubOutput out;
+  core_->Tick(&out);  // over the budget: the oldest go, the old stream first and whole
+  uint64_t first = 0;
+  EXPECT_TRUE(store_->ReadUp("a", 41, 0, SIZE_MAX)->empty());
+  EXPECT_EQ(StoredUpBytes(*store_, "a", {41, 42}, &first), core_->site("a")->up_kept_bytes());
+  EXPECT_LE(core_->site("a")->up_kept_bytes(), options_.retention.max_bytes);
+}
+
 // Runs by state are counted as they change and stored: equal to a count over every run,
 // also after a restart and a purge; run.list pages through the whole fleet newest first,
 // each run once, the same order as the store's full scan sorted by id time.

@@ -220,9 +220,9 @@ TEST_P(HubStoreConformance, ASitesRunsAreReadNewestFirstAndAlone) {
     t.PutRun(r);
   }
   Commit(t);
-  auto read = [&](const std::string& site, size_t stop_after) {
+  auto read = [&](const std::string& site, size_t stop_after, const std::string& after = "") {
     std::vector<std::string> ids;
-    EXPECT_TRUE(store_->ScanSiteRunsNewestFirst(site, [&](const HubRun& r) {
+    EXPECT_TRUE(store_->ScanSiteRunsNewestFirst(site, after, [&](const HubRun& r) {
                         ids.push_back(r.id);
                         return ids.size() < stop_after;
                       }).ok());
@@ -233,6 +233,11 @@ TEST_P(HubStoreConformance, ASitesRunsAreReadNewestFirstAndAlone) {
   EXPECT_EQ(read("gw", 2), (std::vector<std::string>{"gw-01C", "gw-01B"}));
   EXPECT_TRUE(read("g", 10).empty());
   EXPECT_TRUE(read("nobody", 10).empty());
+  // Paged: after a run id of the site, older ones only.
+  EXPECT_EQ(read("gw", 10, "gw-01C"), (std::vector<std::string>{"gw-01B", "gw-01A"}));
+  EXPECT_EQ(read("gw", 10, "gw-01B"), (std::vector<std::string>{"gw-01A"}));
+  EXPECT_TRUE(read("gw", 10, "gw-01A").empty());
+  EXPECT_EQ(read("gw-2", 10, "gw-2-01B"), (std::vector<std::string>{"gw-2-01A"}));
 }
 
 // The fleet's runs newest first by the ULID in their ids, whatever the site, paged with
