@@ -51,6 +51,7 @@
 #include <spdlog/spdlog.h>
 
 #include "../tests/common/mem_streams.h"
+#include "bench/sample_event.h"
 #include "cli/client.h"
 #include "common/keys.h"
 #include "common/protocol/event.h"
@@ -72,17 +73,7 @@ struct SiteKey {
   std::string name, pub, sec;
 };
 
-std::string SampleEvent(size_t site, uint64_t i) {
-  Event e;
-  e.time = 1'700'000'000'000 + static_cast<TimeMs>(i);
-  e.run = "site" + std::to_string(site) + "-01M87C95MV8X5HZQ572CT220" + std::to_string(i / 50);
-  e.task = "task-" + std::to_string(i % 50);
-  e.attempt = 1;
-  e.type = static_cast<uint8_t>(i % 2 ? EventType::kAttemptStarted : EventType::kTaskFinished);
-  e.state = i % 2 ? "running" : "succeeded";
-  e.exit_code = 0;
-  return Encode(e);
-}
+using bench::SampleEvent;
 
 // ---- /proc readings of the hub process ----
 

@@ -25,6 +25,7 @@
 #include <spdlog/spdlog.h>
 
 #include "../tests/common/mem_streams.h"
+#include "bench/sample_event.h"
 #include "common/rocks.h"
 #include "common/transport/zmq_link.h"
 #include "hub/hub_core.h"
@@ -36,17 +37,7 @@ namespace {
 using json = nlohmann::json;
 using Clk = std::chrono::steady_clock;
 
-std::string SampleEvent(int site, uint64_t i) {
-  Event e;
-  e.time = 1'700'000'000'000 + static_cast<TimeMs>(i);
-  e.run = "site" + std::to_string(site) + "-01M87C95MV8X5HZQ572CT220" + std::to_string(i / 50);
-  e.task = "task-" + std::to_string(i % 50);
-  e.attempt = 1;
-  e.type = static_cast<uint8_t>(i % 2 ? EventType::kAttemptStarted : EventType::kTaskFinished);
-  e.state = i % 2 ? "running" : "succeeded";
-  e.exit_code = 0;
-  return Encode(e);
-}
+using bench::SampleEvent;
 
 double Ceiling(const std::string& dir, int sites, int events, size_t batch) {
   std::filesystem::remove_all(dir);

@@ -38,6 +38,27 @@ std::string Encode(const T& value) {
 Status UnpackBounded(std::string_view bytes, const DecodeLimits& limits,
                      msgpack::object_handle* handle);
 
+// One pass over a msgpack map for a hand-written converter: calls field(i, value) for
+// each key that is keys[i], the first time it appears; unknown keys are skipped; a map
+// that is not one, or a key that is not a string, throws msgpack::type_error (as
+// MSGPACK_DEFINE_MAP does, without copying every key into a std::map first).
+template <size_t N, typename F>
+void ForEachMapField(const msgpack::object& o, const std::string_view (&keys)[N], F&& field) {
+  static_assert(N <= 32, "one bit of `seen` per key");
+  if (o.type != msgpack::type::MAP) throw msgpack::type_error();
+  uint32_t seen = 0;
+  for (uint32_t i = 0; i < o.via.map.size; ++i) {
+    const msgpack::object_kv& kv = o.via.map.ptr[i];
+    if (kv.key.type != msgpack::type::STR) throw msgpack::type_error();
+    const std::string_view key(kv.key.via.str.ptr, kv.key.via.str.size);
+    size_t k = 0;
+    while (k < N && keys[k] != key) ++k;
+    if (k == N || (seen & (1u << k))) continue;
+    seen |= 1u << k;
+    field(k, kv.val);
+  }
+}
+
 template <typename T>
 Status Decode(std::string_view bytes, T* out, const DecodeLimits& limits = {}) {
   msgpack::object_handle handle;

@@ -129,20 +129,9 @@ const msgpack::object& convert<outpost::HubTask>::operator()(const msgpack::obje
     for (uint32_t i = 0; i < o.via.array.size; ++i) field(i, o.via.array.ptr[i]);
     return o;
   }
-  if (o.type != msgpack::type::MAP) throw msgpack::type_error();
   static constexpr std::string_view kKeys[] = {"id",     "state",   "attempts", "exit_code",
                                                "signal", "started", "finished", "message"};
-  uint32_t seen = 0;
-  for (uint32_t i = 0; i < o.via.map.size; ++i) {
-    const msgpack::object_kv& kv = o.via.map.ptr[i];
-    if (kv.key.type != msgpack::type::STR) throw msgpack::type_error();
-    const std::string_view key(kv.key.via.str.ptr, kv.key.via.str.size);
-    size_t k = 0;
-    while (k < std::size(kKeys) && kKeys[k] != key) ++k;
-    if (k == std::size(kKeys) || (seen & (1u << k))) continue;
-    seen |= 1u << k;
-    field(k, kv.val);
-  }
+  outpost::ForEachMapField(o, kKeys, field);
   return o;
 }
 

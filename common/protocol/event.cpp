@@ -44,22 +44,12 @@ namespace adaptor {
 
 const msgpack::object& convert<outpost::Event>::operator()(const msgpack::object& o,
                                                              outpost::Event& v) const {
-  if (o.type != msgpack::type::MAP) throw msgpack::type_error();
-  // The keys in MSGPACK_DEFINE_MAP's order; bit i of `seen` is set once key i was read.
+  // The keys in MSGPACK_DEFINE_MAP's order.
   static constexpr std::string_view kKeys[] = {"time",    "type",    "run",      "task",
                                                "attempt", "state",   "exit_code", "signal",
                                                "message", "output",  "workflow", "params",
                                                "tasks",   "request"};
-  uint32_t seen = 0;
-  for (uint32_t i = 0; i < o.via.map.size; ++i) {
-    const msgpack::object_kv& kv = o.via.map.ptr[i];
-    if (kv.key.type != msgpack::type::STR) throw msgpack::type_error();
-    const std::string_view key(kv.key.via.str.ptr, kv.key.via.str.size);
-    size_t k = 0;
-    while (k < std::size(kKeys) && kKeys[k] != key) ++k;
-    if (k == std::size(kKeys) || (seen & (1u << k))) continue;
-    seen |= 1u << k;
-    const msgpack::object& val = kv.val;
+  outpost::ForEachMapField(o, kKeys, [&v](size_t k, const msgpack::object& val) {
     switch (k) {
       case 0: val.convert(v.time); break;
       case 1: val.convert(v.type); break;
@@ -76,7 +66,7 @@ const msgpack::object& convert<outpost::Event>::operator()(const msgpack::object
       case 12: val.convert(v.tasks); break;
       case 13: val.convert(v.request); break;
     }
-  }
+  });
   return o;
 }
 
