@@ -38,6 +38,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -86,8 +87,9 @@ double CpuSeconds(pid_t pid) {
   std::string f;
   unsigned long long utime = 0, stime = 0;
   for (int i = 3; i <= 15 && rest >> f; ++i) {
-    if (i == 14) utime = std::stoull(f);
-    if (i == 15) stime = std::stoull(f);
+    // Fields that do not parse count as 0 (strtoull never throws).
+    if (i == 14) utime = std::strtoull(f.c_str(), nullptr, 10);
+    if (i == 15) stime = std::strtoull(f.c_str(), nullptr, 10);
   }
   return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
 }
@@ -636,7 +638,15 @@ int Main(int argc, char** argv) {
     fprintf(stderr, "the hub did not start (see %s.log)\n", hub_dir.c_str());
     return 1;
   }
-  const std::string sites_ep = ep.value("sites", ""), ops_ep = ep.value("operators", "");
+  auto endpoint = [&ep](const char* key) {
+    auto it = ep.find(key);
+    return it != ep.end() && it->is_string() ? it->get<std::string>() : std::string();
+  };
+  const std::string sites_ep = endpoint("sites"), ops_ep = endpoint("operators");
+  if (sites_ep.empty() || ops_ep.empty()) {
+    fprintf(stderr, "%s/hub.endpoints names no sites or operators endpoint\n", hub_dir.c_str());
+    return 1;
+  }
   std::string hub_key;
   std::ifstream(hub_dir + "/keys/hub.pub") >> hub_key;
   std::this_thread::sleep_for(std::chrono::milliseconds(200));

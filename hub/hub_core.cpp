@@ -471,7 +471,7 @@ void HubCore::Tick(HubOutput* out) {
   const TimeMs now = clock_.Now();
   if (now >= housekeep_at_) {
     housekeep_at_ = now + options_.retention.check_ms;
-    Housekeep(out);
+    Housekeep();
   }
   RefreshDeadlines();
   std::vector<std::string> names;
@@ -480,8 +480,7 @@ void HubCore::Tick(HubOutput* out) {
   }
   for (const auto& site : names) {
     Conn* c = ConnFor(site);
-    deadline_dirty_.insert(site);
-    if (!c) continue;
+    if (!c) continue;  // dropped: Drop marked it, the next refresh removes its entry
     SyncOutput so;
     c->session->Tick(&so);
     Emit(site, so, out);

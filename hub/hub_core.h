@@ -181,7 +181,6 @@ class HubCore {
   }
   const std::map<std::string, SiteRecord>& sites() const { return sites_; }
   const std::map<std::string, uint64_t>& run_counts() const { return run_counts_; }
-  const RunCache& run_cache() const { return run_cache_; }
   const WorkflowRecord* workflow(const std::string& name) const {
     auto it = defs_.find(name);
     return it == defs_.end() ? nullptr : &it->second;
@@ -245,7 +244,7 @@ class HubCore {
                    const std::vector<std::string>& entries) const;
   uint64_t TrimUpThrough(SiteRecord* site, size_t k, HubStore::Txn* txn) const;
   uint64_t TrimToQuota(SiteRecord* site, HubStore::Txn* txn);
-  void Housekeep(HubOutput* out);
+  void Housekeep();
 
   nlohmann::json SiteJson(const SiteRecord& s) const;
   // One handler per op, on the decoded request (hub/operator_request.h).

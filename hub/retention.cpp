@@ -109,7 +109,7 @@ uint64_t HubCore::TrimToQuota(SiteRecord* site, HubStore::Txn* txn) {
   return freed;
 }
 
-void HubCore::Housekeep(HubOutput* /*out*/) {
+void HubCore::Housekeep() {
   const HubRetention& r = options_.retention;
   const TimeMs now = clock_.Now();
   std::map<std::string, SiteRecord> changed;

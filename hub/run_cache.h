@@ -42,15 +42,9 @@ class RunCache {
   // Removes and returns the cached run `id`, if held.
   std::optional<HotRun> Take(const std::string& id) {
     auto it = map_.find(id);
-    if (it == map_.end()) {
-      ++misses_;
-      return std::nullopt;
-    }
-    ++hits_;
-    HotRun r = std::move(it->second.first);
-    bytes_ -= r.bytes;
-    lru_.erase(it->second.second);
-    map_.erase(it);
+    if (it == map_.end()) return std::nullopt;
+    HotRun r = std::move(it->second.first);  // its `bytes` stay for Forget to count
+    Forget(id);
     return r;
   }
 
@@ -79,21 +73,9 @@ class RunCache {
     map_.erase(it);
   }
 
-  void Clear() {
-    map_.clear();
-    lru_.clear();
-    bytes_ = 0;
-  }
-
-  size_t size() const { return map_.size(); }
-  size_t bytes() const { return bytes_; }
-  uint64_t hits() const { return hits_; }
-  uint64_t misses() const { return misses_; }
-
  private:
   size_t max_bytes_;
   size_t bytes_ = 0;
-  uint64_t hits_ = 0, misses_ = 0;
   std::list<std::string> lru_;  // most recent first
   std::unordered_map<std::string, std::pair<HotRun, std::list<std::string>::iterator>> map_;
 };
