@@ -26,6 +26,7 @@ const std::vector<std::pair<std::string, bool Faults::*>>& Table() {
       {"failed-counts-as-success", &Faults::failed_counts_as_success},
       {"schedule-forgets-fired", &Faults::schedule_forgets_fired},
       {"restore-reuses-commands", &Faults::restore_reuses_commands},
+      {"apply-without-cas", &Faults::apply_without_cas},
   };
   return table;
 }

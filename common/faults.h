@@ -58,6 +58,10 @@ struct Faults {
   // the commands enqueued since the restore after it, so the site takes them for ones
   // it already applied.
   bool restore_reuses_commands = false;
+  // Several hubs over one store: a hub applies a site's batch over the record it holds
+  // without the compare-and-set (and without reading it again at HELLO), so two hubs can
+  // both apply the same events.
+  bool apply_without_cas = false;
 
   static const Faults& None();
   // One fault by name (see Names()); "none" for none.

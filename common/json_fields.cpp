@@ -30,6 +30,7 @@ json Error(const Status& s) {
     code = "internal";
   }
   if (s.code() == Code::kPermissionDenied) code = "forbidden";
+  if (s.code() == Code::kAborted || s.code() == Code::kUnavailable) code = "retry";
   return Error(s.message(), code);
 }
 

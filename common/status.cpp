@@ -15,6 +15,7 @@ const char* CodeName(Code code) {
     case Code::kResourceExhausted: return "resource exhausted";
     case Code::kInternal: return "internal";
     case Code::kPermissionDenied: return "permission denied";
+    case Code::kAborted: return "aborted";
   }
   return "unknown";
 }

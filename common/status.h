@@ -29,6 +29,7 @@ enum class Code {
   kResourceExhausted,  // a limit was hit (size, quota, disk)
   kInternal,
   kPermissionDenied,  // the caller may not do this (a role, a signature, a policy)
+  kAborted,  // a concurrent writer changed what this relied on: read again and retry
 };
 
 const char* CodeName(Code code);
@@ -52,6 +53,7 @@ class [[nodiscard]] Status {
     return {Code::kResourceExhausted, std::move(m)};
   }
   static Status Internal(std::string m) { return {Code::kInternal, std::move(m)}; }
+  static Status Aborted(std::string m) { return {Code::kAborted, std::move(m)}; }
   static Status PermissionDenied(std::string m) {
     return {Code::kPermissionDenied, std::move(m)};
   }

@@ -44,7 +44,8 @@ fi
 ROOT=$PWD/build-cross
 SYSROOT=$ROOT/$DEB-sysroot
 TARGET_PKGS=(libc6-dev libstdc++-12-dev libzmq3-dev librocksdb-dev libsodium-dev libspdlog-dev
-  libboost-program-options-dev libgtest-dev libyaml-cpp-dev libmsgpack-cxx-dev libcpp-httplib-dev)
+  libboost-program-options-dev libgtest-dev libyaml-cpp-dev libmsgpack-cxx-dev libcpp-httplib-dev
+  libpq-dev)
 if [ ! -f "$SYSROOT/.complete" ]; then
   echo "cross: fetching the $DEB libraries into $SYSROOT"
   rm -rf "$SYSROOT" "$ROOT/$DEB-debs"

@@ -120,7 +120,7 @@ json HubCore::OpArtifactChunk(const OperatorRequest& r) {
   if (*got) return {{"ok", true}, {"digest", digest}, {"stored", false}};
   HubStore::Txn txn;
   txn.PutChunk(digest, *data);
-  if (Status s = store_->Commit(txn); !s.ok()) {
+  if (Status s = CommitTxn(txn); !s.ok()) {
     ++counters_.store_errors;
     return Error(s);
   }
@@ -174,7 +174,7 @@ json HubCore::OpArtifactCommit(const std::string& who, const OperatorRequest& r)
                {"name", a.name},
                {"size", a.size},
                {"by", who}});
-  if (Status s = store_->Commit(txn); !s.ok()) {
+  if (Status s = CommitTxn(txn); !s.ok()) {
     ++counters_.store_errors;
     return Error(s);
   }
@@ -388,7 +388,7 @@ json HubCore::OpBundleExport(const std::string& who, const OperatorRequest& r) {
                {"volumes", volumes.size()},
                {"commands", commands->size()},
                {"by", who}});
-  if (Status s = store_->Commit(txn); !s.ok()) {
+  if (Status s = CommitTxn(txn); !s.ok()) {
     ++counters_.store_errors;
     return Error(s);
   }
@@ -446,7 +446,7 @@ bool HubCore::AdoptIncarnation(SiteRecord& site, uint64_t incarnation, std::stri
     copy.incarnation = incarnation;
     HubStore::Txn txn;
     txn.PutSite(copy);
-    s = store_->Commit(txn);
+    s = CommitTxn(txn);
     if (s.ok()) site = std::move(copy);
   } else {
     Drop(site.name, "new incarnation");
@@ -564,7 +564,7 @@ json HubCore::OpBundleImport(const std::string& who, const OperatorRequest& r, H
                  {"duplicates", duplicates},
                  {"gap", gap},
                  {"by", who}});
-    if (Status s = store_->Commit(txn); !s.ok()) {
+    if (Status s = CommitTxn(txn); !s.ok()) {
       ++counters_.store_errors;
       return Error(s);
     }

@@ -27,7 +27,7 @@ void HubCore::FlushDeferredAudit() {
   if (deferred_audit_.size() == 0) return;
   HubStore::Txn txn = std::move(deferred_audit_);
   deferred_audit_ = HubStore::Txn();
-  if (Status s = store_->Commit(txn); !s.ok()) ++counters_.store_errors;
+  if (Status s = CommitTxn(txn); !s.ok()) ++counters_.store_errors;
 }
 
 Result<std::unique_ptr<HubCore>> HubCore::Open(HubStore* store, const Clock& clock, Rng* rng,
@@ -81,7 +81,7 @@ void HubCore::Audit(HubStore::Txn* txn, json event) {
   txn->Audit(audit_next_++, SafeDump(event));  // text from sites may not be UTF-8
 }
 
-void HubCore::Drop(const std::string& site, const std::string& why) {
+void HubCore::Drop(const std::string& site, const std::string& why, bool persist) {
   deadline_dirty_.insert(site);
   auto it = conns_.find(site);
   if (it == conns_.end()) return;
@@ -89,11 +89,138 @@ void HubCore::Drop(const std::string& site, const std::string& why) {
   conns_.erase(it);
   if (SiteRecord* s = FindSite(site)) {
     HubStore::Txn txn;
-    txn.PutSite(*s);  // persists last_seen
+    SiteRecord copy = *s;
+    if (persist) txn.PutSite(copy);  // persists last_seen
     Audit(&txn, {{"event", "site.offline"}, {"site", site}, {"reason", SafeText(why)}});
-    if (Status st = store_->Commit(txn); !st.ok()) ++counters_.store_errors;
+    if (Status st = CommitTxn(txn); !st.ok()) {
+      ++counters_.store_errors;
+    } else {
+      *s = std::move(copy);
+    }
   }
   if (was_online) spdlog::info("hub.site_offline site={} reason=\"{}\"", site, SafeText(why));
+}
+
+Status HubCore::CommitTxn(HubStore::Txn& txn) {
+  Status s = store_->Commit(txn);
+  if (s.code() == Code::kAborted) {
+    ++counters_.store_conflicts;
+    refresh_pending_ = true;
+    spdlog::info("hub.store_conflict error=\"{}\"", SafeText(s.message()));
+  }
+  return s;
+}
+
+void HubCore::AdoptStored(const std::string& name, std::optional<SiteRecord> fresh,
+                          HubOutput* out) {
+  ++counters_.records_reread;
+  auto it = sites_.find(name);
+  if (!fresh) {
+    // Removed through another hub process.
+    if (it != sites_.end()) {
+      by_key_.erase(it->second.key);
+      if (ConnFor(name)) Drop(name, "site removed", false);
+      sites_.erase(name);
+    }
+    return;
+  }
+  if (it == sites_.end()) {
+    by_key_[fresh->key] = name;
+    sites_[name] = std::move(*fresh);
+    return;
+  }
+  const SiteRecord& held = it->second;
+  const bool moved = fresh->incarnation != held.incarnation ||
+                     fresh->up_applied != held.up_applied ||
+                     fresh->down_epoch != held.down_epoch || fresh->down_acked < held.down_acked;
+  const uint64_t old_head = held.down_head;
+  if (held.key != fresh->key) by_key_.erase(held.key);
+  by_key_[fresh->key] = name;
+  it->second = std::move(*fresh);
+  if (ConnFor(name) && (moved || it->second.site_state() != SiteState::kEnrolled)) {
+    // Another hub process applied this site's events (its session is there now) or the
+    // site was revoked: this session is over; the site reconnects where it may.
+    ++counters_.sessions_taken_over;
+    Drop(name, moved ? "another hub process holds this site's session" : "site not enrolled",
+         false);
+  } else if (out && it->second.down_head > old_head) {
+    PokeSites({name}, out);  // commands enqueued through another hub process
+  }
+}
+
+Status HubCore::RereadSite(const std::string& name, HubOutput* out) {
+  OUTPOST_ASSIGN_OR_RETURN(auto fresh, store_->GetSite(name));
+  AdoptStored(name, std::move(fresh), out);
+  return Status::Ok();
+}
+
+void HubCore::RefreshFromStore(HubOutput* out) {
+  refresh_pending_ = false;
+  std::vector<SiteRecord> list;
+  if (Status s = store_->LoadSites(&list); !s.ok()) {
+    ++counters_.store_errors;
+    refresh_pending_ = true;
+    spdlog::error("hub.refresh_failed error=\"{}\"", SafeText(s.ToString()));
+    return;
+  }
+  std::set<std::string> seen;
+  for (auto& s : list) {
+    seen.insert(s.name);
+    std::string name = s.name;
+    AdoptStored(name, std::move(s), out);
+  }
+  std::vector<std::string> gone;
+  for (const auto& [name, rec] : sites_) {
+    if (!seen.count(name)) gone.push_back(name);
+  }
+  for (const auto& name : gone) AdoptStored(name, std::nullopt, out);
+  std::vector<WorkflowRecord> defs;
+  if (store_->LoadDefs(&defs).ok()) {
+    defs_.clear();
+    for (auto& d : defs) defs_[d.name] = std::move(d);
+  }
+  LoadPolicy().IgnoreError();
+  std::vector<ArtifactRecord> arts;
+  if (store_->LoadArtifacts(&arts).ok()) {
+    for (auto& a : arts) artifacts_[a.digest] = std::move(a);
+  }
+  run_cache_.Clear();
+}
+
+void HubCore::OnStoreChanges(HubOutput* out) {
+  std::vector<std::string> changes;
+  if (Status s = store_->TakeChanges(&changes); !s.ok()) {
+    spdlog::warn("hub.store_changes_failed error=\"{}\"", SafeText(s.ToString()));
+  }
+  bool defs = false, policy = false, arts = false;
+  for (const auto& c : changes) {
+    if (c == "*") return RefreshFromStore(out);
+    if (c.rfind("site/", 0) == 0) {
+      if (Status s = RereadSite(c.substr(5), out); !s.ok()) refresh_pending_ = true;
+    } else if (c == "defs") {
+      defs = true;
+    } else if (c == "policy") {
+      policy = true;
+    } else if (c == "artifacts") {
+      arts = true;
+    }
+  }
+  if (defs) {
+    std::vector<WorkflowRecord> list;
+    if (store_->LoadDefs(&list).ok()) {
+      defs_.clear();
+      for (auto& d : list) defs_[d.name] = std::move(d);
+    } else {
+      refresh_pending_ = true;
+    }
+  }
+  if (policy) LoadPolicy().IgnoreError();
+  if (arts) {
+    std::vector<ArtifactRecord> list;
+    if (store_->LoadArtifacts(&list).ok()) {
+      for (auto& a : list) artifacts_[a.digest] = std::move(a);
+    }
+  }
 }
 
 void HubCore::Emit(const std::string& site, const SyncOutput& so, HubOutput* out) {
@@ -144,7 +271,27 @@ void HubCore::OnSiteFrame(const std::string& identity, const std::string& peer,
   // The boundary: no exception from the session or the store reaches the driver. One that
   // escapes is a bug: counted, the session dropped, the site told, and the hub goes on.
   try {
+    if (m.type() == MsgType::kHello && store_->shared() && !faults_.apply_without_cas) {
+      // Another hub process may have applied this site's events or enqueued commands
+      // since this one last read its record: the session starts from what is stored.
+      if (Status st = RereadSite(identity, out); !st.ok()) {
+        ++counters_.store_errors;
+        refuse("the hub could not read this site's record: " + st.message());
+        return;
+      }
+      site = FindSite(identity);
+      if (!site || site->site_state() != SiteState::kEnrolled) {
+        refuse("site '" + identity + "' is not enrolled at this hub");
+        return;
+      }
+      site->last_seen = clock_.Now();
+    }
     Handle(identity, peer, m, out);
+    if (sessions_lost_.erase(identity)) {
+      ++counters_.sessions_taken_over;
+      Drop(identity, "another hub process applied this site's events", false);
+      refuse("another hub process holds this site's session; reconnect");
+    }
   } catch (const std::exception& e) {
     ++counters_.frame_exceptions;
     spdlog::error("hub.frame_exception site={} type={} error=\"{}\"", identity,
@@ -192,7 +339,7 @@ Status HubCore::NewIncarnation(SiteRecord& site, uint64_t incarnation) {
   Reconcile(copy, &txn);
   for (const auto& c : carry) Enqueue(copy, c, &txn);
   txn.PutSite(copy);
-  OUTPOST_RETURN_IF_ERROR(store_->Commit(txn));
+  OUTPOST_RETURN_IF_ERROR(CommitTxn(txn));
   site = std::move(copy);
   return Status::Ok();
 }
@@ -211,7 +358,7 @@ void HubCore::Handle(const std::string& site_name, const std::string& peer, cons
       copy.incarnation = m.incarnation;
       HubStore::Txn txn;
       txn.PutSite(copy);
-      if (Status s = store_->Commit(txn); !s.ok()) {
+      if (Status s = CommitTxn(txn); !s.ok()) {
         ++counters_.store_errors;
         return;  // no WELCOME: the site says HELLO again later
       }
@@ -331,7 +478,7 @@ void HubCore::RefuseRetired(SiteRecord& site, const std::string& peer, uint64_t 
   snprintf(inc, sizeof inc, "%016llx", static_cast<unsigned long long>(incarnation));
   HubStore::Txn txn;
   Audit(&txn, {{"event", "site.stale_incarnation"}, {"site", site.name}, {"incarnation", inc}});
-  if (Status s = store_->Commit(txn); !s.ok()) ++counters_.store_errors;
+  if (Status s = CommitTxn(txn); !s.ok()) ++counters_.store_errors;
   spdlog::warn("hub.stale_incarnation site={} incarnation={}", site.name, inc);
   Message err;
   err.t = static_cast<uint8_t>(MsgType::kError);
@@ -349,7 +496,7 @@ Result<uint64_t> HubCore::DeclareRestored() {
   HubStore::Txn txn;
   txn.PutSetting("hub_epoch", std::to_string(epoch));
   Audit(&txn, {{"event", "hub.restored"}, {"epoch", epoch}, {"sites", sites_.size()}});
-  OUTPOST_RETURN_IF_ERROR(store_->Commit(txn));
+  OUTPOST_RETURN_IF_ERROR(CommitTxn(txn));
   hub_epoch_ = epoch;
   spdlog::warn("hub.restored epoch={} sites={}", epoch, sites_.size());
   return epoch;
@@ -391,7 +538,7 @@ Status HubCore::ReconcileRestore(SiteRecord& site, uint64_t site_applied) {
                {"commands_adopted", adopted},
                {"commands_resent", resent}});
   txn.PutSite(copy);
-  OUTPOST_RETURN_IF_ERROR(store_->Commit(txn));
+  OUTPOST_RETURN_IF_ERROR(CommitTxn(txn));
   spdlog::warn("hub.restore_reconciled site={} site_applied={} commands_adopted={} commands_resent={}",
                copy.name, site_applied, adopted, resent);
   counters_.commands_adopted_in_restore += adopted;
@@ -414,7 +561,7 @@ void HubCore::RefuseAhead(SiteRecord& site, const std::string& peer, const std::
                  {"site_applied", hello.down_applied},
                  {"hub_head", site.down_head},
                  {"why", why}});
-    if (Status s = store_->Commit(txn); !s.ok()) ++counters_.store_errors;
+    if (Status s = CommitTxn(txn); !s.ok()) ++counters_.store_errors;
   }
   Message err;
   err.t = static_cast<uint8_t>(MsgType::kError);
@@ -435,7 +582,7 @@ void HubCore::RefuseStaleHub(SiteRecord& site, const std::string& peer, uint64_t
                  {"site", site.name},
                  {"site_epoch", site_epoch},
                  {"hub_epoch", hub_epoch_}});
-    if (Status s = store_->Commit(txn); !s.ok()) ++counters_.store_errors;
+    if (Status s = CommitTxn(txn); !s.ok()) ++counters_.store_errors;
   }
   Message err;
   err.t = static_cast<uint8_t>(MsgType::kError);
@@ -459,6 +606,13 @@ void HubCore::OnSiteDisconnected(const std::string& peer) {
 
 void HubCore::Tick(HubOutput* out) {
   FlushDeferredAudit();
+  if (refresh_pending_) RefreshFromStore(out);
+  if (store_->shared() && clock_.Now() - counts_read_at_ >= 5000) {
+    // Every process's runs, counted by the store (at most every 5 s).
+    counts_read_at_ = clock_.Now();
+    auto counts = store_->CountRunsByState();
+    if (counts.ok() && *counts) run_counts_ = std::move(**counts);
+  }
   if (!deferred_.empty() && clock_.Now() - deferred_since_ >= 1000) {
     // faults_.ack_before_durable: a lazy group commit, a second after the ACKs went out.
     auto deferred = std::move(deferred_);
@@ -578,11 +732,18 @@ std::map<std::string, uint64_t> HubCore::CountRuns(const std::map<std::string, i
     n = d < 0 && static_cast<uint64_t>(-d) > n ? 0 : n + static_cast<uint64_t>(d);
     if (n == 0) next.erase(state);
   }
-  if (changed) txn->PutSetting("run_counts", Encode(next));
+  // A store shared by several hub processes counts its runs itself (CountRunsByState).
+  if (changed && !store_->shared()) txn->PutSetting("run_counts", Encode(next));
   return next;
 }
 
 Status HubCore::LoadRunCounts() {
+  OUTPOST_ASSIGN_OR_RETURN(auto counted, store_->CountRunsByState());
+  if (counted) {
+    run_counts_ = std::move(*counted);
+    counts_read_at_ = clock_.Now();
+    return Status::Ok();
+  }
   OUTPOST_ASSIGN_OR_RETURN(auto stored, store_->GetSetting("run_counts"));
   if (stored) {
     if (Status s = Decode(*stored, &run_counts_); !s.ok()) {
@@ -599,6 +760,6 @@ Status HubCore::LoadRunCounts() {
   if (run_counts_.empty()) return Status::Ok();
   HubStore::Txn txn;
   txn.PutSetting("run_counts", Encode(run_counts_));
-  return store_->Commit(txn);
+  return CommitTxn(txn);
 }
 }  // namespace outpost

@@ -121,6 +121,13 @@ struct HubCounters {
   uint64_t stale_hub_refusals = 0;
   uint64_t sites_ahead = 0;
   uint64_t handshakes = 0;  // HELLOs answered with WELCOME (a session established)
+  // Several hubs over one store (HubStore::shared): writes refused because another hub
+  // process changed the record since this one read it (each read again and retried or
+  // given up), sessions dropped because another process applied the site's events, and
+  // records read again on another process's word.
+  uint64_t store_conflicts = 0;
+  uint64_t sessions_taken_over = 0;
+  uint64_t records_reread = 0;
   // Bytes of site-log copies trimmed by retention, by the limit that trimmed them.
   uint64_t retention_age_bytes = 0;
   uint64_t retention_budget_bytes = 0;
@@ -157,6 +164,13 @@ class HubCore {
   void OnSiteDisconnected(const std::string& peer);
   void Tick(HubOutput* out);
   TimeMs NextDeadline() const;
+  // Several hubs over one store: takes what other hub processes changed (the driver calls
+  // this when store->changes_fd() turns readable) and brings this core in line: sites
+  // read again (a session whose events another process applied is dropped; new commands
+  // are sent at once), definitions, the policy and artifacts reloaded.
+  void OnStoreChanges(HubOutput* out);
+  // Reads every site, definition, the policy and artifacts again (as for "*").
+  void RefreshFromStore(HubOutput* out);
 
   // One operator request (docs/protocol.md, "Operator API"); always returns a JSON object
   // with "ok" and either the result or "error". An op above the operator's role is
@@ -195,7 +209,19 @@ class HubCore {
 
   SiteRecord* FindSite(const std::string& name);
   Conn* ConnFor(const std::string& site);
-  void Drop(const std::string& site, const std::string& why);
+  // Ends the site's session here; `persist` records last_seen (not when another hub
+  // process holds the site now).
+  void Drop(const std::string& site, const std::string& why, bool persist = true);
+  // Commits txn; a refused compare-and-set (another hub process wrote first) is counted
+  // and makes the core read the store again at its next tick.
+  Status CommitTxn(HubStore::Txn& txn);
+  // Adopts the stored record of a site: its session here is dropped if another process
+  // applied its events or replaced its incarnation; new commands are sent (out may be null).
+  void AdoptStored(const std::string& name, std::optional<SiteRecord> fresh, HubOutput* out);
+  Status RereadSite(const std::string& name, HubOutput* out);
+  bool refresh_pending_ = false;
+  std::set<std::string> sessions_lost_;  // sites whose session must end after this frame
+  TimeMs counts_read_at_ = -1'000'000;   // run counts read from a shared store
   void Handle(const std::string& site, const std::string& peer, const Message& m,
               HubOutput* out);
   void Emit(const std::string& site, const SyncOutput& so, HubOutput* out);

@@ -42,6 +42,12 @@ int main(int argc, char** argv) {
        "(docs/operations.md). Run once, with the hub stopped")
       ("data-dir", po::value(&c.data_dir)->required(),
        "directory for the hub store, keys, operators/ and hub.endpoints")
+      ("store", po::value(&c.store),
+       "the hub store: unset for RocksDB under DATA_DIR/db (one hub process), or a "
+       "PostgreSQL connection string (postgresql://USER@HOST/DB or host=... dbname=...) "
+       "that several hub processes share (docs/operations.md, \"Several hubs\")")
+      ("store-schema", po::value(&c.store_schema)->default_value(c.store_schema),
+       "PostgreSQL schema holding the hub's tables (created if missing)")
       ("sites-endpoint", po::value(&c.sites_endpoint)->default_value(c.sites_endpoint),
        "where agents connect (CURVE, enrolled site keys only); port 0 picks one")
       ("operators-endpoint", po::value(&c.operators_endpoint)->default_value(c.operators_endpoint),
@@ -101,6 +107,9 @@ int main(int argc, char** argv) {
   if (keep_days < 0 || keep_days > 36500) bad = "keep-site-events-days must be 0-36500";
   if (budget_mb < 0 || budget_mb > (int64_t{1} << 30)) bad = "site-events-budget-mb must be 0-1073741824";
   if (quota_mb < 0 || quota_mb > (int64_t{1} << 30)) bad = "site-events-quota-mb must be 0-1073741824";
+  if (!c.store.empty() && !outpost::IsPostgresStore(c.store)) {
+    bad = "store must be a PostgreSQL connection string (postgresql://... or host=...)";
+  }
   if (!c.http_listen.empty()) {
     std::string host;
     int port = 0;
@@ -140,7 +149,7 @@ int main(int argc, char** argv) {
   }
   if (vm.count("declare-restored")) {
     outpost::SystemClock clock;
-    auto store = outpost::RocksHubStore::Open(c.data_dir + "/db", outpost::RocksHubStore::Options{});
+    auto store = outpost::OpenHubStore(c);
     if (!store.ok()) {
       std::cerr << "outpost-hub: " << store.status().ToString() << "\n";
       return 1;

@@ -1,5 +1,7 @@
 #include "hub/hub_server.h"
 
+#include "hub/pg_hub_store.h"
+
 #include <signal.h>
 #include <spdlog/spdlog.h>
 #include <sys/signalfd.h>
@@ -134,7 +136,7 @@ Result<std::unique_ptr<HubServer>> HubServer::Open(const HubConfig& config, cons
   }
   OUTPOST_RETURN_IF_ERROR(h->LoadOperators());
 
-  OUTPOST_ASSIGN_OR_RETURN(h->store_, RocksHubStore::Open(dir + "/db", RocksHubStore::Options{}));
+  OUTPOST_ASSIGN_OR_RETURN(h->store_, OpenHubStore(config));
   HubOptions core = config.core;
   core.keys = keys;
   // Test-only fault switch: die by SIGKILL in the middle of a bundle import.
@@ -322,6 +324,27 @@ void HubServer::ServeOperators() {
 // what is really there, as a restart would; the sites' sessions start over (they say
 // HELLO again and resend what was not acknowledged). Tries for 30 s, then gives up: the
 // daemon exits with the error and its service manager restarts it.
+bool IsPostgresStore(const std::string& store) {
+  return store.rfind("postgresql://", 0) == 0 || store.rfind("postgres://", 0) == 0 ||
+         store.find('=') != std::string::npos;
+}
+
+Result<std::unique_ptr<HubStore>> OpenHubStore(const HubConfig& config) {
+  if (config.store.empty()) {
+    OUTPOST_ASSIGN_OR_RETURN(auto s,
+                             RocksHubStore::Open(config.data_dir + "/db", RocksHubStore::Options{}));
+    return std::unique_ptr<HubStore>(std::move(s));
+  }
+  if (!IsPostgresStore(config.store)) {
+    return Status::InvalidArgument("store '" + config.store +
+                                   "': expected postgresql://... or a libpq key=value string");
+  }
+  PgHubStore::Options o;
+  o.schema = config.store_schema;
+  OUTPOST_ASSIGN_OR_RETURN(auto s, PgHubStore::Open(config.store, o));
+  return std::unique_ptr<HubStore>(std::move(s));
+}
+
 Status HubServer::RestartCore() {
   spdlog::error("hub.store_write_failed: reopening the store and restarting the hub core");
   ++store_restarts_;
@@ -330,7 +353,7 @@ Status HubServer::RestartCore() {
   Status last;
   for (int attempt = 0; attempt < 30; ++attempt) {
     if (attempt > 0) sleep(1);
-    auto store = RocksHubStore::Open(config_.data_dir + "/db", RocksHubStore::Options{});
+    auto store = OpenHubStore(config_);
     if (!store.ok()) {
       last = store.status();
       continue;
@@ -426,12 +449,13 @@ Status HubServer::Run() {
                               {sites_->socket(), 0, ZMQ_POLLIN, 0},
                               {operators_->socket(), 0, ZMQ_POLLIN, 0},
                               {nullptr, signal_fd_, ZMQ_POLLIN, 0},
-                              {nullptr, http_ ? http_->fd() : -1, ZMQ_POLLIN, 0}};
+                              {nullptr, http_ ? http_->fd() : -1, ZMQ_POLLIN, 0},
+                              {nullptr, store_->changes_fd(), ZMQ_POLLIN, 0}};
     const TimeMs now = clock_.Now();
     const TimeMs wake = core_->NextDeadline();
     long timeout = 1000;  // at least once a second: operators/ is watched
     if (wake > 0) timeout = static_cast<long>(std::clamp<TimeMs>(wake - now, 0, 1000));
-    int rc = zmq_poll(items, http_ ? 5 : 4, timeout);
+    int rc = zmq_poll(items, 6, timeout);  // an fd of -1 is not polled
     if (rc < 0 && zmq_errno() != EINTR) {
       return Status::IoError(std::string("zmq_poll: ") + zmq_strerror(zmq_errno()));
     }
@@ -460,6 +484,9 @@ Status HubServer::Run() {
     }
     ReloadOperatorsIfChanged();
     HubOutput out;
+    // Several hubs over PostgreSQL: what the other processes changed (notifications also
+    // arrive during this process's own queries, so they are taken every round).
+    if (store_->shared()) core_->OnStoreChanges(&out);
     core_->Tick(&out);
     Send(out);
     if (store_->write_failed()) OUTPOST_RETURN_IF_ERROR(RestartCore());

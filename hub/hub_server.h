@@ -3,7 +3,7 @@
 // zmq_poll loop on one thread. It is the only hub code that touches sockets.
 //
 // Files under the data directory:
-//   db/                     the hub store (RocksDB)
+//   db/                     the hub store (RocksDB), unless --store names PostgreSQL
 //   keys/hub.key, hub.pub   the hub's CURVE keypair (made at first start, secret 0600)
 //   operators/*.pub         operator public keys allowed on the operator endpoint;
 //                           the file name (without .pub) is the operator's name
@@ -44,7 +44,17 @@ struct HubConfig {
   bool make_admin_key = true;
   // HOST:PORT for /metrics (port 0 picks one, written to hub.endpoints); empty: off.
   std::string http_listen;
+  // The hub store: empty for RocksDB under data_dir/db (one hub process), or a PostgreSQL
+  // connection string (postgresql://... or key=value) shared by several hub processes,
+  // with its schema.
+  std::string store;
+  std::string store_schema = "outpost";
 };
+
+// Whether `store` names PostgreSQL.
+bool IsPostgresStore(const std::string& store);
+// Opens the store the configuration names.
+Result<std::unique_ptr<HubStore>> OpenHubStore(const HubConfig& config);
 
 class HubServer {
  public:

@@ -14,7 +14,13 @@ const char* SiteStateName(SiteState s) {
   return "unknown";
 }
 
-void HubTxn::PutSite(const SiteRecord& s) { ops_.push_back({Kind::kPutSite, s.name, {}, 0, 0, Encode(s)}); }
+void HubTxn::PutSite(SiteRecord& s) {
+  const uint64_t expect = s.rev++;
+  ops_.push_back({Kind::kPutSite, s.name, {}, 0, 0, Encode(s), expect, s.rev});
+}
+void HubTxn::PutSite(const SiteRecord& s) {
+  ops_.push_back({Kind::kPutSite, s.name, {}, 0, 0, Encode(s), kAnyRev, s.rev});
+}
 void HubTxn::DeleteSite(const std::string& name) {
   ops_.push_back({Kind::kDeleteSite, name, {}, 0, 0, {}});
 }
@@ -27,7 +33,13 @@ void HubTxn::PutDown(const std::string& site, uint64_t epoch, uint64_t seq, cons
 void HubTxn::TrimDown(const std::string& site, uint64_t epoch, uint64_t through) {
   ops_.push_back({Kind::kTrimDown, site, {}, epoch, through, {}});
 }
-void HubTxn::PutRun(const HubRun& r) { ops_.push_back({Kind::kPutRun, r.id, {}, 0, 0, Encode(r)}); }
+void HubTxn::PutRun(HubRun& r) {
+  const uint64_t expect = r.rev++;
+  ops_.push_back({Kind::kPutRun, r.id, {}, 0, 0, Encode(r), expect, r.rev});
+}
+void HubTxn::PutRun(const HubRun& r) {
+  ops_.push_back({Kind::kPutRun, r.id, {}, 0, 0, Encode(r), kAnyRev, r.rev});
+}
 void HubTxn::PutOutput(const std::string& run, const std::string& task, const std::string& out) {
   ops_.push_back({Kind::kPutOutput, run, task, 0, 0, out});
 }
@@ -42,7 +54,7 @@ void HubTxn::DeleteDef(const std::string& name) {
   ops_.push_back({Kind::kDeleteDef, name, {}, 0, 0, {}});
 }
 void HubTxn::PutRequest(const RequestRecord& r) {
-  ops_.push_back({Kind::kPutRequest, r.id, {}, 0, 0, Encode(r)});
+  ops_.push_back({Kind::kPutRequest, r.id, {}, 0, 0, Encode(r), 0});
 }
 void HubTxn::Audit(uint64_t seq, const std::string& json) {
   ops_.push_back({Kind::kAudit, {}, {}, 0, seq, json});
@@ -64,6 +76,15 @@ void HubTxn::PutChunk(const std::string& digest, const std::string& bytes) {
 
 void HubTxn::PutArtifact(const ArtifactRecord& a) {
   ops_.push_back({Kind::kPutArtifact, a.digest, {}, 0, 0, Encode(a)});
+}
+
+Result<std::optional<SiteRecord>> HubStore::GetSite(const std::string& name) const {
+  std::vector<SiteRecord> all;
+  OUTPOST_RETURN_IF_ERROR(LoadSites(&all));
+  for (auto& s : all) {
+    if (s.name == name) return std::optional<SiteRecord>(std::move(s));
+  }
+  return std::optional<SiteRecord>();
 }
 
 Status HubStore::ScanSiteRunsNewestFirst(const std::string& site, const std::string& after,

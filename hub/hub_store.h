@@ -96,11 +96,15 @@ struct SiteRecord {
   uint64_t up_bytes = 0;
   uint64_t up_trimmed_bytes = 0;
   std::vector<UpMark> up_marks;
+  // Revision: how many times the record was written (HubTxn::PutSite). Several hub
+  // processes over one store write a site only over the revision they read (compare and
+  // set), so none overwrites another's change (docs/architecture.md, "Several hubs").
+  uint64_t rev = 0;
   MSGPACK_DEFINE_MAP(name, key, state, labels, created, last_seen, incarnation, up_applied,
                      up_head, down_epoch, down_head, down_acked, placed, events_total,
                      agent_address, retired, policy_sent, refused, policy_status,
                      commands_refused, artifacts, bundle_in, bundle_out, epoch_confirmed,
-                     health, health_at, up_bytes, up_trimmed_bytes, up_marks);
+                     health, health_at, up_bytes, up_trimmed_bytes, up_marks, rev);
 
   uint64_t up_kept_bytes() const { return up_bytes - std::min(up_bytes, up_trimmed_bytes); }
 
@@ -165,8 +169,9 @@ struct HubRun {
   bool cancel_requested = false;
   std::string message;
   std::vector<HubTask> tasks;
+  uint64_t rev = 0;  // as SiteRecord::rev
   MSGPACK_DEFINE_MAP(id, site, workflow, hash, request, author, state, params, created, finished,
-                     updated, delivered, cancel_requested, message, tasks);
+                     updated, delivered, cancel_requested, message, tasks, rev);
 };
 
 // Where a run sorts by time: its id's ULID (run ids are "<site>-<ULID>"), then the id.
@@ -201,8 +206,18 @@ class HubTxn {
     uint64_t stream = 0;  // incarnation (kPutUp, kTrimUp) or epoch (kPutDown, kTrimDown)
     uint64_t seq = 0;     // entry (kPutUp, kPutDown, kAudit) or last trimmed (kTrim*)
     std::string value;    // encoded record, entry bytes, output text or audit JSON
+    // The revision the stored record must have for the write to apply (kPutSite, kPutRun;
+    // 0: absent), or kAnyRev. kPutRequest expects 0: a request is written once.
+    uint64_t expect = kAnyRev;
+    uint64_t rev = 0;  // the revision the written record carries (kPutSite, kPutRun)
   };
+  static constexpr uint64_t kAnyRev = UINT64_MAX;
 
+  // Writes the record over the revision it holds and moves it to the next: Commit fails
+  // with Aborted if the stored record has another revision (another hub process wrote it
+  // since it was read).
+  void PutSite(SiteRecord& s);
+  // Writes the record whatever revision is stored (tests, tools, a store copied whole).
   void PutSite(const SiteRecord& s);
   void DeleteSite(const std::string& name);
   void PutUp(const std::string& site, uint64_t incarnation, uint64_t seq, const std::string& v);
@@ -213,6 +228,7 @@ class HubTxn {
   // (retention; the run view keeps what they said). kWholeStream removes all of it.
   static constexpr uint64_t kWholeStream = UINT64_MAX - 1;
   void TrimUp(const std::string& site, uint64_t incarnation, uint64_t through);
+  void PutRun(HubRun& r);  // as PutSite
   void PutRun(const HubRun& r);
   void PutOutput(const std::string& run, const std::string& task, const std::string& out);
   // Removes a run and its output tails.
@@ -231,9 +247,13 @@ class HubTxn {
 
   const std::vector<Op>& ops() const { return ops_; }
   size_t size() const { return ops_.size(); }
+  // Test-only (the simulator's planted bug, common/faults.h): revisions are not checked.
+  void set_unchecked() { unchecked_ = true; }
+  bool unchecked() const { return unchecked_; }
 
  private:
   std::vector<Op> ops_;
+  bool unchecked_ = false;
 };
 
 class HubStore {
@@ -243,7 +263,27 @@ class HubStore {
   virtual ~HubStore() = default;
 
   // Applies every operation of txn atomically and durably, or none (and says why).
+  // Aborted: a revision did not match (HubTxn::PutSite); nothing was written.
   virtual Status Commit(const Txn& txn) = 0;
+  // Several hub processes write this store (PostgreSQL): what a process holds in memory
+  // may be stale, so it reads a site again before a session, and learns of the others'
+  // writes through changes_fd/TakeChanges.
+  virtual bool shared() const { return false; }
+  // A descriptor that turns readable when another process changed something, or -1.
+  virtual int changes_fd() const { return -1; }
+  // What other processes changed since the last call: "site/<name>", "defs", "policy",
+  // "artifacts", "requests", or "*" (some were missed: read everything again).
+  virtual Status TakeChanges(std::vector<std::string>* out) {
+    (void)out;
+    return Status::Ok();
+  }
+  // Runs by state counted by the store itself, where several processes share it (each
+  // process's own counts would miss the others'); nullopt: the hub keeps the counts.
+  virtual Result<std::optional<std::map<std::string, uint64_t>>> CountRunsByState() const {
+    return std::optional<std::map<std::string, uint64_t>>();
+  }
+  // One site's record as stored now (LoadSites reads them all).
+  virtual Result<std::optional<SiteRecord>> GetSite(const std::string& name) const;
   // A Commit failed since the store was opened: whether it reached the disk is unknown
   // (a failed fsync may have landed), so the caller's memory and the store may disagree.
   // The hub then reopens the store and its core from what is really there.

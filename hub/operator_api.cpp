@@ -118,6 +118,14 @@ json HubCore::OnOperator(const std::string& who, const json& request, HubOutput*
     // bug, answered as an internal error and counted, and the hub goes on.
     try {
       reply = Dispatch(who, *r, out);
+      // Several hubs over one store: another process wrote what this one read (a site's
+      // record, a request); read the store again and answer from what it holds now.
+      for (int attempt = 0; attempt < 3 && refresh_pending_ && reply.is_object() &&
+                            reply.value("code", "") == "retry";
+           ++attempt) {
+        RefreshFromStore(out);
+        reply = Dispatch(who, *r, out);
+      }
     } catch (const std::exception& e) {
       ++counters_.operator_exceptions;
       spdlog::error("hub.operator_exception op={} error=\"{}\"", r->op, SafeText(e.what()));

@@ -45,7 +45,7 @@ std::optional<std::string> HubCore::AuthorizeSite(const std::string& key) {
   HubStore::Txn txn;
   txn.PutSite(s);
   Audit(&txn, {{"event", "site.pending"}, {"site", s.name}, {"key", key}});
-  if (Status st = store_->Commit(txn); !st.ok()) {
+  if (Status st = CommitTxn(txn); !st.ok()) {
     ++counters_.store_errors;
     spdlog::error("hub.pending_record_failed error=\"{}\"", st.ToString());
     return std::nullopt;
@@ -72,8 +72,8 @@ void HubCore::LogUnknownKey(const std::string& key, const char* reason) {
 }
 
 Status HubCore::CommitSites(HubStore::Txn& txn, std::map<std::string, SiteRecord>& changed) {
-  for (const auto& [name, s] : changed) txn.PutSite(s);
-  Status s = store_->Commit(txn);
+  for (auto& [name, s] : changed) txn.PutSite(s);
+  Status s = CommitTxn(txn);
   if (!s.ok()) {
     ++counters_.store_errors;
     return s;
@@ -274,7 +274,7 @@ json HubCore::OpSiteRemove(const OperatorRequest& r, HubOutput* out) {
   Audit(&txn, {{"event", "site.removed"}, {"site", name}, {"purged", r.purge},
                {"runs_purged", runs}});
   std::map<std::string, uint64_t> counts = CountRuns(delta, &txn);
-  if (Status st = store_->Commit(txn); !st.ok()) {
+  if (Status st = CommitTxn(txn); !st.ok()) {
     ++counters_.store_errors;
     return Error(st);
   }

@@ -34,6 +34,7 @@ Result<std::unique_ptr<RocksHubStore>> RocksHubStore::Open(const std::string& pa
   ro.block_cache_bytes = options.block_cache_bytes;
   OUTPOST_ASSIGN_OR_RETURN(s->rocks_, OpenRocks(path, kCfNames, ro));
   s->sync_ = options.sync;
+  s->check_revisions_ = options.check_revisions;
   // The newest audit key gives the audit sequence.
   std::unique_ptr<rocksdb::Iterator> it(
       s->rocks_.db->NewIterator(rocksdb::ReadOptions(), s->Handle(Cf::kMeta)));
@@ -109,8 +110,77 @@ Status RocksHubStore::AddToBatch(const HubTxn::Op& op, rocksdb::WriteBatch* batc
   return Status::Internal("unknown hub transaction operation");
 }
 
+Result<uint64_t> RocksHubStore::StoredRev(HubTxn::Kind kind, const std::string& key) {
+  const std::pair<int, std::string> k{static_cast<int>(kind), key};
+  if (auto it = revs_.find(k); it != revs_.end()) return it->second;
+  std::string v;
+  rocksdb::Status got;
+  if (kind == HubTxn::Kind::kPutSite) {
+    got = rocks_.db->Get(rocksdb::ReadOptions(), Handle(Cf::kSites), key, &v);
+  } else if (kind == HubTxn::Kind::kPutRun) {
+    got = rocks_.db->Get(rocksdb::ReadOptions(), Handle(Cf::kRuns), "run/" + key, &v);
+  } else {
+    got = rocks_.db->Get(rocksdb::ReadOptions(), Handle(Cf::kMeta), "req/" + key, &v);
+  }
+  uint64_t rev = 0;
+  if (got.ok()) {
+    if (kind == HubTxn::Kind::kPutSite) {
+      SiteRecord r;
+      OUTPOST_RETURN_IF_ERROR(Decode(v, &r).WithContext("site record " + key));
+      rev = r.rev;
+    } else if (kind == HubTxn::Kind::kPutRun) {
+      HubRun r;
+      OUTPOST_RETURN_IF_ERROR(Decode(v, &r).WithContext("run record " + key));
+      rev = r.rev;
+    } else {
+      rev = 1;  // a request exists
+    }
+  } else if (!got.IsNotFound()) {
+    return FromRocks(got, "read the revision of " + key);
+  }
+  revs_[k] = rev;
+  return rev;
+}
+
+Status RocksHubStore::CheckRevisions(const Txn& txn,
+                                     std::map<std::pair<int, std::string>, uint64_t>* out) {
+  using Kind = HubTxn::Kind;
+  auto& after = *out;  // the revisions this txn leaves
+  for (const auto& op : txn.ops()) {
+    if (op.kind == Kind::kDeleteSite || op.kind == Kind::kDeleteRun) {
+      after[{static_cast<int>(op.kind == Kind::kDeleteSite ? Kind::kPutSite : Kind::kPutRun),
+             op.key}] = 0;
+      continue;
+    }
+    if (op.kind != Kind::kPutSite && op.kind != Kind::kPutRun && op.kind != Kind::kPutRequest) {
+      continue;
+    }
+    const std::pair<int, std::string> k{static_cast<int>(op.kind), op.key};
+    const uint64_t next = op.kind == Kind::kPutRequest ? 1 : op.rev;
+    if (op.expect == HubTxn::kAnyRev) {
+      after[k] = next;
+      continue;
+    }
+    uint64_t rev;
+    if (auto it = after.find(k); it != after.end()) {
+      rev = it->second;
+    } else {
+      OUTPOST_ASSIGN_OR_RETURN(rev, StoredRev(op.kind, op.key));
+    }
+    if (rev != op.expect && !txn.unchecked()) {
+      return Status::Aborted("the record of " + op.key + " changed since it was read (revision " +
+                             std::to_string(rev) + ", expected " + std::to_string(op.expect) +
+                             ")");
+    }
+    after[k] = next;
+  }
+  return Status::Ok();
+}
+
 Status RocksHubStore::Commit(const Txn& txn) {
   if (txn.ops().empty()) return Status::Ok();
+  std::map<std::pair<int, std::string>, uint64_t> revs_after;
+  if (check_revisions_) OUTPOST_RETURN_IF_ERROR(CheckRevisions(txn, &revs_after));
   rocksdb::WriteBatch batch;
   uint64_t audit = audit_head_;
   for (const auto& op : txn.ops()) {
@@ -127,6 +197,7 @@ Status RocksHubStore::Commit(const Txn& txn) {
     write_failed_ = true;
     return st;
   }
+  for (auto& [k, rev] : revs_after) revs_[k] = rev;
   audit_head_ = audit;
   return Status::Ok();
 }

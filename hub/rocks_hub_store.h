@@ -15,6 +15,7 @@
 // Thread-safety: one owner thread.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <string>
 
@@ -31,6 +32,10 @@ class RocksHubStore : public HubStore {
     size_t write_buffer_bytes = 8 << 20;
     size_t block_cache_bytes = 32 << 20;
     bool simulated = false;  // see RocksOptions
+    // Check revisions (HubTxn::PutSite) as a store shared by several hubs must: the
+    // simulator runs several HubCores over one store. Off for one hub process, the only
+    // writer, where they always match.
+    bool check_revisions = false;
   };
 
   static Result<std::unique_ptr<RocksHubStore>> Open(const std::string& path,
@@ -71,6 +76,13 @@ class RocksHubStore : public HubStore {
   RocksHubStore() = default;
   rocksdb::ColumnFamilyHandle* Handle(Cf cf) const;
   Status AddToBatch(const HubTxn::Op& op, rocksdb::WriteBatch* batch) const;
+
+  // check_revisions: the revision of each site, run and request this store wrote or read
+  // (it is their only writer), so a check costs no read.
+  Status CheckRevisions(const Txn& txn, std::map<std::pair<int, std::string>, uint64_t>* after);
+  Result<uint64_t> StoredRev(HubTxn::Kind kind, const std::string& key);
+  bool check_revisions_ = false;
+  std::map<std::pair<int, std::string>, uint64_t> revs_;
 
   RocksHandles rocks_;
   bool sync_ = true;

@@ -65,6 +65,13 @@ class RunCache {
     while (bytes_ > max_bytes_ && !lru_.empty()) Forget(lru_.back());
   }
 
+  // Drops every run (another hub process may have written them).
+  void Clear() {
+    map_.clear();
+    lru_.clear();
+    bytes_ = 0;
+  }
+
   void Forget(const std::string& id) {
     auto it = map_.find(id);
     if (it == map_.end()) return;

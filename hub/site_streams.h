@@ -37,7 +37,29 @@ class HubCore::Upstream : public IncomingStream {
     }
     return ApplyDurably(first_seq, entries);
   }
+  // Several hubs over one store: a write refused because another process changed the
+  // site's record or one of the runs is tried again over what is stored now, unless the
+  // site's watermark moved (another process applied these events: this session is over).
   Status ApplyDurably(uint64_t first_seq, const std::vector<std::string>& entries) {
+    for (int attempt = 0;; ++attempt) {
+      Status s = ApplyOnce(first_seq, entries);
+      if (s.code() != Code::kAborted || attempt == 3) return s;
+      const SiteRecord held = hub_->sites_.at(site_);
+      auto fresh = hub_->store_->GetSite(site_);
+      if (!fresh.ok()) return fresh.status();
+      if (!*fresh || (*fresh)->incarnation != held.incarnation ||
+          (*fresh)->up_applied != held.up_applied) {
+        spdlog::warn("hub.session_taken_over site={} first_seq={}", site_, first_seq);
+        hub_->sessions_lost_.insert(site_);
+        return s;
+      }
+      ++hub_->counters_.records_reread;
+      hub_->sites_[site_] = std::move(**fresh);
+    }
+  }
+
+ private:
+  Status ApplyOnce(uint64_t first_seq, const std::vector<std::string>& entries) {
     SiteRecord copy = hub_->sites_.at(site_);
     HubStore::Txn txn;
     std::map<std::string, HotRun> runs;
@@ -82,7 +104,15 @@ class HubCore::Upstream : public IncomingStream {
     hub_->NoteUpBatch(&copy, copy.up_applied, entries);
     const uint64_t over_quota = hub_->TrimToQuota(&copy, &txn);
     txn.PutSite(copy);
-    Status s = hub_->store_->Commit(txn);
+    if (hub_->faults_.apply_without_cas) txn.set_unchecked();  // planted bug (common/faults.h)
+    Status s = hub_->CommitTxn(txn);
+    if (s.code() == Code::kAborted) {
+      // Another hub process wrote the site or a run since: counted as a conflict (CommitTxn)
+      // and tried again by ApplyDurably.
+      spdlog::info("hub.apply_conflict site={} first_seq={} error=\"{}\"", site_, first_seq,
+                   s.message());
+      return s;
+    }
     if (!s.ok()) {
       ++hub_->counters_.store_errors;
       spdlog::error("hub.apply_failed site={} first_seq={} error=\"{}\"", site_, first_seq,
@@ -100,6 +130,8 @@ class HubCore::Upstream : public IncomingStream {
     }
     return Status::Ok();
   }
+
+ public:
   Status SkipTrimmed(uint64_t through) override {
     SiteRecord copy = hub_->sites_.at(site_);
     if (through <= copy.up_applied) return Status::Ok();
@@ -112,7 +144,7 @@ class HubCore::Upstream : public IncomingStream {
     copy.up_applied = through;
     copy.up_head = std::max(copy.up_head, through);
     txn.PutSite(copy);
-    OUTPOST_RETURN_IF_ERROR(hub_->store_->Commit(txn));
+    OUTPOST_RETURN_IF_ERROR(hub_->CommitTxn(txn));
     spdlog::warn("hub.events_lost_in_restore site={} from={} to={}", site_, from, through);
     hub_->sites_[site_] = std::move(copy);
     hub_->counters_.events_lost_in_restore += lost;
@@ -136,15 +168,26 @@ class HubCore::Downstream : public OutgoingStream {
                                   max_bytes);
   }
   Status Acknowledge(uint64_t seq) override {
-    SiteRecord copy = hub_->sites_.at(site_);
-    if (seq <= copy.down_acked) return Status::Ok();
-    copy.down_acked = seq;
-    HubStore::Txn txn;
-    txn.PutSite(copy);
-    txn.TrimDown(site_, copy.down_epoch, seq);
-    OUTPOST_RETURN_IF_ERROR(hub_->store_->Commit(txn));
-    hub_->sites_[site_] = std::move(copy);
-    return Status::Ok();
+    for (int attempt = 0;; ++attempt) {
+      SiteRecord copy = hub_->sites_.at(site_);
+      if (seq <= copy.down_acked) return Status::Ok();
+      copy.down_acked = seq;
+      HubStore::Txn txn;
+      txn.PutSite(copy);
+      txn.TrimDown(site_, copy.down_epoch, seq);
+      Status s = hub_->CommitTxn(txn);
+      if (s.ok()) {
+        hub_->sites_[site_] = std::move(copy);
+        return s;
+      }
+      // Another hub process enqueued a command since: acknowledged over what is stored.
+      if (s.code() != Code::kAborted || attempt == 3) return s;
+      auto fresh = hub_->store_->GetSite(site_);
+      if (!fresh.ok()) return fresh.status();
+      if (!*fresh || (*fresh)->down_epoch != copy.down_epoch) return s;
+      ++hub_->counters_.records_reread;
+      hub_->sites_[site_] = std::move(**fresh);
+    }
   }
 
  private:

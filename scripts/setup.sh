@@ -15,7 +15,9 @@ PACKAGES=(build-essential cmake ninja-build ccache pkg-config git
   # the dashboard's test: a real headless browser
   chromium chromium-driver python3-selenium
   # outpost-bench-fleet and its peers (Mosquitto, NATS JetStream)
-  libmosquitto-dev libnats-dev mosquitto nats-server)
+  libmosquitto-dev libnats-dev mosquitto nats-server
+  # the hub store on PostgreSQL (libpq) and a real server for its tests
+  libpq-dev postgresql)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

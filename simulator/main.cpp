@@ -31,8 +31,10 @@ const char* kUsage =
     "           (--twice: each seed in two processes at once, failed if their traces differ)\n"
     "       outpost-sim --real [--sites N] [--seconds S] [--seed N] [--keep]\n"
     "           the real outpost-hub and outpost-agent processes through a TCP fault proxy\n"
-    "       outpost-sim scale [--sites N] [--hours H] [--seed N] [--mutate FAULT]\n"
-    "           N light sites (sessions and logs only) against one HubCore, virtual time\n"
+    "       outpost-sim scale [--sites N] [--hours H] [--seed N] [--hubs N] [--move-every N]\n"
+    "                         [--mutate FAULT]\n"
+    "           N light sites (sessions and logs only) against one HubCore (or N sharing one\n"
+    "           store, sites moving between them), virtual time\n"
     "       outpost-sim --list-faults\n";
 
 // outpost-sim sweep: 0 when every seed held (with --mutate: when at least one seed caught
@@ -120,10 +122,11 @@ int Scale(int argc, char** argv) {
     const std::string v = argv[i + 1];
     if (a == "--mutate") {
       // Only the hub's faults this mode's sites can meet (they have no engine, no disk).
-      if (v != "none" && v != "ack-before-durable" && v != "run-view-drops-run-end") {
-        std::cerr << "outpost-sim scale: --mutate takes ack-before-durable or "
-                     "run-view-drops-run-end here (the other faults need the scenarios' full "
-                     "sites)\n";
+      if (v != "none" && v != "ack-before-durable" && v != "run-view-drops-run-end" &&
+          v != "apply-without-cas") {
+        std::cerr << "outpost-sim scale: --mutate takes ack-before-durable, "
+                     "run-view-drops-run-end or apply-without-cas (with --hubs 2 or more) here "
+                     "(the other faults need the scenarios' full sites)\n";
         return 2;
       }
       o.mutation = v;
@@ -139,9 +142,12 @@ int Scale(int argc, char** argv) {
     if (a == "--sites" && n >= 1 && n <= 10'000'000) o.sites = n;
     else if (a == "--hours" && n >= 1 && n <= 24 * 365) o.hours = static_cast<int>(n);
     else if (a == "--seed") o.seed = n;
+    else if (a == "--hubs" && n >= 1 && n <= 16) o.hubs = static_cast<int>(n);
+    else if (a == "--move-every" && n >= 1 && n <= 1'000'000) o.move_every = static_cast<int>(n);
     else {
       std::cerr << "outpost-sim scale: unknown or out-of-range argument '" << a << " " << v
-                << "' (--sites 1-10000000, --hours 1-8760)\n" << kUsage;
+                << "' (--sites 1-10000000, --hours 1-8760, --hubs 1-16, --move-every 1-1000000)\n"
+                << kUsage;
       return 2;
     }
   }

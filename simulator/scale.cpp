@@ -29,6 +29,7 @@
 #include "common/random.h"
 #include "hub/hub_core.h"
 #include "hub/rocks_hub_store.h"
+#include "simulator/shared_store.h"
 
 namespace outpost::sim {
 namespace {
@@ -84,6 +85,7 @@ struct LightSite {
   NoCommands down;
   std::unique_ptr<SyncSession> session;
   uint64_t runs = 0;
+  size_t at = 0;  // the hub process it is connected to
 };
 
 double AnonymousMb() {
@@ -116,6 +118,8 @@ int RunScale(const ScaleOptions& o) {
   Rng rng(o.seed);
   RocksHubStore::Options so;
   so.sync = false;
+  const size_t hubs = static_cast<size_t>(std::max(1, o.hubs));
+  so.check_revisions = hubs > 1;
   auto store = RocksHubStore::Open(dir, so);
   if (!store.ok()) {
     fprintf(stderr, "outpost-sim scale: %s\n", store.status().ToString().c_str());
@@ -131,9 +135,22 @@ int RunScale(const ScaleOptions& o) {
     fprintf(stderr, "outpost-sim scale: %s\n", faults.status().message().c_str());
     return 2;
   }
-  auto core = HubCore::Open(store->get(), clock, &rng, ho, *faults);
-  if (!core.ok()) return 2;
-  HubCore& hub = **core;
+  // Several hubs: each its own HubCore over a view of the one store.
+  std::vector<SharedStoreView*> view_list;
+  std::vector<std::unique_ptr<SharedStoreView>> views;
+  std::vector<std::unique_ptr<HubCore>> cores;
+  for (size_t h = 0; h < hubs; ++h) {
+    HubStore* over = store->get();
+    if (hubs > 1) {
+      views.push_back(std::make_unique<SharedStoreView>(store->get(), &view_list));
+      view_list.push_back(views.back().get());
+      over = views.back().get();
+    }
+    auto core = HubCore::Open(over, clock, &rng, ho, *faults);
+    if (!core.ok()) return 2;
+    cores.push_back(std::move(core).value());
+  }
+  HubCore& hub = *cores[0];
   const double mem_before = AnonymousMb();
 
   std::vector<std::unique_ptr<LightSite>> sites;
@@ -153,28 +170,40 @@ int RunScale(const ScaleOptions& o) {
     }
     s->session = std::make_unique<SyncSession>(SyncSession::Role::kSite, clock, ho.sync, &s->up,
                                                &s->down, s->name, rng.Next() | 1);
+    s->at = i % hubs;
     sites.push_back(std::move(s));
+  }
+  for (size_t h = 1; h < hubs; ++h) {
+    HubOutput ignore;
+    cores[h]->RefreshFromStore(&ignore);  // the sites hub 0 enrolled
   }
   const double mem_sites = AnonymousMb();
 
   uint64_t frames = 0;
   // Delivers a site's frames to the hub and the hub's answers back, until both are quiet.
   std::vector<std::pair<size_t, Message>> to_hub;
+  // A hub's frames reach a site only over the connection it has now (to hub h).
+  auto deliver = [&](size_t h, const HubOutput& out, std::vector<std::pair<size_t, Message>>* next) {
+    for (auto& f : out.send) {
+      Message back;
+      if (!DecodeMessage(EncodeMessage(f.message), &back).ok()) continue;
+      const size_t j = std::stoul(f.peer.substr(1));
+      if (sites[j]->at != h) continue;
+      SyncOutput so2;
+      sites[j]->session->OnMessage(back, &so2);
+      for (auto& m2 : so2.send) next->emplace_back(j, std::move(m2));
+    }
+  };
+  uint64_t moves = 0, late_batches = 0;
   auto settle = [&]() {
     while (!to_hub.empty()) {
       std::vector<std::pair<size_t, Message>> next;
       for (auto& [i, m] : to_hub) {
         HubOutput out;
-        hub.OnSiteFrame(sites[i]->name, sites[i]->name, EncodeMessage(m), &out);
+        const size_t h = sites[i]->at;
+        cores[h]->OnSiteFrame(sites[i]->name, sites[i]->name, EncodeMessage(m), &out);
         ++frames;
-        for (auto& f : out.send) {
-          Message back;
-          if (!DecodeMessage(EncodeMessage(f.message), &back).ok()) continue;
-          const size_t j = std::stoul(f.peer.substr(1));
-          SyncOutput so2;
-          sites[j]->session->OnMessage(back, &so2);
-          for (auto& m2 : so2.send) next.emplace_back(j, std::move(m2));
-        }
+        deliver(h, out, &next);
       }
       to_hub = std::move(next);
     }
@@ -199,8 +228,12 @@ int RunScale(const ScaleOptions& o) {
     clock.Set(t);
     if (t == next_tick) {
       next_tick += 60'000;
-      HubOutput hout;
-      hub.Tick(&hout);
+      for (size_t h = 0; h < hubs; ++h) {
+        HubOutput hout;
+        if (hubs > 1) cores[h]->OnStoreChanges(&hout);
+        cores[h]->Tick(&hout);
+        deliver(h, hout, &to_hub);
+      }
       for (auto& s : sites) {
         SyncOutput out;
         s->session->Tick(&out);
@@ -213,33 +246,62 @@ int RunScale(const ScaleOptions& o) {
     const size_t i = runs_due.top().second;
     runs_due.pop();
     LightSite& s = *sites[i];
-    const std::string run = s.name + "-01J" + std::to_string(1'000'000'000'000'000'000ULL + ++s.runs);
-    const EventType kinds[] = {EventType::kRunCreated, EventType::kAttemptStarted,
-                               EventType::kAttemptFinished, EventType::kTaskFinished,
-                               EventType::kRunFinished};
-    for (EventType k : kinds) {
-      Event e;
-      e.time = t;
-      e.run = run;
-      e.type = static_cast<uint8_t>(k);
-      e.attempt = 1;
-      e.exit_code = 0;
-      if (k == EventType::kRunCreated) {
-        e.workflow = "collect";
-        e.tasks = {"read"};
-      } else if (k != EventType::kRunFinished) {
-        e.task = "read";
+    auto log_run = [&]() {
+      const std::string run =
+          s.name + "-01J" + std::to_string(1'000'000'000'000'000'000ULL + ++s.runs);
+      const EventType kinds[] = {EventType::kRunCreated, EventType::kAttemptStarted,
+                                 EventType::kAttemptFinished, EventType::kTaskFinished,
+                                 EventType::kRunFinished};
+      for (EventType k : kinds) {
+        Event e;
+        e.time = t;
+        e.run = run;
+        e.type = static_cast<uint8_t>(k);
+        e.attempt = 1;
+        e.exit_code = 0;
+        if (k == EventType::kRunCreated) {
+          e.workflow = "collect";
+          e.tasks = {"read"};
+        } else if (k != EventType::kRunFinished) {
+          e.task = "read";
+        }
+        if (k == EventType::kAttemptStarted) e.state = "running";
+        if (k == EventType::kTaskFinished || k == EventType::kRunFinished) e.state = "succeeded";
+        s.up.Append(Encode(e));
+        ++events;
       }
-      if (k == EventType::kAttemptStarted) e.state = "running";
-      if (k == EventType::kTaskFinished || k == EventType::kRunFinished) e.state = "succeeded";
-      s.up.Append(Encode(e));
-      ++events;
-    }
-    ++runs;
+      ++runs;
+    };
+    log_run();
     SyncOutput out;
     s.session->Poke(&out);
-    for (auto& m : out.send) to_hub.emplace_back(i, std::move(m));
-    settle();
+    if (hubs > 1 && s.session->established() &&
+        rng.Uniform(static_cast<uint64_t>(std::max(1, o.move_every))) == 0) {
+      // The link breaks with this batch in flight. The site reaches another hub, which
+      // applies it (and the site's next run); then the old hub gets the batch, late.
+      ++moves;
+      const size_t old = s.at;
+      s.session->OnDisconnected();
+      s.at = (old + 1 + rng.Uniform(hubs - 1)) % hubs;
+      SyncOutput hello;
+      s.session->OnConnected(&hello);
+      for (auto& m : hello.send) to_hub.emplace_back(i, std::move(m));
+      settle();
+      log_run();
+      SyncOutput more;
+      s.session->Poke(&more);
+      for (auto& m : more.send) to_hub.emplace_back(i, std::move(m));
+      settle();
+      for (auto& m : out.send) {
+        if (m.type() != MsgType::kBatch) continue;
+        ++late_batches;
+        HubOutput ignore;  // its answers go to a connection that is gone
+        cores[old]->OnSiteFrame(s.name, s.name, EncodeMessage(m), &ignore);
+      }
+    } else {
+      for (auto& m : out.send) to_hub.emplace_back(i, std::move(m));
+      settle();
+    }
     runs_due.push({t + o.run_every_ms / 2 + static_cast<TimeMs>(rng.Uniform(static_cast<uint64_t>(o.run_every_ms))), i});
   }
   clock.Set(end);
@@ -249,10 +311,16 @@ int RunScale(const ScaleOptions& o) {
 
   // The invariants, by count.
   size_t bad = 0;
+  for (size_t h = 0; h < hubs; ++h) {
+    // Each hub learns what the others last did, as it would at its next tick.
+    HubOutput ignore;
+    if (hubs > 1) cores[h]->OnStoreChanges(&ignore);
+  }
   for (const auto& s : sites) {
-    const SiteRecord* r = hub.site(s->name);
+    auto stored = (*store)->GetSite(s->name);
+    const SiteRecord* r = stored.ok() && *stored ? &**stored : nullptr;
     if (!r || s->up.acked() != s->up.head() || r->up_applied != s->up.head() ||
-        r->events_total != s->up.head() || !hub.online(s->name)) {
+        r->events_total != s->up.head() || !cores[s->at]->online(s->name)) {
       if (++bad <= 5) {
         fprintf(stderr,
                 "site %s: logged %llu events, %llu acknowledged by the hub; the hub's watermark "
@@ -264,19 +332,39 @@ int RunScale(const ScaleOptions& o) {
       }
     }
   }
-  const auto& counts = hub.run_counts();
-  const uint64_t succeeded = counts.count("succeeded") ? counts.at("succeeded") : 0;
+  uint64_t succeeded = 0;
+  if (hubs == 1) {
+    const auto& counts = hub.run_counts();
+    succeeded = counts.count("succeeded") ? counts.at("succeeded") : 0;
+  } else {
+    (*store)->ScanRuns([&](const HubRun& r) {
+      succeeded += r.state == "succeeded";
+      return true;
+    }).IgnoreError();
+  }
   if (succeeded != runs) {
     ++bad;
     fprintf(stderr, "run view: %llu runs succeeded, %llu were run\n",
             static_cast<unsigned long long>(succeeded), static_cast<unsigned long long>(runs));
   }
-  printf("scale      %zu sites against one HubCore, %d simulated hours, seed %llu%s%s\n",
-         o.sites, o.hours, static_cast<unsigned long long>(o.seed),
+  printf("scale      %zu sites against %zu HubCore%s, %d simulated hours, seed %llu%s%s\n",
+         o.sites, hubs, hubs == 1 ? "" : "s over one store", o.hours,
+         static_cast<unsigned long long>(o.seed),
          o.mutation == "none" ? "" : ", planted bug ", o.mutation == "none" ? "" : o.mutation.c_str());
   printf("work       %llu runs, %llu events, %llu frames to the hub\n",
          static_cast<unsigned long long>(runs), static_cast<unsigned long long>(events),
          static_cast<unsigned long long>(frames));
+  if (hubs > 1) {
+    uint64_t conflicts = 0, taken = 0;
+    for (const auto& c : cores) {
+      conflicts += c->counters().store_conflicts;
+      taken += c->counters().sessions_taken_over;
+    }
+    printf("hubs       %llu moves, %llu batches late at the old hub, %llu writes refused by "
+           "compare-and-set, %llu sessions ended there\n",
+           static_cast<unsigned long long>(moves), static_cast<unsigned long long>(late_batches),
+           static_cast<unsigned long long>(conflicts), static_cast<unsigned long long>(taken));
+  }
   printf("time       %.1f s wall (%.0fx real time)\n", wall, o.hours * 3600.0 / wall);
   printf("memory     %.0f MB anonymous at the end (RSS %.0f MB): %.2f KB per site (%.2f KB when "
          "enrolled, before any traffic)\n",
@@ -284,7 +372,8 @@ int RunScale(const ScaleOptions& o) {
          (mem_sites - mem_before) * 1024 / static_cast<double>(o.sites));
   printf("invariants %s\n", bad == 0 ? "every event at the hub once, every run in the view: ok"
                                      : "VIOLATED (above)");
-  core->reset();
+  cores.clear();
+  views.clear();
   store->reset();
   fs::remove_all(dir);
   return bad == 0 ? 0 : 1;

@@ -55,7 +55,10 @@ struct AgentConfig {
   DurationMs retain_output = 0;  // drop output older than this; 0: keep
   uint64_t output_budget = 0;    // keep the stored output under this many bytes; 0: no cap
   // Sync with a hub (both empty: the agent runs alone).
-  std::string hub_endpoint;  // e.g. tcp://hub.example:7400
+  // e.g. tcp://hub.example:7400; several, comma-separated, for hub processes sharing one
+  // store (the agent moves to the next when its own is unreachable for hub_failover).
+  std::string hub_endpoint;
+  DurationMs hub_failover = 5'000;
   std::string hub_key;       // the hub's Z85 public key, pinned
   SyncOptions sync;
   DurationMs reconnect_max = 30'000;
@@ -104,6 +107,7 @@ struct AgentCounters {
   uint64_t hub_frames_malformed = 0;
   uint64_t hub_auth_failures = 0;
   uint64_t hub_handshake_failures = 0;  // CURVE handshakes that broke (a wrong pinned key?)
+  uint64_t hub_failovers = 0;  // moves to the next of several hub endpoints
   uint64_t hub_frame_exceptions = 0;    // bugs caught at the boundary of hub frames
   uint64_t hub_sessions = 0;
   uint64_t hub_send_failures = 0;
@@ -276,6 +280,11 @@ class Agent {
   uint64_t hub_epoch_ = 0;     // the hub epoch reconciled with (state key sync/hub_epoch)
   uint64_t down_digest_ = 0;   // CommandDigest of the last command applied (sync/down_digest)
   TimeMs reconnect_at_ = 0;    // 0: connected or connecting
+  // Several hub endpoints: the one in use, and since when it has had no session (0: it has).
+  std::vector<std::string> hub_endpoints_;
+  size_t hub_index_ = 0;
+  TimeMs hub_down_since_ = 0;
+  const std::string& hub_endpoint() const { return hub_endpoints_[hub_index_]; }
   int reconnect_attempt_ = 0;
   bool drop_link_ = false;  // the session ended: tear the connection down in SyncTick
   bool log_grew_ = false;   // events committed since the session last looked

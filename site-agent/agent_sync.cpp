@@ -52,6 +52,17 @@ Status Agent::OpenSync() {
     config_.hub_key = *hub_key;
   }
   if (config_.hub_endpoint.empty()) return Status::Ok();
+  hub_endpoints_.clear();
+  for (size_t at = 0; at <= config_.hub_endpoint.size();) {
+    size_t comma = config_.hub_endpoint.find(',', at);
+    if (comma == std::string::npos) comma = config_.hub_endpoint.size();
+    std::string one = config_.hub_endpoint.substr(at, comma - at);
+    while (!one.empty() && one.front() == ' ') one.erase(0, 1);
+    while (!one.empty() && one.back() == ' ') one.pop_back();
+    if (!one.empty()) hub_endpoints_.push_back(one);
+    at = comma + 1;
+  }
+  if (hub_endpoints_.empty()) return Status::InvalidArgument("--hub names no endpoint");
   if (config_.hub_key.empty()) {
     return Status::InvalidArgument("--hub needs --hub-key (the hub's public key or its file)");
   }
@@ -61,6 +72,9 @@ Status Agent::OpenSync() {
   session_ = std::make_unique<SyncSession>(SyncSession::Role::kSite, clock_, config_.sync,
                                            up_stream_.get(), inbox_.get(), config_.site,
                                            store_->log().incarnation());
+  // Several endpoints: each agent starts at its own (by its key), so a fleet spreads over
+  // the hub processes.
+  hub_index_ = std::hash<std::string>()(keys_.public_z85) % hub_endpoints_.size();
   Connect();
   spdlog::info("agent.sync hub={} key={} inbox_applied={}", config_.hub_endpoint, keys_.public_z85,
                down_applied_);
@@ -79,8 +93,9 @@ Status Agent::Inbox::SetHubEpoch(uint64_t epoch) {
 void Agent::Connect() {
   hub_.reset();
   reconnect_at_ = 0;
+  hub_down_since_ = clock_.Now();
   Connector::Options o;
-  o.endpoint = config_.hub_endpoint;
+  o.endpoint = hub_endpoint();
   o.server_public_z85 = config_.hub_key;
   o.keys = keys_;
   o.heartbeat_ms = static_cast<int>(std::max<DurationMs>(1000, config_.sync.idle_ping));
@@ -127,20 +142,21 @@ void Agent::ServeHub() {
     switch (ev.kind) {
       case Connector::EventKind::kConnected:
         ++counters_.hub_sessions;
-        spdlog::info("agent.hub_connected hub={}", config_.hub_endpoint);
+        spdlog::info("agent.hub_connected hub={}", hub_endpoint());
         session_->OnConnected(&so);
         break;
       case Connector::EventKind::kDisconnected:
         if (session_->state() != SyncSession::State::kDisconnected) {
-          spdlog::warn("agent.hub_disconnected hub={}", config_.hub_endpoint);
+          spdlog::warn("agent.hub_disconnected hub={}", hub_endpoint());
         }
+        if (hub_down_since_ == 0) hub_down_since_ = clock_.Now();
         session_->OnDisconnected();
         break;
       case Connector::EventKind::kAuthFailed:
         ++counters_.hub_auth_failures;
         last_hub_error_ = "the hub refused this agent's key (not enrolled, or revoked)";
         spdlog::error("agent.hub_auth_failed hub={} key={} hint=\"outpostctl site add NAME --key {}\"",
-                      config_.hub_endpoint, keys_.public_z85, keys_.public_z85);
+                      hub_endpoint(), keys_.public_z85, keys_.public_z85);
         // A refused key may be enrolled (or accepted) any time: start again with a fresh
         // socket after the jittered backoff, so ZAP sees the key again. libzmq alone does
         // not retry a connection whose key was refused.
@@ -156,7 +172,7 @@ void Agent::ServeHub() {
             "public key (outpost-hub --show-key on the hub) and that --hub points at its site "
             "endpoint";
         spdlog::warn("agent.hub_handshake_failed hub={} pinned_hub_key={} hint=\"{}\"",
-                     config_.hub_endpoint, config_.hub_key.size() == 40 ? config_.hub_key : "(file)",
+                     hub_endpoint(), config_.hub_key.size() == 40 ? config_.hub_key : "(file)",
                      last_hub_error_);
         drop_link_ = true;  // a fresh socket after the backoff
         break;
@@ -189,6 +205,7 @@ void Agent::ServeHub() {
         }
         if (!was && session_->established()) {
           reconnect_attempt_ = 0;
+          hub_down_since_ = 0;
           last_hub_error_.clear();
           spdlog::info("agent.hub_session_established events_unacked={} inbox_applied={}",
                        store_->log().head() - store_->log().acked(), down_applied_);
@@ -202,6 +219,20 @@ void Agent::ServeHub() {
 
 void Agent::SyncTick() {
   const TimeMs now = clock_.Now();
+  if (hub_ && hub_endpoints_.size() > 1 && hub_down_since_ > 0 &&
+      now - hub_down_since_ >= config_.hub_failover) {
+    // No session with this hub process for a while: the next one (they share the store).
+    const std::string from = hub_endpoint();
+    hub_index_ = (hub_index_ + 1) % hub_endpoints_.size();
+    ++counters_.hub_failovers;
+    spdlog::warn("agent.hub_failover from={} to={} down_ms={}", from, hub_endpoint(),
+                 now - hub_down_since_);
+    session_->OnDisconnected();
+    hub_.reset();
+    reconnect_attempt_ = 0;
+    Connect();
+    return;
+  }
   if (drop_link_) {
     drop_link_ = false;
     session_->OnDisconnected();
@@ -333,7 +364,9 @@ json Agent::SyncJson() const {
                           {"duplicate", counters_.commands_duplicate}}}};
   if (!session_) return j;
   const auto& c = session_->counters();
-  j["endpoint"] = config_.hub_endpoint;
+  j["endpoint"] = hub_endpoints_.empty() ? config_.hub_endpoint : hub_endpoint();
+  j["endpoints"] = hub_endpoints_;
+  j["failovers"] = counters_.hub_failovers;
   j["state"] = SessionStateName(session_->state());
   j["last_error"] = last_hub_error_;
   j["counters"] = {{"batches_sent", c.batches_sent},

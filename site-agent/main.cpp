@@ -33,6 +33,7 @@ int main(int argc, char** argv) {
   int64_t pid_write_delay_ms = c.pid_write_delay;
   int64_t ping_ms = c.sync.idle_ping, dead_ms = c.sync.dead_after, resend_ms = c.sync.resend_after;
   int64_t reconnect_max_ms = c.reconnect_max;
+  int64_t hub_failover_ms = c.hub_failover;
   // The one option table: drives --help, the config file and validation.
   po::options_description opts("outpost-agent options (also valid as key = value in --config)");
   opts.add_options()
@@ -85,7 +86,10 @@ int main(int argc, char** argv) {
       ("health-every", po::value(&health_every)->default_value("5m"),
        "how often the site's health summary goes up its event stream to the hub (0: never)")
       ("hub", po::value(&c.hub_endpoint),
-       "hub site endpoint to sync with, e.g. tcp://hub:7400 (unset: run alone)")
+       "hub site endpoint to sync with, e.g. tcp://hub:7400 (unset: run alone); several, "
+       "comma-separated, for hub processes that share one PostgreSQL store")
+      ("hub-failover-ms", po::value(&hub_failover_ms)->default_value(hub_failover_ms),
+       "with several --hub endpoints: move to the next after this long without a session")
       ("hub-key", po::value(&c.hub_key),
        "the hub's public key (40 Z85 characters) or a file holding it; pinned")
       ("trust-root", po::value(&c.trust_root),
@@ -146,6 +150,7 @@ int main(int argc, char** argv) {
   if (ping_ms < 100 || dead_ms <= ping_ms) bad = "sync-ping-ms must be >= 100 and below sync-dead-ms";
   if (resend_ms < 100) bad = "sync-resend-ms must be at least 100";
   if (reconnect_max_ms < 100) bad = "reconnect-max-ms must be at least 100";
+  if (hub_failover_ms < 500) bad = "hub-failover-ms must be at least 500";
   if (!c.hub_endpoint.empty() && c.hub_key.empty()) bad = "--hub needs --hub-key";
   if (!c.trust_root.empty()) {
     auto root = outpost::ReadSigningPublicKey(c.trust_root);
@@ -238,6 +243,7 @@ int main(int argc, char** argv) {
   c.sync.dead_after = dead_ms;
   c.sync.resend_after = resend_ms;
   c.reconnect_max = reconnect_max_ms;
+  c.hub_failover = hub_failover_ms;
   if (vm.count("show-key")) {
     std::error_code ec;
     std::filesystem::create_directories(c.data_dir, ec);

@@ -8,6 +8,7 @@
 #include <rocksdb/env.h>
 
 #include "../common/mem_streams.h"
+#include "tests/hub/fake_site.h"
 #include "common/bundle.h"
 #include "common/keys.h"
 #include "common/trust.h"
@@ -30,28 +31,6 @@ tasks:
     run: [true]
     needs: [fetch]
 )";
-
-struct FakeSite {
-  FakeSite(const std::string& n, uint64_t inc, const Clock& clock)
-      : name(n),
-        session(SyncSession::Role::kSite, clock, SyncOptions{}, &up, &down, n, inc) {}
-  std::string name;
-  std::string peer = "peer-" + name;
-  MemOutgoing up;
-  MemIncoming down;
-  SyncSession session;
-
-  std::vector<Command> Commands() const {
-    std::vector<Command> out;
-    for (const auto& e : down.applied_entries()) {
-      Command c;
-      EXPECT_TRUE(DecodeCommand(e, &c).ok());
-      out.push_back(c);
-    }
-    return out;
-  }
-  void Emit(Event e) { up.Append(Encode(e)); }
-};
 
 class HubCoreTest : public ::testing::Test {
  protected:

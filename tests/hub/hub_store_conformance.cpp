@@ -27,6 +27,112 @@ HubRun MakeRun(const std::string& id, const std::string& site, const std::string
   return r;
 }
 
+// Several hubs over one store: a site, a run or a request written over what another wrote
+// since it was read is refused whole, and the store says Aborted.
+TEST_P(HubStoreConformance, WritesComparedToTheRevisionReadAreRefusedWhole) {
+  if (!factory_->checks_revisions()) GTEST_SKIP() << factory_->name() << " has one writer";
+  SiteRecord mine = Site("alpha");
+  HubRun run = MakeRun("alpha-01J0000000000000000000000A", "alpha", "running");
+  {
+    HubTxn t;
+    t.PutSite(mine);
+    t.PutRun(run);
+    Commit(t);
+  }
+  EXPECT_EQ(mine.rev, 1u);
+  SiteRecord theirs = mine;  // another hub read the same record
+  HubRun their_run = run;
+  {
+    HubTxn t;
+    theirs.labels["zone"] = "south";
+    t.PutSite(theirs);
+    their_run.cancel_requested = true;
+    t.PutRun(their_run);
+    Commit(t);
+  }
+  {
+    HubTxn t;
+    mine.up_applied = 10;
+    t.PutSite(mine);
+    t.PutUp("alpha", 7, 1, "e1");
+    t.Audit(1, "{}");
+    Status s = store_->Commit(t);
+    EXPECT_EQ(s.code(), Code::kAborted) << s.ToString();
+  }
+  {
+    HubTxn t;
+    run.state = "succeeded";
+    t.PutRun(run);
+    t.PutOutput(run.id, "fetch", "x");
+    EXPECT_EQ(store_->Commit(t).code(), Code::kAborted);
+  }
+  Reopen();
+  auto got = store_->GetSite("alpha");
+  ASSERT_TRUE(got.ok() && *got);
+  EXPECT_EQ((*got)->labels.at("zone"), "south");
+  EXPECT_EQ((*got)->up_applied, 0u);
+  EXPECT_EQ((*got)->rev, 2u);
+  auto up = store_->ReadUp("alpha", 7, 0, 10);
+  ASSERT_TRUE(up.ok());
+  EXPECT_TRUE(up->empty());
+  EXPECT_EQ(store_->audit_head(), 0u);
+  auto r = store_->GetRun(run.id);
+  ASSERT_TRUE(r.ok() && *r);
+  EXPECT_EQ((*r)->state, "running");
+  EXPECT_TRUE((*r)->cancel_requested);
+  auto out = store_->GetOutput(run.id, "fetch");
+  ASSERT_TRUE(out.ok());
+  EXPECT_FALSE(*out);
+  // Read again, the write applies; a second write of one txn builds on its first.
+  SiteRecord fresh = **got;
+  {
+    HubTxn t;
+    fresh.up_applied = 10;
+    t.PutSite(fresh);
+    fresh.up_head = 12;
+    t.PutSite(fresh);
+    Commit(t);
+  }
+  EXPECT_EQ(fresh.rev, 4u);
+  // A new record over one that exists (both read it absent) is refused too.
+  SiteRecord twin = Site("alpha");
+  {
+    HubTxn t;
+    t.PutSite(twin);
+    EXPECT_EQ(store_->Commit(t).code(), Code::kAborted);
+  }
+  // A request is written once: the second hub to start it learns it exists.
+  RequestRecord q;
+  q.id = "req-1";
+  q.runs = {"a"};
+  {
+    HubTxn t;
+    t.PutRequest(q);
+    Commit(t);
+  }
+  {
+    HubTxn t;
+    q.runs = {"b"};
+    t.PutRequest(q);
+    EXPECT_EQ(store_->Commit(t).code(), Code::kAborted);
+  }
+  auto req = store_->GetRequest("req-1");
+  ASSERT_TRUE(req.ok() && *req);
+  EXPECT_EQ((*req)->runs, std::vector<std::string>{"a"});
+  // A removed site may be added again from nothing.
+  {
+    HubTxn t;
+    t.DeleteSite("alpha");
+    Commit(t);
+  }
+  SiteRecord again = Site("alpha");
+  {
+    HubTxn t;
+    t.PutSite(again);
+    Commit(t);
+  }
+}
+
 TEST_P(HubStoreConformance, EmptyStoreHasNothing) {
   std::vector<SiteRecord> sites;
   std::vector<WorkflowRecord> defs;

@@ -28,6 +28,8 @@ class HubStoreFactory {
   virtual Result<std::unique_ptr<HubStore>> Reopen() = 0;
   // Short name for messages.
   virtual std::string name() const = 0;
+  // Whether the store compares revisions (HubTxn::PutSite): one shared by several hubs.
+  virtual bool checks_revisions() const { return true; }
 };
 
 using HubStoreFactoryMaker = std::unique_ptr<HubStoreFactory> (*)();

@@ -18,6 +18,7 @@ class RocksMemFactory : public HubStoreFactory {
   Result<std::unique_ptr<HubStore>> Reopen() override {
     RocksHubStore::Options o;
     o.env = env_.get();
+    o.check_revisions = true;  // as the simulator's hubs sharing one store
     OUTPOST_ASSIGN_OR_RETURN(auto s, RocksHubStore::Open("/hub", o));
     return std::unique_ptr<HubStore>(std::move(s));
   }
@@ -42,6 +43,7 @@ class RocksDiskFactory : public HubStoreFactory {
     return std::unique_ptr<HubStore>(std::move(s));
   }
   std::string name() const override { return "rocksdb-disk"; }
+  bool checks_revisions() const override { return false; }
 
  private:
   static inline int next_ = 0;

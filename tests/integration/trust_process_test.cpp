@@ -86,7 +86,7 @@ class TrustTest : public FleetTest {
       for (auto& s : list) sites[s.name] = s;
       HubTxn txn;
       edit(sites, txn);
-      for (const auto& [name, s] : sites) txn.PutSite(s);
+      for (auto& [name, s] : sites) txn.PutSite(s);
       ASSERT_TRUE((*store)->Commit(txn).ok());
     }
     StartHub();
