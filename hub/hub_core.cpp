@@ -49,6 +49,10 @@ Result<std::unique_ptr<HubCore>> HubCore::Open(HubStore* store, const Clock& clo
   for (auto& a : arts) h->artifacts_[a.digest] = std::move(a);
   h->audit_next_ = store->audit_head() + 1;
   OUTPOST_RETURN_IF_ERROR(h->LoadRunCounts());
+  if (store->allocates_commands()) {
+    for (const auto& [name, s] : h->sites_) h->heads_dirty_.insert(name);
+    h->FreshenDownHeads();
+  }
   OUTPOST_ASSIGN_OR_RETURN(auto epoch, store->GetSetting("hub_epoch"));
   if (epoch) {
     const char* end = epoch->data() + epoch->size();
@@ -124,12 +128,16 @@ void HubCore::AdoptStored(const std::string& name, std::optional<SiteRecord> fre
     }
     return;
   }
+  if (store_->allocates_commands()) heads_dirty_.insert(name);  // the record's is not the head
   if (it == sites_.end()) {
     by_key_[fresh->key] = name;
     sites_[name] = std::move(*fresh);
     return;
   }
   const SiteRecord& held = it->second;
+  if (store_->allocates_commands() && fresh->down_epoch == held.down_epoch) {
+    fresh->down_head = held.down_head;
+  }
   const bool moved = fresh->incarnation != held.incarnation ||
                      fresh->up_applied != held.up_applied ||
                      fresh->down_epoch != held.down_epoch || fresh->down_acked < held.down_acked;
@@ -143,9 +151,30 @@ void HubCore::AdoptStored(const std::string& name, std::optional<SiteRecord> fre
     ++counters_.sessions_taken_over;
     Drop(name, moved ? "another hub process holds this site's session" : "site not enrolled",
          false);
-  } else if (out && it->second.down_head > old_head) {
-    PokeSites({name}, out);  // commands enqueued through another hub process
+  } else if (out) {
+    FreshenDownHead(name);
+    if (it->second.down_head > old_head) PokeSites({name}, out);  // enqueued elsewhere
   }
+}
+
+void HubCore::FreshenDownHead(const std::string& name) const {
+  if (!heads_dirty_.erase(name)) return;
+  auto it = sites_.find(name);
+  if (it == sites_.end()) return;
+  auto head = store_->DownHead(name, it->second.down_epoch);
+  if (!head.ok()) {
+    heads_dirty_.insert(name);  // read again next time
+    return;
+  }
+  // Commands written at a number (a new incarnation's carried log) count too.
+  it->second.down_head = std::max(*head, it->second.down_acked);
+  deadline_dirty_.insert(name);
+}
+
+void HubCore::FreshenDownHeads() const {
+  if (heads_dirty_.empty()) return;
+  const std::set<std::string> dirty = heads_dirty_;
+  for (const auto& name : dirty) FreshenDownHead(name);
 }
 
 Status HubCore::RereadSite(const std::string& name, HubOutput* out) {
@@ -197,6 +226,15 @@ void HubCore::OnStoreChanges(HubOutput* out) {
     if (c == "*") return RefreshFromStore(out);
     if (c.rfind("site/", 0) == 0) {
       if (Status s = RereadSite(c.substr(5), out); !s.ok()) refresh_pending_ = true;
+    } else if (c.rfind("down/", 0) == 0) {
+      // Commands enqueued through another hub process: sent at once if the site is here.
+      const std::string name = c.substr(5);
+      auto it = sites_.find(name);
+      if (it == sites_.end()) continue;
+      const uint64_t before = it->second.down_head;
+      heads_dirty_.insert(name);
+      FreshenDownHead(name);
+      if (it->second.down_head > before) PokeSites({name}, out);
     } else if (c == "defs") {
       defs = true;
     } else if (c == "policy") {
@@ -286,6 +324,7 @@ void HubCore::OnSiteFrame(const std::string& identity, const std::string& peer,
       }
       site->last_seen = clock_.Now();
     }
+    FreshenDownHead(identity);
     Handle(identity, peer, m, out);
     if (sessions_lost_.erase(identity)) {
       ++counters_.sessions_taken_over;
@@ -606,6 +645,7 @@ void HubCore::OnSiteDisconnected(const std::string& peer) {
 
 void HubCore::Tick(HubOutput* out) {
   FlushDeferredAudit();
+  FreshenDownHeads();
   if (refresh_pending_) RefreshFromStore(out);
   if (store_->shared() && clock_.Now() - counts_read_at_ >= 5000) {
     // Every process's runs, counted by the store (at most every 5 s).

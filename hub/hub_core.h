@@ -220,6 +220,12 @@ class HubCore {
   void AdoptStored(const std::string& name, std::optional<SiteRecord> fresh, HubOutput* out);
   Status RereadSite(const std::string& name, HubOutput* out);
   bool refresh_pending_ = false;
+  // Stores that number commands (allocates_commands): sites whose command log's head must
+  // be read from the store again (after an append here or another process's), and the
+  // reading.
+  mutable std::set<std::string> heads_dirty_;
+  void FreshenDownHead(const std::string& site) const;
+  void FreshenDownHeads() const;
   std::set<std::string> sessions_lost_;  // sites whose session must end after this frame
   TimeMs counts_read_at_ = -1'000'000;   // run counts read from a shared store
   void Handle(const std::string& site, const std::string& peer, const Message& m,
@@ -319,7 +325,7 @@ class HubCore {
   Rng* rng_;
   HubOptions options_;
   Faults faults_;
-  std::map<std::string, SiteRecord> sites_;
+  mutable std::map<std::string, SiteRecord> sites_;  // down_head freshened in const reads
   std::map<std::string, std::string> by_key_;  // public key -> site name
   std::map<std::string, WorkflowRecord> defs_;
   std::optional<Signed> policy_;  // the newest fleet policy pushed (root-signed)

@@ -30,6 +30,9 @@ void HubTxn::PutUp(const std::string& site, uint64_t inc, uint64_t seq, const st
 void HubTxn::PutDown(const std::string& site, uint64_t epoch, uint64_t seq, const std::string& v) {
   ops_.push_back({Kind::kPutDown, site, {}, epoch, seq, v});
 }
+void HubTxn::AppendDown(const std::string& site, uint64_t epoch, const std::string& v) {
+  ops_.push_back({Kind::kAppendDown, site, {}, epoch, 0, v});
+}
 void HubTxn::TrimDown(const std::string& site, uint64_t epoch, uint64_t through) {
   ops_.push_back({Kind::kTrimDown, site, {}, epoch, through, {}});
 }

@@ -197,7 +197,7 @@ class HubTxn {
   enum class Kind : uint8_t {
     kPutSite, kDeleteSite, kPutUp, kPutDown, kTrimDown, kPutRun, kPutOutput, kPutDef,
     kDeleteDef, kPutRequest, kAudit, kDeleteRun, kPurgeSiteStreams, kPutSetting, kPutChunk,
-    kPutArtifact, kTrimUp
+    kPutArtifact, kTrimUp, kAppendDown
   };
   struct Op {
     Kind kind;
@@ -222,6 +222,10 @@ class HubTxn {
   void DeleteSite(const std::string& name);
   void PutUp(const std::string& site, uint64_t incarnation, uint64_t seq, const std::string& v);
   void PutDown(const std::string& site, uint64_t epoch, uint64_t seq, const std::string& v);
+  // Appends a command to the site's log `epoch` at the next sequence number, which the
+  // store allocates (stores that allocates_commands(); several hubs enqueue to one site
+  // without writing its record).
+  void AppendDown(const std::string& site, uint64_t epoch, const std::string& v);
   // Removes entries 1..through of the site's command log `epoch`.
   void TrimDown(const std::string& site, uint64_t epoch, uint64_t through);
   // Removes entries 1..through of the hub's copy of the site's stream `incarnation`
@@ -271,7 +275,8 @@ class HubStore {
   virtual bool shared() const { return false; }
   // A descriptor that turns readable when another process changed something, or -1.
   virtual int changes_fd() const { return -1; }
-  // What other processes changed since the last call: "site/<name>", "defs", "policy",
+  // What other processes changed since the last call: "site/<name>", "down/<site>" (new
+  // commands), "defs", "policy",
   // "artifacts", "requests", or "*" (some were missed: read everything again).
   virtual Status TakeChanges(std::vector<std::string>* out) {
     (void)out;
@@ -281,6 +286,14 @@ class HubStore {
   // process's own counts would miss the others'); nullopt: the hub keeps the counts.
   virtual Result<std::optional<std::map<std::string, uint64_t>>> CountRunsByState() const {
     return std::optional<std::map<std::string, uint64_t>>();
+  }
+  // Whether the store allocates command sequence numbers itself (HubTxn::AppendDown); the
+  // head of a site's command log is then DownHead, not the record's down_head.
+  virtual bool allocates_commands() const { return false; }
+  virtual Result<uint64_t> DownHead(const std::string& site, uint64_t epoch) const {
+    (void)site;
+    (void)epoch;
+    return Status::FailedPrecondition("this store does not allocate command numbers");
   }
   // One site's record as stored now (LoadSites reads them all).
   virtual Result<std::optional<SiteRecord>> GetSite(const std::string& name) const;

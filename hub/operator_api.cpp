@@ -101,6 +101,7 @@ json HubCore::StatusJson() const {
 json HubCore::OnOperator(const std::string& who, const json& request, HubOutput* out,
                          OperatorRole role) {
   ++counters_.operator_requests;
+  FreshenDownHeads();
   json reply;
   auto r = DecodeOperatorRequest(request, options_.max_list);
   const std::string op_name = r.ok() ? r->op : "invalid";
@@ -120,7 +121,7 @@ json HubCore::OnOperator(const std::string& who, const json& request, HubOutput*
       reply = Dispatch(who, *r, out);
       // Several hubs over one store: another process wrote what this one read (a site's
       // record, a request); read the store again and answer from what it holds now.
-      for (int attempt = 0; attempt < 3 && refresh_pending_ && reply.is_object() &&
+      for (int attempt = 0; attempt < 8 && refresh_pending_ && reply.is_object() &&
                             reply.value("code", "") == "retry";
            ++attempt) {
         RefreshFromStore(out);
@@ -132,6 +133,7 @@ json HubCore::OnOperator(const std::string& who, const json& request, HubOutput*
       reply = Error("internal error while handling " + r->op + "; see the hub's log", "internal");
     }
   }
+  FreshenDownHeads();
   if (!reply.is_object() || !reply.contains("ok") || reply["ok"] != true) {
     ++counters_.operator_errors;
     ++counters_.errors_by_op[op_name];

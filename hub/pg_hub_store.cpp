@@ -77,6 +77,8 @@ CREATE TABLE IF NOT EXISTS requests (id bytea PRIMARY KEY, body bytea NOT NULL);
 CREATE TABLE IF NOT EXISTS settings (key bytea PRIMARY KEY, body bytea NOT NULL);
 CREATE TABLE IF NOT EXISTS chunks (digest bytea PRIMARY KEY, body bytea NOT NULL);
 CREATE TABLE IF NOT EXISTS artifacts (digest bytea PRIMARY KEY, body bytea NOT NULL);
+CREATE TABLE IF NOT EXISTS down_heads (site bytea, stream int8, head int8 NOT NULL,
+                                       PRIMARY KEY (site, stream));
 CREATE TABLE IF NOT EXISTS audit (n bigserial PRIMARY KEY, seq int8 NOT NULL, body bytea NOT NULL);
 )";
 
@@ -217,6 +219,21 @@ Status PgHubStore::FlushStreamRows() {
       sql += " ON CONFLICT (site, stream, seq) DO UPDATE SET body = EXCLUDED.body";
       OUTPOST_RETURN_IF_ERROR(Exec(sql, params, false).status());
     }
+    if (down) {
+      // Commands written at a given number move the log's head (AppendDown) past them.
+      std::map<std::pair<std::string, uint64_t>, uint64_t> heads;
+      for (const auto& [k, op] : rows) {
+        uint64_t& h = heads[{op->key, op->stream}];
+        h = std::max(h, op->seq);
+      }
+      for (const auto& [k, head] : heads) {
+        OUTPOST_RETURN_IF_ERROR(
+            Exec("INSERT INTO down_heads VALUES ($1::bytea, $2::int8, $3::int8) ON CONFLICT "
+                 "(site, stream) DO UPDATE SET head = GREATEST(down_heads.head, EXCLUDED.head)",
+                 {{k.first}, {I8(k.second)}, {Seq(head)}}, false)
+                .status());
+      }
+    }
   }
   pending_rows_.clear();
   return Status::Ok();
@@ -328,6 +345,8 @@ Status PgHubStore::AddOp(const HubTxn::Op& op, bool check, std::vector<std::stri
     case Kind::kPurgeSiteStreams:
       OUTPOST_RETURN_IF_ERROR(
           Exec("DELETE FROM up WHERE site = $1::bytea", {{op.key}}, false).status());
+      OUTPOST_RETURN_IF_ERROR(
+          Exec("DELETE FROM down_heads WHERE site = $1::bytea", {{op.key}}, false).status());
       return Exec("DELETE FROM down WHERE site = $1::bytea", {{op.key}}, false).status();
     case Kind::kPutSetting:
       if (op.key == "policy") notes->push_back("policy");
@@ -345,6 +364,20 @@ Status PgHubStore::AddOp(const HubTxn::Op& op, bool check, std::vector<std::stri
                   "UPDATE SET body = EXCLUDED.body",
                   {{op.key}, {op.value}}, false)
           .status();
+    case Kind::kAppendDown: {
+      // The number comes from the site's head row, locked until this transaction ends: two
+      // hub processes appending to one site wait for each other instead of colliding.
+      notes->push_back("down/" + op.key);
+      OUTPOST_ASSIGN_OR_RETURN(
+          auto r, Exec("INSERT INTO down_heads VALUES ($1::bytea, $2::int8, 1) ON CONFLICT "
+                       "(site, stream) DO UPDATE SET head = down_heads.head + 1 RETURNING head",
+                       {{op.key}, {I8(op.stream)}}, false));
+      if (r.rows() != 1) return Status::Internal("no head allocated for site " + op.key);
+      return Exec("INSERT INTO down (site, stream, seq, body) VALUES ($1::bytea, $2::int8, "
+                  "$3::int8, $4::bytea)",
+                  {{op.key}, {I8(op.stream)}, {I8(r.u64(0, 0))}, {op.value}}, false)
+          .status();
+    }
     case Kind::kPutUp:
     case Kind::kPutDown: break;  // above
   }
@@ -441,6 +474,13 @@ Result<std::optional<SiteRecord>> PgHubStore::GetSite(const std::string& name) c
   SiteRecord s;
   OUTPOST_RETURN_IF_ERROR(Decode(r.bytes(0, 0), &s).WithContext("site record " + name));
   return std::optional<SiteRecord>(std::move(s));
+}
+
+Result<uint64_t> PgHubStore::DownHead(const std::string& site, uint64_t epoch) const {
+  OUTPOST_ASSIGN_OR_RETURN(
+      auto r, Exec("SELECT head FROM down_heads WHERE site = $1::bytea AND stream = $2::int8",
+                   {{site}, {I8(epoch)}}, true));
+  return r.rows() == 0 ? uint64_t{0} : r.u64(0, 0);
 }
 
 Status PgHubStore::LoadDefs(std::vector<WorkflowRecord>* out) const {

@@ -50,6 +50,8 @@ class PgHubStore : public HubStore {
   Status TakeChanges(std::vector<std::string>* out) override;
   Result<std::optional<std::map<std::string, uint64_t>>> CountRunsByState() const override;
   Result<std::optional<SiteRecord>> GetSite(const std::string& name) const override;
+  bool allocates_commands() const override { return true; }
+  Result<uint64_t> DownHead(const std::string& site, uint64_t epoch) const override;
 
   Status LoadSites(std::vector<SiteRecord>* out) const override;
   Status LoadDefs(std::vector<WorkflowRecord>* out) const override;

@@ -18,10 +18,17 @@ using json = nlohmann::json;
 
 void HubCore::Enqueue(SiteRecord& site, const Command& c, HubStore::Txn* txn) {
   deadline_dirty_.insert(site.name);  // its session's timers may depend on the log's head
+  ++counters_.commands_enqueued;
+  if (store_->allocates_commands()) {
+    // Several hubs: the store numbers the command; the site's record is not written for it
+    // (so enqueueing never collides with the session applying the site's events).
+    txn->AppendDown(site.name, site.down_epoch, EncodeCommand(c));
+    heads_dirty_.insert(site.name);
+    return;
+  }
   const uint64_t seq = site.down_head + 1;
   txn->PutDown(site.name, site.down_epoch, seq, EncodeCommand(c));
   site.down_head = seq;
-  ++counters_.commands_enqueued;
 }
 
 void HubCore::Reconcile(SiteRecord& site, HubStore::Txn* txn) {
@@ -74,9 +81,9 @@ std::map<std::string, SiteRecord> HubCore::ReconcileAll(HubStore::Txn* txn) {
   std::map<std::string, SiteRecord> changed;
   for (const auto& [name, site] : sites_) {
     SiteRecord copy = site;
-    const uint64_t before = copy.down_head;
+    const size_t before = txn->size();
     Reconcile(copy, txn);
-    if (copy.down_head != before) changed[name] = std::move(copy);
+    if (txn->size() != before) changed[name] = std::move(copy);  // commands were enqueued
   }
   return changed;
 }

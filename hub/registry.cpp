@@ -72,7 +72,14 @@ void HubCore::LogUnknownKey(const std::string& key, const char* reason) {
 }
 
 Status HubCore::CommitSites(HubStore::Txn& txn, std::map<std::string, SiteRecord>& changed) {
-  for (auto& [name, s] : changed) txn.PutSite(s);
+  for (auto& [name, s] : changed) {
+    // Only commands appended (numbered by the store): the record itself did not change.
+    if (store_->allocates_commands()) {
+      auto held = sites_.find(name);
+      if (held != sites_.end() && Encode(held->second) == Encode(s)) continue;
+    }
+    txn.PutSite(s);
+  }
   Status s = CommitTxn(txn);
   if (!s.ok()) {
     ++counters_.store_errors;
@@ -82,6 +89,7 @@ Status HubCore::CommitSites(HubStore::Txn& txn, std::map<std::string, SiteRecord
     by_key_[rec.key] = name;
     sites_[name] = std::move(rec);
   }
+  FreshenDownHeads();
   return Status::Ok();
 }
 

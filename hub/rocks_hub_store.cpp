@@ -100,6 +100,8 @@ Status RocksHubStore::AddToBatch(const HubTxn::Op& op, rocksdb::WriteBatch* batc
       return FromRocks(batch->DeleteRange(Handle(Cf::kRuns), "out/" + op.key + "/",
                                           "out/" + op.key + "0"),  // '0' follows '/'
                        "batch");
+    case Kind::kAppendDown:
+      return Status::FailedPrecondition("RocksHubStore does not allocate command numbers");
     case Kind::kPurgeSiteStreams: {
       const std::string from = op.key + std::string(1, '\0');
       const std::string to = op.key + std::string(1, '\1');

@@ -159,7 +159,10 @@ class HubCore::Upstream : public IncomingStream {
 class HubCore::Downstream : public OutgoingStream {
  public:
   Downstream(HubCore* hub, std::string site) : hub_(hub), site_(std::move(site)) {}
-  uint64_t head() const override { return hub_->sites_.at(site_).down_head; }
+  uint64_t head() const override {
+    hub_->FreshenDownHead(site_);  // several hubs: the store numbers commands
+    return hub_->sites_.at(site_).down_head;
+  }
   uint64_t acked() const override { return hub_->sites_.at(site_).down_acked; }
   Result<std::vector<LogRecord>> Read(uint64_t after, size_t max_count,
                                       size_t max_bytes) const override {
