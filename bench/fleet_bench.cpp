@@ -55,6 +55,7 @@
 #include "bench/sample_event.h"
 #include "cli/client.h"
 #include "common/keys.h"
+#include "hub/pg_hub_store.h"
 #include "common/protocol/event.h"
 #include "common/protocol/sync_session.h"
 #include "common/protocol/wire.h"
@@ -330,15 +331,24 @@ void Tell(std::vector<Worker>& ws, const std::string& line) {
   }
 }
 
+// The hub store the hub processes use: empty for RocksDB in their data directory, or a
+// PostgreSQL connection string and schema they share (--store).
+std::string g_store, g_schema;
+
 pid_t StartHub(const std::string& bin, const std::string& dir, const std::string& sites_ep,
                const std::string& ops_ep) {
   pid_t pid = fork();
   if (pid == 0) {
     const std::string log = dir + ".log";
     if (!freopen(log.c_str(), "a", stderr) || !freopen(log.c_str(), "a", stdout)) _exit(127);
-    execl(bin.c_str(), bin.c_str(), "--data-dir", dir.c_str(), "--sites-endpoint",
-          sites_ep.c_str(), "--operators-endpoint", ops_ep.c_str(), "--max-sockets", "65536",
-          "--log-level", "warn", static_cast<char*>(nullptr));
+    std::vector<const char*> args = {bin.c_str(), "--data-dir", dir.c_str(), "--sites-endpoint",
+                                     sites_ep.c_str(), "--operators-endpoint", ops_ep.c_str(),
+                                     "--max-sockets", "65536", "--log-level", "warn"};
+    if (!g_store.empty()) {
+      args.insert(args.end(), {"--store", g_store.c_str(), "--store-schema", g_schema.c_str()});
+    }
+    args.push_back(nullptr);
+    execv(bin.c_str(), const_cast<char* const*>(args.data()));
     _exit(127);
   }
   return pid;
@@ -580,7 +590,7 @@ PeerResult Nats(const std::string& dir, size_t sites, size_t events, size_t work
 
 int Main(int argc, char** argv) {
   std::string bin_dir = "build", dir = "/tmp/outpost-bench-fleet";
-  size_t sites = 10'000, stream_sites = 1000, events = 200, workers = 4, rounds = 1;
+  size_t sites = 10'000, stream_sites = 1000, events = 200, workers = 4, rounds = 1, hubs = 1;
   bool peers = false;
   try {
     for (int i = 1; i < argc; ++i) {
@@ -594,9 +604,12 @@ int Main(int argc, char** argv) {
       else if (a == "--workers") workers = std::stoul(next());
       else if (a == "--rounds") rounds = std::stoul(next());
       else if (a == "--peers") peers = true;
+      else if (a == "--store") g_store = next();
+      else if (a == "--hubs") hubs = std::stoul(next());
       else {
         fprintf(stderr, "usage: outpost-bench-fleet --bin-dir DIR [--sites N] [--stream-sites K] "
-                        "[--events E] [--workers W] [--rounds R] [--peers] [--dir PATH]\n");
+                        "[--events E] [--workers W] [--rounds R] [--peers] [--dir PATH]\n"
+                        "                           [--store POSTGRESQL-CONNINFO [--hubs N]]\n");
         return 2;
       }
     }
@@ -607,9 +620,11 @@ int Main(int argc, char** argv) {
   }
   stream_sites = std::min(stream_sites, sites);
   if (sites == 0 || sites > 100'000 || workers == 0 || workers > 64 || workers > sites ||
-      events == 0 || events > 1'000'000 || rounds == 0 || rounds > 100) {
+      events == 0 || events > 1'000'000 || rounds == 0 || rounds > 100 || hubs == 0 ||
+      hubs > 8 || (hubs > 1 && g_store.empty())) {
     fprintf(stderr, "outpost-bench-fleet: wants 1-100000 sites, 1-64 workers (no more than "
-                    "sites), 1-1000000 events and 1-100 rounds\n");
+                    "sites), 1-1000000 events, 1-100 rounds and 1-8 hubs (several only with "
+                    "--store)\n");
     return 2;
   }
   spdlog::set_level(spdlog::level::warn);
@@ -628,9 +643,11 @@ int Main(int argc, char** argv) {
                     "directory, holding hub/outpost-hub)\n", hub_bin.c_str());
     return 2;
   }
+  g_schema = "bench_" + std::to_string(getpid());
   printf("outpost-bench-fleet: %zu sites (%zu streaming %zu events each), %zu worker "
-         "processes, 2 cores shared by all\n\n",
-         sites, stream_sites, events, workers);
+         "processes, %zu hub process%s on %s, 2 cores shared by all\n\n",
+         sites, stream_sites, events, workers, hubs, hubs == 1 ? "" : "es",
+         g_store.empty() ? "RocksDB" : "one PostgreSQL");
 
   pid_t hub = StartHub(hub_bin, hub_dir, "tcp://127.0.0.1:0", "tcp://127.0.0.1:0");
   json ep;
@@ -649,6 +666,29 @@ int Main(int argc, char** argv) {
   }
   std::string hub_key;
   std::ifstream(hub_dir + "/keys/hub.pub") >> hub_key;
+  // More hub processes over the same PostgreSQL, with the fleet's hub key; the workers are
+  // spread over them.
+  std::vector<pid_t> more_hubs;
+  std::vector<std::string> site_eps = {sites_ep};
+  for (size_t h = 1; h < hubs; ++h) {
+    const std::string d = dir + "/hub" + std::to_string(h);
+    fs::create_directories(d);
+    for (const char* sub : {"keys", "admin", "operators"}) {
+      fs::copy(hub_dir + "/" + sub, d + "/" + sub, fs::copy_options::recursive);
+    }
+    more_hubs.push_back(StartHub(hub_bin, d, "tcp://127.0.0.1:0", "tcp://127.0.0.1:0"));
+    json e;
+    if (!WaitEndpoints(d, &e) || !e.contains("sites") || !e["sites"].is_string()) {
+      fprintf(stderr, "hub %zu did not start (see %s.log)\n", h, d.c_str());
+      return 1;
+    }
+    site_eps.push_back(e["sites"].get<std::string>());
+  }
+  auto hubs_cpu = [&]() {
+    double c = CpuSeconds(hub);
+    for (pid_t p : more_hubs) c += CpuSeconds(p);
+    return c;
+  };
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   const Memory mem0 = MemoryOf(hub);
 
@@ -680,7 +720,8 @@ int Main(int argc, char** argv) {
       close(rep[0]);
       std::vector<SiteKey> mine(keys.begin() + static_cast<std::ptrdiff_t>(first),
                                 keys.begin() + static_cast<std::ptrdiff_t>(last));
-      _exit(WorkerMain(sites_ep, hub_key, std::move(mine), first, cmd[0], rep[1]));
+      _exit(WorkerMain(site_eps[w % site_eps.size()], hub_key, std::move(mine), first, cmd[0],
+                       rep[1]));
     }
     close(cmd[0]);
     close(rep[1]);
@@ -688,10 +729,10 @@ int Main(int argc, char** argv) {
   }
 
   // 1. Every site connects to the fresh hub.
-  double cpu = CpuSeconds(hub);
+  double cpu = hubs_cpu();
   Tell(ws, "connect");
   const double connect_s = WaitAll(ws, "established", 600);
-  const double connect_cpu = CpuSeconds(hub) - cpu;
+  const double connect_cpu = hubs_cpu() - cpu;
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
   const Memory mem1 = MemoryOf(hub);
   printf("handshake: %zu sites connected (CURVE, ZAP, HELLO, first incarnation stored) in "
@@ -704,7 +745,7 @@ int Main(int argc, char** argv) {
 
   // 2. Streaming, with operator queries answered meanwhile.
   std::vector<double> status_ms, list_ms;
-  cpu = CpuSeconds(hub);
+  cpu = hubs_cpu();
   Tell(ws, "stream " + std::to_string(events) + " " + std::to_string(stream_sites));
   auto last_query = Clk::now();
   bool ask_status = true;
@@ -717,7 +758,7 @@ int Main(int argc, char** argv) {
     last_query = Clk::now();
     (void)r;
   });
-  const double stream_cpu = CpuSeconds(hub) - cpu;
+  const double stream_cpu = hubs_cpu() - cpu;
   const double total = static_cast<double>(stream_sites * events);
   printf("ingest: %zu sites x %zu events = %.0f events acknowledged in %.2f s: %.0f events/s "
          "end to end; hub CPU %.2f us per event\n",
@@ -748,7 +789,27 @@ int Main(int argc, char** argv) {
            round, total / secs, m.anon_mb, du(hub_dir));
   }
 
+  for (pid_t p : more_hubs) {
+    kill(p, SIGTERM);
+    waitpid(p, nullptr, 0);
+  }
   // 3. The hub restarts on the same store and ports; every site resyncs.
+  auto drop_schema = [&]() {
+    if (g_store.empty()) return;
+    PgHubStore::Options o;
+    o.schema = g_schema;
+    auto st = PgHubStore::Open(g_store, o);
+    if (st.ok()) (*st)->DropSchema().IgnoreError();
+  };
+  if (hubs > 1) {
+    Tell(ws, "quit");
+    for (auto& w : ws) waitpid(w.pid, nullptr, 0);
+    kill(hub, SIGTERM);
+    waitpid(hub, nullptr, 0);
+    drop_schema();
+    fs::remove_all(dir);
+    return 0;
+  }
   kill(hub, SIGTERM);
   waitpid(hub, nullptr, 0);
   const auto r0 = Clk::now();
@@ -765,6 +826,7 @@ int Main(int argc, char** argv) {
   for (auto& w : ws) waitpid(w.pid, nullptr, 0);
   kill(hub, SIGTERM);
   waitpid(hub, nullptr, 0);
+  drop_schema();
 
   if (peers) {
     printf("\npeers, same machine, same job (%zu publishers x %zu events of the same bytes):\n",
