@@ -125,6 +125,12 @@ void HubCore::Metrics(Exposition* x) const {
           c.frames_malformed);
   counter("outpost_hub_handshakes_total", "Site sessions established (HELLO answered).",
           c.handshakes);
+  counter("outpost_hub_store_conflicts_total",
+          "Writes refused because another hub process wrote the record first (retried).",
+          c.store_conflicts);
+  counter("outpost_hub_sessions_taken_over_total",
+          "Sessions ended because another hub process applied the site's events.",
+          c.sessions_taken_over);
   x->Family("outpost_hub_refusals_total", T::kCounter,
             "Frames, sessions and keys the hub refused, by reason.");
   const std::pair<const char*, uint64_t> refusals[] = {
