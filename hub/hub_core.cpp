@@ -177,6 +177,16 @@ void HubCore::FreshenDownHeads() const {
   for (const auto& name : dirty) FreshenDownHead(name);
 }
 
+void HubCore::KeepStored(SiteRecord fresh) {
+  ++counters_.records_reread;
+  SiteRecord& held = sites_[fresh.name];
+  if (store_->allocates_commands()) {
+    if (fresh.down_epoch == held.down_epoch) fresh.down_head = held.down_head;
+    heads_dirty_.insert(fresh.name);
+  }
+  held = std::move(fresh);
+}
+
 Status HubCore::RereadSite(const std::string& name, HubOutput* out) {
   OUTPOST_ASSIGN_OR_RETURN(auto fresh, store_->GetSite(name));
   AdoptStored(name, std::move(fresh), out);

@@ -219,6 +219,9 @@ class HubCore {
   // applied its events or replaced its incarnation; new commands are sent (out may be null).
   void AdoptStored(const std::string& name, std::optional<SiteRecord> fresh, HubOutput* out);
   Status RereadSite(const std::string& name, HubOutput* out);
+  // Takes the stored record of a site without touching its session (from inside the
+  // session's own calls, where ending it is not allowed).
+  void KeepStored(SiteRecord fresh);
   bool refresh_pending_ = false;
   // Stores that number commands (allocates_commands): sites whose command log's head must
   // be read from the store again (after an append here or another process's), and the

@@ -53,8 +53,7 @@ class HubCore::Upstream : public IncomingStream {
         hub_->sessions_lost_.insert(site_);
         return s;
       }
-      ++hub_->counters_.records_reread;
-      hub_->sites_[site_] = std::move(**fresh);
+      hub_->KeepStored(std::move(**fresh));
     }
   }
 
@@ -188,8 +187,7 @@ class HubCore::Downstream : public OutgoingStream {
       auto fresh = hub_->store_->GetSite(site_);
       if (!fresh.ok()) return fresh.status();
       if (!*fresh || (*fresh)->down_epoch != copy.down_epoch) return s;
-      ++hub_->counters_.records_reread;
-      hub_->sites_[site_] = std::move(**fresh);
+      hub_->KeepStored(std::move(**fresh));
     }
   }
 

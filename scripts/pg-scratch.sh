@@ -11,6 +11,8 @@ dir=${2:?directory}
 port=${3:-}
 bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
 [ -x "$bin/pg_ctl" ] || { echo "pg-scratch: PostgreSQL server not installed (apt-get install postgresql)" >&2; exit 1; }
+case $dir in /*) ;; *) dir=$PWD/$dir ;; esac
+cd /  # the postgres user may not enter the caller's directory
 as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 case $cmd in
 start)

@@ -171,7 +171,7 @@ tasks:
   // Sites did move: each hub's death sent its sites to the others.
   uint64_t failovers = 0;
   for (const auto& s : sites_) {
-    failovers += Agent(s.name, {{"op", "status"}})["status"]["hub"].value("failovers", 0);
+    failovers += Agent(s.name, {{"op", "status"}})["status"]["hub"].value("failovers", uint64_t{0});
   }
   EXPECT_GE(failovers, 3u);
   std::cout << "requests " << requests << ", runs " << runs_started.size() << ", failovers "
@@ -181,7 +181,7 @@ tasks:
     EXPECT_TRUE(Eventually([&] {
       json status;
       return CtlVia(i, "status", &status) == 0 &&
-             status["runs"].value("succeeded", 0) == runs_started.size();
+             status["runs"].value("succeeded", uint64_t{0}) == runs_started.size();
     }, 15000)) << "hub " << i;
   }
 }
