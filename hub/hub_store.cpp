@@ -36,12 +36,14 @@ void HubTxn::AppendDown(const std::string& site, uint64_t epoch, const std::stri
 void HubTxn::TrimDown(const std::string& site, uint64_t epoch, uint64_t through) {
   ops_.push_back({Kind::kTrimDown, site, {}, epoch, through, {}});
 }
+// key2 carries the run's site and state ('\0' between), which PgHubStore keeps in columns
+// of their own, so a store need not decode the record to index it.
 void HubTxn::PutRun(HubRun& r) {
   const uint64_t expect = r.rev++;
-  ops_.push_back({Kind::kPutRun, r.id, {}, 0, 0, Encode(r), expect, r.rev});
+  ops_.push_back({Kind::kPutRun, r.id, r.site + '\0' + r.state, 0, 0, Encode(r), expect, r.rev});
 }
 void HubTxn::PutRun(const HubRun& r) {
-  ops_.push_back({Kind::kPutRun, r.id, {}, 0, 0, Encode(r), kAnyRev, r.rev});
+  ops_.push_back({Kind::kPutRun, r.id, r.site + '\0' + r.state, 0, 0, Encode(r), kAnyRev, r.rev});
 }
 void HubTxn::PutOutput(const std::string& run, const std::string& task, const std::string& out) {
   ops_.push_back({Kind::kPutOutput, run, task, 0, 0, out});

@@ -202,7 +202,7 @@ class HubTxn {
   struct Op {
     Kind kind;
     std::string key;    // site, run, workflow or request name
-    std::string key2;   // task (kPutOutput)
+    std::string key2;   // task (kPutOutput); site '\0' state (kPutRun)
     uint64_t stream = 0;  // incarnation (kPutUp, kTrimUp) or epoch (kPutDown, kTrimDown)
     uint64_t seq = 0;     // entry (kPutUp, kPutDown, kAudit) or last trimmed (kTrim*)
     std::string value;    // encoded record, entry bytes, output text or audit JSON

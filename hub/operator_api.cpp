@@ -121,9 +121,12 @@ json HubCore::OnOperator(const std::string& who, const json& request, HubOutput*
       reply = Dispatch(who, *r, out);
       // Several hubs over one store: another process wrote what this one read (a site's
       // record, a request); read the store again and answer from what it holds now.
-      for (int attempt = 0; attempt < 8 && refresh_pending_ && reply.is_object() &&
-                            reply.value("code", "") == "retry";
-           ++attempt) {
+      auto conflicted = [&] {
+        if (!refresh_pending_ || !reply.is_object()) return false;
+        auto code = reply.find("code");
+        return code != reply.end() && code->is_string() && *code == "retry";
+      };
+      for (int attempt = 0; attempt < 8 && conflicted(); ++attempt) {
         RefreshFromStore(out);
         reply = Dispatch(who, *r, out);
       }

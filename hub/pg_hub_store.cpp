@@ -286,10 +286,10 @@ Status PgHubStore::AddOp(const HubTxn::Op& op, bool check, std::vector<std::stri
                   {{op.key}, {I8(op.stream)}, {Seq(op.seq)}}, false)
           .status();
     case Kind::kPutRun: {
-      HubRun r;
-      OUTPOST_RETURN_IF_ERROR(Decode(op.value, &r).WithContext("run record " + op.key));
-      std::vector<Param> p = {{op.key}, {r.site}, {RunTimeKey(op.key)}, {r.state},
-                              {I8(op.rev)}, {op.value}};
+      const size_t nul = op.key2.find('\0');
+      if (nul == std::string::npos) return Status::Internal("run " + op.key + " without its site");
+      std::vector<Param> p = {{op.key},        {op.key2.substr(0, nul)}, {RunTimeKey(op.key)},
+                              {op.key2.substr(nul + 1)}, {I8(op.rev)}, {op.value}};
       if (!check) {
         return Exec("INSERT INTO runs VALUES ($1::bytea, $2::bytea, $3::bytea, $4::text, "
                     "$5::int8, $6::bytea) ON CONFLICT (id) DO UPDATE SET site = "
