@@ -33,14 +33,7 @@ class PgResult {
   std::unique_ptr<PGresult, void (*)(PGresult*)> r_;
 };
 
-// A binary parameter: raw bytes for bytea and text, 8 bytes big-endian for int8.
-struct PgHubStore::Param {
-  std::string data;
-};
-
 namespace {
-
-using Param = std::vector<std::string>;
 
 std::string I8(uint64_t v) { return EncodeU64(v); }
 // Sequence numbers beyond int8's range (kWholeStream) are clamped: no stream reaches it.
@@ -194,6 +187,10 @@ Status PgHubStore::TakeChanges(std::vector<std::string>* out) {
   return Status::Ok();
 }
 
+void PgHubStore::Write(std::string sql, std::vector<Param> params, std::string cas_what) {
+  writes_.push_back({std::move(sql), std::move(params), std::move(cas_what)});
+}
+
 Status PgHubStore::FlushStreamRows() {
   // Entries of the same key keep the last write (one statement may not touch a row twice).
   for (int down = 0; down < 2; ++down) {
@@ -217,7 +214,7 @@ Status PgHubStore::FlushStreamRows() {
         params.push_back({it->second->value});
       }
       sql += " ON CONFLICT (site, stream, seq) DO UPDATE SET body = EXCLUDED.body";
-      OUTPOST_RETURN_IF_ERROR(Exec(sql, params, false).status());
+      Write(std::move(sql), std::move(params));
     }
     if (down) {
       // Commands written at a given number move the log's head (AppendDown) past them.
@@ -227,11 +224,9 @@ Status PgHubStore::FlushStreamRows() {
         h = std::max(h, op->seq);
       }
       for (const auto& [k, head] : heads) {
-        OUTPOST_RETURN_IF_ERROR(
-            Exec("INSERT INTO down_heads VALUES ($1::bytea, $2::int8, $3::int8) ON CONFLICT "
-                 "(site, stream) DO UPDATE SET head = GREATEST(down_heads.head, EXCLUDED.head)",
-                 {{k.first}, {I8(k.second)}, {Seq(head)}}, false)
-                .status());
+        Write("INSERT INTO down_heads VALUES ($1::bytea, $2::int8, $3::int8) ON CONFLICT "
+              "(site, stream) DO UPDATE SET head = GREATEST(down_heads.head, EXCLUDED.head)",
+              {{k.first}, {I8(k.second)}, {Seq(head)}});
       }
     }
   }
@@ -246,13 +241,13 @@ Status PgHubStore::AddOp(const HubTxn::Op& op, bool check, std::vector<std::stri
     return Status::Ok();
   }
   OUTPOST_RETURN_IF_ERROR(FlushStreamRows());
-  // A compare-and-set that touched no row: the record moved on (or exists) since it was read.
-  auto cas = [&](const Result<PgResult>& r, const std::string& what) -> Status {
-    OUTPOST_RETURN_IF_ERROR(r.status());
-    if (r->affected() != 1) {
-      return Status::Aborted(what + " changed since it was read (expected revision " +
-                             std::to_string(op.expect) + ")");
-    }
+  // A compare-and-set: the statement fails (and the transaction with it) if it touched no
+  // row, that is if the record moved on (or exists) since it was read.
+  auto cas = [&](std::string sql, std::vector<Param> params, const std::string& what) {
+    Write("WITH w AS (" + sql + " RETURNING 1) SELECT 1 / (SELECT count(*)::int FROM w)",
+          std::move(params),
+          what + " changed since it was read (expected revision " + std::to_string(op.expect) +
+              ")");
     return Status::Ok();
   };
   switch (op.kind) {
@@ -260,123 +255,116 @@ Status PgHubStore::AddOp(const HubTxn::Op& op, bool check, std::vector<std::stri
       notes->push_back("site/" + op.key);
       // The rev column is always the revision inside the record.
       if (!check) {
-        return Exec("INSERT INTO sites VALUES ($1::bytea, $2::int8, $3::bytea) ON CONFLICT "
+        Write("INSERT INTO sites VALUES ($1::bytea, $2::int8, $3::bytea) ON CONFLICT "
                     "(name) DO UPDATE SET body = EXCLUDED.body, rev = EXCLUDED.rev",
-                    {{op.key}, {I8(op.rev)}, {op.value}}, false)
-            .status();
+                    {{op.key}, {I8(op.rev)}, {op.value}});
+      return Status::Ok();
       }
       if (op.expect == 0) {
-        return cas(Exec("INSERT INTO sites VALUES ($1::bytea, $2::int8, $3::bytea) ON CONFLICT "
-                        "DO NOTHING",
-                        {{op.key}, {I8(op.rev)}, {op.value}}, false),
+        return cas("INSERT INTO sites VALUES ($1::bytea, $2::int8, $3::bytea) ON CONFLICT "
+                        "DO NOTHING", {{op.key}, {I8(op.rev)}, {op.value}},
                    "site " + op.key);
       }
-      return cas(Exec("UPDATE sites SET rev = $3::int8, body = $4::bytea WHERE name = "
-                      "$1::bytea AND rev = $2::int8",
-                      {{op.key}, {I8(op.expect)}, {I8(op.rev)}, {op.value}}, false),
+      return cas("UPDATE sites SET rev = $3::int8, body = $4::bytea WHERE name = "
+                      "$1::bytea AND rev = $2::int8", {{op.key}, {I8(op.expect)}, {I8(op.rev)}, {op.value}},
                  "site " + op.key);
     }
     case Kind::kDeleteSite:
       notes->push_back("site/" + op.key);
-      return Exec("DELETE FROM sites WHERE name = $1::bytea", {{op.key}}, false).status();
+      Write("DELETE FROM sites WHERE name = $1::bytea", {{op.key}});
+      return Status::Ok();
     case Kind::kTrimDown:
     case Kind::kTrimUp:
-      return Exec(std::string("DELETE FROM ") + (op.kind == Kind::kTrimUp ? "up" : "down") +
+      Write(std::string("DELETE FROM ") + (op.kind == Kind::kTrimUp ? "up" : "down") +
                       " WHERE site = $1::bytea AND stream = $2::int8 AND seq <= $3::int8",
-                  {{op.key}, {I8(op.stream)}, {Seq(op.seq)}}, false)
-          .status();
+                  {{op.key}, {I8(op.stream)}, {Seq(op.seq)}});
+      return Status::Ok();
     case Kind::kPutRun: {
       const size_t nul = op.key2.find('\0');
       if (nul == std::string::npos) return Status::Internal("run " + op.key + " without its site");
       std::vector<Param> p = {{op.key},        {op.key2.substr(0, nul)}, {RunTimeKey(op.key)},
                               {op.key2.substr(nul + 1)}, {I8(op.rev)}, {op.value}};
       if (!check) {
-        return Exec("INSERT INTO runs VALUES ($1::bytea, $2::bytea, $3::bytea, $4::text, "
+        Write("INSERT INTO runs VALUES ($1::bytea, $2::bytea, $3::bytea, $4::text, "
                     "$5::int8, $6::bytea) ON CONFLICT (id) DO UPDATE SET site = "
                     "EXCLUDED.site, tkey = EXCLUDED.tkey, state = EXCLUDED.state, body = "
                     "EXCLUDED.body, rev = EXCLUDED.rev",
-                    p, false)
-            .status();
+                    p);
+      return Status::Ok();
       }
       if (op.expect == 0) {
-        return cas(Exec("INSERT INTO runs VALUES ($1::bytea, $2::bytea, $3::bytea, $4::text, "
-                        "$5::int8, $6::bytea) ON CONFLICT DO NOTHING",
-                        p, false),
+        return cas("INSERT INTO runs VALUES ($1::bytea, $2::bytea, $3::bytea, $4::text, "
+                        "$5::int8, $6::bytea) ON CONFLICT DO NOTHING", p,
                    "run " + op.key);
       }
       p.push_back({I8(op.expect)});
-      return cas(Exec("UPDATE runs SET site = $2::bytea, tkey = $3::bytea, state = $4::text, rev = "
-                      "$5::int8, body = $6::bytea WHERE id = $1::bytea AND rev = $7::int8",
-                      p, false),
+      return cas("UPDATE runs SET site = $2::bytea, tkey = $3::bytea, state = $4::text, rev = "
+                      "$5::int8, body = $6::bytea WHERE id = $1::bytea AND rev = $7::int8", p,
                  "run " + op.key);
     }
     case Kind::kPutOutput:
-      return Exec("INSERT INTO outputs VALUES ($1::bytea, $2::bytea, $3::bytea) ON CONFLICT "
+      Write("INSERT INTO outputs VALUES ($1::bytea, $2::bytea, $3::bytea) ON CONFLICT "
                   "(run, task) DO UPDATE SET body = EXCLUDED.body",
-                  {{op.key}, {op.key2}, {op.value}}, false)
-          .status();
+                  {{op.key}, {op.key2}, {op.value}});
+      return Status::Ok();
     case Kind::kPutDef:
       notes->push_back("defs");
-      return Exec("INSERT INTO defs VALUES ($1::bytea, $2::bytea) ON CONFLICT (name) DO UPDATE "
+      Write("INSERT INTO defs VALUES ($1::bytea, $2::bytea) ON CONFLICT (name) DO UPDATE "
                   "SET body = EXCLUDED.body",
-                  {{op.key}, {op.value}}, false)
-          .status();
+                  {{op.key}, {op.value}});
+      return Status::Ok();
     case Kind::kDeleteDef:
       notes->push_back("defs");
-      return Exec("DELETE FROM defs WHERE name = $1::bytea", {{op.key}}, false).status();
+      Write("DELETE FROM defs WHERE name = $1::bytea", {{op.key}});
+      return Status::Ok();
     case Kind::kPutRequest:
       if (op.expect == 0 && check) {
-        return cas(Exec("INSERT INTO requests VALUES ($1::bytea, $2::bytea) ON CONFLICT DO NOTHING",
-                        {{op.key}, {op.value}}, false),
+        return cas("INSERT INTO requests VALUES ($1::bytea, $2::bytea) ON CONFLICT DO NOTHING", {{op.key}, {op.value}},
                    "request " + op.key);
       }
-      return Exec("INSERT INTO requests VALUES ($1::bytea, $2::bytea) ON CONFLICT (id) DO UPDATE "
+      Write("INSERT INTO requests VALUES ($1::bytea, $2::bytea) ON CONFLICT (id) DO UPDATE "
                   "SET body = EXCLUDED.body",
-                  {{op.key}, {op.value}}, false)
-          .status();
+                  {{op.key}, {op.value}});
+      return Status::Ok();
     case Kind::kAudit:
-      return Exec("INSERT INTO audit (seq, body) VALUES ($1::int8, $2::bytea)",
-                  {{I8(op.seq)}, {op.value}}, false)
-          .status();
+      Write("INSERT INTO audit (seq, body) VALUES ($1::int8, $2::bytea)",
+                  {{I8(op.seq)}, {op.value}});
+      return Status::Ok();
     case Kind::kDeleteRun:
-      OUTPOST_RETURN_IF_ERROR(
-          Exec("DELETE FROM runs WHERE id = $1::bytea", {{op.key}}, false).status());
-      return Exec("DELETE FROM outputs WHERE run = $1::bytea", {{op.key}}, false).status();
+      Write("DELETE FROM runs WHERE id = $1::bytea", {{op.key}});
+      Write("DELETE FROM outputs WHERE run = $1::bytea", {{op.key}});
+      return Status::Ok();
     case Kind::kPurgeSiteStreams:
-      OUTPOST_RETURN_IF_ERROR(
-          Exec("DELETE FROM up WHERE site = $1::bytea", {{op.key}}, false).status());
-      OUTPOST_RETURN_IF_ERROR(
-          Exec("DELETE FROM down_heads WHERE site = $1::bytea", {{op.key}}, false).status());
-      return Exec("DELETE FROM down WHERE site = $1::bytea", {{op.key}}, false).status();
+      Write("DELETE FROM up WHERE site = $1::bytea", {{op.key}});
+      Write("DELETE FROM down_heads WHERE site = $1::bytea", {{op.key}});
+      Write("DELETE FROM down WHERE site = $1::bytea", {{op.key}});
+      return Status::Ok();
     case Kind::kPutSetting:
       if (op.key == "policy") notes->push_back("policy");
-      return Exec("INSERT INTO settings VALUES ($1::bytea, $2::bytea) ON CONFLICT (key) DO "
+      Write("INSERT INTO settings VALUES ($1::bytea, $2::bytea) ON CONFLICT (key) DO "
                   "UPDATE SET body = EXCLUDED.body",
-                  {{op.key}, {op.value}}, false)
-          .status();
+                  {{op.key}, {op.value}});
+      return Status::Ok();
     case Kind::kPutChunk:
-      return Exec("INSERT INTO chunks VALUES ($1::bytea, $2::bytea) ON CONFLICT DO NOTHING",
-                  {{op.key}, {op.value}}, false)
-          .status();
+      Write("INSERT INTO chunks VALUES ($1::bytea, $2::bytea) ON CONFLICT DO NOTHING",
+                  {{op.key}, {op.value}});
+      return Status::Ok();
     case Kind::kPutArtifact:
       notes->push_back("artifacts");
-      return Exec("INSERT INTO artifacts VALUES ($1::bytea, $2::bytea) ON CONFLICT (digest) DO "
+      Write("INSERT INTO artifacts VALUES ($1::bytea, $2::bytea) ON CONFLICT (digest) DO "
                   "UPDATE SET body = EXCLUDED.body",
-                  {{op.key}, {op.value}}, false)
-          .status();
+                  {{op.key}, {op.value}});
+      return Status::Ok();
     case Kind::kAppendDown: {
       // The number comes from the site's head row, locked until this transaction ends: two
       // hub processes appending to one site wait for each other instead of colliding.
       notes->push_back("down/" + op.key);
-      OUTPOST_ASSIGN_OR_RETURN(
-          auto r, Exec("INSERT INTO down_heads VALUES ($1::bytea, $2::int8, 1) ON CONFLICT "
-                       "(site, stream) DO UPDATE SET head = down_heads.head + 1 RETURNING head",
-                       {{op.key}, {I8(op.stream)}}, false));
-      if (r.rows() != 1) return Status::Internal("no head allocated for site " + op.key);
-      return Exec("INSERT INTO down (site, stream, seq, body) VALUES ($1::bytea, $2::int8, "
-                  "$3::int8, $4::bytea)",
-                  {{op.key}, {I8(op.stream)}, {I8(r.u64(0, 0))}, {op.value}}, false)
-          .status();
+      Write("WITH h AS (INSERT INTO down_heads VALUES ($1::bytea, $2::int8, 1) ON CONFLICT "
+            "(site, stream) DO UPDATE SET head = down_heads.head + 1 RETURNING head) "
+            "INSERT INTO down (site, stream, seq, body) SELECT $1::bytea, $2::int8, h.head, "
+            "$3::bytea FROM h",
+            {{op.key}, {I8(op.stream)}, {op.value}});
+      return Status::Ok();
     }
     case Kind::kPutUp:
     case Kind::kPutDown: break;  // above
@@ -398,20 +386,22 @@ Status PgHubStore::Commit(const Txn& txn) {
     backend_pid_ = PQbackendPID(conn_);
     lost_changes_ = true;
   }
-  OUTPOST_RETURN_IF_ERROR(ExecAll("BEGIN"));
+  // The statements, built first (AddOp), then sent in one pipeline ending in COMMIT: one
+  // round trip for the whole transaction. A compare-and-set that finds another revision
+  // fails its statement, which aborts the transaction and skips the COMMIT.
+  writes_.clear();
+  pending_rows_.clear();
+  Write("BEGIN", {});
   std::vector<std::string> notes;
   uint64_t audit = audit_head_;
-  pending_rows_.clear();
-  Status st;
   for (const auto& op : txn.ops()) {
     // Unchecked (the simulator's planted bug): written whatever revision is there.
-    st = AddOp(op, !txn.unchecked() && op.expect != HubTxn::kAnyRev, &notes);
-    if (!st.ok()) break;
+    OUTPOST_RETURN_IF_ERROR(AddOp(op, !txn.unchecked() && op.expect != HubTxn::kAnyRev, &notes));
     if (op.kind == HubTxn::Kind::kAudit) audit = std::max(audit, op.seq);
   }
-  if (st.ok()) st = FlushStreamRows();
+  OUTPOST_RETURN_IF_ERROR(FlushStreamRows());
   pending_rows_.clear();
-  if (st.ok() && !notes.empty()) {
+  if (!notes.empty()) {
     std::set<std::string> uniq(notes.begin(), notes.end());
     std::string payload;
     for (const auto& n : uniq) {
@@ -422,30 +412,94 @@ Status PgHubStore::Commit(const Txn& txn) {
       if (!payload.empty()) payload += "\n";
       payload += n;
     }
-    st = Exec("SELECT pg_notify($1::text, $2::text)", {{channel_}, {payload}}, false).status();
+    Write("SELECT pg_notify($1::text, $2::text)", {{channel_}, {payload}});
   }
-  if (!st.ok()) {
-    PgResult rb(PQexec(conn_, "ROLLBACK"));
-    if (st.code() != Code::kAborted) write_failed_ = PQstatus(conn_) == CONNECTION_BAD;
-    return st;
+  Write("COMMIT", {});
+  std::vector<Statement> batch = std::move(writes_);
+  writes_.clear();
+
+  if (PQenterPipelineMode(conn_) != 1) {
+    return Status::Unavailable("PostgreSQL pipeline: " + ConnError(conn_));
   }
-  PgResult done(PQexec(conn_, "COMMIT"));
+  size_t sent = 0;
+  for (const auto& w : batch) {
+    std::vector<const char*> values;
+    std::vector<int> lengths, formats;
+    for (const auto& p : w.params) {
+      values.push_back(p.data.data());
+      lengths.push_back(static_cast<int>(p.data.size()));
+      formats.push_back(1);
+    }
+    if (PQsendQueryParams(conn_, w.sql.c_str(), static_cast<int>(w.params.size()), nullptr,
+                          values.data(), lengths.data(), formats.data(), 1) != 1) {
+      break;
+    }
+    ++sent;
+  }
+  const bool synced = PQpipelineSync(conn_) == 1;
+  // Results, one per statement sent, in order; the first failure decides.
+  Status st;
+  bool committed = false, commit_answered = false;
+  for (size_t i = 0; i < sent; ++i) {
+    PGresult* raw = PQgetResult(conn_);
+    if (!raw) break;  // the connection is gone
+    PgResult r(raw);
+    while (PGresult* extra = PQgetResult(conn_)) PQclear(extra);  // the NULL after each query
+    const auto rs = PQresultStatus(r.get());
+    const bool last = i + 1 == batch.size();
+    if (last) commit_answered = true;
+    if (rs == PGRES_COMMAND_OK || rs == PGRES_TUPLES_OK) {
+      committed = last;
+      continue;
+    }
+    if (!st.ok() || rs == PGRES_PIPELINE_ABORTED) continue;
+    const char* state = PQresultErrorField(r.get(), PG_DIAG_SQLSTATE);
+    const std::string code = state ? state : "";
+    std::string why = PQresultErrorMessage(r.get());
+    while (!why.empty() && (why.back() == '\n' || why.back() == ' ')) why.pop_back();
+    if (code == "22012" && !batch[i].cas_what.empty()) {
+      st = Status::Aborted(batch[i].cas_what);
+    } else if (code == "40001" || code == "40P01" || code == "23505") {
+      st = Status::Aborted("PostgreSQL: " + why);
+    } else {
+      st = Status::Unavailable("PostgreSQL: " + why);
+    }
+  }
+  const bool commit_unknown = sent == batch.size() && !commit_answered;
+  if (synced) {
+    // The pipeline's end marker, then out of pipeline mode.
+    for (int i = 0; i < 1000; ++i) {
+      PGresult* raw = PQgetResult(conn_);
+      if (!raw) {
+        if (PQstatus(conn_) == CONNECTION_BAD) break;
+        continue;
+      }
+      const bool end = PQresultStatus(raw) == PGRES_PIPELINE_SYNC;
+      PQclear(raw);
+      if (end) break;
+    }
+  }
+  if (PQexitPipelineMode(conn_) != 1) {
+    PQreset(conn_);  // a pipeline left half read: start the connection over
+    lost_changes_ = true;
+  }
   commit_seconds_.Observe(
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-  if (PQresultStatus(done.get()) != PGRES_COMMAND_OK) {
-    // The outcome of a COMMIT that did not answer is unknown: the hub reopens from what
-    // the database holds.
-    const std::string why = ConnError(conn_);
-    write_failed_ = true;
-    const char* state = PQresultErrorField(done.get(), PG_DIAG_SQLSTATE);
-    if (state && (std::strcmp(state, "40001") == 0 || std::strcmp(state, "23505") == 0)) {
-      write_failed_ = false;
-      return Status::Aborted("PostgreSQL commit: " + why);
-    }
-    return Status::IoError("PostgreSQL commit: " + why);
+  if (committed) {
+    audit_head_ = audit;
+    return Status::Ok();
   }
-  audit_head_ = audit;
-  return Status::Ok();
+  if (PQstatus(conn_) == CONNECTION_OK && PQtransactionStatus(conn_) != PQTRANS_IDLE) {
+    PgResult rb(PQexec(conn_, "ROLLBACK"));
+  }
+  if (commit_unknown) {
+    // COMMIT was sent and never answered: whether it landed is unknown, and the hub
+    // reopens from what the database holds.
+    write_failed_ = true;
+    return Status::IoError("PostgreSQL commit: " + ConnError(conn_));
+  }
+  if (st.ok()) return Status::Unavailable("PostgreSQL: " + ConnError(conn_));
+  return st;
 }
 
 namespace {

@@ -79,7 +79,10 @@ class PgHubStore : public HubStore {
   Status DropSchema();
 
  private:
-  struct Param;
+  // A binary parameter: raw bytes for bytea and text, 8 bytes big-endian for int8.
+  struct Param {
+    std::string data;
+  };
   PgHubStore() = default;
   // Runs one statement; binary parameters and results. A lost connection is reset once
   // (and "*" queued as a change: notifications may have been missed) for reads; a write
@@ -89,6 +92,15 @@ class PgHubStore : public HubStore {
   Status ExecAll(const std::string& sql) const;  // several statements, no parameters
   Status AddOp(const HubTxn::Op& op, bool check, std::vector<std::string>* notes);
   Status FlushStreamRows();
+  // A write of the transaction being built (sent by Commit in one pipeline); cas_what, if
+  // set, says what changed when the statement fails as a refused compare-and-set.
+  void Write(std::string sql, std::vector<Param> params, std::string cas_what = "");
+  struct Statement {
+    std::string sql;
+    std::vector<Param> params;
+    std::string cas_what;
+  };
+  std::vector<Statement> writes_;
   Status ScanRunsWhere(const std::string& sql, const std::vector<Param>& params,
                        const std::function<bool(const HubRun&)>& fn) const;
   Result<std::vector<LogRecord>> ReadStream(const char* table, const std::string& site,
