@@ -121,7 +121,7 @@ json HubCore::OpArtifactChunk(const OperatorRequest& r) {
   HubStore::Txn txn;
   txn.PutChunk(digest, *data);
   if (Status s = CommitTxn(txn); !s.ok()) {
-    ++counters_.store_errors;
+    CountStoreFailure(s);
     return Error(s);
   }
   return {{"ok", true}, {"digest", digest}, {"stored", true}};
@@ -175,7 +175,7 @@ json HubCore::OpArtifactCommit(const std::string& who, const OperatorRequest& r)
                {"size", a.size},
                {"by", who}});
   if (Status s = CommitTxn(txn); !s.ok()) {
-    ++counters_.store_errors;
+    CountStoreFailure(s);
     return Error(s);
   }
   spdlog::info("hub.artifact_pushed digest={} name={} size={} by={}", a.digest, a.name, a.size, who);
@@ -389,7 +389,7 @@ json HubCore::OpBundleExport(const std::string& who, const OperatorRequest& r) {
                {"commands", commands->size()},
                {"by", who}});
   if (Status s = CommitTxn(txn); !s.ok()) {
-    ++counters_.store_errors;
+    CountStoreFailure(s);
     return Error(s);
   }
   *site = std::move(copy);
@@ -565,7 +565,7 @@ json HubCore::OpBundleImport(const std::string& who, const OperatorRequest& r, H
                  {"gap", gap},
                  {"by", who}});
     if (Status s = CommitTxn(txn); !s.ok()) {
-      ++counters_.store_errors;
+      CountStoreFailure(s);
       return Error(s);
     }
     sites_[name] = std::move(copy);

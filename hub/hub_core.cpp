@@ -27,7 +27,7 @@ void HubCore::FlushDeferredAudit() {
   if (deferred_audit_.size() == 0) return;
   HubStore::Txn txn = std::move(deferred_audit_);
   deferred_audit_ = HubStore::Txn();
-  if (Status s = CommitTxn(txn); !s.ok()) ++counters_.store_errors;
+  if (Status s = CommitTxn(txn); !s.ok()) CountStoreFailure(s);
 }
 
 Result<std::unique_ptr<HubCore>> HubCore::Open(HubStore* store, const Clock& clock, Rng* rng,
@@ -74,9 +74,45 @@ HubCore::Conn* HubCore::ConnFor(const std::string& site) {
   return it == conns_.end() ? nullptr : it->second.get();
 }
 
-bool HubCore::online(const std::string& site) const {
+bool HubCore::online_here(const std::string& site) const {
   auto it = conns_.find(site);
   return it != conns_.end() && it->second->session->established();
+}
+
+bool HubCore::online(const std::string& site) const {
+  return online_here(site) || online_elsewhere_.count(site) > 0;
+}
+
+void HubCore::ExchangePresence() {
+  const TimeMs now = clock_.Now();
+  if (now - presence_at_ < kPresenceEveryMs) return;
+  presence_at_ = now;
+  json mine = {{"at", now}, {"sites", json::array()}};
+  for (const auto& [name, c] : conns_) {
+    if (c->session->established()) mine["sites"].push_back(name);
+  }
+  HubStore::Txn txn;
+  txn.PutSetting("online/" + options_.process_name, mine.dump());
+  if (Status st = CommitTxn(txn); !st.ok()) CountStoreFailure(st);
+  std::set<std::string> elsewhere;
+  Status st = store_->ScanSettings("online/", [&](const std::string& key, const std::string& v) {
+    if (key == "online/" + options_.process_name) return;
+    auto j = json::parse(v, nullptr, false);
+    if (!j.is_object() || !j.contains("at") || !j["at"].is_number_integer() ||
+        !j.contains("sites") || !j["sites"].is_array()) {
+      return;  // not what a hub writes: ignored
+    }
+    // A process that stopped saying (killed) holds nothing after kPresenceStaleMs.
+    if (now - j["at"].get<TimeMs>() > kPresenceStaleMs) return;
+    for (const auto& site : j["sites"]) {
+      if (site.is_string()) elsewhere.insert(site.get<std::string>());
+    }
+  });
+  if (!st.ok()) {
+    ++counters_.store_errors;
+    return;
+  }
+  online_elsewhere_ = std::move(elsewhere);
 }
 
 void HubCore::Audit(HubStore::Txn* txn, json event) {
@@ -97,7 +133,7 @@ void HubCore::Drop(const std::string& site, const std::string& why, bool persist
     if (persist) txn.PutSite(copy);  // persists last_seen
     Audit(&txn, {{"event", "site.offline"}, {"site", site}, {"reason", SafeText(why)}});
     if (Status st = CommitTxn(txn); !st.ok()) {
-      ++counters_.store_errors;
+      CountStoreFailure(st);
     } else {
       *s = std::move(copy);
     }
@@ -408,7 +444,7 @@ void HubCore::Handle(const std::string& site_name, const std::string& peer, cons
       HubStore::Txn txn;
       txn.PutSite(copy);
       if (Status s = CommitTxn(txn); !s.ok()) {
-        ++counters_.store_errors;
+        CountStoreFailure(s);
         return;  // no WELCOME: the site says HELLO again later
       }
       site = std::move(copy);
@@ -457,7 +493,7 @@ void HubCore::Handle(const std::string& site_name, const std::string& peer, cons
       }
       if (!why.empty()) return RefuseAhead(site, peer, why, m, out);
     }
-    const bool was_online = online(site_name);
+    const bool was_online = online_here(site_name);
     auto c = std::make_unique<Conn>();
     c->peer = peer;
     c->up = std::make_unique<Upstream>(this, site_name);
@@ -527,7 +563,7 @@ void HubCore::RefuseRetired(SiteRecord& site, const std::string& peer, uint64_t 
   snprintf(inc, sizeof inc, "%016llx", static_cast<unsigned long long>(incarnation));
   HubStore::Txn txn;
   Audit(&txn, {{"event", "site.stale_incarnation"}, {"site", site.name}, {"incarnation", inc}});
-  if (Status s = CommitTxn(txn); !s.ok()) ++counters_.store_errors;
+  if (Status s = CommitTxn(txn); !s.ok()) CountStoreFailure(s);
   spdlog::warn("hub.stale_incarnation site={} incarnation={}", site.name, inc);
   Message err;
   err.t = static_cast<uint8_t>(MsgType::kError);
@@ -610,7 +646,7 @@ void HubCore::RefuseAhead(SiteRecord& site, const std::string& peer, const std::
                  {"site_applied", hello.down_applied},
                  {"hub_head", site.down_head},
                  {"why", why}});
-    if (Status s = CommitTxn(txn); !s.ok()) ++counters_.store_errors;
+    if (Status s = CommitTxn(txn); !s.ok()) CountStoreFailure(s);
   }
   Message err;
   err.t = static_cast<uint8_t>(MsgType::kError);
@@ -631,7 +667,7 @@ void HubCore::RefuseStaleHub(SiteRecord& site, const std::string& peer, uint64_t
                  {"site", site.name},
                  {"site_epoch", site_epoch},
                  {"hub_epoch", hub_epoch_}});
-    if (Status s = CommitTxn(txn); !s.ok()) ++counters_.store_errors;
+    if (Status s = CommitTxn(txn); !s.ok()) CountStoreFailure(s);
   }
   Message err;
   err.t = static_cast<uint8_t>(MsgType::kError);
@@ -657,6 +693,7 @@ void HubCore::Tick(HubOutput* out) {
   FlushDeferredAudit();
   FreshenDownHeads();
   if (refresh_pending_) RefreshFromStore(out);
+  if (store_->shared()) ExchangePresence();
   if (store_->shared() && clock_.Now() - counts_read_at_ >= 5000) {
     // Every process's runs, counted by the store (at most every 5 s).
     counts_read_at_ = clock_.Now();

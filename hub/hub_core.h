@@ -80,6 +80,9 @@ struct HubOptions {
   std::string trust_root;
   // The hub's CURVE keypair: bundles are boxed with it (common/bundle.h).
   CurveKeys keys;
+  // Several hubs over one store: this process's name (stable across its restarts, e.g.
+  // host and data directory), under which it tells the others which sites it holds.
+  std::string process_name = "hub";
   // Test-only: called after each record of an imported bundle is applied (the driver
   // kills the process there when $OUTPOST_TEST_KILL_IMPORT_AFTER says so).
   std::function<void(size_t records_applied)> after_import_record;
@@ -188,7 +191,10 @@ class HubCore {
   nlohmann::json StatusJson() const;
   // The core's metrics in the Prometheus text format (hub/hub_metrics.cpp).
   void Metrics(Exposition* x) const;
+  // Whether the site has a session with this hub process or (several hubs over one store)
+  // with another, as that one said within the last kPresenceStaleMs.
   bool online(const std::string& site) const;
+  bool online_here(const std::string& site) const;
   const SiteRecord* site(const std::string& name) const {
     auto it = sites_.find(name);
     return it == sites_.end() ? nullptr : &it->second;
@@ -215,6 +221,10 @@ class HubCore {
   // Commits txn; a refused compare-and-set (another hub process wrote first) is counted
   // and makes the core read the store again at its next tick.
   Status CommitTxn(HubStore::Txn& txn);
+  // A failed write counted as a store error, unless it was a conflict (counted apart).
+  void CountStoreFailure(const Status& s) {
+    if (s.code() != Code::kAborted) ++counters_.store_errors;
+  }
   // Adopts the stored record of a site: its session here is dropped if another process
   // applied its events or replaced its incarnation; new commands are sent (out may be null).
   void AdoptStored(const std::string& name, std::optional<SiteRecord> fresh, HubOutput* out);
@@ -223,6 +233,13 @@ class HubCore {
   // session's own calls, where ending it is not allowed).
   void KeepStored(SiteRecord fresh);
   bool refresh_pending_ = false;
+  // Several hubs: every kPresenceEveryMs this process writes the sites it holds sessions
+  // for (setting "online/<process_name>") and reads the others'.
+  static constexpr DurationMs kPresenceEveryMs = 5000;
+  static constexpr DurationMs kPresenceStaleMs = 15000;
+  void ExchangePresence();
+  TimeMs presence_at_ = -1'000'000;
+  std::set<std::string> online_elsewhere_;
   // Stores that number commands (allocates_commands): sites whose command log's head must
   // be read from the store again (after an append here or another process's), and the
   // reading.

@@ -10,6 +10,7 @@
 #include <iostream>
 
 #include "hub/hub_server.h"
+#include "hub/pg_hub_store.h"
 #include "hub/rocks_hub_store.h"
 
 namespace po = boost::program_options;
@@ -109,6 +110,9 @@ int main(int argc, char** argv) {
   if (quota_mb < 0 || quota_mb > (int64_t{1} << 30)) bad = "site-events-quota-mb must be 0-1073741824";
   if (!c.store.empty() && !outpost::IsPostgresStore(c.store)) {
     bad = "store must be a PostgreSQL connection string (postgresql://... or host=...)";
+  }
+  if (auto st = outpost::PgHubStore::CheckSchemaName(c.store_schema); !st.ok()) {
+    bad = "store-schema: " + st.message();
   }
   if (!c.http_listen.empty()) {
     std::string host;

@@ -139,6 +139,28 @@ Result<std::unique_ptr<HubServer>> HubServer::Open(const HubConfig& config, cons
   OUTPOST_ASSIGN_OR_RETURN(h->store_, OpenHubStore(config));
   HubOptions core = config.core;
   core.keys = keys;
+  if (h->store_->shared()) {
+    // Several hub processes, one fleet: every one must hold the key the agents pin. The
+    // first records it in the store; a process with another key refuses to start.
+    char host[256] = {0};
+    gethostname(host, sizeof host - 1);
+    std::error_code ec;
+    const fs::path abs = fs::absolute(dir, ec);
+    core.process_name = std::string(host) + ":" + (ec ? dir : abs.string());
+    OUTPOST_ASSIGN_OR_RETURN(auto fleet_key, h->store_->GetSetting("hub_key"));
+    if (fleet_key && *fleet_key != keys.public_z85) {
+      return Status::FailedPrecondition(
+          "this hub's key (" + dir + "/keys/hub.pub: " + keys.public_z85 +
+          ") is not the fleet's (" + SafeText(*fleet_key, 64) +
+          ", recorded in the store by the first hub process): copy keys/, admin/ and "
+          "operators/ from another hub process (docs/operations.md, \"Several hubs\")");
+    }
+    if (!fleet_key) {
+      HubStore::Txn txn;
+      txn.PutSetting("hub_key", keys.public_z85);
+      OUTPOST_RETURN_IF_ERROR(h->store_->Commit(txn).WithContext("record the fleet's hub key"));
+    }
+  }
   // Test-only fault switch: die by SIGKILL in the middle of a bundle import.
   if (const char* v = getenv("OUTPOST_TEST_KILL_IMPORT_AFTER")) {
     const long n = std::strtol(v, nullptr, 10);
@@ -214,9 +236,10 @@ Result<std::unique_ptr<HubServer>> HubServer::Open(const HubConfig& config, cons
   for (int s : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&mask, s);
   h->signal_fd_ = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
   if (h->signal_fd_ < 0) return Status::IoError(std::string("signalfd: ") + strerror(errno));
-  spdlog::info("hub.started sites={} operators={} http={} key={}", h->sites_->endpoint(),
-               h->operators_->endpoint(), h->http_ ? h->http_->address() : "off",
-               keys.public_z85);
+  spdlog::info("hub.started sites={} operators={} http={} key={} store={}",
+               h->sites_->endpoint(), h->operators_->endpoint(),
+               h->http_ ? h->http_->address() : "off", keys.public_z85,
+               config.store.empty() ? "rocksdb" : "postgresql schema=" + config.store_schema);
   return h;
 }
 

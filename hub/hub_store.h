@@ -326,6 +326,10 @@ class HubStore {
                                                        const std::string& task) const = 0;
   virtual Result<std::optional<RequestRecord>> GetRequest(const std::string& id) const = 0;
   virtual Result<std::optional<std::string>> GetSetting(const std::string& key) const = 0;
+  // Every setting whose key starts with `prefix`, in key order.
+  virtual Status ScanSettings(const std::string& prefix,
+                              const std::function<void(const std::string& key,
+                                                       const std::string& value)>& fn) const = 0;
   virtual Result<std::optional<std::string>> GetChunk(const std::string& digest) const = 0;
   virtual Status LoadArtifacts(std::vector<ArtifactRecord>* out) const = 0;
   // Entries after `after`, in order, at most max_count and (past the first) max_bytes;

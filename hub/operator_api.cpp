@@ -17,7 +17,7 @@ namespace outpost {
 using json = nlohmann::json;
 
 json HubCore::StatusJson() const {
-  size_t online_n = 0, enrolled = 0, pending = 0, revoked = 0;
+  size_t online_n = 0, here_n = 0, enrolled = 0, pending = 0, revoked = 0;
   uint64_t behind = 0, commands = 0, kept = 0;
   json rows = json::array();
   for (const auto& [name, s] : sites_) {
@@ -27,6 +27,7 @@ json HubCore::StatusJson() const {
       case SiteState::kRevoked: ++revoked; break;
     }
     if (online(name)) ++online_n;
+    if (online_here(name)) ++here_n;
     kept += s.up_kept_bytes();
     if (s.site_state() != SiteState::kEnrolled) continue;
     behind += s.up_head > s.up_applied ? s.up_head - s.up_applied : 0;
@@ -45,6 +46,8 @@ json HubCore::StatusJson() const {
   return {{"sites",
            {{"enrolled", enrolled},
             {"online", online_n},
+            // Several hubs over one store: of those, the sessions this hub process holds.
+            {"online_here", here_n},
             {"offline", enrolled - std::min(enrolled, online_n)},
             {"pending", pending},
             {"revoked", revoked}}},
@@ -73,6 +76,7 @@ json HubCore::StatusJson() const {
             {"events_undecodable", c.events_undecodable},
             {"commands_enqueued", c.commands_enqueued},
             {"store_errors", c.store_errors},
+            {"store_conflicts", c.store_conflicts},
             {"keys_refused", c.keys_refused},
             {"stale_incarnations", c.stale_incarnations},
             {"pending_refused", c.pending_refused},

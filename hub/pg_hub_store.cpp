@@ -1,6 +1,9 @@
 #include "hub/pg_hub_store.h"
 
+#include "common/text.h"
+
 #include <libpq-fe.h>
+#include <spdlog/spdlog.h>
 #include <poll.h>
 
 #include <chrono>
@@ -39,18 +42,20 @@ std::string I8(uint64_t v) { return EncodeU64(v); }
 // Sequence numbers beyond int8's range (kWholeStream) are clamped: no stream reaches it.
 std::string Seq(uint64_t v) { return EncodeU64(std::min<uint64_t>(v, INT64_MAX)); }
 
-bool ValidSchema(const std::string& s) {
-  if (s.empty() || s.size() > 48) return false;
-  for (char c : s) {
-    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_')) return false;
+// libpq's messages on one line (they may hold newlines and tabs).
+std::string OneLine(std::string m) {
+  for (char& ch : m) {
+    if (ch == '\n' || ch == '\t' || ch == '\r') ch = ' ';
   }
-  return !(s[0] >= '0' && s[0] <= '9');
+  while (!m.empty() && m.back() == ' ') m.pop_back();
+  return m;
 }
 
-std::string ConnError(PGconn* c) {
-  std::string m = c ? PQerrorMessage(c) : "out of memory";
-  while (!m.empty() && (m.back() == '\n' || m.back() == ' ')) m.pop_back();
-  return m;
+std::string ConnError(PGconn* c) { return OneLine(c ? PQerrorMessage(c) : "out of memory"); }
+
+// Notices and warnings from libpq and the server go to the hub's log, not raw to stderr.
+void LogNotice(void*, const char* message) {
+  spdlog::warn("hub.store_notice message=\"{}\"", OneLine(message ? message : ""));
 }
 
 constexpr char kSchemaSql[] = R"(
@@ -80,16 +85,28 @@ constexpr size_t kRowsPerInsert = 1000;
 
 }  // namespace
 
+Status PgHubStore::CheckSchemaName(const std::string& s) {
+  bool ok = !s.empty() && s.size() <= 48 && s[0] >= 'a' && s[0] <= 'z';
+  for (char c : s) ok = ok && ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_');
+  if (!ok) {
+    return Status::InvalidArgument("PostgreSQL schema name '" + SafeText(s, 64) +
+                                   "': 1-48 characters, a lower-case letter first, then "
+                                   "lower-case letters, digits and '_'");
+  }
+  if (s.rfind("pg_", 0) == 0 || s == "information_schema") {
+    return Status::InvalidArgument("PostgreSQL schema name '" + s +
+                                   "' is PostgreSQL's own; choose another (default: outpost)");
+  }
+  return Status::Ok();
+}
+
 PgHubStore::~PgHubStore() {
   if (conn_) PQfinish(conn_);
 }
 
 Result<std::unique_ptr<PgHubStore>> PgHubStore::Open(const std::string& conninfo,
                                                      const Options& options) {
-  if (!ValidSchema(options.schema)) {
-    return Status::InvalidArgument("PostgreSQL schema name '" + options.schema +
-                                   "' must be lower-case letters, digits and '_'");
-  }
+  if (Status v = CheckSchemaName(options.schema); !v.ok()) return v;
   std::unique_ptr<PgHubStore> s(new PgHubStore());
   s->schema_ = options.schema;
   s->channel_ = "outpost_" + options.schema;
@@ -97,6 +114,7 @@ Result<std::unique_ptr<PgHubStore>> PgHubStore::Open(const std::string& conninfo
   if (!s->conn_ || PQstatus(s->conn_) != CONNECTION_OK) {
     return Status::Unavailable("connect to PostgreSQL: " + ConnError(s->conn_));
   }
+  PQsetNoticeProcessor(s->conn_, &LogNotice, nullptr);
   // Durable means durable: the hub acknowledges a batch only after this commit.
   OUTPOST_RETURN_IF_ERROR(s->ExecAll(
       "SET synchronous_commit TO on; SET client_min_messages TO warning; "
@@ -455,8 +473,7 @@ Status PgHubStore::Commit(const Txn& txn) {
     if (!st.ok() || rs == PGRES_PIPELINE_ABORTED) continue;
     const char* state = PQresultErrorField(r.get(), PG_DIAG_SQLSTATE);
     const std::string code = state ? state : "";
-    std::string why = PQresultErrorMessage(r.get());
-    while (!why.empty() && (why.back() == '\n' || why.back() == ' ')) why.pop_back();
+    const std::string why = OneLine(PQresultErrorMessage(r.get()));
     if (code == "22012" && !batch[i].cas_what.empty()) {
       st = Status::Aborted(batch[i].cas_what);
     } else if (code == "40001" || code == "40P01" || code == "23505") {
@@ -639,6 +656,17 @@ Result<std::optional<std::string>> PgHubStore::GetSetting(const std::string& key
                            Exec("SELECT body FROM settings WHERE key = $1::bytea", {{key}}, true));
   if (r.rows() == 0) return std::optional<std::string>();
   return std::optional<std::string>(r.bytes(0, 0));
+}
+
+Status PgHubStore::ScanSettings(
+    const std::string& prefix,
+    const std::function<void(const std::string&, const std::string&)>& fn) const {
+  OUTPOST_ASSIGN_OR_RETURN(
+      auto r, Exec("SELECT key, body FROM settings WHERE substring(key from 1 for "
+                   "length($1::bytea)) = $1::bytea ORDER BY key",
+                   {{prefix}}, true));
+  for (int i = 0; i < r.rows(); ++i) fn(r.bytes(i, 0), r.bytes(i, 1));
+  return Status::Ok();
 }
 
 Result<std::optional<std::string>> PgHubStore::GetChunk(const std::string& digest) const {

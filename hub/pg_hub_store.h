@@ -37,6 +37,8 @@ class PgHubStore : public HubStore {
     std::string schema = "outpost";  // [a-z0-9_], created if missing
   };
 
+  // A schema name the store accepts (checked by --check-config too).
+  static Status CheckSchemaName(const std::string& schema);
   // conninfo: a libpq connection string or URI (postgresql://...).
   static Result<std::unique_ptr<PgHubStore>> Open(const std::string& conninfo,
                                                   const Options& options);
@@ -65,6 +67,9 @@ class PgHubStore : public HubStore {
                                                const std::string& task) const override;
   Result<std::optional<RequestRecord>> GetRequest(const std::string& id) const override;
   Result<std::optional<std::string>> GetSetting(const std::string& key) const override;
+  Status ScanSettings(const std::string& prefix,
+                      const std::function<void(const std::string&, const std::string&)>& fn)
+      const override;
   Result<std::optional<std::string>> GetChunk(const std::string& digest) const override;
   Status LoadArtifacts(std::vector<ArtifactRecord>* out) const override;
   Result<std::vector<LogRecord>> ReadDown(const std::string& site, uint64_t epoch, uint64_t after,

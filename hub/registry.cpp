@@ -46,7 +46,7 @@ std::optional<std::string> HubCore::AuthorizeSite(const std::string& key) {
   txn.PutSite(s);
   Audit(&txn, {{"event", "site.pending"}, {"site", s.name}, {"key", key}});
   if (Status st = CommitTxn(txn); !st.ok()) {
-    ++counters_.store_errors;
+    CountStoreFailure(st);
     spdlog::error("hub.pending_record_failed error=\"{}\"", st.ToString());
     return std::nullopt;
   }
@@ -82,7 +82,7 @@ Status HubCore::CommitSites(HubStore::Txn& txn, std::map<std::string, SiteRecord
   }
   Status s = CommitTxn(txn);
   if (!s.ok()) {
-    ++counters_.store_errors;
+    CountStoreFailure(s);
     return s;
   }
   for (auto& [name, rec] : changed) {
@@ -283,7 +283,7 @@ json HubCore::OpSiteRemove(const OperatorRequest& r, HubOutput* out) {
                {"runs_purged", runs}});
   std::map<std::string, uint64_t> counts = CountRuns(delta, &txn);
   if (Status st = CommitTxn(txn); !st.ok()) {
-    ++counters_.store_errors;
+    CountStoreFailure(st);
     return Error(st);
   }
   run_counts_ = std::move(counts);

@@ -346,6 +346,18 @@ Result<std::optional<std::string>> RocksHubStore::GetSetting(const std::string& 
   return std::optional<std::string>(std::move(v));
 }
 
+Status RocksHubStore::ScanSettings(
+    const std::string& prefix,
+    const std::function<void(const std::string&, const std::string&)>& fn) const {
+  std::unique_ptr<rocksdb::Iterator> it(
+      rocks_.db->NewIterator(rocksdb::ReadOptions(), Handle(Cf::kMeta)));
+  const std::string from = "set/" + prefix;
+  for (it->Seek(from); it->Valid() && it->key().starts_with(from); it->Next()) {
+    fn(it->key().ToString().substr(4), it->value().ToString());
+  }
+  return FromRocks(it->status(), "read settings " + prefix);
+}
+
 Result<std::optional<std::string>> RocksHubStore::GetChunk(const std::string& digest) const {
   std::string v;
   auto s = rocks_.db->Get(rocksdb::ReadOptions(), Handle(Cf::kBlobs), digest, &v);

@@ -56,6 +56,9 @@ class RocksHubStore : public HubStore {
                                                const std::string& task) const override;
   Result<std::optional<RequestRecord>> GetRequest(const std::string& id) const override;
   Result<std::optional<std::string>> GetSetting(const std::string& key) const override;
+  Status ScanSettings(const std::string& prefix,
+                      const std::function<void(const std::string&, const std::string&)>& fn)
+      const override;
   Result<std::optional<std::string>> GetChunk(const std::string& digest) const override;
   Status LoadArtifacts(std::vector<ArtifactRecord>* out) const override;
   Result<std::vector<LogRecord>> ReadDown(const std::string& site, uint64_t epoch, uint64_t after,

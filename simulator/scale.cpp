@@ -146,7 +146,9 @@ int RunScale(const ScaleOptions& o) {
       view_list.push_back(views.back().get());
       over = views.back().get();
     }
-    auto core = HubCore::Open(over, clock, &rng, ho, *faults);
+    HubOptions mine = ho;
+    mine.process_name = "hub" + std::to_string(h);
+    auto core = HubCore::Open(over, clock, &rng, mine, *faults);
     if (!core.ok()) return 2;
     cores.push_back(std::move(core).value());
   }

@@ -72,6 +72,11 @@ class SharedStoreView final : public HubStore {
   Result<std::optional<std::string>> GetSetting(const std::string& key) const override {
     return base_->GetSetting(key);
   }
+  Status ScanSettings(const std::string& prefix,
+                      const std::function<void(const std::string&, const std::string&)>& fn)
+      const override {
+    return base_->ScanSettings(prefix, fn);
+  }
   Result<std::optional<std::string>> GetChunk(const std::string& digest) const override {
     return base_->GetChunk(digest);
   }

@@ -174,8 +174,11 @@ class TwoHubsTest : public PgHubStoreTest {
   void SetUp() override {
     PgHubStoreTest::SetUp();
     ASSERT_TRUE(a_ && b_);
-    auto a = HubCore::Open(a_.get(), clock_, &rng_, HubOptions{});
-    auto b = HubCore::Open(b_.get(), clock_, &rng_, HubOptions{});
+    HubOptions oa, ob;  // two processes: two names
+    oa.process_name = "hub-a";
+    ob.process_name = "hub-b";
+    auto a = HubCore::Open(a_.get(), clock_, &rng_, oa);
+    auto b = HubCore::Open(b_.get(), clock_, &rng_, ob);
     ASSERT_TRUE(a.ok() && b.ok());
     ca_ = std::move(a).value();
     cb_ = std::move(b).value();
@@ -296,6 +299,22 @@ TEST_F(TwoHubsTest, ASiteMovesBetweenHubsAndEveryEventIsAppliedOnce) {
   ASSERT_TRUE(second["ok"].get<bool>()) << second.dump();
   EXPECT_TRUE(second["duplicate"].get<bool>());
   EXPECT_EQ(second["runs"], first["runs"]);
+
+  // Each hub says which sites it holds sessions for: the site is online through either.
+  HubOutput ignore;
+  cb_->Tick(&ignore);
+  ca_->Tick(&ignore);
+  EXPECT_TRUE(ca_->online("north-1"));
+  EXPECT_FALSE(ca_->online_here("north-1"));
+  auto st = Op(ca_.get(), {{"op", "status"}});
+  EXPECT_EQ(st["status"]["sites"]["online"], 1) << st.dump();
+  EXPECT_EQ(st["status"]["sites"]["online_here"], 0);
+  auto cancel = Op(ca_.get(), {{"op", "run.cancel"}, {"id", first["runs"][0]}});
+  EXPECT_EQ(cancel["message"], "cancel sent") << cancel.dump();
+  // A hub that stops saying so (killed) holds nothing 15 s later.
+  clock_.Advance(20'000);
+  ca_->Tick(&ignore);
+  EXPECT_FALSE(ca_->online("north-1"));
 }
 
 TEST(PgHubStore, ABadConnectionStringOrSchemaIsAClearError) {

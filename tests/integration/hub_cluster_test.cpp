@@ -176,13 +176,15 @@ tasks:
   EXPECT_GE(failovers, 3u);
   std::cout << "requests " << requests << ", runs " << runs_started.size() << ", failovers "
             << failovers << "\n";
-  // Run counts come from the store, the same through every hub (read every 5 s).
+  // Run counts come from the store and every site is online, the same through every hub
+  // (the counts are read and the sessions told every 5 s).
   for (int i = 0; i < kHubs; ++i) {
+    json status;
     EXPECT_TRUE(Eventually([&] {
-      json status;
       return CtlVia(i, "status", &status) == 0 &&
-             status["runs"].value("succeeded", uint64_t{0}) == runs_started.size();
-    }, 15000)) << "hub " << i;
+             status["runs"].value("succeeded", uint64_t{0}) == runs_started.size() &&
+             status["sites"].value("online", uint64_t{0}) == sites_.size();
+    }, 15000)) << "hub " << i << ": " << status.dump();
   }
 }
 
