@@ -161,6 +161,7 @@ Result<PgResult> PgHubStore::Exec(const std::string& sql, const std::vector<Para
           ExecAll("SET synchronous_commit TO on; SET search_path TO " + schema_ + "; LISTEN " +
                   channel_ + ";")
               .ok()) {
+        backend_pid_ = PQbackendPID(conn_);
         lost_changes_ = true;
         continue;
       }
@@ -497,7 +498,14 @@ Status PgHubStore::Commit(const Txn& txn) {
     }
   }
   if (PQexitPipelineMode(conn_) != 1) {
-    PQreset(conn_);  // a pipeline left half read: start the connection over
+    // A pipeline left half read: the connection starts over at the next Commit.
+    PQreset(conn_);
+    if (PQstatus(conn_) == CONNECTION_OK) {
+      ExecAll("SET synchronous_commit TO on; SET search_path TO " + schema_ + "; LISTEN " +
+              channel_ + ";")
+          .IgnoreError();
+      backend_pid_ = PQbackendPID(conn_);
+    }
     lost_changes_ = true;
   }
   commit_seconds_.Observe(

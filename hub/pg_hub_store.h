@@ -118,7 +118,7 @@ class PgHubStore : public HubStore {
   mutable bool lost_changes_ = false;
   bool write_failed_ = false;
   uint64_t audit_head_ = 0;
-  int backend_pid_ = 0;
+  mutable int backend_pid_ = 0;  // this connection's server process (its own notifications)
   Histogram commit_seconds_{Histogram::LatencyBounds()};
   // PutUp/PutDown rows of the transaction being committed, written as multi-row inserts.
   struct StreamRow {
