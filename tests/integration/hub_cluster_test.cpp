@@ -188,5 +188,24 @@ tasks:
   }
 }
 
+// A hub process started over the shared store without the fleet's keys (a forgotten copy
+// of keys/) would hold a key no agent trusts: it refuses to start, naming both keys.
+TEST_F(HubClusterTest, AHubWithAnotherKeyRefusesToStart) {
+  StartHubN(0);
+  const std::string stranger = (dir_ / "stranger").string();
+  const std::string log = (dir_ / "stranger.log").string();
+  pid_t pid = Spawn({OUTPOST_HUB_BIN, "--data-dir", stranger, "--store", conninfo_,
+                     "--store-schema", schema_, "--sites-endpoint", "tcp://127.0.0.1:0",
+                     "--operators-endpoint", "tcp://127.0.0.1:0"},
+                    log);
+  int status = 0;
+  ASSERT_TRUE(Eventually([&] { return waitpid(pid, &status, WNOHANG) == pid; }, 15000))
+      << "a hub with another key kept running";
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) != 0);
+  const std::string text = ReadAll(log);
+  EXPECT_NE(text.find("is not the fleet's"), std::string::npos) << text;
+  EXPECT_NE(text.find(hub_key_), std::string::npos) << text;
+}
+
 }  // namespace
 }  // namespace outpost::testing
