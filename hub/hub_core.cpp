@@ -235,7 +235,11 @@ void HubCore::RefreshFromStore(HubOutput* out) {
   if (Status s = store_->LoadSites(&list); !s.ok()) {
     ++counters_.store_errors;
     refresh_pending_ = true;
-    spdlog::error("hub.refresh_failed error=\"{}\"", SafeText(s.ToString()));
+    // Tried again at every tick while the store is away: logged once every 10 s.
+    if (clock_.Now() - refresh_logged_at_ >= 10'000) {
+      refresh_logged_at_ = clock_.Now();
+      spdlog::error("hub.refresh_failed error=\"{}\"", SafeText(s.ToString()));
+    }
     return;
   }
   std::set<std::string> seen;
@@ -265,7 +269,11 @@ void HubCore::RefreshFromStore(HubOutput* out) {
 void HubCore::OnStoreChanges(HubOutput* out) {
   std::vector<std::string> changes;
   if (Status s = store_->TakeChanges(&changes); !s.ok()) {
-    spdlog::warn("hub.store_changes_failed error=\"{}\"", SafeText(s.ToString()));
+    // Asked every round while the store is away: logged once every 10 s.
+    if (clock_.Now() - changes_logged_at_ >= 10'000) {
+      changes_logged_at_ = clock_.Now();
+      spdlog::warn("hub.store_changes_failed error=\"{}\"", SafeText(s.ToString()));
+    }
   }
   bool defs = false, policy = false, arts = false;
   for (const auto& c : changes) {

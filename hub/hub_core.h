@@ -233,6 +233,8 @@ class HubCore {
   // session's own calls, where ending it is not allowed).
   void KeepStored(SiteRecord fresh);
   bool refresh_pending_ = false;
+  TimeMs refresh_logged_at_ = -1'000'000;
+  TimeMs changes_logged_at_ = -1'000'000;
   // Several hubs: every kPresenceEveryMs this process writes the sites it holds sessions
   // for (setting "online/<process_name>") and reads the others'.
   static constexpr DurationMs kPresenceEveryMs = 5000;

@@ -165,9 +165,13 @@ class HubCore::Downstream : public OutgoingStream {
   uint64_t acked() const override { return hub_->sites_.at(site_).down_acked; }
   Result<std::vector<LogRecord>> Read(uint64_t after, size_t max_count,
                                       size_t max_bytes) const override {
+    // Never past the head this session declares: with several hubs the store may already
+    // hold commands another process appended that this one has not counted yet.
     const SiteRecord& s = hub_->sites_.at(site_);
-    return hub_->store_->ReadDown(site_, s.down_epoch, std::max(after, s.down_acked), max_count,
-                                  max_bytes);
+    const uint64_t from = std::max(after, s.down_acked);
+    if (s.down_head <= from) return std::vector<LogRecord>{};
+    const size_t room = static_cast<size_t>(std::min<uint64_t>(max_count, s.down_head - from));
+    return hub_->store_->ReadDown(site_, s.down_epoch, from, room, max_bytes);
   }
   Status Acknowledge(uint64_t seq) override {
     for (int attempt = 0;; ++attempt) {
