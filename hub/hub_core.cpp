@@ -92,7 +92,7 @@ void HubCore::ExchangePresence() {
     if (c->session->established()) mine["sites"].push_back(name);
   }
   HubStore::Txn txn;
-  txn.PutSetting("online/" + options_.process_name, mine.dump());
+  txn.PutSetting("online/" + options_.process_name, SafeDump(mine));
   if (Status st = CommitTxn(txn); !st.ok()) CountStoreFailure(st);
   std::set<std::string> elsewhere;
   Status st = store_->ScanSettings("online/", [&](const std::string& key, const std::string& v) {
@@ -153,7 +153,6 @@ Status HubCore::CommitTxn(HubStore::Txn& txn) {
 
 void HubCore::AdoptStored(const std::string& name, std::optional<SiteRecord> fresh,
                           HubOutput* out) {
-  ++counters_.records_reread;
   auto it = sites_.find(name);
   if (!fresh) {
     // Removed through another hub process.
@@ -164,23 +163,19 @@ void HubCore::AdoptStored(const std::string& name, std::optional<SiteRecord> fre
     }
     return;
   }
-  if (store_->allocates_commands()) heads_dirty_.insert(name);  // the record's is not the head
   if (it == sites_.end()) {
     by_key_[fresh->key] = name;
-    sites_[name] = std::move(*fresh);
+    KeepStored(std::move(*fresh));
     return;
   }
   const SiteRecord& held = it->second;
-  if (store_->allocates_commands() && fresh->down_epoch == held.down_epoch) {
-    fresh->down_head = held.down_head;
-  }
   const bool moved = fresh->incarnation != held.incarnation ||
                      fresh->up_applied != held.up_applied ||
                      fresh->down_epoch != held.down_epoch || fresh->down_acked < held.down_acked;
   const uint64_t old_head = held.down_head;
   if (held.key != fresh->key) by_key_.erase(held.key);
   by_key_[fresh->key] = name;
-  it->second = std::move(*fresh);
+  KeepStored(std::move(*fresh));
   if (ConnFor(name) && (moved || it->second.site_state() != SiteState::kEnrolled)) {
     // Another hub process applied this site's events (its session is there now) or the
     // site was revoked: this session is over; the site reconnects where it may.
@@ -253,17 +248,25 @@ void HubCore::RefreshFromStore(HubOutput* out) {
     if (!seen.count(name)) gone.push_back(name);
   }
   for (const auto& name : gone) AdoptStored(name, std::nullopt, out);
-  std::vector<WorkflowRecord> defs;
-  if (store_->LoadDefs(&defs).ok()) {
-    defs_.clear();
-    for (auto& d : defs) defs_[d.name] = std::move(d);
-  }
+  if (!ReloadDefs().ok()) refresh_pending_ = true;
   LoadPolicy().IgnoreError();
-  std::vector<ArtifactRecord> arts;
-  if (store_->LoadArtifacts(&arts).ok()) {
-    for (auto& a : arts) artifacts_[a.digest] = std::move(a);
-  }
+  ReloadArtifacts().IgnoreError();
   run_cache_.Clear();
+}
+
+Status HubCore::ReloadDefs() {
+  std::vector<WorkflowRecord> list;
+  OUTPOST_RETURN_IF_ERROR(store_->LoadDefs(&list));
+  defs_.clear();
+  for (auto& d : list) defs_[d.name] = std::move(d);
+  return Status::Ok();
+}
+
+Status HubCore::ReloadArtifacts() {
+  std::vector<ArtifactRecord> list;
+  OUTPOST_RETURN_IF_ERROR(store_->LoadArtifacts(&list));
+  for (auto& a : list) artifacts_[a.digest] = std::move(a);
+  return Status::Ok();
 }
 
 void HubCore::OnStoreChanges(HubOutput* out) {
@@ -297,22 +300,9 @@ void HubCore::OnStoreChanges(HubOutput* out) {
       arts = true;
     }
   }
-  if (defs) {
-    std::vector<WorkflowRecord> list;
-    if (store_->LoadDefs(&list).ok()) {
-      defs_.clear();
-      for (auto& d : list) defs_[d.name] = std::move(d);
-    } else {
-      refresh_pending_ = true;
-    }
-  }
+  if (defs && !ReloadDefs().ok()) refresh_pending_ = true;
   if (policy) LoadPolicy().IgnoreError();
-  if (arts) {
-    std::vector<ArtifactRecord> list;
-    if (store_->LoadArtifacts(&list).ok()) {
-      for (auto& a : list) artifacts_[a.digest] = std::move(a);
-    }
-  }
+  if (arts) ReloadArtifacts().IgnoreError();
 }
 
 void HubCore::Emit(const std::string& site, const SyncOutput& so, HubOutput* out) {

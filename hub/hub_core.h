@@ -229,6 +229,9 @@ class HubCore {
   // applied its events or replaced its incarnation; new commands are sent (out may be null).
   void AdoptStored(const std::string& name, std::optional<SiteRecord> fresh, HubOutput* out);
   Status RereadSite(const std::string& name, HubOutput* out);
+  // Definitions and artifacts as another hub process left them in the store.
+  Status ReloadDefs();
+  Status ReloadArtifacts();
   // Takes the stored record of a site without touching its session (from inside the
   // session's own calls, where ending it is not allowed).
   void KeepStored(SiteRecord fresh);

@@ -28,9 +28,6 @@ class PgResult {
     if (PQgetlength(r_.get(), row, col) != 8) return 0;
     return DecodeU64(std::string_view(PQgetvalue(r_.get(), row, col), 8));
   }
-  bool null(int row, int col) const { return PQgetisnull(r_.get(), row, col) != 0; }
-  // Rows a command touched (UPDATE, INSERT, DELETE).
-  uint64_t affected() const { return std::strtoull(PQcmdTuples(r_.get()), nullptr, 10); }
 
  private:
   std::unique_ptr<PGresult, void (*)(PGresult*)> r_;
@@ -123,7 +120,7 @@ Result<std::unique_ptr<PgHubStore>> PgHubStore::Open(const std::string& conninfo
       s->channel_ + ";"));
   s->backend_pid_ = PQbackendPID(s->conn_);
   OUTPOST_ASSIGN_OR_RETURN(auto head,
-                           s->Exec("SELECT coalesce(max(seq), 0)::int8 FROM audit", {}, true));
+                           s->Exec("SELECT coalesce(max(seq), 0)::int8 FROM audit", {}));
   if (head.rows() == 1) s->audit_head_ = head.u64(0, 0);
   return s;
 }
@@ -139,8 +136,20 @@ Status PgHubStore::ExecAll(const std::string& sql) const {
   return Status::Ok();
 }
 
-Result<PgResult> PgHubStore::Exec(const std::string& sql, const std::vector<Param>& params,
-                                  bool retry) const {
+bool PgHubStore::Reconnect() const {
+  PQreset(conn_);
+  if (PQstatus(conn_) != CONNECTION_OK ||
+      !ExecAll("SET synchronous_commit TO on; SET search_path TO " + schema_ + "; LISTEN " +
+               channel_ + ";")
+           .ok()) {
+    return false;
+  }
+  backend_pid_ = PQbackendPID(conn_);
+  lost_changes_ = true;  // notifications may have been missed meanwhile
+  return true;
+}
+
+Result<PgResult> PgHubStore::Exec(const std::string& sql, const std::vector<Param>& params) const {
   for (int attempt = 0;; ++attempt) {
     std::vector<const char*> values;
     std::vector<int> lengths, formats;
@@ -153,19 +162,8 @@ Result<PgResult> PgHubStore::Exec(const std::string& sql, const std::vector<Para
                             values.data(), lengths.data(), formats.data(), 1));
     const auto st = PQresultStatus(r.get());
     if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) return r;
-    if (PQstatus(conn_) == CONNECTION_BAD && retry && attempt == 0) {
-      // A read on a lost connection: connect again (the schema and LISTEN are per session)
-      // and say that changes may have been missed meanwhile.
-      PQreset(conn_);
-      if (PQstatus(conn_) == CONNECTION_OK &&
-          ExecAll("SET synchronous_commit TO on; SET search_path TO " + schema_ + "; LISTEN " +
-                  channel_ + ";")
-              .ok()) {
-        backend_pid_ = PQbackendPID(conn_);
-        lost_changes_ = true;
-        continue;
-      }
-    }
+    // A lost connection is made again once (the schema and LISTEN are per session).
+    if (PQstatus(conn_) == CONNECTION_BAD && attempt == 0 && Reconnect()) continue;
     const char* state = PQresultErrorField(r.get(), PG_DIAG_SQLSTATE);
     const std::string code = state ? state : "";
     // 40001 serialization failure, 40P01 deadlock, 23505 unique violation: a concurrent
@@ -394,16 +392,8 @@ Status PgHubStore::AddOp(const HubTxn::Op& op, bool check, std::vector<std::stri
 Status PgHubStore::Commit(const Txn& txn) {
   if (txn.ops().empty()) return Status::Ok();
   const auto t0 = std::chrono::steady_clock::now();
-  if (PQstatus(conn_) == CONNECTION_BAD) {
-    PQreset(conn_);
-    if (PQstatus(conn_) != CONNECTION_OK ||
-        !ExecAll("SET synchronous_commit TO on; SET search_path TO " + schema_ + "; LISTEN " +
-                 channel_ + ";")
-             .ok()) {
-      return Status::Unavailable("PostgreSQL: " + ConnError(conn_));
-    }
-    backend_pid_ = PQbackendPID(conn_);
-    lost_changes_ = true;
+  if (PQstatus(conn_) == CONNECTION_BAD && !Reconnect()) {
+    return Status::Unavailable("PostgreSQL: " + ConnError(conn_));
   }
   // The statements, built first (AddOp), then sent in one pipeline ending in COMMIT: one
   // round trip for the whole transaction. A compare-and-set that finds another revision
@@ -497,17 +487,7 @@ Status PgHubStore::Commit(const Txn& txn) {
       if (end) break;
     }
   }
-  if (PQexitPipelineMode(conn_) != 1) {
-    // A pipeline left half read: the connection starts over at the next Commit.
-    PQreset(conn_);
-    if (PQstatus(conn_) == CONNECTION_OK) {
-      ExecAll("SET synchronous_commit TO on; SET search_path TO " + schema_ + "; LISTEN " +
-              channel_ + ";")
-          .IgnoreError();
-      backend_pid_ = PQbackendPID(conn_);
-    }
-    lost_changes_ = true;
-  }
+  if (PQexitPipelineMode(conn_) != 1) Reconnect();  // a pipeline left half read
   commit_seconds_.Observe(
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   if (committed) {
@@ -542,13 +522,13 @@ Status DecodeRows(const PgResult& r, int col, const char* what, std::vector<T>* 
 }  // namespace
 
 Status PgHubStore::LoadSites(std::vector<SiteRecord>* out) const {
-  OUTPOST_ASSIGN_OR_RETURN(auto r, Exec("SELECT body FROM sites ORDER BY name", {}, true));
+  OUTPOST_ASSIGN_OR_RETURN(auto r, Exec("SELECT body FROM sites ORDER BY name", {}));
   return DecodeRows(r, 0, "site record", out);
 }
 
 Result<std::optional<SiteRecord>> PgHubStore::GetSite(const std::string& name) const {
   OUTPOST_ASSIGN_OR_RETURN(auto r,
-                           Exec("SELECT body FROM sites WHERE name = $1::bytea", {{name}}, true));
+                           Exec("SELECT body FROM sites WHERE name = $1::bytea", {{name}}));
   if (r.rows() == 0) return std::optional<SiteRecord>();
   SiteRecord s;
   OUTPOST_RETURN_IF_ERROR(Decode(r.bytes(0, 0), &s).WithContext("site record " + name));
@@ -558,17 +538,17 @@ Result<std::optional<SiteRecord>> PgHubStore::GetSite(const std::string& name) c
 Result<uint64_t> PgHubStore::DownHead(const std::string& site, uint64_t epoch) const {
   OUTPOST_ASSIGN_OR_RETURN(
       auto r, Exec("SELECT head FROM down_heads WHERE site = $1::bytea AND stream = $2::int8",
-                   {{site}, {I8(epoch)}}, true));
+                   {{site}, {I8(epoch)}}));
   return r.rows() == 0 ? uint64_t{0} : r.u64(0, 0);
 }
 
 Status PgHubStore::LoadDefs(std::vector<WorkflowRecord>* out) const {
-  OUTPOST_ASSIGN_OR_RETURN(auto r, Exec("SELECT body FROM defs ORDER BY name", {}, true));
+  OUTPOST_ASSIGN_OR_RETURN(auto r, Exec("SELECT body FROM defs ORDER BY name", {}));
   return DecodeRows(r, 0, "workflow record", out);
 }
 
 Result<std::optional<HubRun>> PgHubStore::GetRun(const std::string& id) const {
-  OUTPOST_ASSIGN_OR_RETURN(auto r, Exec("SELECT body FROM runs WHERE id = $1::bytea", {{id}}, true));
+  OUTPOST_ASSIGN_OR_RETURN(auto r, Exec("SELECT body FROM runs WHERE id = $1::bytea", {{id}}));
   if (r.rows() == 0) return std::optional<HubRun>();
   HubRun run;
   OUTPOST_RETURN_IF_ERROR(Decode(r.bytes(0, 0), &run).WithContext("run record " + id));
@@ -586,7 +566,7 @@ Status PgHubStore::ScanRunsWhere(const std::string& sql, const std::vector<Param
     std::vector<Param> q = p;
     q.push_back({last});
     q.push_back({first ? std::string("1") : std::string("0")});
-    OUTPOST_ASSIGN_OR_RETURN(auto r, Exec(sql, q, true));
+    OUTPOST_ASSIGN_OR_RETURN(auto r, Exec(sql, q));
     for (int i = 0; i < r.rows(); ++i) {
       HubRun run;
       OUTPOST_RETURN_IF_ERROR(Decode(r.bytes(i, 0), &run).WithContext("run record"));
@@ -635,7 +615,7 @@ Status PgHubStore::ScanRunsNewestFirst(const std::string& after,
 
 Result<std::optional<std::map<std::string, uint64_t>>> PgHubStore::CountRunsByState() const {
   OUTPOST_ASSIGN_OR_RETURN(
-      auto r, Exec("SELECT state, count(*)::int8 FROM runs GROUP BY state", {}, true));
+      auto r, Exec("SELECT state, count(*)::int8 FROM runs GROUP BY state", {}));
   std::map<std::string, uint64_t> counts;
   for (int i = 0; i < r.rows(); ++i) counts[r.bytes(i, 0)] = r.u64(i, 1);
   return std::optional<std::map<std::string, uint64_t>>(std::move(counts));
@@ -645,14 +625,14 @@ Result<std::optional<std::string>> PgHubStore::GetOutput(const std::string& run,
                                                          const std::string& task) const {
   OUTPOST_ASSIGN_OR_RETURN(
       auto r, Exec("SELECT body FROM outputs WHERE run = $1::bytea AND task = $2::bytea",
-                   {{run}, {task}}, true));
+                   {{run}, {task}}));
   if (r.rows() == 0) return std::optional<std::string>();
   return std::optional<std::string>(r.bytes(0, 0));
 }
 
 Result<std::optional<RequestRecord>> PgHubStore::GetRequest(const std::string& id) const {
   OUTPOST_ASSIGN_OR_RETURN(auto r,
-                           Exec("SELECT body FROM requests WHERE id = $1::bytea", {{id}}, true));
+                           Exec("SELECT body FROM requests WHERE id = $1::bytea", {{id}}));
   if (r.rows() == 0) return std::optional<RequestRecord>();
   RequestRecord q;
   OUTPOST_RETURN_IF_ERROR(Decode(r.bytes(0, 0), &q).WithContext("request " + id));
@@ -661,7 +641,7 @@ Result<std::optional<RequestRecord>> PgHubStore::GetRequest(const std::string& i
 
 Result<std::optional<std::string>> PgHubStore::GetSetting(const std::string& key) const {
   OUTPOST_ASSIGN_OR_RETURN(auto r,
-                           Exec("SELECT body FROM settings WHERE key = $1::bytea", {{key}}, true));
+                           Exec("SELECT body FROM settings WHERE key = $1::bytea", {{key}}));
   if (r.rows() == 0) return std::optional<std::string>();
   return std::optional<std::string>(r.bytes(0, 0));
 }
@@ -672,20 +652,20 @@ Status PgHubStore::ScanSettings(
   OUTPOST_ASSIGN_OR_RETURN(
       auto r, Exec("SELECT key, body FROM settings WHERE substring(key from 1 for "
                    "length($1::bytea)) = $1::bytea ORDER BY key",
-                   {{prefix}}, true));
+                   {{prefix}}));
   for (int i = 0; i < r.rows(); ++i) fn(r.bytes(i, 0), r.bytes(i, 1));
   return Status::Ok();
 }
 
 Result<std::optional<std::string>> PgHubStore::GetChunk(const std::string& digest) const {
   OUTPOST_ASSIGN_OR_RETURN(
-      auto r, Exec("SELECT body FROM chunks WHERE digest = $1::bytea", {{digest}}, true));
+      auto r, Exec("SELECT body FROM chunks WHERE digest = $1::bytea", {{digest}}));
   if (r.rows() == 0) return std::optional<std::string>();
   return std::optional<std::string>(r.bytes(0, 0));
 }
 
 Status PgHubStore::LoadArtifacts(std::vector<ArtifactRecord>* out) const {
-  OUTPOST_ASSIGN_OR_RETURN(auto r, Exec("SELECT body FROM artifacts ORDER BY digest", {}, true));
+  OUTPOST_ASSIGN_OR_RETURN(auto r, Exec("SELECT body FROM artifacts ORDER BY digest", {}));
   return DecodeRows(r, 0, "artifact", out);
 }
 
@@ -704,7 +684,7 @@ Result<std::vector<LogRecord>> PgHubStore::ReadStream(const char* table, const s
         auto r, Exec(std::string("SELECT seq, body FROM ") + table +
                          " WHERE site = $1::bytea AND stream = $2::int8 AND seq > $3::int8 "
                          "ORDER BY seq LIMIT $4::int8",
-                     {{site}, {I8(stream)}, {Seq(from)}, {I8(limit)}}, true));
+                     {{site}, {I8(stream)}, {Seq(from)}, {I8(limit)}}));
     for (int i = 0; i < r.rows() && out.size() < max_count; ++i) {
       const uint64_t seq = r.u64(i, 0);
       if (seq != expect && !gaps_allowed) {
@@ -737,7 +717,7 @@ Result<std::vector<LogRecord>> PgHubStore::ReadUp(const std::string& site, uint6
 Status PgHubStore::ReadAudit(size_t limit, std::vector<std::string>* out) const {
   OUTPOST_ASSIGN_OR_RETURN(
       auto r, Exec("SELECT body FROM audit ORDER BY n DESC LIMIT $1::int8",
-                   {{I8(std::min<uint64_t>(limit, INT64_MAX))}}, true));
+                   {{I8(std::min<uint64_t>(limit, INT64_MAX))}}));
   out->clear();
   for (int i = r.rows() - 1; i >= 0; --i) out->push_back(r.bytes(i, 0));
   return Status::Ok();
@@ -747,7 +727,7 @@ uint64_t PgHubStore::ApproximateSize() const {
   auto r = Exec(
       "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::int8 FROM pg_class c JOIN "
       "pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1::text AND c.relkind = 'r'",
-      {{schema_}}, true);
+      {{schema_}});
   if (!r.ok() || r->rows() != 1) return 0;
   return r->u64(0, 0);
 }

@@ -89,11 +89,12 @@ class PgHubStore : public HubStore {
     std::string data;
   };
   PgHubStore() = default;
-  // Runs one statement; binary parameters and results. A lost connection is reset once
-  // (and "*" queued as a change: notifications may have been missed) for reads; a write
-  // in a transaction fails instead.
-  Result<PgResult> Exec(const std::string& sql, const std::vector<Param>& params,
-                        bool retry) const;
+  // Runs one read; binary parameters and results. A lost connection is made again once
+  // (Reconnect). Writes go through Write and Commit's pipeline.
+  Result<PgResult> Exec(const std::string& sql, const std::vector<Param>& params) const;
+  // Connects again, sets the session up (synchronous_commit, schema, LISTEN) and queues
+  // "*" as a change: notifications may have been missed. False if the server is away.
+  bool Reconnect() const;
   Status ExecAll(const std::string& sql) const;  // several statements, no parameters
   Status AddOp(const HubTxn::Op& op, bool check, std::vector<std::string>* notes);
   Status FlushStreamRows();

@@ -113,10 +113,12 @@ class FleetTest : public ::testing::Test {
     return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
   }
   // outpostctl against the hub; returns the exit code and parses --json output.
-  int Ctl(const std::string& args, json* out = nullptr) {
+  int Ctl(const std::string& args, json* out = nullptr) { return CtlAt(HubDir(), args, out); }
+  // The same through the hub whose data directory is hub_dir (several hub processes).
+  int CtlAt(const std::string& hub_dir, const std::string& args, json* out = nullptr) {
     std::string text;
-    int rc = Run(std::string(OUTPOSTCTL_BIN) + " --hub-dir " + HubDir() + " --timeout-ms 10000 --json " +
-                     args,
+    int rc = Run(std::string(OUTPOSTCTL_BIN) + " --hub-dir " + hub_dir +
+                     " --timeout-ms 10000 --json " + args,
                  &text);
     if (out) *out = json::parse(text, nullptr, false);
     return rc;

@@ -60,12 +60,7 @@ class HubClusterTest : public FleetTest {
   }
   // outpostctl through hub i.
   int CtlVia(int i, const std::string& args, json* out = nullptr) {
-    std::string text;
-    int rc = Run(std::string(OUTPOSTCTL_BIN) + " --hub-dir " + HubN(i) +
-                     " --timeout-ms 10000 --json " + args,
-                 &text);
-    if (out) *out = json::parse(text, nullptr, false);
-    return rc;
+    return CtlAt(HubN(i), args, out);
   }
   int LiveHub() const {
     for (int i = 0; i < kHubs; ++i) {
