@@ -17,7 +17,8 @@
 // Every change the hub makes goes through a HubTxn committed atomically and durably
 // (synced before Commit returns): an upstream batch, its materialized effect and the new
 // watermark land together or not at all. Implementations: RocksHubStore (the embedded
-// default, hub/rocks_hub_store.h). Each must pass the conformance suite in
+// default, hub/rocks_hub_store.h) and PgHubStore (several hub processes over one
+// PostgreSQL, hub/pg_hub_store.h). Each must pass the conformance suite in
 // tests/hub/hub_store_conformance.h.
 //
 // Thread-safety: one owner thread.
