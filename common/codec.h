@@ -38,6 +38,69 @@ std::string Encode(const T& value) {
 Status UnpackBounded(std::string_view bytes, const DecodeLimits& limits,
                      msgpack::object_handle* handle);
 
+// A parse of `bytes` whose strings and binaries point into `bytes` (nothing is copied) and
+// whose objects live in a zone this thread reuses: decoding an event or a frame costs no
+// allocation of its own. Valid while this and `bytes` live; within the same limits and
+// with the same errors as UnpackBounded. Parses may nest (a converter that parses again
+// gets a zone of its own).
+class Unpacked {
+ public:
+  Unpacked();
+  ~Unpacked();
+  Unpacked(const Unpacked&) = delete;
+  Unpacked& operator=(const Unpacked&) = delete;
+
+  Status Parse(std::string_view bytes, const DecodeLimits& limits);
+  const msgpack::object& root() const { return root_; }
+
+ private:
+  msgpack::zone* zone_;  // owned; this thread's spare when there was one
+  msgpack::object root_;
+};
+
+// Reads msgpack straight from bytes, for the hot decoders (Event) that must not build
+// msgpack-c's object tree: accepts exactly what msgpack-c's parser accepts within the same
+// DecodeLimits (nesting counted as msgpack-c counts it: the outermost container is level
+// 1), and every failure is said in UnpackBounded's words. Nothing throws.
+class MsgReader {
+ public:
+  enum class Type { kNil, kBool, kPositive, kNegative, kFloat, kStr, kBin, kExt, kArray, kMap };
+  struct Value {
+    Type type = Type::kNil;
+    uint64_t u = 0;        // kPositive; kBool: 0 or 1
+    int64_t i = 0;         // kNegative
+    std::string_view raw;  // kStr, kBin, kExt (its data)
+    uint32_t count = 0;    // kArray: elements, kMap: pairs (they follow)
+  };
+
+  MsgReader(std::string_view bytes, const DecodeLimits& limits);
+
+  // The next value at nesting `level` (a container's own level: the top value is 0, so a
+  // top-level map is level 1). Containers give their count; their elements follow.
+  bool Read(Value* v, size_t level);
+  // Reads one whole value at `level`, elements included.
+  bool Skip(size_t level);
+  // Reads the elements of `v` (read at `level`) when it is a container; nothing otherwise.
+  bool SkipElements(const Value& v, size_t level);
+  bool AtEnd() const { return p_ == end_; }
+  size_t left() const { return static_cast<size_t>(end_ - p_); }
+  // Why the last Read or Skip failed.
+  const std::string& error() const { return error_; }
+  bool Fail(std::string why) {
+    if (error_.empty()) error_ = std::move(why);
+    return false;
+  }
+
+ private:
+  bool Take(size_t n, const char** at);
+  bool TakeUint(size_t n, uint64_t* out);
+
+  const char* p_;
+  const char* end_;
+  DecodeLimits limits_;
+  std::string error_;
+};
+
 // One pass over a msgpack map for a hand-written converter: calls field(i, value) for
 // each key that is keys[i], the first time it appears; unknown keys are skipped; a map
 // that is not one, or a key that is not a string, throws msgpack::type_error (as
@@ -61,10 +124,10 @@ void ForEachMapField(const msgpack::object& o, const std::string_view (&keys)[N]
 
 template <typename T>
 Status Decode(std::string_view bytes, T* out, const DecodeLimits& limits = {}) {
-  msgpack::object_handle handle;
-  OUTPOST_RETURN_IF_ERROR(UnpackBounded(bytes, limits, &handle));
+  Unpacked parsed;
+  OUTPOST_RETURN_IF_ERROR(parsed.Parse(bytes, limits));
   try {
-    handle.get().convert(*out);
+    parsed.root().convert(*out);
   } catch (const std::exception&) {
     return Status::Corruption(
         "a field has the wrong msgpack type (see docs/protocol.md for each field's type)");

@@ -70,6 +70,12 @@ struct Event {
                      workflow, params, tasks, request);
 };
 
+// Decodes an event straight from its bytes (MsgReader: no msgpack-c object tree, no
+// allocation but the event's own strings), accepting exactly what Decode<T> with the
+// converter below accepts; tests/common/codec_test.cpp holds it to msgpack-c's own map
+// decoding. Chosen over the template for every Decode(bytes, &event).
+Status Decode(std::string_view bytes, Event* out, const DecodeLimits& limits = {});
+
 }  // namespace outpost
 
 // Decoding an Event reads its map once, matching each key as it comes (msgpack-c's

@@ -239,9 +239,9 @@ Status DecodeMessage(std::string_view frame, Message* out) {
   limits.max_bin = kMaxWireString;
   limits.max_depth = kMaxWireDepth;
   *out = Message();
-  msgpack::object_handle handle;
-  OUTPOST_RETURN_IF_ERROR(UnpackBounded(frame, limits, &handle));
-  const msgpack::object& root = handle.get();
+  Unpacked parsed;
+  OUTPOST_RETURN_IF_ERROR(parsed.Parse(frame, limits));
+  const msgpack::object& root = parsed.root();
   if (root.type != msgpack::type::MAP) {
     return Status::InvalidArgument("a frame must be a msgpack map");
   }

@@ -110,13 +110,29 @@ TEST(CodecTest, EventDecoderAgreesWithMsgpackMapDecoding) {
     for (uint32_t k = 0; k < n; ++k) {
       if (rng.Uniform(40) == 0) pk.pack(7);  // a key that is not a string
       else pk.pack(std::string(keys[rng.Uniform(std::size(keys) - 1)]));
-      switch (rng.Uniform(7)) {
+      switch (rng.Uniform(16)) {
         case 0: pk.pack(static_cast<int64_t>(rng.Uniform(600)) - 300); break;
         case 1: pk.pack(std::string("v") + std::to_string(rng.Uniform(9))); break;
         case 2: pk.pack(std::map<std::string, std::string>{{"a", "b"}}); break;
         case 3: pk.pack(std::vector<std::string>{"x", "y"}); break;
         case 4: pk.pack(rng.Uniform(1) == 0); break;
         case 5: pk.pack(static_cast<uint64_t>(rng.Next())); break;
+        case 6: pk.pack(1.5); break;
+        case 7: pk.pack(std::vector<int>{1, 2}); break;
+        case 8: pk.pack(std::map<std::string, int>{{"a", 1}}); break;
+        case 9: pk.pack(std::map<std::string, std::string>{{"a", "b"}, {"c", "d"}}); break;
+        case 10: {  // params with a key given twice: msgpack-c keeps the last
+          pk.pack_map(2);
+          pk.pack(std::string("k"));
+          pk.pack(std::string("first"));
+          pk.pack(std::string("k"));
+          pk.pack(std::string("last"));
+          break;
+        }
+        case 11: pk.pack_ext(2, 7); pk.pack_ext_body("ab", 2); break;
+        case 12: pk.pack_bin(3); pk.pack_bin_body("a\0b", 3); break;
+        case 13: pk.pack(static_cast<int64_t>(INT32_MIN) - static_cast<int64_t>(rng.Uniform(3))); break;
+        case 14: pk.pack(std::vector<std::vector<std::string>>{{"deep"}}); break;
         default: pk.pack_nil(); break;
       }
     }
@@ -138,6 +154,56 @@ TEST(CodecTest, EventDecoderAgreesWithMsgpackMapDecoding) {
         << "seed " << seed << " case " << i;
   }
   // Both outcomes were exercised.
+  EXPECT_GT(agreed_ok, 1000) << "seed " << seed;
+  EXPECT_GT(agreed_error, 1000) << "seed " << seed;
+}
+
+// Damaged bytes (flipped, cut short, grown) of real events, under tight limits: the
+// direct decoder (MsgReader) accepts exactly what msgpack-c's parser and converter
+// accept, and reads the same event.
+TEST(CodecTest, EventDecoderAgreesWithMsgpackOnDamagedBytes) {
+  const uint64_t seed = 20261202;
+  Rng rng(seed);
+  Event e;
+  e.time = 1'700'000'000'000;
+  e.type = 1;
+  e.run = "site-01ABC";
+  e.task = "t";
+  e.state = "running";
+  e.output = std::string("\0\xff out", 6);
+  e.params = {{"a", "1"}, {"bb", "22"}};
+  e.tasks = {"x", "y", "z"};
+  const std::string good = Encode(e);
+  int agreed_ok = 0, agreed_error = 0;
+  for (int i = 0; i < 50000; ++i) {
+    std::string m = good;
+    const int flips = static_cast<int>(rng.Uniform(4));
+    for (int f = 0; f < flips; ++f) m[rng.Uniform(m.size())] = static_cast<char>(rng.Next());
+    if (rng.Uniform(4) == 0) m.resize(rng.Uniform(m.size() + 1));
+    if (rng.Uniform(8) == 0) m.push_back(static_cast<char>(rng.Next()));
+    DecodeLimits limits;
+    limits.max_depth = 1 + rng.Uniform(3);
+    limits.max_str = 4 + rng.Uniform(12);
+    limits.max_array = 1 + rng.Uniform(4);
+    limits.max_map = 2 + rng.Uniform(16);
+    limits.max_ext = 1 + rng.Uniform(8);
+    limits.max_bin = 4 + rng.Uniform(12);
+    Event got;
+    ReferenceEvent want;
+    const bool ok = Decode(m, &got, limits).ok();
+    const bool want_ok = Decode(m, &want, limits).ok();
+    ASSERT_EQ(ok, want_ok) << "seed " << seed << " case " << i;
+    if (!ok) {
+      ++agreed_error;
+      continue;
+    }
+    ++agreed_ok;
+    ASSERT_EQ(Encode(got), Encode(Event{want.time, want.type, want.run, want.task, want.attempt,
+                                        want.state, want.exit_code, want.signal, want.message,
+                                        want.output, want.workflow, want.params, want.tasks,
+                                        want.request}))
+        << "seed " << seed << " case " << i;
+  }
   EXPECT_GT(agreed_ok, 1000) << "seed " << seed;
   EXPECT_GT(agreed_error, 1000) << "seed " << seed;
 }
