@@ -11,6 +11,7 @@
 //           one synced WriteBatch. The network and CURVE are not (see docs/performance.md).
 //
 //   outpost-bench-hub [--sites N] [--events E] [--dir PATH]
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -40,6 +41,15 @@ using Clk = std::chrono::steady_clock;
 
 using bench::SampleEvent;
 
+// 0: SampleEvent (runs of 50 tasks, each task reported once); N: runs of N tasks, each
+// task started and later finished (bench::LargeRunEvent).
+uint64_t run_tasks = 0;
+size_t batch = SyncOptions{}.batch_count;  // --batch: events per batch (sites and ceiling)
+bool whole_runs = false;  // --whole-runs: the store writes every run whole (the baseline)
+std::string BenchEvent(size_t site, uint64_t i) {
+  return run_tasks ? bench::LargeRunEvent(site, i, run_tasks) : SampleEvent(site, i);
+}
+
 // CPU time of the calling thread.
 double ThreadCpuSeconds() {
   timespec ts{};
@@ -64,7 +74,7 @@ double Ceiling(const std::string& dir, int sites, int events, size_t batch) {
     for (int first = 0; first < events; first += static_cast<int>(batch)) {
       rocksdb::WriteBatch wb;
       for (int i = first; i < std::min<int>(events, first + static_cast<int>(batch)); ++i) {
-        wb.Put(rocks->cfs[1], StreamKey(name, 1, static_cast<uint64_t>(i) + 1), SampleEvent(s, i));
+        wb.Put(rocks->cfs[1], StreamKey(name, 1, static_cast<uint64_t>(i) + 1), BenchEvent(s, i));
         ++total;
       }
       wb.Put(rocks->cfs[2], name, std::string(120, 's'));
@@ -90,10 +100,13 @@ double HubIngest(const std::string& dir, int sites, int events, uint64_t* frames
                  double* connect_secs, double* busy_share, double* hub_cpu) {
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
-  auto store = RocksHubStore::Open(dir, RocksHubStore::Options{});
+  RocksHubStore::Options so;
+  so.task_rows = !whole_runs;
+  auto store = RocksHubStore::Open(dir, so);
   SystemClock clock;
   Rng rng(1);
   HubOptions ho;
+  ho.sync.batch_count = batch;
   auto core = HubCore::Open(store->get(), clock, &rng, ho);
   if (!store.ok() || !core.ok()) exit(1);
   std::vector<std::unique_ptr<Site>> fleet;
@@ -105,7 +118,7 @@ double HubIngest(const std::string& dir, int sites, int events, uint64_t* frames
                                            {"key", keys->public_z85}}, &ignore);
     if (!r["ok"].get<bool>()) exit(1);
     fleet.push_back(std::make_unique<Site>(i, clock, ho.sync));
-    for (int e = 0; e < events; ++e) fleet.back()->waiting.push_back(SampleEvent(i, e));
+    for (int e = 0; e < events; ++e) fleet.back()->waiting.push_back(BenchEvent(i, e));
     by_peer[fleet.back()->name] = fleet.back().get();
   }
   // The sites run on their own thread, as they run on their own machines: the hub's
@@ -216,18 +229,26 @@ int Main(int argc, char** argv) {
     if (!strcmp(argv[i], "--sites")) sites = atoi(argv[i + 1]);
     else if (!strcmp(argv[i], "--events")) events = atoi(argv[i + 1]);
     else if (!strcmp(argv[i], "--dir")) dir = argv[i + 1];
+    else if (!strcmp(argv[i], "--run-tasks")) run_tasks = strtoull(argv[i + 1], nullptr, 10);
+    else if (!strcmp(argv[i], "--batch")) batch = std::max<size_t>(1, strtoull(argv[i + 1], nullptr, 10));
+    else if (!strcmp(argv[i], "--whole-runs")) whole_runs = !strcmp(argv[i + 1], "on");
   }
-  printf("hub ingest: %d sites x %d events, synced writes, store in %s\n", sites, events, dir.c_str());
+  printf("hub ingest: %d sites x %d events, synced writes, store in %s; %s\n", sites, events,
+         dir.c_str(),
+         run_tasks ? ("runs of " + std::to_string(run_tasks) +
+                      " tasks, each started then finished").c_str()
+                   : "runs of 50 tasks, each reported once");
+  if (whole_runs) printf("  (--whole-runs on: every run written whole, as before task rows)\n");
   // The ceiling is measured before and after the hub and averaged: a virtual machine's
   // disk drifts within minutes, and one measurement on either side would favour one.
-  const double before = Ceiling(dir + "/raw", sites, events, SyncOptions{}.batch_count);
+  const double before = Ceiling(dir + "/raw", sites, events, batch);
   uint64_t frames = 0;
   double connect = 0, busy = 0, hub_cpu = 0;
   const double hub = HubIngest(dir + "/hub", sites, events, &frames, &connect, &busy, &hub_cpu);
-  const double after = Ceiling(dir + "/raw", sites, events, SyncOptions{}.batch_count);
+  const double after = Ceiling(dir + "/raw", sites, events, batch);
   const double ceiling = (before + after) / 2;
   printf("  raw RocksDB ceiling (synced batches of %zu): %10.0f events/s (%.0f before the hub, %.0f after)\n",
-         SyncOptions{}.batch_count, ceiling, before, after);
+         batch, ceiling, before, after);
   printf("  %d sites connected (HELLO, WELCOME, first incarnation recorded) in %.2f s: %.0f handshakes/s\n",
          sites, connect, sites / connect);
   printf("  HubCore + HubStore, wire codec, no network:  %10.0f events/s (%.0f%% of ceiling), %llu frames\n",

@@ -796,7 +796,7 @@ Status HubCore::MaterializeEvent(const std::string& site, uint64_t seq, const Ev
   if (faults_.run_view_drops_run_end && e.type == static_cast<uint8_t>(EventType::kRunFinished)) {
     return Status::Ok();  // planted bug (common/faults.h)
   }
-  FoldEvent(e, &run, txn, &it->second.task_index);
+  FoldEvent(e, &run, txn, &it->second.task_index, &it->second.changed);
   return Status::Ok();
 }
 

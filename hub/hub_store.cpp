@@ -1,6 +1,7 @@
 // The store-independent part of HubStore: names and the transaction's logical operations.
 #include "hub/hub_store.h"
 
+#include <algorithm>
 #include <string_view>
 
 namespace outpost {
@@ -41,6 +42,31 @@ void HubTxn::TrimDown(const std::string& site, uint64_t epoch, uint64_t through)
 void HubTxn::PutRun(HubRun& r) {
   const uint64_t expect = r.rev++;
   ops_.push_back({Kind::kPutRun, r.id, r.site + '\0' + r.state, 0, 0, Encode(r), expect, r.rev});
+}
+void HubTxn::PutRunRows(HubRun& r, const std::vector<uint32_t>& changed) {
+  const uint64_t expect = r.rev++;
+  std::vector<HubTask> tasks;
+  tasks.swap(r.tasks);  // the run's own fields only, without copying it
+  Op op{Kind::kPutRun, r.id, r.site + '\0' + r.state, 0, 0, Encode(r), expect, r.rev};
+  tasks.swap(r.tasks);
+  op.split = true;
+  op.ntasks = static_cast<uint32_t>(r.tasks.size());
+  std::vector<uint32_t> chunks;
+  for (uint32_t i : changed) {
+    if (i < r.tasks.size()) chunks.push_back(i / kTaskChunk);
+  }
+  std::sort(chunks.begin(), chunks.end());
+  chunks.erase(std::unique(chunks.begin(), chunks.end()), chunks.end());
+  for (uint32_t c : chunks) {
+    const size_t from = size_t{c} * kTaskChunk;
+    const size_t to = std::min(r.tasks.size(), from + kTaskChunk);
+    msgpack::sbuffer buf;
+    msgpack::packer<msgpack::sbuffer> pk(buf);
+    pk.pack_array(static_cast<uint32_t>(to - from));
+    for (size_t i = from; i < to; ++i) pk.pack(r.tasks[i]);
+    op.rows.emplace_back(c, std::string(buf.data(), buf.size()));
+  }
+  ops_.push_back(std::move(op));
 }
 void HubTxn::PutRun(const HubRun& r) {
   ops_.push_back({Kind::kPutRun, r.id, r.site + '\0' + r.state, 0, 0, Encode(r), kAnyRev, r.rev});

@@ -211,6 +211,12 @@ class HubTxn {
     // 0: absent), or kAnyRev. kPutRequest expects 0: a request is written once.
     uint64_t expect = kAnyRev;
     uint64_t rev = 0;  // the revision the written record carries (kPutSite, kPutRun)
+    // kPutRun written by PutRunRows: `value` is the run without its tasks, which are
+    // `ntasks` long, and `rows` the chunks of kTaskChunk tasks that changed, by chunk
+    // number (each an encoded array of its tasks).
+    bool split = false;
+    uint32_t ntasks = 0;
+    std::vector<std::pair<uint32_t, std::string>> rows = {};
   };
   static constexpr uint64_t kAnyRev = UINT64_MAX;
 
@@ -235,6 +241,12 @@ class HubTxn {
   void TrimUp(const std::string& site, uint64_t incarnation, uint64_t through);
   void PutRun(HubRun& r);  // as PutSite
   void PutRun(const HubRun& r);
+  // As PutRun(HubRun&), for stores that keep a run's tasks in rows of their own
+  // (HubStore::stores_task_rows), kTaskChunk tasks to a row: writes the run's own fields
+  // and only the rows holding the tasks at `changed` (positions in r.tasks; the store's
+  // other rows must be the run's as read).
+  static constexpr uint32_t kTaskChunk = 32;
+  void PutRunRows(HubRun& r, const std::vector<uint32_t>& changed);
   void PutOutput(const std::string& run, const std::string& task, const std::string& out);
   // Removes a run and its output tails.
   void DeleteRun(const std::string& run);
@@ -291,6 +303,10 @@ class HubStore {
   // Whether the store allocates command sequence numbers itself (HubTxn::AppendDown); the
   // head of a site's command log is then DownHead, not the record's down_head.
   virtual bool allocates_commands() const { return false; }
+  // Whether PutRunRows may be used: the store keeps a run's tasks in rows of their own,
+  // so a batch that changes three tasks of a 1,000-task run writes at most three rows of
+  // 32 tasks, not the whole run.
+  virtual bool stores_task_rows() const { return false; }
   virtual Result<uint64_t> DownHead(const std::string& site, uint64_t epoch) const {
     (void)site;
     (void)epoch;

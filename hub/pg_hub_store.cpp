@@ -297,6 +297,7 @@ Status PgHubStore::AddOp(const HubTxn::Op& op, bool check, std::vector<std::stri
                   {{op.key}, {I8(op.stream)}, {Seq(op.seq)}});
       return Status::Ok();
     case Kind::kPutRun: {
+      if (op.split) return Status::Internal("PgHubStore keeps a run's tasks in its record");
       const size_t nul = op.key2.find('\0');
       if (nul == std::string::npos) return Status::Internal("run " + op.key + " without its site");
       std::vector<Param> p = {{op.key},        {op.key2.substr(0, nul)}, {RunTimeKey(op.key)},

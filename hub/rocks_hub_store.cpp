@@ -13,6 +13,21 @@ constexpr char kAuditPrefix[] = "audit/";
 // The runs' index by time (ScanRunsNewestFirst); "set/run_time_index" in meta says it is
 // complete (a store from before it is indexed once, at open).
 constexpr char kTimePrefix[] = "when/";
+// A run record whose tasks are rows of their own starts with this byte (never the first
+// of a msgpack map), then the task count (4 bytes, big-endian), then the run's fields.
+constexpr char kSplitRunMark = '\xc1';
+
+std::string RowNumber(uint32_t n) {
+  std::string b(4, '\0');
+  for (int i = 3; i >= 0; --i, n >>= 8) b[i] = static_cast<char>(n & 0xff);
+  return b;
+}
+// Task rows: "row/" run '\0' row number (4 bytes, big-endian), in the runs' column family;
+// row n holds tasks n*HubTxn::kTaskChunk onwards (HubTxn::PutRunRows).
+std::string RowPrefix(const std::string& run, char end = '\0') {
+  return "row/" + run + end;
+}
+std::string RowKey(const std::string& run, uint32_t pos) { return RowPrefix(run) + RowNumber(pos); }
 
 }  // namespace
 
@@ -35,6 +50,7 @@ Result<std::unique_ptr<RocksHubStore>> RocksHubStore::Open(const std::string& pa
   OUTPOST_ASSIGN_OR_RETURN(s->rocks_, OpenRocks(path, kCfNames, ro));
   s->sync_ = options.sync;
   s->check_revisions_ = options.check_revisions;
+  s->task_rows_ = options.task_rows;
   // The newest audit key gives the audit sequence.
   std::unique_ptr<rocksdb::Iterator> it(
       s->rocks_.db->NewIterator(rocksdb::ReadOptions(), s->Handle(Cf::kMeta)));
@@ -73,8 +89,21 @@ Status RocksHubStore::AddToBatch(const HubTxn::Op& op, rocksdb::WriteBatch* batc
                        "batch");
     case Kind::kPutRun:
       // The run, and its entry in the index by time (kTimePrefix + RunTimeKey -> nothing).
-      OUTPOST_RETURN_IF_ERROR(
-          FromRocks(batch->Put(Handle(Cf::kRuns), "run/" + op.key, op.value), "batch"));
+      if (op.split) {
+        // Its own fields behind a mark and its task count, and the tasks that changed as
+        // rows; rows past the count (none today: tasks are only added) are never read.
+        OUTPOST_RETURN_IF_ERROR(FromRocks(
+            batch->Put(Handle(Cf::kRuns), "run/" + op.key,
+                       std::string(1, kSplitRunMark) + RowNumber(op.ntasks) + op.value),
+            "batch"));
+        for (const auto& [pos, row] : op.rows) {
+          OUTPOST_RETURN_IF_ERROR(
+              FromRocks(batch->Put(Handle(Cf::kRuns), RowKey(op.key, pos), row), "batch"));
+        }
+      } else {
+        OUTPOST_RETURN_IF_ERROR(
+            FromRocks(batch->Put(Handle(Cf::kRuns), "run/" + op.key, op.value), "batch"));
+      }
       return FromRocks(batch->Put(Handle(Cf::kRuns), kTimePrefix + RunTimeKey(op.key), ""),
                        "batch");
     case Kind::kPutOutput:
@@ -95,6 +124,9 @@ Status RocksHubStore::AddToBatch(const HubTxn::Op& op, rocksdb::WriteBatch* batc
                        "batch");
     case Kind::kDeleteRun:
       OUTPOST_RETURN_IF_ERROR(FromRocks(batch->Delete(Handle(Cf::kRuns), "run/" + op.key), "batch"));
+      OUTPOST_RETURN_IF_ERROR(FromRocks(
+          batch->DeleteRange(Handle(Cf::kRuns), RowPrefix(op.key), RowPrefix(op.key, '\1')),
+          "batch"));
       OUTPOST_RETURN_IF_ERROR(
           FromRocks(batch->Delete(Handle(Cf::kRuns), kTimePrefix + RunTimeKey(op.key)), "batch"));
       return FromRocks(batch->DeleteRange(Handle(Cf::kRuns), "out/" + op.key + "/",
@@ -132,7 +164,7 @@ Result<uint64_t> RocksHubStore::StoredRev(HubTxn::Kind kind, const std::string& 
       rev = r.rev;
     } else if (kind == HubTxn::Kind::kPutRun) {
       HubRun r;
-      OUTPOST_RETURN_IF_ERROR(Decode(v, &r).WithContext("run record " + key));
+      OUTPOST_RETURN_IF_ERROR(DecodeRun(key, v, &r, /*with_tasks=*/false));
       rev = r.rev;
     } else {
       rev = 1;  // a request exists
@@ -235,8 +267,45 @@ Result<std::optional<HubRun>> RocksHubStore::GetRun(const std::string& id) const
   if (s.IsNotFound()) return std::optional<HubRun>();
   OUTPOST_RETURN_IF_ERROR(FromRocks(s, "read run " + id));
   HubRun r;
-  OUTPOST_RETURN_IF_ERROR(Decode(v, &r).WithContext("run record " + id));
+  OUTPOST_RETURN_IF_ERROR(DecodeRun(id, v, &r));
   return std::optional<HubRun>(std::move(r));
+}
+
+Status RocksHubStore::DecodeRun(const std::string& id, std::string_view stored, HubRun* out,
+                                bool with_tasks) const {
+  if (stored.empty() || stored[0] != kSplitRunMark) {
+    return Decode(stored, out).WithContext("run record " + id);
+  }
+  if (stored.size() < 5) return Status::Corruption("run record " + id + ": truncated");
+  uint32_t ntasks = 0;
+  for (size_t i = 1; i < 5; ++i) ntasks = (ntasks << 8) | static_cast<uint8_t>(stored[i]);
+  OUTPOST_RETURN_IF_ERROR(Decode(stored.substr(5), out).WithContext("run record " + id));
+  out->tasks.clear();
+  if (!with_tasks || ntasks == 0) return Status::Ok();
+  out->tasks.reserve(std::min<uint32_t>(ntasks, 1 << 16));
+  std::unique_ptr<rocksdb::Iterator> it(
+      rocks_.db->NewIterator(rocksdb::ReadOptions(), Handle(Cf::kRuns)));
+  it->Seek(RowPrefix(id));
+  const uint32_t rows = (ntasks + HubTxn::kTaskChunk - 1) / HubTxn::kTaskChunk;
+  for (uint32_t row = 0; row < rows; ++row, it->Next()) {
+    // Row `row` holds tasks row*kTaskChunk onwards; the last may hold fewer than a chunk.
+    const size_t want = std::min<size_t>(HubTxn::kTaskChunk, ntasks - out->tasks.size());
+    std::vector<HubTask> chunk;
+    if (!it->Valid() || it->key() != RowKey(id, row)) {
+      OUTPOST_RETURN_IF_ERROR(FromRocks(it->status(), "read the tasks of run " + id));
+      return Status::Corruption("run record " + id + ": task row " + std::to_string(row) +
+                                " of " + std::to_string(rows) + " is missing");
+    }
+    OUTPOST_RETURN_IF_ERROR(Decode(it->value().ToStringView(), &chunk)
+                                .WithContext("run " + id + " task row " + std::to_string(row)));
+    if (chunk.size() < want) {
+      return Status::Corruption("run record " + id + ": task row " + std::to_string(row) +
+                                " holds " + std::to_string(chunk.size()) + " tasks, not " +
+                                std::to_string(want));
+    }
+    for (size_t i = 0; i < want; ++i) out->tasks.push_back(std::move(chunk[i]));
+  }
+  return Status::Ok();
 }
 
 Status RocksHubStore::ScanRuns(const std::function<bool(const HubRun&)>& fn) const {
@@ -245,7 +314,7 @@ Status RocksHubStore::ScanRuns(const std::function<bool(const HubRun&)>& fn) con
   for (it->Seek("run/"); it->Valid() && it->key().starts_with("run/"); it->Next()) {
     HubRun r;
     OUTPOST_RETURN_IF_ERROR(
-        Decode(it->value().ToStringView(), &r).WithContext("run record " + it->key().ToString()));
+        DecodeRun(it->key().ToString().substr(4), it->value().ToStringView(), &r));
     if (!fn(r)) break;
   }
   return FromRocks(it->status(), "scan runs");
@@ -267,7 +336,7 @@ Status RocksHubStore::ScanSiteRunsNewestFirst(const std::string& site, const std
   for (; it->Valid() && it->key().starts_with(prefix); it->Prev()) {
     HubRun r;
     OUTPOST_RETURN_IF_ERROR(
-        Decode(it->value().ToStringView(), &r).WithContext("run record " + it->key().ToString()));
+        DecodeRun(it->key().ToString().substr(4), it->value().ToStringView(), &r));
     if (r.site != site) continue;
     if (!fn(r)) break;
   }

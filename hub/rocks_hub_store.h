@@ -36,6 +36,9 @@ class RocksHubStore : public HubStore {
     // simulator runs several HubCores over one store. Off for one hub process, the only
     // writer, where they always match.
     bool check_revisions = false;
+    // Tasks of large runs kept in rows of their own (stores_task_rows); off only for the
+    // benchmark's baseline, which writes every run whole.
+    bool task_rows = true;
   };
 
   static Result<std::unique_ptr<RocksHubStore>> Open(const std::string& path,
@@ -51,6 +54,7 @@ class RocksHubStore : public HubStore {
   Status ScanSiteRunsNewestFirst(const std::string& site, const std::string& after,
                                  const std::function<bool(const HubRun&)>& fn) const override;
   bool write_failed() const override { return write_failed_; }
+  bool stores_task_rows() const override { return task_rows_; }
   const Histogram* commit_seconds() const override { return &commit_seconds_; }
   Result<std::optional<std::string>> GetOutput(const std::string& run,
                                                const std::string& task) const override;
@@ -79,12 +83,17 @@ class RocksHubStore : public HubStore {
   RocksHubStore() = default;
   rocksdb::ColumnFamilyHandle* Handle(Cf cf) const;
   Status AddToBatch(const HubTxn::Op& op, rocksdb::WriteBatch* batch) const;
+  // A stored run record: whole (tasks inside), or its own fields with its tasks as rows
+  // under "row/" (HubTxn::PutRunRows), which are read too unless `with_tasks` is false.
+  Status DecodeRun(const std::string& id, std::string_view stored, HubRun* out,
+                   bool with_tasks = true) const;
 
   // check_revisions: the revision of each site, run and request this store wrote or read
   // (it is their only writer), so a check costs no read.
   Status CheckRevisions(const Txn& txn, std::map<std::pair<int, std::string>, uint64_t>* after);
   Result<uint64_t> StoredRev(HubTxn::Kind kind, const std::string& key);
   bool check_revisions_ = false;
+  bool task_rows_ = true;
   std::map<std::pair<int, std::string>, uint64_t> revs_;
 
   RocksHandles rocks_;

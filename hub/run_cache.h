@@ -21,6 +21,7 @@
 #include <string>
 #include <unordered_map>
 #include <utility>
+#include <vector>
 
 #include "hub/hub_store.h"
 
@@ -33,6 +34,11 @@ struct HotRun {
   bool existed = false;       // the store held the run before the batch
   std::string state_before;  // its state then
   size_t bytes = 0;          // size estimate, for the cache's budget
+  // Stores with task rows (HubStore::stores_task_rows): whether the store's rows are this
+  // run's as last committed (then only `changed` tasks need writing). False for a run read
+  // from the store or new: the next write writes all of its rows.
+  bool rows_stored = false;
+  std::vector<uint32_t> changed;  // positions of the tasks this batch changed
 };
 
 class RunCache {

@@ -17,7 +17,8 @@ bool FinalRunState(const std::string& s) {
 }
 
 void FoldEvent(const Event& e, HubRun* run, HubTxn* txn,
-               std::unordered_map<std::string, uint32_t>* task_index) {
+               std::unordered_map<std::string, uint32_t>* task_index,
+               std::vector<uint32_t>* touched) {
   HubRun& r = *run;
   r.updated = e.time;
   if (task_index && task_index->size() != r.tasks.size()) {
@@ -27,15 +28,21 @@ void FoldEvent(const Event& e, HubRun* run, HubTxn* txn,
     // the index; the index then covers fewer than the tasks, so search instead.
     if (task_index->size() != r.tasks.size()) task_index = nullptr;
   }
-  auto task = [&r, task_index](const std::string& id) -> HubTask& {
+  auto task = [&r, task_index, touched](const std::string& id) -> HubTask& {
     if (task_index) {
       auto [it, added] = task_index->emplace(id, static_cast<uint32_t>(r.tasks.size()));
-      if (!added) return r.tasks[it->second];
+      if (!added) {
+        if (touched) touched->push_back(it->second);
+        return r.tasks[it->second];
+      }
     } else {
-      for (auto& t : r.tasks) {
-        if (t.id == id) return t;
+      for (uint32_t i = 0; i < r.tasks.size(); ++i) {
+        if (r.tasks[i].id != id) continue;
+        if (touched) touched->push_back(i);
+        return r.tasks[i];
       }
     }
+    if (touched) touched->push_back(static_cast<uint32_t>(r.tasks.size()));
     r.tasks.push_back(HubTask{});
     r.tasks.back().id = id;
     return r.tasks.back();

@@ -12,6 +12,7 @@
 
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -26,8 +27,10 @@ bool FinalRunState(const std::string& state);
 // Applies event `e` (for run r.id) to `r`; output tails go to txn. `task_index`, if given,
 // maps task ids to their positions in run->tasks and is kept up to date (it is rebuilt
 // when it does not cover the run's tasks); without it a task is found by a search.
+// `touched`, if given, gets the position of every task the event changed or added.
 void FoldEvent(const Event& e, HubRun* run, HubTxn* txn,
-               std::unordered_map<std::string, uint32_t>* task_index = nullptr);
+               std::unordered_map<std::string, uint32_t>* task_index = nullptr,
+               std::vector<uint32_t>* touched = nullptr);
 
 // What a site's event says about the site itself, folded into its record: a placement it
 // refused leaves `placed` for `refused` (with why) until it places that workflow (and a

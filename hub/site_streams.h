@@ -84,8 +84,32 @@ class HubCore::Upstream : public IncomingStream {
       NoteSiteEvent(e, &copy, hub_->workflow(e.workflow));
     }
     std::map<std::string, int64_t> delta;
+    const bool rows = hub_->store_->stores_task_rows();
     for (auto& [id, hot] : runs) {
-      txn.PutRun(hot.run);
+      // A batch that changed the tasks of at most half of a run's rows (kTaskChunk tasks
+      // each) writes only those rows, on stores that keep tasks in rows; the first such
+      // write after the run was read or written whole writes every row. A batch that
+      // changed more, and a run of one row, write the run whole.
+      std::vector<uint32_t>& changed = hot.changed;
+      const size_t total_rows =
+          (hot.run.tasks.size() + HubTxn::kTaskChunk - 1) / HubTxn::kTaskChunk;
+      for (uint32_t& i : changed) i /= HubTxn::kTaskChunk;
+      std::sort(changed.begin(), changed.end());
+      changed.erase(std::unique(changed.begin(), changed.end()), changed.end());
+      if (rows && total_rows > 1 && 2 * changed.size() <= total_rows) {
+        std::vector<uint32_t> tasks;  // a task of each row to write
+        for (uint32_t c = 0, k = 0; c < total_rows; ++c) {
+          while (k < changed.size() && changed[k] < c) ++k;
+          if (!hot.rows_stored || (k < changed.size() && changed[k] == c)) {
+            tasks.push_back(c * HubTxn::kTaskChunk);
+          }
+        }
+        txn.PutRunRows(hot.run, tasks);
+        hot.rows_stored = true;  // once committed
+      } else {
+        txn.PutRun(hot.run);
+        hot.rows_stored = false;
+      }
       // Decoded, a task costs its strings, its index entry and the record: ~256 bytes.
       hot.bytes = 2 * txn.ops().back().value.size() + 256 * hot.run.tasks.size();
       if (!hot.existed) {
@@ -125,6 +149,7 @@ class HubCore::Upstream : public IncomingStream {
     for (auto& [id, hot] : runs) {
       hot.existed = true;
       hot.state_before = hot.run.state;
+      hot.changed.clear();
       hub_->run_cache_.Put(std::move(hot));
     }
     return Status::Ok();

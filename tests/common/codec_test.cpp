@@ -178,8 +178,8 @@ TEST(CodecTest, EventDecoderAgreesWithMsgpackOnDamagedBytes) {
   for (int i = 0; i < 50000; ++i) {
     std::string m = good;
     const int flips = static_cast<int>(rng.Uniform(4));
-    for (int f = 0; f < flips; ++f) m[rng.Uniform(m.size())] = static_cast<char>(rng.Next());
-    if (rng.Uniform(4) == 0) m.resize(rng.Uniform(m.size() + 1));
+    for (int f = 0; f < flips; ++f) m[rng.Uniform(m.size() - 1)] = static_cast<char>(rng.Next());
+    if (rng.Uniform(4) == 0) m.resize(rng.Uniform(m.size()));
     if (rng.Uniform(8) == 0) m.push_back(static_cast<char>(rng.Next()));
     DecodeLimits limits;
     limits.max_depth = 1 + rng.Uniform(3);

@@ -1204,3 +1204,91 @@ TEST(HubStoreFormat, TaskRowsWrittenAsMapsAreRead) {
 
 }  // namespace
 }  // namespace outpost
+
+namespace outpost {
+namespace {
+
+// A run of 200 tasks (more added as it goes) reported in batches of every size, the hub
+// restarted half way: the run view the store holds (its tasks written a row of 32 at a
+// time, only the rows a batch changed) is the fold of every event into one whole record,
+// done here directly as the oracle.
+TEST_F(HubCoreTest, ALargeRunsViewIsTheFoldOfItsEventsWhateverRowsWereWritten) {
+  const uint64_t seed = 20261201;
+  Rng rng(seed);
+  AddSite("a", "web");
+  FakeSite a("a", 1, clock_);
+  Connect(&a);
+  const std::string run = "a-01J00000000000000000000RUN";
+  std::vector<Event> events;
+  Event created;
+  created.type = static_cast<uint8_t>(EventType::kRunCreated);
+  created.run = run;
+  created.workflow = "big";
+  created.time = 1000;
+  for (int i = 0; i < 200; ++i) created.tasks.push_back("t" + std::to_string(i));
+  events.push_back(created);
+  int extra = 0;
+  for (int i = 0; i < 3000; ++i) {
+    Event e;
+    e.run = run;
+    e.time = 2000 + i;
+    e.task = rng.Uniform(20) == 0 ? "x" + std::to_string(extra++)
+                                   : "t" + std::to_string(rng.Uniform(199));
+    switch (rng.Uniform(3)) {
+      case 0:
+        e.type = static_cast<uint8_t>(EventType::kAttemptStarted);
+        e.state = "running";
+        e.attempt = static_cast<int32_t>(1 + rng.Uniform(3));
+        break;
+      case 1:
+        e.type = static_cast<uint8_t>(EventType::kTaskFinished);
+        e.state = rng.Uniform(1) ? "succeeded" : "failed";
+        e.exit_code = static_cast<int32_t>(rng.Uniform(2));
+        break;
+      case 2:
+        e.type = static_cast<uint8_t>(EventType::kRetryScheduled);
+        e.state = "retry_wait";
+        e.message = "backoff " + std::to_string(i);
+        break;
+      default:
+        e.type = static_cast<uint8_t>(EventType::kAttemptFinished);
+        e.attempt = 1;
+        e.exit_code = 3;
+        e.message = "exit " + std::to_string(i);
+        break;
+    }
+    events.push_back(e);
+  }
+  size_t next = 0;
+  bool restarted = false;
+  while (next < events.size()) {
+    const size_t n = std::min<size_t>(events.size() - next, 1 + rng.Uniform(300));
+    for (size_t i = 0; i < n; ++i) a.Emit(events[next + i]);
+    next += n;
+    Settle();
+    if (!restarted && next > events.size() / 2) {
+      // A new hub process: its cache is empty and the run is read back from its rows.
+      restarted = true;
+      Disconnect(&a);
+      Open();
+      Connect(&a);
+    }
+  }
+  ASSERT_EQ(a.up.acked(), events.size()) << "seed " << seed;
+  HubRun oracle;
+  oracle.id = run;
+  oracle.site = "a";
+  HubTxn scratch;
+  for (const auto& e : events) FoldEvent(e, &oracle, &scratch);
+  auto got = store_->GetRun(run);
+  ASSERT_TRUE(got.ok() && *got) << got.status().ToString();
+  ASSERT_EQ((*got)->tasks.size(), oracle.tasks.size()) << "seed " << seed;
+  ASSERT_GT(oracle.tasks.size(), 200u);
+  for (size_t i = 0; i < oracle.tasks.size(); ++i) {
+    ASSERT_EQ(Encode((*got)->tasks[i]), Encode(oracle.tasks[i])) << "task " << i << " seed " << seed;
+  }
+  EXPECT_EQ((*got)->state, oracle.state);
+}
+
+}  // namespace
+}  // namespace outpost

@@ -317,6 +317,98 @@ TEST_P(HubStoreConformance, RunsOutputsAndRequests) {
   EXPECT_EQ((*b)->state, "failed");
 }
 
+// Stores that keep tasks as rows (stores_task_rows): a write carries only the tasks that
+// changed, and every read gives the whole run, whatever wrote it last.
+TEST_P(HubStoreConformance, TaskRowsWriteOnlyWhatChangedAndReadWhole) {
+  if (!store_->stores_task_rows()) GTEST_SKIP() << "this store keeps tasks in the run record";
+  HubRun r = MakeRun("site-01J0000000000000000000000A", "site", "running");
+  for (int i = 1; i < 300; ++i) {
+    r.tasks.push_back(HubTask{});
+    r.tasks.back().id = "t" + std::to_string(i);
+  }
+  std::vector<uint32_t> all(r.tasks.size());
+  for (uint32_t i = 0; i < all.size(); ++i) all[i] = i;
+  HubTxn first;
+  first.PutRunRows(r, all);
+  Commit(first);
+  // Three tasks change and one is added: only the rows (of 32 tasks) holding them are
+  // written, three of the ten.
+  r.tasks[7].state = "succeeded";
+  r.tasks[7].exit_code = 0;
+  r.tasks[150].state = "running";
+  r.tasks[299].message = "waiting";
+  r.tasks.push_back(HubTask{});
+  r.tasks.back().id = "added";
+  r.state = "failed";
+  HubTxn second;
+  second.PutRunRows(r, {7, 150, 299, 300});
+  ASSERT_EQ(second.ops().back().rows.size(), 3u);
+  Commit(second);
+  Reopen();
+  auto check = [&](const HubRun& got) {
+    ASSERT_EQ(got.tasks.size(), r.tasks.size());
+    for (size_t i = 0; i < r.tasks.size(); ++i) {
+      EXPECT_EQ(Encode(got.tasks[i]), Encode(r.tasks[i])) << "task " << i;
+    }
+    EXPECT_EQ(got.state, "failed");
+    EXPECT_EQ(got.rev, r.rev);
+  };
+  auto got = store_->GetRun(r.id);
+  ASSERT_TRUE(got.ok() && *got) << got.status().ToString();
+  check(**got);
+  int seen = 0;
+  ASSERT_TRUE(store_->ScanRuns([&](const HubRun& x) { check(x); ++seen; return true; }).ok());
+  ASSERT_TRUE(store_->ScanRunsNewestFirst("", [&](const HubRun& x) { check(x); ++seen; return true; }).ok());
+  ASSERT_TRUE(store_->ScanSiteRunsNewestFirst("site", "", [&](const HubRun& x) {
+                      check(x);
+                      ++seen;
+                      return true;
+                    }).ok());
+  EXPECT_EQ(seen, 3);
+  // Written whole (as run starts and cancels write), then by rows again: the whole record
+  // is what is read, and the next row write must give every row.
+  HubRun whole = **got;
+  whole.tasks.resize(2);
+  HubTxn third;
+  third.PutRun(whole);
+  Commit(third);
+  got = store_->GetRun(r.id);
+  ASSERT_TRUE(got.ok() && *got);
+  EXPECT_EQ((*got)->tasks.size(), 2u);
+  // A run deleted takes its rows along: one written again under its id has only its own.
+  HubTxn del;
+  del.DeleteRun(r.id);
+  Commit(del);
+  got = store_->GetRun(r.id);
+  ASSERT_TRUE(got.ok());
+  EXPECT_FALSE(*got);
+  HubRun again = MakeRun(r.id, "site", "running");
+  HubTxn fourth;
+  fourth.PutRunRows(again, {0});
+  Commit(fourth);
+  got = store_->GetRun(r.id);
+  ASSERT_TRUE(got.ok() && *got);
+  ASSERT_EQ((*got)->tasks.size(), 1u);
+  EXPECT_EQ((*got)->tasks[0].id, "fetch");
+}
+
+// A row missing under a run that counts it is corruption, named, never a shorter run.
+TEST_P(HubStoreConformance, ASplitRunWithoutItsRowsIsCorruption) {
+  if (!store_->stores_task_rows()) GTEST_SKIP() << "this store keeps tasks in the run record";
+  HubRun r = MakeRun("site-01J0000000000000000000000B", "site", "running");
+  for (int i = 1; i < 40; ++i) {
+    r.tasks.push_back(HubTask{});
+    r.tasks.back().id = "t" + std::to_string(i);
+  }
+  HubTxn t;
+  t.PutRunRows(r, {0});  // claims 40 tasks, writes the first row of 32
+  Commit(t);
+  auto got = store_->GetRun(r.id);
+  ASSERT_FALSE(got.ok());
+  EXPECT_EQ(got.status().code(), Code::kCorruption);
+  EXPECT_NE(got.status().message().find("task row 1"), std::string::npos) << got.status().ToString();
+}
+
 TEST_P(HubStoreConformance, ASitesRunsAreReadNewestFirstAndAlone) {
   HubTxn t;
   // Site "gw" and site "gw-2", whose run ids share the prefix "gw-".
