@@ -28,6 +28,12 @@ void HubTxn::DeleteSite(const std::string& name) {
 void HubTxn::PutUp(const std::string& site, uint64_t inc, uint64_t seq, const std::string& v) {
   ops_.push_back({Kind::kPutUp, site, {}, inc, seq, v});
 }
+void HubTxn::PutUpBorrowed(const std::string& site, uint64_t inc, uint64_t seq,
+                           std::string_view v) {
+  Op op{Kind::kPutUp, site, {}, inc, seq, {}};
+  op.borrowed = v.data() ? v : std::string_view("", 0);
+  ops_.push_back(std::move(op));
+}
 void HubTxn::PutDown(const std::string& site, uint64_t epoch, uint64_t seq, const std::string& v) {
   ops_.push_back({Kind::kPutDown, site, {}, epoch, seq, v});
 }

@@ -7,7 +7,9 @@
 //   down      (site, epoch, seq) -> command bytes: each site's command log; acknowledged
 //             entries are trimmed
 //   runs      run id -> HubRun (materialized view of every site's runs and tasks), and
-//             (run, task) -> output tail of the task's last finished attempt
+//             (run, task) -> output tail of the task's last finished attempt. Stores
+//             that can (stores_task_rows) keep a large run's tasks in rows of 32, so an
+//             upstream batch writes only the rows of the tasks it changed.
 //   defs      name -> WorkflowRecord (applied definitions and their target selector)
 //   requests  request id -> RequestRecord;  audit: seq -> hub event (JSON text)
 //   settings  key -> bytes ("policy": the fleet policy handed to sites)
@@ -31,6 +33,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/clock.h"
@@ -217,6 +220,9 @@ class HubTxn {
     bool split = false;
     uint32_t ntasks = 0;
     std::vector<std::pair<uint32_t, std::string>> rows = {};
+    // PutUpBorrowed: the entry's bytes, owned by the caller, in place of `value`.
+    std::string_view borrowed = {};
+    std::string_view bytes() const { return borrowed.data() ? borrowed : std::string_view(value); }
   };
   static constexpr uint64_t kAnyRev = UINT64_MAX;
 
@@ -228,6 +234,10 @@ class HubTxn {
   void PutSite(const SiteRecord& s);
   void DeleteSite(const std::string& name);
   void PutUp(const std::string& site, uint64_t incarnation, uint64_t seq, const std::string& v);
+  // As PutUp, without copying `v`: it must live until the commit (an upstream batch's
+  // entries, applied and committed in one call).
+  void PutUpBorrowed(const std::string& site, uint64_t incarnation, uint64_t seq,
+                     std::string_view v);
   void PutDown(const std::string& site, uint64_t epoch, uint64_t seq, const std::string& v);
   // Appends a command to the site's log `epoch` at the next sequence number, which the
   // store allocates (stores that allocates_commands(); several hubs enqueue to one site

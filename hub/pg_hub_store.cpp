@@ -228,7 +228,7 @@ Status PgHubStore::FlushStreamRows() {
         params.push_back({it->second->key});
         params.push_back({I8(it->second->stream)});
         params.push_back({Seq(it->second->seq)});
-        params.push_back({it->second->value});
+        params.push_back({std::string(it->second->bytes())});
       }
       sql += " ON CONFLICT (site, stream, seq) DO UPDATE SET body = EXCLUDED.body";
       Write(std::move(sql), std::move(params));

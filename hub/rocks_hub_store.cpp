@@ -74,7 +74,8 @@ Status RocksHubStore::AddToBatch(const HubTxn::Op& op, rocksdb::WriteBatch* batc
     case Kind::kPutSite: return FromRocks(batch->Put(Handle(Cf::kSites), op.key, op.value), "batch");
     case Kind::kDeleteSite: return FromRocks(batch->Delete(Handle(Cf::kSites), op.key), "batch");
     case Kind::kPutUp:
-      return FromRocks(batch->Put(Handle(Cf::kUp), StreamKey(op.key, op.stream, op.seq), op.value),
+      return FromRocks(batch->Put(Handle(Cf::kUp), StreamKey(op.key, op.stream, op.seq),
+                                  rocksdb::Slice(op.bytes().data(), op.bytes().size())),
                        "batch");
     case Kind::kPutDown:
       return FromRocks(

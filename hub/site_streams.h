@@ -66,7 +66,7 @@ class HubCore::Upstream : public IncomingStream {
     limits.max_depth = 4;
     for (size_t i = 0; i < entries.size(); ++i) {
       const uint64_t seq = first_seq + i;
-      txn.PutUp(site_, copy.incarnation, seq, entries[i]);
+      txn.PutUpBorrowed(site_, copy.incarnation, seq, entries[i]);  // committed below
       Event e;
       Status s = Decode(entries[i], &e, limits);
       if (!s.ok()) {
