@@ -758,6 +758,13 @@ TimeMs HubCore::NextDeadline() const {
 Status HubCore::MaterializeEvent(const std::string& site, uint64_t seq, const Event& e,
                                  std::map<std::string, HotRun>* runs, HubStore::Txn* txn) {
   if (e.run.empty()) return Status::Ok();
+  if (e.run.find('\0') != std::string::npos) {
+    // Run ids are "<site>-<ULID>"; a NUL would run into the store's keys for other runs
+    // (RocksHubStore's task rows). Kept raw in the copy of the log, left out of the view.
+    ++counters_.events_undecodable;
+    spdlog::warn("hub.event_bad_run_id site={} seq={} (a run id with a NUL byte)", site, seq);
+    return Status::Ok();
+  }
   auto it = runs->find(e.run);
   if (it == runs->end()) {
     std::optional<HotRun> hot = run_cache_.Take(e.run);

@@ -110,8 +110,13 @@ class HubCore::Upstream : public IncomingStream {
         txn.PutRun(hot.run);
         hot.rows_stored = false;
       }
-      // Decoded, a task costs its strings, its index entry and the record: ~256 bytes.
-      hot.bytes = 2 * txn.ops().back().value.size() + 256 * hot.run.tasks.size();
+      // Decoded, a task costs its strings, its index entry and the record: its strings
+      // (a message from the site may be long) and ~256 bytes more. The run's own fields
+      // are counted by their encoding, twice.
+      hot.bytes = 2 * txn.ops().back().value.size();
+      for (const HubTask& t : hot.run.tasks) {
+        hot.bytes += 256 + t.id.size() + t.state.size() + t.message.size();
+      }
       if (!hot.existed) {
         ++delta[hot.run.state];
       } else if (hot.state_before != hot.run.state) {

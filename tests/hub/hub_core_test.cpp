@@ -1290,5 +1290,28 @@ TEST_F(HubCoreTest, ALargeRunsViewIsTheFoldOfItsEventsWhateverRowsWereWritten) {
   EXPECT_EQ((*got)->state, oracle.state);
 }
 
+// A run id with a NUL byte would run into other runs' keys in the store: the event is kept
+// in the copy of the site's log, counted, and left out of the view; the batch is taken.
+TEST_F(HubCoreTest, ARunIdWithANulByteStaysOutOfTheView) {
+  AddSite("a", "web");
+  FakeSite a("a", 1, clock_);
+  Connect(&a);
+  Event e;
+  e.type = static_cast<uint8_t>(EventType::kRunStarted);
+  e.run = std::string("a-01J0000000000000000000000X\0\0\0\0", 32);
+  a.Emit(e);
+  e.run = "a-01J0000000000000000000000Y";
+  a.Emit(e);
+  Settle();
+  EXPECT_EQ(a.up.acked(), 2u);
+  EXPECT_EQ(core_->counters().events_undecodable, 1u);
+  auto bad = store_->GetRun(std::string("a-01J0000000000000000000000X\0\0\0\0", 32));
+  ASSERT_TRUE(bad.ok());
+  EXPECT_FALSE(*bad);
+  auto good = store_->GetRun("a-01J0000000000000000000000Y");
+  ASSERT_TRUE(good.ok());
+  EXPECT_TRUE(*good);
+}
+
 }  // namespace
 }  // namespace outpost
