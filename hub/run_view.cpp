@@ -30,7 +30,9 @@ void FoldEvent(const Event& e, HubRun* run, HubTxn* txn,
   }
   auto task = [&r, task_index, touched](const std::string& id) -> HubTask& {
     if (task_index) {
-      auto [it, added] = task_index->emplace(id, static_cast<uint32_t>(r.tasks.size()));
+      // try_emplace, not emplace: emplace makes a node (and copies the id) before it
+      // looks, even for a task the index already holds.
+      auto [it, added] = task_index->try_emplace(id, static_cast<uint32_t>(r.tasks.size()));
       if (!added) {
         if (touched) touched->push_back(it->second);
         return r.tasks[it->second];
