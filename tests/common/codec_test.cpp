@@ -92,6 +92,25 @@ struct ReferenceEvent {
                      workflow, params, tasks, request);
 };
 
+// Decodes `bytes` both ways: the direct decoder must accept exactly what msgpack-c's map
+// decoding accepts and read the same event. Counts which outcome it was.
+void ExpectSameAsMsgpack(const std::string& bytes, const DecodeLimits& limits, int* agreed_ok,
+                         int* agreed_error) {
+  Event got;
+  ReferenceEvent want;
+  const bool ok = Decode(bytes, &got, limits).ok();
+  ASSERT_EQ(ok, Decode(bytes, &want, limits).ok());
+  if (!ok) {
+    ++*agreed_error;
+    return;
+  }
+  ++*agreed_ok;
+  ASSERT_EQ(Encode(got), Encode(Event{want.time, want.type, want.run, want.task, want.attempt,
+                                      want.state, want.exit_code, want.signal, want.message,
+                                      want.output, want.workflow, want.params, want.tasks,
+                                      want.request}));
+}
+
 // Random maps of Event's keys (and unknown and non-string keys), values of every type,
 // keys given twice: the one-pass decoder accepts exactly what msgpack-c's map decoding
 // accepts and reads the same values.
@@ -137,20 +156,7 @@ TEST(CodecTest, EventDecoderAgreesWithMsgpackMapDecoding) {
       }
     }
     const std::string bytes(buf.data(), buf.size());
-    Event got;
-    ReferenceEvent want;
-    const bool ok = Decode(bytes, &got).ok();
-    const bool want_ok = Decode(bytes, &want).ok();
-    ASSERT_EQ(ok, want_ok) << "seed " << seed << " case " << i;
-    if (!ok) {
-      ++agreed_error;
-      continue;
-    }
-    ++agreed_ok;
-    ASSERT_EQ(Encode(got), Encode(Event{want.time, want.type, want.run, want.task, want.attempt,
-                                        want.state, want.exit_code, want.signal, want.message,
-                                        want.output, want.workflow, want.params, want.tasks,
-                                        want.request}))
+    ASSERT_NO_FATAL_FAILURE(ExpectSameAsMsgpack(bytes, DecodeLimits{}, &agreed_ok, &agreed_error))
         << "seed " << seed << " case " << i;
   }
   // Both outcomes were exercised.
@@ -188,20 +194,7 @@ TEST(CodecTest, EventDecoderAgreesWithMsgpackOnDamagedBytes) {
     limits.max_map = 2 + rng.Uniform(16);
     limits.max_ext = 1 + rng.Uniform(8);
     limits.max_bin = 4 + rng.Uniform(12);
-    Event got;
-    ReferenceEvent want;
-    const bool ok = Decode(m, &got, limits).ok();
-    const bool want_ok = Decode(m, &want, limits).ok();
-    ASSERT_EQ(ok, want_ok) << "seed " << seed << " case " << i;
-    if (!ok) {
-      ++agreed_error;
-      continue;
-    }
-    ++agreed_ok;
-    ASSERT_EQ(Encode(got), Encode(Event{want.time, want.type, want.run, want.task, want.attempt,
-                                        want.state, want.exit_code, want.signal, want.message,
-                                        want.output, want.workflow, want.params, want.tasks,
-                                        want.request}))
+    ASSERT_NO_FATAL_FAILURE(ExpectSameAsMsgpack(m, limits, &agreed_ok, &agreed_error))
         << "seed " << seed << " case " << i;
   }
   EXPECT_GT(agreed_ok, 1000) << "seed " << seed;
