@@ -49,7 +49,7 @@ void HubTxn::PutRun(HubRun& r) {
   const uint64_t expect = r.rev++;
   ops_.push_back({Kind::kPutRun, r.id, r.site + '\0' + r.state, 0, 0, Encode(r), expect, r.rev});
 }
-void HubTxn::PutRunRows(HubRun& r, const std::vector<uint32_t>& changed) {
+void HubTxn::PutRunRows(HubRun& r, const std::vector<uint32_t>& rows) {
   const uint64_t expect = r.rev++;
   std::vector<HubTask> tasks;
   tasks.swap(r.tasks);  // the run's own fields only, without copying it
@@ -57,14 +57,9 @@ void HubTxn::PutRunRows(HubRun& r, const std::vector<uint32_t>& changed) {
   tasks.swap(r.tasks);
   op.split = true;
   op.ntasks = static_cast<uint32_t>(r.tasks.size());
-  std::vector<uint32_t> chunks;
-  for (uint32_t i : changed) {
-    if (i < r.tasks.size()) chunks.push_back(i / kTaskChunk);
-  }
-  std::sort(chunks.begin(), chunks.end());
-  chunks.erase(std::unique(chunks.begin(), chunks.end()), chunks.end());
-  for (uint32_t c : chunks) {
+  for (uint32_t c : rows) {
     const size_t from = size_t{c} * kTaskChunk;
+    if (from >= r.tasks.size()) continue;
     const size_t to = std::min(r.tasks.size(), from + kTaskChunk);
     msgpack::sbuffer buf;
     msgpack::packer<msgpack::sbuffer> pk(buf);

@@ -252,11 +252,11 @@ class HubTxn {
   void PutRun(HubRun& r);  // as PutSite
   void PutRun(const HubRun& r);
   // As PutRun(HubRun&), for stores that keep a run's tasks in rows of their own
-  // (HubStore::stores_task_rows), kTaskChunk tasks to a row: writes the run's own fields
-  // and only the rows holding the tasks at `changed` (positions in r.tasks; the store's
-  // other rows must be the run's as read).
+  // (HubStore::stores_task_rows), kTaskChunk tasks to a row (row n: tasks from
+  // n * kTaskChunk): writes the run's own fields and the rows numbered in `rows` (the
+  // store's other rows must be the run's as read).
   static constexpr uint32_t kTaskChunk = 32;
-  void PutRunRows(HubRun& r, const std::vector<uint32_t>& changed);
+  void PutRunRows(HubRun& r, const std::vector<uint32_t>& rows);
   void PutOutput(const std::string& run, const std::string& task, const std::string& out);
   // Removes a run and its output tails.
   void DeleteRun(const std::string& run);

@@ -38,7 +38,7 @@ struct HotRun {
   // run's as last committed (then only `changed` tasks need writing). False for a run read
   // from the store or new: the next write writes all of its rows.
   bool rows_stored = false;
-  std::vector<uint32_t> changed;  // positions of the tasks this batch changed
+  std::vector<uint32_t> changed;  // positions of the tasks this batch changed (then their rows)
 };
 
 class RunCache {

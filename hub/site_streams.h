@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <map>
 #include <memory>
+#include <numeric>
 #include <string>
 #include <vector>
 
@@ -90,21 +91,19 @@ class HubCore::Upstream : public IncomingStream {
       // each) writes only those rows, on stores that keep tasks in rows; the first such
       // write after the run was read or written whole writes every row. A batch that
       // changed more, and a run of one row, write the run whole.
-      std::vector<uint32_t>& changed = hot.changed;
+      std::vector<uint32_t>& rows_changed = hot.changed;  // task positions, then rows
+      for (uint32_t& i : rows_changed) i /= HubTxn::kTaskChunk;
+      std::sort(rows_changed.begin(), rows_changed.end());
+      rows_changed.erase(std::unique(rows_changed.begin(), rows_changed.end()),
+                         rows_changed.end());
       const size_t total_rows =
           (hot.run.tasks.size() + HubTxn::kTaskChunk - 1) / HubTxn::kTaskChunk;
-      for (uint32_t& i : changed) i /= HubTxn::kTaskChunk;
-      std::sort(changed.begin(), changed.end());
-      changed.erase(std::unique(changed.begin(), changed.end()), changed.end());
-      if (rows && total_rows > 1 && 2 * changed.size() <= total_rows) {
-        std::vector<uint32_t> tasks;  // a task of each row to write
-        for (uint32_t c = 0, k = 0; c < total_rows; ++c) {
-          while (k < changed.size() && changed[k] < c) ++k;
-          if (!hot.rows_stored || (k < changed.size() && changed[k] == c)) {
-            tasks.push_back(c * HubTxn::kTaskChunk);
-          }
+      if (rows && total_rows > 1 && 2 * rows_changed.size() <= total_rows) {
+        if (!hot.rows_stored) {
+          rows_changed.resize(total_rows);
+          std::iota(rows_changed.begin(), rows_changed.end(), 0u);
         }
-        txn.PutRunRows(hot.run, tasks);
+        txn.PutRunRows(hot.run, rows_changed);
         hot.rows_stored = true;  // once committed
       } else {
         txn.PutRun(hot.run);

@@ -126,7 +126,7 @@ bool ReadEventField(size_t k, MsgReader* r, Event* e, bool* fits) {
 }  // namespace
 
 Status Decode(std::string_view bytes, Event* out, const DecodeLimits& limits) {
-  // The keys in MSGPACK_DEFINE_MAP's order.
+  // The keys in MSGPACK_DEFINE_MAP's order (Event's encoding).
   static constexpr std::string_view kKeys[] = {"time",    "type",    "run",      "task",
                                                "attempt", "state",   "exit_code", "signal",
                                                "message", "output",  "workflow", "params",
@@ -153,7 +153,7 @@ Status Decode(std::string_view bytes, Event* out, const DecodeLimits& limits) {
       if (!r.Read(&key, 1) || !r.SkipElements(key, 1)) return bad();
       size_t k = std::size(kKeys);
       if (key.type != MsgType::kStr) {
-        fits = false;  // ForEachMapField: keys are strings
+        fits = false;  // keys are strings
       } else if (next < std::size(kKeys) && kKeys[next] == key.raw) {
         k = next;
       } else {
@@ -182,39 +182,3 @@ Status Decode(std::string_view bytes, Event* out, const DecodeLimits& limits) {
 }
 
 }  // namespace outpost
-
-namespace msgpack {
-MSGPACK_API_VERSION_NAMESPACE(MSGPACK_DEFAULT_API_NS) {
-namespace adaptor {
-
-const msgpack::object& convert<outpost::Event>::operator()(const msgpack::object& o,
-                                                             outpost::Event& v) const {
-  // The keys in MSGPACK_DEFINE_MAP's order.
-  static constexpr std::string_view kKeys[] = {"time",    "type",    "run",      "task",
-                                               "attempt", "state",   "exit_code", "signal",
-                                               "message", "output",  "workflow", "params",
-                                               "tasks",   "request"};
-  outpost::ForEachMapField(o, kKeys, [&v](size_t k, const msgpack::object& val) {
-    switch (k) {
-      case 0: val.convert(v.time); break;
-      case 1: val.convert(v.type); break;
-      case 2: val.convert(v.run); break;
-      case 3: val.convert(v.task); break;
-      case 4: val.convert(v.attempt); break;
-      case 5: val.convert(v.state); break;
-      case 6: val.convert(v.exit_code); break;
-      case 7: val.convert(v.signal); break;
-      case 8: val.convert(v.message); break;
-      case 9: val.convert(v.output); break;
-      case 10: val.convert(v.workflow); break;
-      case 11: val.convert(v.params); break;
-      case 12: val.convert(v.tasks); break;
-      case 13: val.convert(v.request); break;
-    }
-  });
-  return o;
-}
-
-}  // namespace adaptor
-}  // MSGPACK_API_VERSION_NAMESPACE(MSGPACK_DEFAULT_API_NS)
-}  // namespace msgpack

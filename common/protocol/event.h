@@ -71,25 +71,11 @@ struct Event {
 };
 
 // Decodes an event straight from its bytes (MsgReader: no msgpack-c object tree, no
-// allocation but the event's own strings), accepting exactly what Decode<T> with the
-// converter below accepts; tests/common/codec_test.cpp holds it to msgpack-c's own map
-// decoding. Chosen over the template for every Decode(bytes, &event).
+// allocation but the event's own strings), with msgpack-c's rules: a key that is not a
+// string or a value of the wrong type is an error, unknown keys are skipped, of a key
+// given twice the first counts. tests/common/codec_test.cpp holds it to msgpack-c's own
+// map decoding. Chosen over the template for every Decode(bytes, &event); encoding is
+// MSGPACK_DEFINE_MAP's.
 Status Decode(std::string_view bytes, Event* out, const DecodeLimits& limits = {});
 
 }  // namespace outpost
-
-// Decoding an Event reads its map once, matching each key as it comes (msgpack-c's
-// MSGPACK_DEFINE_MAP first copies every key into a std::map, which was half of the
-// hub's cost per event). Same rules: a key that is not a string or a value of the wrong
-// type throws msgpack::type_error (Decode() turns it into a Status), unknown keys are
-// skipped, and of a key given twice the first counts. Encoding is MSGPACK_DEFINE_MAP's.
-namespace msgpack {
-MSGPACK_API_VERSION_NAMESPACE(MSGPACK_DEFAULT_API_NS) {
-namespace adaptor {
-template <>
-struct convert<outpost::Event> {
-  const msgpack::object& operator()(const msgpack::object& o, outpost::Event& v) const;
-};
-}  // namespace adaptor
-}  // MSGPACK_API_VERSION_NAMESPACE(MSGPACK_DEFAULT_API_NS)
-}  // namespace msgpack

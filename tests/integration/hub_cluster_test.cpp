@@ -151,9 +151,14 @@ tasks:
     for (int i = 0; i < kHubs; ++i) {
       const std::string req = "burst-" + std::to_string(burst) + "-" + std::to_string(i);
       json got = json::parse(ReadAll((dir_ / (req + ".json")).string()), nullptr, false);
-      ASSERT_TRUE(got.is_object() && got.contains("runs")) << req << ": " << got.dump();
+      // outpostctl's answer, read with type checks (a dump never throws on bad UTF-8).
+      ASSERT_TRUE(got.is_object() && got.contains("runs") && got["runs"].is_array())
+          << req << ": " << got.dump(-1, ' ', false, json::error_handler_t::replace);
       ++requests;
-      for (const auto& id : got["runs"]) runs_started.insert(id.get<std::string>());
+      for (const auto& id : got["runs"]) {
+        ASSERT_TRUE(id.is_string()) << req << ": a run id that is not a string";
+        runs_started.insert(id.get<std::string>());
+      }
     }
   }
   ASSERT_EQ(runs_started.size(), static_cast<size_t>(requests) * sites_.size());
