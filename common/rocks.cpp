@@ -349,7 +349,7 @@ Result<RocksHandles> OpenRocks(const std::string& path, const std::vector<std::s
   db_opts.track_and_verify_wals_in_manifest = true;
   auto stable = std::make_unique<StableReadsEnv>(options.env ? options.env : DiskEnv());
   db_opts.env = stable.get();
-  db_opts.max_open_files = 64;
+  db_opts.max_open_files = options.max_open_files;
   db_opts.keep_log_file_num = 2;
   db_opts.max_background_jobs = 1;
   db_opts.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;

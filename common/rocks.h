@@ -18,6 +18,12 @@ struct RocksOptions {
   rocksdb::Env* env = nullptr;  // nullptr: rocksdb::Env::Default()
   size_t write_buffer_bytes = 1 << 20;
   size_t block_cache_bytes = 1 << 20;
+  // Table files kept open. Each Get of a key no table holds still checks the filter of
+  // every table whose range covers it, and a table not open is opened first (its footer,
+  // properties and index read from disk): too few, and point reads of new keys mostly
+  // open files. Each open table costs one file descriptor and a small reader (its index
+  // and filter live in the block cache).
+  int max_open_files = 64;
   // The simulator's databases (simulator/sim_storage.h): their flushes and compactions
   // run between the simulation's steps, not on RocksDB's threads. So nothing may wait for
   // one inside a step: 16 memtables per column family before writes stall (not 2), and

@@ -323,6 +323,37 @@ void HubCore::Emit(const std::string& site, const SyncOutput& so, HubOutput* out
 
 void HubCore::OnSiteFrame(const std::string& identity, const std::string& peer,
                           std::string_view payload, HubOutput* out) {
+  HandleSiteFrame(identity, peer, payload, out);
+  if (!unsynced_) return;
+  // Held until the group's sync, in order: the ACKs of its batches, and whatever else
+  // was said after them.
+  for (auto& f : out->send) held_.push_back(std::move(f));
+  out->send.clear();
+  if (unsynced_batches_ >= options_.group_commit) Flush(out).IgnoreError();
+}
+
+Status HubCore::Flush(HubOutput* out) {
+  if (!unsynced_) return Status::Ok();
+  unsynced_ = false;
+  const uint64_t batches = std::exchange(unsynced_batches_, 0);
+  Status s = store_->SyncDeferred();
+  if (!s.ok()) {
+    ++counters_.store_errors;
+    spdlog::error("hub.group_sync_failed batches={} held_frames={} error=\"{}\" (none of them "
+                  "is acknowledged: the sites send them again; the store is reopened)",
+                  batches, held_.size(), SafeText(s.message()));
+    held_.clear();
+    return s;
+  }
+  ++counters_.group_syncs;
+  counters_.group_batches += batches;
+  for (auto& f : held_) out->send.push_back(std::move(f));
+  held_.clear();
+  return Status::Ok();
+}
+
+void HubCore::HandleSiteFrame(const std::string& identity, const std::string& peer,
+                              std::string_view payload, HubOutput* out) {
   ++counters_.frames_received;
   auto refuse = [&](const std::string& why) {
     Message err;
@@ -688,6 +719,7 @@ void HubCore::OnSiteDisconnected(const std::string& peer) {
 }
 
 void HubCore::Tick(HubOutput* out) {
+  if (!Flush(out).ok()) return;  // the driver reopens the store (write_failed)
   FlushDeferredAudit();
   FreshenDownHeads();
   if (refresh_pending_) RefreshFromStore(out);
@@ -724,6 +756,7 @@ void HubCore::Tick(HubOutput* out) {
     c->session->Tick(&so);
     Emit(site, so, out);
   }
+  Flush(out).IgnoreError();  // anything applied above (a failure leaves write_failed set)
 }
 
 void HubCore::RefreshDeadlines() const {

@@ -74,6 +74,11 @@ struct HubOptions {
   bool accept_unknown = false;  // unknown keys wait as pending sites for `site accept`
   size_t max_list = 1000;       // rows a list query returns at most
   size_t max_pending = 1000;    // pending sites kept at most (accept_unknown)
+  // Group commit: site batches applied one after another share one synced write, up to
+  // this many (where the store defers_sync). What they would send (their ACKs, and
+  // anything else the hub says meanwhile) is held until the sync; the driver calls Flush
+  // when no frame is waiting. 1: every batch is synced on its own.
+  size_t group_commit = 8;
   HubRetention retention;
   // The fleet root's public key ("ed25519:..."), if the hub is told it: a pushed policy
   // must be signed by it. Unset, every policy must have the signer of the first one.
@@ -124,6 +129,9 @@ struct HubCounters {
   uint64_t stale_hub_refusals = 0;
   uint64_t sites_ahead = 0;
   uint64_t handshakes = 0;  // HELLOs answered with WELCOME (a session established)
+  // Group commit: synced writes made by Flush, and the site batches they made durable.
+  uint64_t group_syncs = 0;
+  uint64_t group_batches = 0;
   // Several hubs over one store (HubStore::shared): writes refused because another hub
   // process changed the record since this one read it (each read again and retried or
   // given up), sessions dropped because another process applied the site's events, and
@@ -163,6 +171,16 @@ class HubCore {
 
   void OnSiteFrame(const std::string& identity, const std::string& peer,
                    std::string_view payload, HubOutput* out);
+  // Group commit (HubOptions::group_commit): syncs the batches applied since the last
+  // sync and releases what was held back for them into `out`. Drivers call it when no
+  // site frame is waiting; OnSiteFrame calls it when the group is full, and OnOperator
+  // and Tick call it first, so nothing leaves and no operator reads before the write
+  // under it is on disk. A failed sync drops what was held (the sites send those batches
+  // again) and leaves the store's write_failed() set: the driver then reopens the store
+  // and the core.
+  Status Flush(HubOutput* out);
+  // Whether batches were applied since the last sync (Flush has work).
+  bool holding() const { return unsynced_; }
   // The transport reports the connection of `peer` is gone (if it can tell).
   void OnSiteDisconnected(const std::string& peer);
   void Tick(HubOutput* out);
@@ -388,6 +406,13 @@ class HubCore {
   // faults_.ack_before_durable: batches acknowledged but not yet written.
   std::vector<std::pair<std::string, std::pair<uint64_t, std::vector<std::string>>>> deferred_;
   TimeMs deferred_since_ = 0;
+  // Group commit: batches applied since the last sync, and what waits for that sync.
+  bool unsynced_ = false;
+  uint64_t unsynced_batches_ = 0;
+  std::vector<HubOutput::Frame> held_;
+  bool group_commit() const { return options_.group_commit > 1 && store_->defers_sync(); }
+  void HandleSiteFrame(const std::string& identity, const std::string& peer,
+                       std::string_view payload, HubOutput* out);
 };
 
 }  // namespace outpost

@@ -78,6 +78,9 @@ int main(int argc, char** argv) {
        "budget")
       ("site-events-quota-mb", po::value(&quota_mb)->default_value(quota_mb),
        "one site's event copies are kept under this, its oldest trimmed first; 0: no quota")
+      ("group-commit", po::value(&c.core.group_commit)->default_value(c.core.group_commit),
+       "site batches that share one synced write at most (RocksDB store), their "
+       "acknowledgements sent after it; 1 syncs every batch on its own")
       ("io-threads", po::value(&c.io_threads)->default_value(c.io_threads), "ZeroMQ I/O threads")
       ("max-sockets", po::value(&c.max_sockets)->default_value(c.max_sockets),
        "ZeroMQ socket limit (raise the fd limit to match)")
@@ -105,6 +108,7 @@ int main(int argc, char** argv) {
   if (ping_ms < 100 || ping_ms >= offline_after_ms) bad = "ping-ms must be 100 .. offline-after-ms";
   if (resend_ms < 100) bad = "resend-ms must be at least 100";
   if (c.io_threads < 1 || c.io_threads > 64) bad = "io-threads must be 1-64";
+  if (c.core.group_commit < 1 || c.core.group_commit > 64) bad = "group-commit must be 1-64";
   if (keep_days < 0 || keep_days > 36500) bad = "keep-site-events-days must be 0-36500";
   if (budget_mb < 0 || budget_mb > (int64_t{1} << 30)) bad = "site-events-budget-mb must be 0-1073741824";
   if (quota_mb < 0 || quota_mb > (int64_t{1} << 30)) bad = "site-events-quota-mb must be 0-1073741824";

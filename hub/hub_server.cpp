@@ -274,6 +274,9 @@ size_t HubServer::ServeSites(size_t max) {
   sites_->Receive(&frames, max);
   HubOutput out;
   for (const auto& f : frames) core_->OnSiteFrame(f.identity, f.peer, f.payload, &out);
+  // Group commit: the slice's batches share one synced write; their ACKs leave after it.
+  // A failed sync sends nothing of the group and leaves write_failed() set (Run reopens).
+  core_->Flush(&out).IgnoreError();
   Send(out);
   return frames.size();
 }
@@ -483,10 +486,11 @@ Status HubServer::Run() {
       return Status::IoError(std::string("zmq_poll: ") + zmq_strerror(zmq_errno()));
     }
     // Drain every socket each round (reads never block), so no readiness is missed. Site
-    // frames are taken a few at a time, with operators, the dashboard and new handshakes
-    // served between: while a thousand sites stream, each batch a synced write, a query
-    // waits for at most a slice of batches, not for every batch queued.
-    constexpr size_t kSiteSlice = 4;
+    // frames are taken a slice at a time, with operators, the dashboard and new handshakes
+    // served between: while a thousand sites stream, a query waits for at most a slice of
+    // batches, not for every batch queued. A slice's batches share one synced write
+    // (group commit, HubOptions::group_commit).
+    const size_t kSiteSlice = std::clamp<size_t>(core_options_.group_commit, 4, 64);
     for (;;) {
       zap_->Serve();
       ServeOperators();

@@ -277,10 +277,16 @@ class HubTxn {
   // Test-only (the simulator's planted bug, common/faults.h): revisions are not checked.
   void set_unchecked() { unchecked_ = true; }
   bool unchecked() const { return unchecked_; }
+  // Group commit (HubStore::defers_sync): this write may reach the disk later, at the next
+  // HubStore::SyncDeferred. It is atomic and visible to reads at once; nothing that
+  // depends on it being on disk (an acknowledgement) may leave before that sync.
+  void set_sync_deferred() { sync_deferred_ = true; }
+  bool sync_deferred() const { return sync_deferred_; }
 
  private:
   std::vector<Op> ops_;
   bool unchecked_ = false;
+  bool sync_deferred_ = false;
 };
 
 class HubStore {
@@ -290,8 +296,18 @@ class HubStore {
   virtual ~HubStore() = default;
 
   // Applies every operation of txn atomically and durably, or none (and says why).
-  // Aborted: a revision did not match (HubTxn::PutSite); nothing was written.
+  // Aborted: a revision did not match (HubTxn::PutSite); nothing was written. A txn marked
+  // sync_deferred is durable only after the next SyncDeferred, where defers_sync().
   virtual Status Commit(const Txn& txn) = 0;
+  // Group commit: whether Commit may leave a sync_deferred txn for SyncDeferred, so that
+  // several batches share one synced write (RocksHubStore: its WAL written at each Commit,
+  // synced at SyncDeferred). Stores that cannot (PostgreSQL: each transaction commits on
+  // its own) make every Commit durable, and SyncDeferred does nothing.
+  virtual bool defers_sync() const { return false; }
+  // Makes every Commit since the last call durable, or fails; after a failure
+  // write_failed() is true: what reached the disk is unknown, and the hub reopens the
+  // store and its core from what is really there.
+  virtual Status SyncDeferred() { return Status::Ok(); }
   // Several hub processes write this store (PostgreSQL): what a process holds in memory
   // may be stale, so it reads a site again before a session, and learns of the others'
   // writes through changes_fd/TakeChanges.

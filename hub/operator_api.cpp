@@ -105,8 +105,13 @@ json HubCore::StatusJson() const {
 json HubCore::OnOperator(const std::string& who, const json& request, HubOutput* out,
                          OperatorRole role) {
   ++counters_.operator_requests;
-  FreshenDownHeads();
   json reply;
+  // Nothing is read or written over batches whose write is not yet on disk.
+  if (Status s = Flush(out); !s.ok()) {
+    ++counters_.operator_errors;
+    return Error(s.WithContext("sync the hub store"));
+  }
+  FreshenDownHeads();
   auto r = DecodeOperatorRequest(request, options_.max_list);
   const std::string op_name = r.ok() ? r->op : "invalid";
   ++counters_.requests_by_op[op_name];
@@ -141,6 +146,8 @@ json HubCore::OnOperator(const std::string& who, const json& request, HubOutput*
     }
   }
   FreshenDownHeads();
+  // An import's batches (group commit) are on disk before the reply says so.
+  if (Status s = Flush(out); !s.ok()) reply = Error(s.WithContext("sync the hub store"));
   if (!reply.is_object() || !reply.contains("ok") || reply["ok"] != true) {
     ++counters_.operator_errors;
     ++counters_.errors_by_op[op_name];

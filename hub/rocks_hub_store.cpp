@@ -47,6 +47,7 @@ Result<std::unique_ptr<RocksHubStore>> RocksHubStore::Open(const std::string& pa
   ro.write_buffer_bytes = options.write_buffer_bytes;
   ro.simulated = options.simulated;
   ro.block_cache_bytes = options.block_cache_bytes;
+  ro.max_open_files = options.max_open_files;
   OUTPOST_ASSIGN_OR_RETURN(s->rocks_, OpenRocks(path, kCfNames, ro));
   s->sync_ = options.sync;
   s->check_revisions_ = options.check_revisions;
@@ -214,6 +215,11 @@ Status RocksHubStore::CheckRevisions(const Txn& txn,
 
 Status RocksHubStore::Commit(const Txn& txn) {
   if (txn.ops().empty()) return Status::Ok();
+  if (sync_failed_) {
+    // Writes deferred before the failed sync may be lost while later ones land: nothing
+    // more is written until the store is reopened from what is on disk.
+    return Status::Unavailable("hub store: a sync failed; the store must be reopened");
+  }
   std::map<std::pair<int, std::string>, uint64_t> revs_after;
   if (check_revisions_) OUTPOST_RETURN_IF_ERROR(CheckRevisions(txn, &revs_after));
   rocksdb::WriteBatch batch;
@@ -223,7 +229,10 @@ Status RocksHubStore::Commit(const Txn& txn) {
     if (op.kind == HubTxn::Kind::kAudit) audit = std::max(audit, op.seq);
   }
   rocksdb::WriteOptions wo;
-  wo.sync = sync_;
+  // Deferred: written to the WAL (a process killed now loses nothing: the bytes are the
+  // kernel's) and to the memtable, synced by SyncDeferred. A synced write syncs every
+  // WAL record before it too, but unsynced_ is cleared only by SyncDeferred.
+  wo.sync = sync_ && !txn.sync_deferred();
   const auto t0 = std::chrono::steady_clock::now();
   Status st = FromRocks(rocks_.db->Write(wo, &batch), "hub store write");
   commit_seconds_.Observe(
@@ -232,9 +241,33 @@ Status RocksHubStore::Commit(const Txn& txn) {
     write_failed_ = true;
     return st;
   }
+  if (txn.sync_deferred()) unsynced_ = true;
   for (auto& [k, rev] : revs_after) revs_[k] = rev;
   audit_head_ = audit;
   return Status::Ok();
+}
+
+Status RocksHubStore::SyncDeferred() {
+  if (!unsynced_) return Status::Ok();
+  if (write_failed_) {
+    sync_failed_ = true;
+    return Status::Unavailable("hub store: an earlier write failed");
+  }
+  unsynced_ = false;
+  if (!sync_) return Status::Ok();  // the simulator's planted bug: writes are never synced
+  // A small synced write: RocksDB syncs the WAL up to it, every deferred write before it
+  // included, on every Env (DB::SyncWAL needs WAL files whose Sync is thread-safe, which
+  // in-memory and simulated files are not).
+  rocksdb::WriteBatch mark;
+  mark.Put(Handle(Cf::kMeta), "group-sync", "");
+  rocksdb::WriteOptions wo;
+  wo.sync = true;
+  const auto t0 = std::chrono::steady_clock::now();
+  Status st = FromRocks(rocks_.db->Write(wo, &mark), "hub store sync");
+  commit_seconds_.Observe(
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  if (!st.ok()) write_failed_ = sync_failed_ = true;
+  return st;
 }
 
 namespace {

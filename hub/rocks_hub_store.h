@@ -31,6 +31,7 @@ class RocksHubStore : public HubStore {
     bool sync = true;
     size_t write_buffer_bytes = 8 << 20;
     size_t block_cache_bytes = 32 << 20;
+    int max_open_files = 1024;  // see RocksOptions
     bool simulated = false;  // see RocksOptions
     // Check revisions (HubTxn::PutSite) as a store shared by several hubs must: the
     // simulator runs several HubCores over one store. Off for one hub process, the only
@@ -54,6 +55,8 @@ class RocksHubStore : public HubStore {
   Status ScanSiteRunsNewestFirst(const std::string& site, const std::string& after,
                                  const std::function<bool(const HubRun&)>& fn) const override;
   bool write_failed() const override { return write_failed_; }
+  bool defers_sync() const override { return true; }
+  Status SyncDeferred() override;
   bool stores_task_rows() const override { return task_rows_; }
   const Histogram* commit_seconds() const override { return &commit_seconds_; }
   Result<std::optional<std::string>> GetOutput(const std::string& run,
@@ -99,6 +102,8 @@ class RocksHubStore : public HubStore {
   RocksHandles rocks_;
   bool sync_ = true;
   bool write_failed_ = false;
+  bool unsynced_ = false;  // a sync_deferred Commit since the last SyncDeferred
+  bool sync_failed_ = false;  // SyncDeferred failed: Commit refuses until reopened
   uint64_t audit_head_ = 0;
   Histogram commit_seconds_{Histogram::LatencyBounds()};
 };

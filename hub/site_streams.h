@@ -132,6 +132,8 @@ class HubCore::Upstream : public IncomingStream {
     const uint64_t over_quota = hub_->TrimToQuota(&copy, &txn);
     txn.PutSite(copy);
     if (hub_->faults_.apply_without_cas) txn.set_unchecked();  // planted bug (common/faults.h)
+    // Group commit: on disk at the next HubCore::Flush, which the ACK waits for.
+    if (hub_->group_commit()) txn.set_sync_deferred();
     Status s = hub_->CommitTxn(txn);
     if (s.code() == Code::kAborted) {
       // Another hub process wrote the site or a run since: counted as a conflict (CommitTxn)
@@ -147,6 +149,10 @@ class HubCore::Upstream : public IncomingStream {
       return s;
     }
     hub_->sites_[site_] = std::move(copy);
+    if (txn.sync_deferred()) {
+      hub_->unsynced_ = true;
+      ++hub_->unsynced_batches_;
+    }
     hub_->counters_.events_applied += entries.size();
     hub_->run_counts_ = std::move(counts);
     hub_->counters_.retention_quota_bytes += over_quota;

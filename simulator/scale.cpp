@@ -207,6 +207,11 @@ int RunScale(const ScaleOptions& o) {
         ++frames;
         deliver(h, out, &next);
       }
+      for (size_t h = 0; h < cores.size(); ++h) {  // as a driver does when nothing waits
+        HubOutput out;
+        cores[h]->Flush(&out).IgnoreError();
+        deliver(h, out, &next);
+      }
       to_hub = std::move(next);
     }
   };

@@ -668,6 +668,18 @@ void World::HubActivity() {
   net_->HubEmit(out);
 }
 
+void World::HubFlushSoon() {
+  if (hub_flush_queued_ || !hub_alive_ || !hub_->holding()) return;
+  hub_flush_queued_ = true;
+  queue_->At(queue_->Now(), [this] {
+    hub_flush_queued_ = false;
+    if (!hub_alive_) return;
+    HubOutput out;
+    hub_->Flush(&out).IgnoreError();  // a failed sync: AfterEvent reopens the store
+    net_->HubEmit(out);
+  });
+}
+
 void World::HubTicker() {
   if (hub_ticker_) return;
   hub_ticker_ = true;

@@ -161,6 +161,10 @@ class World {
   void CrashHub(bool power_cut = false);
   // The hub's timers: run from the once-a-second tick.
   void HubActivity();
+  // Group commit: after a frame the hub applied, its driver syncs when no frame is
+  // waiting; here, once every event due at this instant ran (frames that arrive at the
+  // same millisecond share one synced write).
+  void HubFlushSoon();
   // The scenario's hub outages and hub crashes, until `end`.
   void ScheduleHubFaults(TimeMs t0, TimeMs end);
   bool hub_alive() const { return hub_alive_; }
@@ -231,6 +235,7 @@ class World {
   std::unique_ptr<HubCore> hub_;
   bool hub_alive_ = false;
   bool hub_ticker_ = false;
+  bool hub_flush_queued_ = false;
   bool healed_ = false;
   CurveKeys hub_keys_;
   std::optional<SimStorage::Backup> hub_backup_;
