@@ -334,6 +334,7 @@ void Tell(std::vector<Worker>& ws, const std::string& line) {
 // The hub store the hub processes use: empty for RocksDB in their data directory, or a
 // PostgreSQL connection string and schema they share (--store).
 std::string g_store, g_schema;
+std::vector<std::string> g_hub_args;  // --hub-arg: passed to every outpost-hub (an A/B in one run)
 
 pid_t StartHub(const std::string& bin, const std::string& dir, const std::string& sites_ep,
                const std::string& ops_ep) {
@@ -347,6 +348,7 @@ pid_t StartHub(const std::string& bin, const std::string& dir, const std::string
     if (!g_store.empty()) {
       args.insert(args.end(), {"--store", g_store.c_str(), "--store-schema", g_schema.c_str()});
     }
+    for (const auto& a : g_hub_args) args.push_back(a.c_str());
     args.push_back(nullptr);
     execv(bin.c_str(), const_cast<char* const*>(args.data()));
     _exit(127);
@@ -606,10 +608,12 @@ int Main(int argc, char** argv) {
       else if (a == "--peers") peers = true;
       else if (a == "--store") g_store = next();
       else if (a == "--hubs") hubs = std::stoul(next());
+      else if (a == "--hub-arg") g_hub_args.push_back(next());
       else {
         fprintf(stderr, "usage: outpost-bench-fleet --bin-dir DIR [--sites N] [--stream-sites K] "
                         "[--events E] [--workers W] [--rounds R] [--peers] [--dir PATH]\n"
-                        "                           [--store POSTGRESQL-CONNINFO [--hubs N]]\n");
+                        "                           [--store POSTGRESQL-CONNINFO [--hubs N]] "
+                        "[--hub-arg FLAG]...\n");
         return 2;
       }
     }

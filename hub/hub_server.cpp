@@ -273,10 +273,10 @@ size_t HubServer::ServeSites(size_t max) {
   std::vector<InboundFrame> frames;
   sites_->Receive(&frames, max);
   HubOutput out;
+  // Group commit: the core holds the ACKs of the batches it applied until their synced
+  // write, which it makes when the group is full, before an operator request, or when Run
+  // finds no frame waiting.
   for (const auto& f : frames) core_->OnSiteFrame(f.identity, f.peer, f.payload, &out);
-  // Group commit: the slice's batches share one synced write; their ACKs leave after it.
-  // A failed sync sends nothing of the group and leaves write_failed() set (Run reopens).
-  core_->Flush(&out).IgnoreError();
   Send(out);
   return frames.size();
 }
@@ -399,6 +399,11 @@ Status HubServer::RestartCore() {
 
 HttpReply HubServer::OnHttp(const HttpRequest& request) {
   HttpReply reply;
+  {
+    HubOutput synced;  // the dashboard and /metrics read nothing that is not on disk
+    core_->Flush(&synced).IgnoreError();
+    Send(synced);
+  }
   if (dashboard_ && Dashboard::Serves(request.path)) {
     HubOutput out;
     reply = dashboard_->Handle(request, *core_, clock_.Now(), &out);
@@ -486,17 +491,23 @@ Status HubServer::Run() {
       return Status::IoError(std::string("zmq_poll: ") + zmq_strerror(zmq_errno()));
     }
     // Drain every socket each round (reads never block), so no readiness is missed. Site
-    // frames are taken a slice at a time, with operators, the dashboard and new handshakes
+    // frames are taken a few at a time, with operators, the dashboard and new handshakes
     // served between: while a thousand sites stream, a query waits for at most a slice of
-    // batches, not for every batch queued. A slice's batches share one synced write
-    // (group commit, HubOptions::group_commit).
-    const size_t kSiteSlice = std::clamp<size_t>(core_options_.group_commit, 4, 64);
+    // batches (and the sync of those applied), not for every batch queued.
+    constexpr size_t kSiteSlice = 4;
     for (;;) {
       zap_->Serve();
       ServeOperators();
       if (http_) http_->Serve([this](const HttpRequest& r) { return OnHttp(r); });
       if (ServeSites(kSiteSlice) < kSiteSlice) break;
       if (clock_.Now() - now >= 1000) break;  // timers, signals and operators/ at least each second
+    }
+    {
+      // No frame waiting: the group's synced write, then its ACKs. A failed sync sends
+      // nothing of the group and leaves write_failed() set (reopened below).
+      HubOutput synced;
+      core_->Flush(&synced).IgnoreError();
+      Send(synced);
     }
     if (items[3].revents) {
       signalfd_siginfo info;
