@@ -125,6 +125,11 @@ void HubCore::Metrics(Exposition* x) const {
           c.frames_malformed);
   counter("outpost_hub_handshakes_total", "Site sessions established (HELLO answered).",
           c.handshakes);
+  counter("outpost_hub_group_syncs_total",
+          "Synced writes that made a group of site batches durable (group commit).",
+          c.group_syncs);
+  counter("outpost_hub_group_batches_total",
+          "Site batches made durable by those synced writes.", c.group_batches);
   counter("outpost_hub_store_conflicts_total",
           "Writes refused because another hub process wrote the record first (retried).",
           c.store_conflicts);

@@ -1,5 +1,9 @@
 #include "hub/rocks_hub_store.h"
 
+#include <sys/resource.h>
+
+#include <algorithm>
+
 #include <rocksdb/iterator.h>
 #include <chrono>
 #include <rocksdb/write_batch.h>
@@ -47,7 +51,14 @@ Result<std::unique_ptr<RocksHubStore>> RocksHubStore::Open(const std::string& pa
   ro.write_buffer_bytes = options.write_buffer_bytes;
   ro.simulated = options.simulated;
   ro.block_cache_bytes = options.block_cache_bytes;
+  // At most a quarter of the process's file limit: the rest is for sockets (a hub started
+  // by hand under a limit of 1,024 keeps 256 tables open).
   ro.max_open_files = options.max_open_files;
+  if (rlimit rl{}; ro.max_open_files > 0 && getrlimit(RLIMIT_NOFILE, &rl) == 0 &&
+                   rl.rlim_cur != RLIM_INFINITY) {
+    ro.max_open_files = static_cast<int>(std::min<rlim_t>(
+        std::max<rlim_t>(rl.rlim_cur / 4, 64), static_cast<rlim_t>(ro.max_open_files)));
+  }
   OUTPOST_ASSIGN_OR_RETURN(s->rocks_, OpenRocks(path, kCfNames, ro));
   s->sync_ = options.sync;
   s->check_revisions_ = options.check_revisions;
