@@ -323,6 +323,10 @@ void HubCore::Emit(const std::string& site, const SyncOutput& so, HubOutput* out
 
 void HubCore::OnSiteFrame(const std::string& identity, const std::string& peer,
                           std::string_view payload, HubOutput* out) {
+  // After a failed sync the watermarks held here are ahead of the disk: nothing more is
+  // applied or said (a gap or a duplicate would be answered with an ACK of them) until
+  // the driver reopens the store and the core.
+  if (sync_failed_) return;
   HandleSiteFrame(identity, peer, payload, out);
   if (!unsynced_) return;
   // Held until the group's sync, in order: the ACKs of its batches, and whatever else
@@ -333,11 +337,13 @@ void HubCore::OnSiteFrame(const std::string& identity, const std::string& peer,
 }
 
 Status HubCore::Flush(HubOutput* out) {
+  if (sync_failed_) return Status::Unavailable("a sync of the hub store failed; it is reopened");
   if (!unsynced_) return Status::Ok();
   unsynced_ = false;
   const uint64_t batches = std::exchange(unsynced_batches_, 0);
   Status s = store_->SyncDeferred();
   if (!s.ok()) {
+    sync_failed_ = true;
     ++counters_.store_errors;
     spdlog::error("hub.group_sync_failed batches={} held_frames={} error=\"{}\" (none of them "
                   "is acknowledged: the sites send them again; the store is reopened)",
@@ -719,7 +725,7 @@ void HubCore::OnSiteDisconnected(const std::string& peer) {
 }
 
 void HubCore::Tick(HubOutput* out) {
-  if (!Flush(out).ok()) return;  // the driver reopens the store (write_failed)
+  if (!Flush(out).ok()) return;  // a failed sync: the driver reopens the store (write_failed)
   FlushDeferredAudit();
   FreshenDownHeads();
   if (refresh_pending_) RefreshFromStore(out);

@@ -173,14 +173,18 @@ class HubCore {
                    std::string_view payload, HubOutput* out);
   // Group commit (HubOptions::group_commit): syncs the batches applied since the last
   // sync and releases what was held back for them into `out`. Drivers call it when no
-  // site frame is waiting; OnSiteFrame calls it when the group is full, and OnOperator
-  // and Tick call it first, so nothing leaves and no operator reads before the write
-  // under it is on disk. A failed sync drops what was held (the sites send those batches
-  // again) and leaves the store's write_failed() set: the driver then reopens the store
-  // and the core.
+  // site frame is waiting (and before serving anything else that reads the core, e.g. a
+  // dashboard page); OnSiteFrame calls it when the group is full, and OnOperator and Tick
+  // call it first, so nothing leaves and no operator reads before the write under it is
+  // on disk. A failed sync drops what was held (the sites send those batches again),
+  // makes the core inert (sync_failed) and leaves the store's write_failed() set: the
+  // driver then reopens the store and the core.
   Status Flush(HubOutput* out);
   // Whether batches were applied since the last sync (Flush has work).
   bool holding() const { return unsynced_; }
+  // A group's sync failed: the core applies and says nothing more (its watermarks are
+  // ahead of the disk) until the driver reopens the store and the core.
+  bool sync_failed() const { return sync_failed_; }
   // The transport reports the connection of `peer` is gone (if it can tell).
   void OnSiteDisconnected(const std::string& peer);
   void Tick(HubOutput* out);
@@ -408,6 +412,7 @@ class HubCore {
   TimeMs deferred_since_ = 0;
   // Group commit: batches applied since the last sync, and what waits for that sync.
   bool unsynced_ = false;
+  bool sync_failed_ = false;
   uint64_t unsynced_batches_ = 0;
   std::vector<HubOutput::Frame> held_;
   bool group_commit() const { return options_.group_commit > 1 && store_->defers_sync(); }

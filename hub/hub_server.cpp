@@ -401,7 +401,11 @@ HttpReply HubServer::OnHttp(const HttpRequest& request) {
   HttpReply reply;
   {
     HubOutput synced;  // the dashboard and /metrics read nothing that is not on disk
-    core_->Flush(&synced).IgnoreError();
+    if (!core_->Flush(&synced).ok()) {
+      reply.status = 503;
+      reply.body = "outpost-hub: a sync of the store failed; it is being reopened\n";
+      return reply;
+    }
     Send(synced);
   }
   if (dashboard_ && Dashboard::Serves(request.path)) {
@@ -500,6 +504,7 @@ Status HubServer::Run() {
       ServeOperators();
       if (http_) http_->Serve([this](const HttpRequest& r) { return OnHttp(r); });
       if (ServeSites(kSiteSlice) < kSiteSlice) break;
+      if (store_->write_failed()) break;  // reopened below, before anything else is served
       if (clock_.Now() - now >= 1000) break;  // timers, signals and operators/ at least each second
     }
     {

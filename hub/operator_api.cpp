@@ -106,7 +106,8 @@ json HubCore::OnOperator(const std::string& who, const json& request, HubOutput*
                          OperatorRole role) {
   ++counters_.operator_requests;
   json reply;
-  // Nothing is read or written over batches whose write is not yet on disk.
+  // Nothing is read or written over batches whose write is not yet on disk (nor after a
+  // failed sync: the store is being reopened).
   if (Status s = Flush(out); !s.ok()) {
     ++counters_.operator_errors;
     return Error(s.WithContext("sync the hub store"));
@@ -146,8 +147,12 @@ json HubCore::OnOperator(const std::string& who, const json& request, HubOutput*
     }
   }
   FreshenDownHeads();
-  // An import's batches (group commit) are on disk before the reply says so.
-  if (Status s = Flush(out); !s.ok()) reply = Error(s.WithContext("sync the hub store"));
+  // An import's batches (group commit) are on disk before the reply says so; if they
+  // cannot be, nothing the request produced leaves.
+  if (Status s = Flush(out); !s.ok()) {
+    out->send.clear();
+    reply = Error(s.WithContext("sync the hub store"));
+  }
   if (!reply.is_object() || !reply.contains("ok") || reply["ok"] != true) {
     ++counters_.operator_errors;
     ++counters_.errors_by_op[op_name];

@@ -84,7 +84,10 @@ class GroupCommitTest : public ::testing::TestWithParam<uint64_t> {
       HubOutput out;
       for (const auto& m : to_hub) core_->OnSiteFrame(site->name, site->peer, EncodeMessage(m), &out);
       frames += to_hub.size();
-      if (flush) EXPECT_TRUE(core_->Flush(&out).ok());
+      if (flush) {
+        Status st = core_->Flush(&out);
+        EXPECT_TRUE(st.ok() || core_->sync_failed()) << st.ToString();
+      }
       for (const auto& f : out.send) {
         Message m;
         EXPECT_TRUE(DecodeMessage(EncodeMessage(f.message), &m).ok());
@@ -165,6 +168,7 @@ TEST_P(GroupCommitTest, AcksLeaveOnlyAfterTheGroupsSyncAndAPowerCutBeforeItLoses
   // Whatever of the unsynced tail survived, the hub is at or past what it acknowledged.
   ASSERT_NE(core_->site("a"), nullptr);
   EXPECT_GE(core_->site("a")->up_applied, 200u);
+  EXPECT_GT(lost_, 0u) << "the power cut found nothing unsynced to lose";
   printf("disk seed %llu: the power cut lost %llu unsynced bytes; the hub holds %llu events\n",
          static_cast<unsigned long long>(GetParam()), static_cast<unsigned long long>(lost_),
          static_cast<unsigned long long>(core_->site("a")->up_applied));
@@ -184,6 +188,58 @@ TEST_P(GroupCommitTest, AcksLeaveOnlyAfterTheGroupsSyncAndAPowerCutBeforeItLoses
     EXPECT_EQ((*copy)[i].seq, i + 1);
     EXPECT_EQ((*copy)[i].payload, a.up.all()[i]) << "seq " << i + 1;
   }
+}
+
+// A sync that fails: nothing of the group is acknowledged, the core says nothing more
+// (a resent batch would otherwise be answered with an ACK of the lost ones), and after
+// the store and the core are reopened every event arrives once.
+TEST_P(GroupCommitTest, AFailedSyncAcknowledgesNothingAndTheCoreFallsSilentUntilReopened) {
+  Site a("a", clock_);
+  SyncOutput hello;
+  a.session.OnConnected(&hello);
+  pending_ = hello.send;
+  Exchange(&a, true);
+  ASSERT_TRUE(a.session.established());
+  Emit(&a, 200);
+  Exchange(&a, false);
+  ASSERT_TRUE(core_->holding());
+  sim::StorageFaults f;
+  f.sync_error = 1.0;
+  disk_.SetFaults("/hub", f);
+  HubOutput out;
+  EXPECT_FALSE(core_->Flush(&out).ok());
+  EXPECT_TRUE(out.send.empty());
+  EXPECT_TRUE(core_->sync_failed());
+  EXPECT_TRUE(store_->write_failed());
+  // The site resends (its timer); the hub answers nothing, and its operators are told.
+  clock_.Advance(12'000);  // past resend_after (10 s), short of dead_after (30 s)
+  SyncOutput resend;
+  a.session.Tick(&resend);
+  size_t resent = 0;
+  for (const auto& m : resend.send) resent += m.type() == MsgType::kBatch;
+  EXPECT_GT(resent, 0u);
+  pending_ = resend.send;
+  size_t acks = 0;
+  Exchange(&a, true, &acks);
+  EXPECT_EQ(acks, 0u);
+  EXPECT_EQ(a.up.acked(), 0u);
+  HubOutput ignored;
+  EXPECT_EQ(core_->OnOperator("tester", {{"op", "status"}}, &ignored)["ok"], false);
+
+  // The driver reopens the store and the core from what is on the disk.
+  disk_.SetFaults("/hub", sim::StorageFaults{});
+  Open();
+  a.session.OnDisconnected();
+  pending_.clear();
+  SyncOutput again;
+  a.session.OnConnected(&again);
+  pending_ = again.send;
+  Exchange(&a, true);
+  EXPECT_EQ(a.up.acked(), 200u);
+  auto copy = store_->ReadUp("a", 1, 0, 1000);
+  ASSERT_TRUE(copy.ok()) << copy.status().ToString();
+  ASSERT_EQ(copy->size(), 200u);
+  for (size_t i = 0; i < copy->size(); ++i) EXPECT_EQ((*copy)[i].payload, a.up.all()[i]);
 }
 
 INSTANTIATE_TEST_SUITE_P(DiskSeeds, GroupCommitTest, ::testing::Range<uint64_t>(1, 9));
