@@ -340,6 +340,23 @@ rocksdb::Env* DiskEnv() {
 
 }  // namespace
 
+Status SwitchFullMemtables(rocksdb::DB* db, const std::vector<rocksdb::ColumnFamilyHandle*>& cfs,
+                           size_t bytes) {
+  bool full = false;
+  for (auto* cf : cfs) {
+    uint64_t size = 0;
+    if (db->GetIntProperty(cf, "rocksdb.cur-size-active-mem-table", &size) && size >= bytes) {
+      full = true;
+      break;
+    }
+  }
+  if (!full) return Status::Ok();
+  rocksdb::FlushOptions fo;
+  fo.wait = false;
+  fo.allow_write_stall = true;
+  return FromRocks(db->Flush(fo, cfs), "switch memtables");
+}
+
 Result<RocksHandles> OpenRocks(const std::string& path, const std::vector<std::string>& names,
                                const RocksOptions& options) {
   rocksdb::Options db_opts;
@@ -369,6 +386,13 @@ Result<RocksHandles> OpenRocks(const std::string& path, const std::vector<std::s
 
   rocksdb::ColumnFamilyOptions cf_opts;
   cf_opts.write_buffer_size = options.write_buffer_bytes;
+  if (options.manual_memtable_switch) {
+    // SwitchFullMemtables switches at write_buffer_bytes; RocksDB's own limits are set
+    // far above it (a backstop only), with arena blocks sized for the real memtables.
+    cf_opts.write_buffer_size = std::max<size_t>(options.write_buffer_bytes * 64, 256 << 20);
+    cf_opts.arena_block_size = std::clamp<size_t>(options.write_buffer_bytes / 8, 4096, 1 << 20);
+    db_opts.max_total_wal_size = uint64_t{1} << 30;
+  }
   cf_opts.max_write_buffer_number = options.simulated ? 16 : 2;
   rocksdb::BlockBasedTableOptions table;
   table.block_cache = rocksdb::NewLRUCache(options.block_cache_bytes);

@@ -24,6 +24,13 @@ struct RocksOptions {
   // open files. Each open table costs one file descriptor and a small reader (its index
   // and filter live in the block cache).
   int max_open_files = 64;
+  // The caller switches memtables (and so WAL files) itself, with SwitchFullMemtables
+  // right after a synced write: RocksDB's own triggers (a full memtable, the WALs' total
+  // size) are set far out of reach. For a store that leaves writes unsynced until a later
+  // sync (the hub's group commit): a WAL switched between two unsynced writes could lose
+  // the first at a power cut and keep the second (the OS writes the files back in any
+  // order), and recovery would replay the second over a hole.
+  bool manual_memtable_switch = false;
   // The simulator's databases (simulator/sim_storage.h): their flushes and compactions
   // run between the simulation's steps, not on RocksDB's threads. So nothing may wait for
   // one inside a step: 16 memtables per column family before writes stall (not 2), and
@@ -31,6 +38,12 @@ struct RocksOptions {
   // flush; the stores reopen the database after a failed write anyway).
   bool simulated = false;
 };
+
+// For manual_memtable_switch: if the active memtable of any of `cfs` has reached
+// `bytes`, switches them all to new memtables (one new WAL file) and schedules their
+// flushes, without waiting. Call it only when every write so far is synced.
+Status SwitchFullMemtables(rocksdb::DB* db, const std::vector<rocksdb::ColumnFamilyHandle*>& cfs,
+                           size_t bytes);
 
 struct RocksHandles {
   std::unique_ptr<rocksdb::Env> env;  // OpenRocks's wrapper of RocksOptions::env; outlives db

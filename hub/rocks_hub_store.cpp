@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include <spdlog/spdlog.h>
 #include <rocksdb/iterator.h>
 #include <chrono>
 #include <rocksdb/write_batch.h>
@@ -54,12 +55,15 @@ Result<std::unique_ptr<RocksHubStore>> RocksHubStore::Open(const std::string& pa
   // At most a quarter of the process's file limit: the rest is for sockets (a hub started
   // by hand under a limit of 1,024 keeps 256 tables open).
   ro.max_open_files = options.max_open_files;
+  // Memtables (and WAL files) switch only right after a synced write (group commit).
+  ro.manual_memtable_switch = true;
   if (rlimit rl{}; ro.max_open_files > 0 && getrlimit(RLIMIT_NOFILE, &rl) == 0 &&
                    rl.rlim_cur != RLIM_INFINITY) {
     ro.max_open_files = static_cast<int>(std::min<rlim_t>(
         std::max<rlim_t>(rl.rlim_cur / 4, 64), static_cast<rlim_t>(ro.max_open_files)));
   }
   OUTPOST_ASSIGN_OR_RETURN(s->rocks_, OpenRocks(path, kCfNames, ro));
+  s->switch_at_ = options.write_buffer_bytes;
   s->sync_ = options.sync;
   s->check_revisions_ = options.check_revisions;
   s->task_rows_ = options.task_rows;
@@ -255,7 +259,16 @@ Status RocksHubStore::Commit(const Txn& txn) {
   if (txn.sync_deferred()) unsynced_ = true;
   for (auto& [k, rev] : revs_after) revs_[k] = rev;
   audit_head_ = audit;
+  // A synced write synced every WAL record before it: the one point where a new WAL may
+  // begin (RocksOptions::manual_memtable_switch).
+  if (wo.sync || !sync_) SwitchFullMemtables();  // (unsynced stores: the simulator's bug)
   return Status::Ok();
+}
+
+void RocksHubStore::SwitchFullMemtables() {
+  Status st = outpost::SwitchFullMemtables(rocks_.db.get(), rocks_.cfs, switch_at_);
+  // Not a failed write: the memtable keeps growing and the next sync tries again.
+  if (!st.ok()) spdlog::warn("hub.store_memtable_switch_failed error=\"{}\"", st.message());
 }
 
 Status RocksHubStore::SyncDeferred() {
@@ -277,7 +290,11 @@ Status RocksHubStore::SyncDeferred() {
   Status st = FromRocks(rocks_.db->Write(wo, &mark), "hub store sync");
   commit_seconds_.Observe(
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-  if (!st.ok()) write_failed_ = sync_failed_ = true;
+  if (!st.ok()) {
+    write_failed_ = sync_failed_ = true;
+    return st;
+  }
+  SwitchFullMemtables();
   return st;
 }
 

@@ -104,6 +104,8 @@ class RocksHubStore : public HubStore {
   bool write_failed_ = false;
   bool unsynced_ = false;  // a sync_deferred Commit since the last SyncDeferred
   bool sync_failed_ = false;  // SyncDeferred failed: Commit refuses until reopened
+  size_t switch_at_ = 0;      // memtable bytes at which a synced write switches them
+  void SwitchFullMemtables();
   uint64_t audit_head_ = 0;
   Histogram commit_seconds_{Histogram::LatencyBounds()};
 };

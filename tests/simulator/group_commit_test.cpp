@@ -50,6 +50,7 @@ class GroupCommitTest : public ::testing::TestWithParam<uint64_t> {
     RocksHubStore::Options so;
     so.env = &disk_;
     so.simulated = true;
+    if (write_buffer_ > 0) so.write_buffer_bytes = write_buffer_;
     auto s = RocksHubStore::Open("/hub", so);
     ASSERT_TRUE(s.ok()) << s.status().ToString();
     store_ = std::move(s).value();
@@ -62,12 +63,14 @@ class GroupCommitTest : public ::testing::TestWithParam<uint64_t> {
 
   // The hub process dies with its machine: unsynced bytes are lost (torn tails).
   void PowerCut() {
+    const uint64_t lost_before = disk_.counters().bytes_lost;
     disk_.Kill("/hub");
     core_.reset();
     store_.reset();
     disk_.RunBackgroundWork();
     disk_.PowerCut("/hub");
     disk_.Restart("/hub");
+    lost_ += disk_.counters().bytes_lost - lost_before;
     Open();
   }
 
@@ -107,6 +110,7 @@ class GroupCommitTest : public ::testing::TestWithParam<uint64_t> {
       e.type = static_cast<uint8_t>(EventType::kTaskFinished);
       e.run = "a-run" + std::to_string(emitted_ / 8);
       e.task = "t" + std::to_string(emitted_++);
+      e.message = padding_;
       site->Emit(e);
     }
   }
@@ -119,6 +123,8 @@ class GroupCommitTest : public ::testing::TestWithParam<uint64_t> {
   std::vector<Message> pending_;
   int emitted_ = 0;
   uint64_t lost_ = 0;
+  size_t write_buffer_ = 0;  // 0: the store's default
+  std::string padding_;      // added to every event's message
 };
 
 TEST_P(GroupCommitTest, AcksLeaveOnlyAfterTheGroupsSyncAndAPowerCutBeforeItLosesNothing) {
@@ -162,9 +168,7 @@ TEST_P(GroupCommitTest, AcksLeaveOnlyAfterTheGroupsSyncAndAPowerCutBeforeItLoses
   Exchange(&a, false, &acks);
   EXPECT_EQ(acks, 0u);
   EXPECT_EQ(a.up.acked(), 200u);
-  const uint64_t lost_before = disk_.counters().bytes_lost;
   PowerCut();
-  lost_ += disk_.counters().bytes_lost - lost_before;
   // Whatever of the unsynced tail survived, the hub is at or past what it acknowledged.
   ASSERT_NE(core_->site("a"), nullptr);
   EXPECT_GE(core_->site("a")->up_applied, 200u);
@@ -240,6 +244,46 @@ TEST_P(GroupCommitTest, AFailedSyncAcknowledgesNothingAndTheCoreFallsSilentUntil
   ASSERT_TRUE(copy.ok()) << copy.status().ToString();
   ASSERT_EQ(copy->size(), 200u);
   for (size_t i = 0; i < copy->size(); ++i) EXPECT_EQ((*copy)[i].payload, a.up.all()[i]);
+}
+
+// Memtables far smaller than a group, so that RocksDB would switch to a new WAL file in
+// the middle of one: a power cut then must not keep a later batch of the group (in the
+// new WAL) while losing an earlier one (in the old WAL's unsynced tail), which would
+// leave a hole under a watermark that counts it. Rounds of: a group held, the power cut,
+// the site reconnecting; every event at the hub once, in order, after each.
+TEST_P(GroupCommitTest, APowerCutWhereTheWalSwitchedInsideAGroupLeavesNoHole) {
+  write_buffer_ = 32 << 10;
+  padding_ = std::string(200, 'x');
+  Open();
+  Site a("a", clock_);
+  SyncOutput hello;
+  a.session.OnConnected(&hello);
+  pending_ = hello.send;
+  Exchange(&a, true);
+  ASSERT_TRUE(a.session.established());
+  uint64_t total = 0;
+  for (int round = 0; round < 6; ++round) {
+    SCOPED_TRACE("round " + std::to_string(round));
+    Emit(&a, 250);
+    total += 250;
+    Exchange(&a, false);  // four batches applied, held
+    PowerCut();
+    a.session.OnDisconnected();
+    pending_.clear();
+    SyncOutput again;
+    a.session.OnConnected(&again);
+    pending_ = again.send;
+    Exchange(&a, true);
+    ASSERT_EQ(a.up.acked(), total);
+    auto copy = store_->ReadUp("a", 1, 0, 100000);
+    ASSERT_TRUE(copy.ok()) << copy.status().ToString();
+    ASSERT_EQ(copy->size(), total);
+    for (size_t i = 0; i < copy->size(); ++i) {
+      ASSERT_EQ((*copy)[i].seq, i + 1);
+      ASSERT_EQ((*copy)[i].payload, a.up.all()[i]) << "seq " << i + 1;
+    }
+  }
+  EXPECT_GT(lost_, 0u);
 }
 
 INSTANTIATE_TEST_SUITE_P(DiskSeeds, GroupCommitTest, ::testing::Range<uint64_t>(1, 9));
