@@ -439,7 +439,8 @@ std::string HubServer::MetricsText() {
   core_->Metrics(&x);
   using T = Exposition::Type;
   x.Family("outpost_hub_store_commit_seconds", T::kHistogram,
-           "Latency of the hub store's synced writes (since the store was last opened).");
+           "Latency of the hub store's writes, and of the syncs that make a group of them durable "
+           "(since the store was last opened).");
   if (const Histogram* h = store_->commit_seconds()) x.Observe(*h);
   auto counter = [&x](const char* name, const char* help, uint64_t v) {
     x.Family(name, T::kCounter, help);
