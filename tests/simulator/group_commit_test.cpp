@@ -104,6 +104,27 @@ class GroupCommitTest : public ::testing::TestWithParam<uint64_t> {
     return frames;
   }
 
+  // The site's session starts (again, after a disconnect) and settles with the hub.
+  void Connect(Site* site) {
+    if (site->session.established()) site->session.OnDisconnected();
+    SyncOutput hello;
+    site->session.OnConnected(&hello);
+    pending_ = std::move(hello.send);
+    Exchange(site, true);
+    ASSERT_TRUE(site->session.established());
+  }
+
+  // The hub's copy of the site's log is the site's log: every event once, in order.
+  void ExpectCopyIsTheSitesLog(const Site& site) {
+    auto copy = store_->ReadUp(site.name, 1, 0, 100000);
+    ASSERT_TRUE(copy.ok()) << copy.status().ToString();
+    ASSERT_EQ(copy->size(), site.up.all().size());
+    for (size_t i = 0; i < copy->size(); ++i) {
+      ASSERT_EQ((*copy)[i].seq, i + 1);
+      ASSERT_EQ((*copy)[i].payload, site.up.all()[i]) << "seq " << i + 1;
+    }
+  }
+
   void Emit(Site* site, int n) {
     for (int i = 0; i < n; ++i) {
       Event e;
@@ -129,11 +150,7 @@ class GroupCommitTest : public ::testing::TestWithParam<uint64_t> {
 
 TEST_P(GroupCommitTest, AcksLeaveOnlyAfterTheGroupsSyncAndAPowerCutBeforeItLosesNothing) {
   Site a("a", clock_);
-  SyncOutput hello;
-  a.session.OnConnected(&hello);
-  pending_ = hello.send;
-  Exchange(&a, true);
-  ASSERT_TRUE(a.session.established());
+  Connect(&a);
 
   // Batches of 64 events, a window of 4: the hub applies four batches and says nothing.
   Emit(&a, 200);
@@ -178,20 +195,9 @@ TEST_P(GroupCommitTest, AcksLeaveOnlyAfterTheGroupsSyncAndAPowerCutBeforeItLoses
          static_cast<unsigned long long>(core_->site("a")->up_applied));
 
   // The site reconnects and sends what was not acknowledged: every event once.
-  a.session.OnDisconnected();
-  pending_.clear();
-  SyncOutput again;
-  a.session.OnConnected(&again);
-  pending_ = again.send;
-  Exchange(&a, true);
+  Connect(&a);
   EXPECT_EQ(a.up.acked(), 350u);
-  auto copy = store_->ReadUp("a", 1, 0, 1000);
-  ASSERT_TRUE(copy.ok()) << copy.status().ToString();
-  ASSERT_EQ(copy->size(), 350u);
-  for (size_t i = 0; i < copy->size(); ++i) {
-    EXPECT_EQ((*copy)[i].seq, i + 1);
-    EXPECT_EQ((*copy)[i].payload, a.up.all()[i]) << "seq " << i + 1;
-  }
+  ExpectCopyIsTheSitesLog(a);
 }
 
 // A sync that fails: nothing of the group is acknowledged, the core says nothing more
@@ -199,11 +205,7 @@ TEST_P(GroupCommitTest, AcksLeaveOnlyAfterTheGroupsSyncAndAPowerCutBeforeItLoses
 // the store and the core are reopened every event arrives once.
 TEST_P(GroupCommitTest, AFailedSyncAcknowledgesNothingAndTheCoreFallsSilentUntilReopened) {
   Site a("a", clock_);
-  SyncOutput hello;
-  a.session.OnConnected(&hello);
-  pending_ = hello.send;
-  Exchange(&a, true);
-  ASSERT_TRUE(a.session.established());
+  Connect(&a);
   Emit(&a, 200);
   Exchange(&a, false);
   ASSERT_TRUE(core_->holding());
@@ -233,17 +235,9 @@ TEST_P(GroupCommitTest, AFailedSyncAcknowledgesNothingAndTheCoreFallsSilentUntil
   // The driver reopens the store and the core from what is on the disk.
   disk_.SetFaults("/hub", sim::StorageFaults{});
   Open();
-  a.session.OnDisconnected();
-  pending_.clear();
-  SyncOutput again;
-  a.session.OnConnected(&again);
-  pending_ = again.send;
-  Exchange(&a, true);
+  Connect(&a);
   EXPECT_EQ(a.up.acked(), 200u);
-  auto copy = store_->ReadUp("a", 1, 0, 1000);
-  ASSERT_TRUE(copy.ok()) << copy.status().ToString();
-  ASSERT_EQ(copy->size(), 200u);
-  for (size_t i = 0; i < copy->size(); ++i) EXPECT_EQ((*copy)[i].payload, a.up.all()[i]);
+  ExpectCopyIsTheSitesLog(a);
 }
 
 // Memtables far smaller than a group, so that RocksDB would switch to a new WAL file in
@@ -256,11 +250,7 @@ TEST_P(GroupCommitTest, APowerCutWhereTheWalSwitchedInsideAGroupLeavesNoHole) {
   padding_ = std::string(200, 'x');
   Open();
   Site a("a", clock_);
-  SyncOutput hello;
-  a.session.OnConnected(&hello);
-  pending_ = hello.send;
-  Exchange(&a, true);
-  ASSERT_TRUE(a.session.established());
+  Connect(&a);
   uint64_t total = 0;
   for (int round = 0; round < 6; ++round) {
     SCOPED_TRACE("round " + std::to_string(round));
@@ -268,20 +258,10 @@ TEST_P(GroupCommitTest, APowerCutWhereTheWalSwitchedInsideAGroupLeavesNoHole) {
     total += 250;
     Exchange(&a, false);  // four batches applied, held
     PowerCut();
-    a.session.OnDisconnected();
-    pending_.clear();
-    SyncOutput again;
-    a.session.OnConnected(&again);
-    pending_ = again.send;
-    Exchange(&a, true);
+    Connect(&a);
     ASSERT_EQ(a.up.acked(), total);
-    auto copy = store_->ReadUp("a", 1, 0, 100000);
-    ASSERT_TRUE(copy.ok()) << copy.status().ToString();
-    ASSERT_EQ(copy->size(), total);
-    for (size_t i = 0; i < copy->size(); ++i) {
-      ASSERT_EQ((*copy)[i].seq, i + 1);
-      ASSERT_EQ((*copy)[i].payload, a.up.all()[i]) << "seq " << i + 1;
-    }
+    ExpectCopyIsTheSitesLog(a);
+    if (HasFatalFailure()) return;
   }
   EXPECT_GT(lost_, 0u);
 }
