@@ -671,7 +671,9 @@ void World::HubActivity() {
 void World::HubFlushSoon() {
   if (hub_flush_queued_ || !hub_alive_ || !hub_->holding()) return;
   hub_flush_queued_ = true;
-  queue_->At(queue_->Now(), [this] {
+  // A few milliseconds later, as a busy hub's round of frames takes: the frames that
+  // arrive meanwhile join the group (with power cuts and crash points inside it).
+  queue_->At(queue_->Now() + kHubFlushAfterMs, [this] {
     hub_flush_queued_ = false;
     if (!hub_alive_) return;
     HubOutput out;

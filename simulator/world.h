@@ -162,9 +162,10 @@ class World {
   // The hub's timers: run from the once-a-second tick.
   void HubActivity();
   // Group commit: after a frame the hub applied, its driver syncs when no frame is
-  // waiting; here, once every event due at this instant ran (frames that arrive at the
-  // same millisecond share one synced write).
+  // waiting; here, kHubFlushAfterMs later (the frames that arrive meanwhile share one
+  // synced write).
   void HubFlushSoon();
+  static constexpr DurationMs kHubFlushAfterMs = 3;
   // The scenario's hub outages and hub crashes, until `end`.
   void ScheduleHubFaults(TimeMs t0, TimeMs end);
   bool hub_alive() const { return hub_alive_; }
