@@ -52,11 +52,11 @@ Result<std::unique_ptr<RocksHubStore>> RocksHubStore::Open(const std::string& pa
   ro.write_buffer_bytes = options.write_buffer_bytes;
   ro.simulated = options.simulated;
   ro.block_cache_bytes = options.block_cache_bytes;
+  // Memtables (and WAL files) switch only right after a synced write (group commit).
+  ro.manual_memtable_switch = true;
   // At most a quarter of the process's file limit: the rest is for sockets (a hub started
   // by hand under a limit of 1,024 keeps 256 tables open).
   ro.max_open_files = options.max_open_files;
-  // Memtables (and WAL files) switch only right after a synced write (group commit).
-  ro.manual_memtable_switch = true;
   if (rlimit rl{}; ro.max_open_files > 0 && getrlimit(RLIMIT_NOFILE, &rl) == 0 &&
                    rl.rlim_cur != RLIM_INFINITY) {
     ro.max_open_files = static_cast<int>(std::min<rlim_t>(
