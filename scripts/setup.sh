@@ -10,6 +10,8 @@ PACKAGES=(build-essential cmake ninja-build ccache pkg-config git
   libzmq3-dev cppzmq-dev libmsgpack-cxx-dev librocksdb-dev libsodium-dev libspdlog-dev
   libboost-program-options-dev libgtest-dev libyaml-cpp-dev nlohmann-json3-dev tzdata
   libcpp-httplib-dev python3-zmq python3-msgpack python3-nacl
+  # the hub's allocator (optional: without it the hub links glibc's)
+  libjemalloc-dev
   # the monitoring tests: promtool and a real Prometheus, node_exporter's textfile collector
   prometheus prometheus-node-exporter
   # the dashboard's test: a real headless browser
