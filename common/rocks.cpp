@@ -392,6 +392,8 @@ Result<RocksHandles> OpenRocks(const std::string& path, const std::vector<std::s
     cf_opts.write_buffer_size = std::max<size_t>(options.write_buffer_bytes * 64, 256 << 20);
     cf_opts.arena_block_size = std::clamp<size_t>(options.write_buffer_bytes / 8, 4096, 1 << 20);
     db_opts.max_total_wal_size = uint64_t{1} << 30;
+    // RocksDB preallocates each WAL for 1.1 times write_buffer_size: over 500 MB here.
+    db_opts.allow_fallocate = false;
   }
   cf_opts.max_write_buffer_number = options.simulated ? 16 : 2;
   rocksdb::BlockBasedTableOptions table;

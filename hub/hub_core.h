@@ -77,8 +77,10 @@ struct HubOptions {
   // Group commit: site batches applied one after another share one synced write, up to
   // this many (where the store defers_sync). What they would send (their ACKs, and
   // anything else the hub says meanwhile) is held until the sync; the driver calls Flush
-  // when no frame is waiting. 1: every batch is synced on its own.
-  size_t group_commit = 8;
+  // when no frame is waiting. 1 (the default): every batch is synced on its own. Above 1
+  // it is experimental: a disk that loses some unsynced pages of a file and keeps later
+  // ones at a power cut can leave a hole or an unreadable WAL (docs/architecture.md).
+  size_t group_commit = 1;
   HubRetention retention;
   // The fleet root's public key ("ed25519:..."), if the hub is told it: a pushed policy
   // must be signed by it. Unset, every policy must have the signer of the first one.

@@ -272,6 +272,7 @@ void RocksHubStore::SwitchFullMemtables() {
 }
 
 Status RocksHubStore::SyncDeferred() {
+  if (sync_failed_) return Status::Unavailable("hub store: a sync failed; the store must be reopened");
   if (!unsynced_) return Status::Ok();
   if (write_failed_) {
     sync_failed_ = true;
