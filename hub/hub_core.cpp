@@ -328,7 +328,7 @@ void HubCore::OnSiteFrame(const std::string& identity, const std::string& peer,
   // the driver reopens the store and the core.
   if (sync_failed_) return;
   HandleSiteFrame(identity, peer, payload, out);
-  if (!unsynced_) return;
+  if (!holding()) return;
   // Held until the group's sync, in order: the ACKs of its batches, and whatever else
   // was said after them.
   for (auto& f : out->send) held_.push_back(std::move(f));
@@ -338,8 +338,7 @@ void HubCore::OnSiteFrame(const std::string& identity, const std::string& peer,
 
 Status HubCore::Flush(HubOutput* out) {
   if (sync_failed_) return Status::Unavailable("a sync of the hub store failed; it is reopened");
-  if (!unsynced_) return Status::Ok();
-  unsynced_ = false;
+  if (!holding()) return Status::Ok();
   const uint64_t batches = std::exchange(unsynced_batches_, 0);
   Status s = store_->SyncDeferred();
   if (!s.ok()) {

@@ -183,7 +183,7 @@ class HubCore {
   // driver then reopens the store and the core.
   Status Flush(HubOutput* out);
   // Whether batches were applied since the last sync (Flush has work).
-  bool holding() const { return unsynced_; }
+  bool holding() const { return unsynced_batches_ > 0; }
   // A group's sync failed: the core applies and says nothing more (its watermarks are
   // ahead of the disk) until the driver reopens the store and the core.
   bool sync_failed() const { return sync_failed_; }
@@ -413,7 +413,6 @@ class HubCore {
   std::vector<std::pair<std::string, std::pair<uint64_t, std::vector<std::string>>>> deferred_;
   TimeMs deferred_since_ = 0;
   // Group commit: batches applied since the last sync, and what waits for that sync.
-  bool unsynced_ = false;
   bool sync_failed_ = false;
   uint64_t unsynced_batches_ = 0;
   std::vector<HubOutput::Frame> held_;

@@ -255,6 +255,13 @@ void HubServer::Send(HubOutput& out) {
   out.send.clear();
 }
 
+Status HubServer::FlushHeld() {
+  HubOutput synced;
+  Status s = core_->Flush(&synced);
+  Send(synced);  // empty after a failed sync
+  return s;
+}
+
 size_t HubServer::ServeSites(size_t max) {
   std::vector<std::string> failed;
   sites_->TakeHandshakeFailures(&failed);
@@ -399,14 +406,10 @@ Status HubServer::RestartCore() {
 
 HttpReply HubServer::OnHttp(const HttpRequest& request) {
   HttpReply reply;
-  {
-    HubOutput synced;  // the dashboard and /metrics read nothing that is not on disk
-    if (!core_->Flush(&synced).ok()) {
-      reply.status = 503;
-      reply.body = "outpost-hub: a sync of the store failed; it is being reopened\n";
-      return reply;
-    }
-    Send(synced);
+  if (!FlushHeld().ok()) {  // the dashboard and /metrics read nothing that is not on disk
+    reply.status = 503;
+    reply.body = "outpost-hub: a sync of the store failed; it is being reopened\n";
+    return reply;
   }
   if (dashboard_ && Dashboard::Serves(request.path)) {
     HubOutput out;
@@ -508,13 +511,9 @@ Status HubServer::Run() {
       if (store_->write_failed()) break;  // reopened below, before anything else is served
       if (clock_.Now() - now >= 1000) break;  // timers, signals and operators/ at least each second
     }
-    {
-      // No frame waiting: the group's synced write, then its ACKs. A failed sync sends
-      // nothing of the group and leaves write_failed() set (reopened below).
-      HubOutput synced;
-      core_->Flush(&synced).IgnoreError();
-      Send(synced);
-    }
+    // No frame waiting: the group's synced write, then its ACKs. A failed sync sends
+    // nothing of the group and leaves write_failed() set (reopened below).
+    FlushHeld().IgnoreError();
     if (items[3].revents) {
       signalfd_siginfo info;
       while (read(signal_fd_, &info, sizeof info) == sizeof info) {

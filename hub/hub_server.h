@@ -73,6 +73,8 @@ class HubServer {
   size_t ServeSites(size_t max);
   void ServeOperators();
   void Send(HubOutput& out);
+  // Group commit: the core's sync of the batches it applied, then what it held for it.
+  Status FlushHeld();
   Status RestartCore();
   HttpReply OnHttp(const HttpRequest& request);
   std::string MetricsText();

@@ -248,10 +248,7 @@ Status RocksHubStore::Commit(const Txn& txn) {
   // kernel's) and to the memtable, synced by SyncDeferred. A synced write syncs every
   // WAL record before it too, but unsynced_ is cleared only by SyncDeferred.
   wo.sync = sync_ && !txn.sync_deferred();
-  const auto t0 = std::chrono::steady_clock::now();
-  Status st = FromRocks(rocks_.db->Write(wo, &batch), "hub store write");
-  commit_seconds_.Observe(
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  Status st = TimedWrite(wo, &batch, "hub store write");
   if (!st.ok()) {
     write_failed_ = true;
     return st;
@@ -263,6 +260,15 @@ Status RocksHubStore::Commit(const Txn& txn) {
   // begin (RocksOptions::manual_memtable_switch).
   if (wo.sync || !sync_) SwitchFullMemtables();  // (unsynced stores: the simulator's bug)
   return Status::Ok();
+}
+
+Status RocksHubStore::TimedWrite(const rocksdb::WriteOptions& wo, rocksdb::WriteBatch* batch,
+                                 const char* what) {
+  const auto t0 = std::chrono::steady_clock::now();  // the store's latency metric only
+  Status st = FromRocks(rocks_.db->Write(wo, batch), what);
+  commit_seconds_.Observe(
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  return st;
 }
 
 void RocksHubStore::SwitchFullMemtables() {
@@ -287,10 +293,7 @@ Status RocksHubStore::SyncDeferred() {
   mark.Put(Handle(Cf::kMeta), "group-sync", "");
   rocksdb::WriteOptions wo;
   wo.sync = true;
-  const auto t0 = std::chrono::steady_clock::now();
-  Status st = FromRocks(rocks_.db->Write(wo, &mark), "hub store sync");
-  commit_seconds_.Observe(
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  Status st = TimedWrite(wo, &mark, "hub store sync");
   if (!st.ok()) {
     write_failed_ = sync_failed_ = true;
     return st;

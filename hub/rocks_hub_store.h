@@ -106,6 +106,8 @@ class RocksHubStore : public HubStore {
   bool sync_failed_ = false;  // SyncDeferred failed: Commit refuses until reopened
   size_t switch_at_ = 0;      // memtable bytes at which a synced write switches them
   void SwitchFullMemtables();
+  // One Write, its latency observed in commit_seconds_.
+  Status TimedWrite(const rocksdb::WriteOptions& wo, rocksdb::WriteBatch* batch, const char* what);
   uint64_t audit_head_ = 0;
   Histogram commit_seconds_{Histogram::LatencyBounds()};
 };

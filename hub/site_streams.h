@@ -149,10 +149,7 @@ class HubCore::Upstream : public IncomingStream {
       return s;
     }
     hub_->sites_[site_] = std::move(copy);
-    if (txn.sync_deferred()) {
-      hub_->unsynced_ = true;
-      ++hub_->unsynced_batches_;
-    }
+    if (txn.sync_deferred()) ++hub_->unsynced_batches_;
     hub_->counters_.events_applied += entries.size();
     hub_->run_counts_ = std::move(counts);
     hub_->counters_.retention_quota_bytes += over_quota;

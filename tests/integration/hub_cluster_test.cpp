@@ -111,6 +111,16 @@ tasks:
   // hubs) as a client retrying after a timeout would; hubs die in turn meanwhile.
   std::set<std::string> runs_started;
   int requests = 0;
+  // The run ids of outpostctl's answer to `req`, read with type checks (its dump never
+  // throws on bad UTF-8).
+  auto take_runs = [&](const json& answer, const std::string& req) {
+    ASSERT_TRUE(answer.is_object() && answer.contains("runs") && answer["runs"].is_array())
+        << req << ": " << answer.dump(-1, ' ', false, json::error_handler_t::replace);
+    for (const auto& id : answer["runs"]) {
+      ASSERT_TRUE(id.is_string()) << req << ": a run id that is not a string";
+      runs_started.insert(id.get<std::string>());
+    }
+  };
   auto start_some = [&](int n) {
     for (int k = 0; k < n; ++k) {
       const std::string req = "req-" + std::to_string(++requests);
@@ -122,8 +132,8 @@ tasks:
       if (hub_pids_[other] <= 0) other = via;
       ASSERT_EQ(CtlVia(other, "run start tick --request " + req, &again), 0) << last_err_;
       EXPECT_EQ(again["runs"], first["runs"]) << req;
-      EXPECT_TRUE(again["duplicate"].get<bool>()) << req;
-      for (const auto& id : first["runs"]) runs_started.insert(id.get<std::string>());
+      EXPECT_EQ(again["duplicate"], true) << req;
+      take_runs(first, req);
     }
   };
   start_some(2);
@@ -151,14 +161,9 @@ tasks:
     for (int i = 0; i < kHubs; ++i) {
       const std::string req = "burst-" + std::to_string(burst) + "-" + std::to_string(i);
       json got = json::parse(ReadAll((dir_ / (req + ".json")).string()), nullptr, false);
-      // outpostctl's answer, read with type checks (a dump never throws on bad UTF-8).
-      ASSERT_TRUE(got.is_object() && got.contains("runs") && got["runs"].is_array())
-          << req << ": " << got.dump(-1, ' ', false, json::error_handler_t::replace);
       ++requests;
-      for (const auto& id : got["runs"]) {
-        ASSERT_TRUE(id.is_string()) << req << ": a run id that is not a string";
-        runs_started.insert(id.get<std::string>());
-      }
+      take_runs(got, req);
+      if (HasFatalFailure()) return;
     }
   }
   ASSERT_EQ(runs_started.size(), static_cast<size_t>(requests) * sites_.size());

@@ -41,7 +41,7 @@ class GroupCommitTest : public ::testing::TestWithParam<uint64_t> {
     HubOutput out;
     auto r = core_->OnOperator("tester", {{"op", "site.add"}, {"name", "a"},
                                           {"key", keys->public_z85}}, &out);
-    EXPECT_EQ(r["ok"], true) << r.dump();
+    EXPECT_EQ(r["ok"], true) << r.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   }
 
   void Open() {
