@@ -25,11 +25,13 @@ struct RocksOptions {
   // and filter live in the block cache).
   int max_open_files = 64;
   // The caller switches memtables (and so WAL files) itself, with SwitchFullMemtables
-  // right after a synced write: RocksDB's own triggers (a full memtable, the WALs' total
-  // size) are set far out of reach. For a store that leaves writes unsynced until a later
-  // sync (the hub's group commit): a WAL switched between two unsynced writes could lose
-  // the first at a power cut and keep the second (the OS writes the files back in any
-  // order), and recovery would replay the second over a hole.
+  // right after a write: RocksDB's own triggers (a full memtable, the WALs' total size)
+  // are set far out of reach. RocksDB 7.8's own switch, inside a write, leaks a column
+  // family reference when creating the new WAL fails while two or more memtables are due
+  // (DBImpl::ScheduleFlushes leaves its loop early), and Debian's build asserts on that
+  // at close: a disk that fills at that moment would abort the process when it reopens
+  // its store (the hub's group commit test found it). SwitchFullMemtables switches one
+  // column family at a time, and a failure is only logged.
   bool manual_memtable_switch = false;
   // The simulator's databases (simulator/sim_storage.h): their flushes and compactions
   // run between the simulation's steps, not on RocksDB's threads. So nothing may wait for

@@ -75,12 +75,11 @@ struct HubOptions {
   size_t max_list = 1000;       // rows a list query returns at most
   size_t max_pending = 1000;    // pending sites kept at most (accept_unknown)
   // Group commit: site batches applied one after another share one synced write, up to
-  // this many (where the store defers_sync). What they would send (their ACKs, and
-  // anything else the hub says meanwhile) is held until the sync; the driver calls Flush
-  // when no frame is waiting. 1 (the default): every batch is synced on its own. Above 1
-  // it is experimental: a disk that loses some unsynced pages of a file and keeps later
-  // ones at a power cut can leave a hole or an unreadable WAL (docs/architecture.md).
-  size_t group_commit = 1;
+  // this many (where the store defers_sync): RocksHubStore gathers them in one WriteBatch
+  // and writes it once, synced. What they would send (their ACKs, and anything else the
+  // hub says meanwhile) is held until then; the driver calls Flush when no frame is
+  // waiting. 1: every batch is written and synced on its own.
+  size_t group_commit = 8;
   HubRetention retention;
   // The fleet root's public key ("ed25519:..."), if the hub is told it: a pushed policy
   // must be signed by it. Unset, every policy must have the signer of the first one.
@@ -173,8 +172,8 @@ class HubCore {
 
   void OnSiteFrame(const std::string& identity, const std::string& peer,
                    std::string_view payload, HubOutput* out);
-  // Group commit (HubOptions::group_commit): syncs the batches applied since the last
-  // sync and releases what was held back for them into `out`. Drivers call it when no
+  // Group commit (HubOptions::group_commit): writes the batches applied since the last
+  // write, in one synced write, and releases what was held back for them into `out`. Drivers call it when no
   // site frame is waiting (and before serving anything else that reads the core, e.g. a
   // dashboard page); OnSiteFrame calls it when the group is full, and OnOperator and Tick
   // call it first, so nothing leaves and no operator reads before the write under it is

@@ -79,9 +79,8 @@ int main(int argc, char** argv) {
       ("site-events-quota-mb", po::value(&quota_mb)->default_value(quota_mb),
        "one site's event copies are kept under this, its oldest trimmed first; 0: no quota")
       ("group-commit", po::value(&c.core.group_commit)->default_value(c.core.group_commit),
-       "site batches that share one synced write at most (RocksDB store), their "
-       "acknowledgements sent after it; 1 syncs every batch on its own. Above 1 it is "
-       "experimental (docs/operations.md)")
+       "site batches written together in one synced write at most (RocksDB store), their "
+       "acknowledgements sent after it; 1 writes and syncs every batch on its own")
       ("io-threads", po::value(&c.io_threads)->default_value(c.io_threads), "ZeroMQ I/O threads")
       ("max-sockets", po::value(&c.max_sockets)->default_value(c.max_sockets),
        "ZeroMQ socket limit (raise the fd limit to match)")

@@ -130,6 +130,10 @@ void HubCore::Metrics(Exposition* x) const {
           c.group_syncs);
   counter("outpost_hub_group_batches_total",
           "Site batches made durable by those synced writes.", c.group_batches);
+  counter("outpost_hub_group_early_writes_total",
+          "Groups written before their end because a read needed what they held (a run "
+          "evicted from the cache, a command about to be sent).",
+          store_->early_group_writes());
   counter("outpost_hub_store_conflicts_total",
           "Writes refused because another hub process wrote the record first (retried).",
           c.store_conflicts);

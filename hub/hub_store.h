@@ -278,8 +278,9 @@ class HubTxn {
   void set_unchecked() { unchecked_ = true; }
   bool unchecked() const { return unchecked_; }
   // Group commit (HubStore::defers_sync): this write may reach the disk later, at the next
-  // HubStore::SyncDeferred. It is atomic and visible to reads at once; nothing that
-  // depends on it being on disk (an acknowledgement) may leave before that sync.
+  // HubStore::SyncDeferred. It is atomic and visible to reads at once (a read that needs
+  // it may write the group early); nothing that depends on it being on disk (an
+  // acknowledgement) may leave before that sync.
   void set_sync_deferred() { sync_deferred_ = true; }
   bool sync_deferred() const { return sync_deferred_; }
 
@@ -300,14 +301,16 @@ class HubStore {
   // sync_deferred is durable only after the next SyncDeferred, where defers_sync().
   virtual Status Commit(const Txn& txn) = 0;
   // Group commit: whether Commit may leave a sync_deferred txn for SyncDeferred, so that
-  // several batches share one synced write (RocksHubStore: its WAL written at each Commit,
-  // synced at SyncDeferred). Stores that cannot (PostgreSQL: each transaction commits on
+  // several batches share one synced write (RocksHubStore: gathered in one WriteBatch,
+  // written and synced at SyncDeferred, or earlier where a read needs them). Stores that cannot (PostgreSQL: each transaction commits on
   // its own) make every Commit durable, and SyncDeferred does nothing.
   virtual bool defers_sync() const { return false; }
   // Makes every Commit since the last call durable, or fails; after a failure
   // write_failed() is true: what reached the disk is unknown, and the hub reopens the
   // store and its core from what is really there.
   virtual Status SyncDeferred() { return Status::Ok(); }
+  // Groups written before SyncDeferred because a read would have seen them.
+  virtual uint64_t early_group_writes() const { return 0; }
   // Several hub processes write this store (PostgreSQL): what a process holds in memory
   // may be stale, so it reads a site again before a session, and learns of the others'
   // writes through changes_fd/TakeChanges.

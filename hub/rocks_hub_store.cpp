@@ -52,7 +52,7 @@ Result<std::unique_ptr<RocksHubStore>> RocksHubStore::Open(const std::string& pa
   ro.write_buffer_bytes = options.write_buffer_bytes;
   ro.simulated = options.simulated;
   ro.block_cache_bytes = options.block_cache_bytes;
-  // Memtables (and WAL files) switch only right after a synced write (group commit).
+  // Memtables (and WAL files) switch only through SwitchFullMemtables (RocksOptions).
   ro.manual_memtable_switch = true;
   // At most a quarter of the process's file limit: the rest is for sockets (a hub started
   // by hand under a limit of 1,024 keeps 256 tables open).
@@ -164,6 +164,11 @@ Status RocksHubStore::AddToBatch(const HubTxn::Op& op, rocksdb::WriteBatch* batc
 Result<uint64_t> RocksHubStore::StoredRev(HubTxn::Kind kind, const std::string& key) {
   const std::pair<int, std::string> k{static_cast<int>(kind), key};
   if (auto it = revs_.find(k); it != revs_.end()) return it->second;
+  // (A key gathered in the group is in revs_ already; checked all the same.)
+  OUTPOST_RETURN_IF_ERROR(ReadsPending(kind == HubTxn::Kind::kPutSite ? pending_.sites
+                                       : kind == HubTxn::Kind::kPutRun
+                                           ? pending_.runs.contains(key)
+                                           : pending_.meta.contains("req/" + key)));
   std::string v;
   rocksdb::Status got;
   if (kind == HubTxn::Kind::kPutSite) {
@@ -231,35 +236,108 @@ Status RocksHubStore::CheckRevisions(const Txn& txn,
 Status RocksHubStore::Commit(const Txn& txn) {
   if (txn.ops().empty()) return Status::Ok();
   if (sync_failed_) {
-    // Writes deferred before the failed sync may be lost while later ones land: nothing
-    // more is written until the store is reopened from what is on disk.
-    return Status::Unavailable("hub store: a sync failed; the store must be reopened");
+    // What the failed group write left on the disk is unknown: nothing more is written
+    // until the store is reopened from what is there.
+    return Status::Unavailable("hub store: a group write failed; the store must be reopened");
   }
   std::map<std::pair<int, std::string>, uint64_t> revs_after;
   if (check_revisions_) OUTPOST_RETURN_IF_ERROR(CheckRevisions(txn, &revs_after));
-  rocksdb::WriteBatch batch;
+  // Gathered behind the txns already waiting, so that they reach the disk in order.
+  pending_.batch.SetSavePoint();
   uint64_t audit = audit_head_;
   for (const auto& op : txn.ops()) {
-    OUTPOST_RETURN_IF_ERROR(AddToBatch(op, &batch).WithContext("build hub write batch"));
+    Status st = AddToBatch(op, &pending_.batch);
+    if (!st.ok()) {
+      pending_.batch.RollbackToSavePoint().PermitUncheckedError();
+      return st.WithContext("build hub write batch");
+    }
     if (op.kind == HubTxn::Kind::kAudit) audit = std::max(audit, op.seq);
   }
-  rocksdb::WriteOptions wo;
-  // Deferred: written to the WAL (a process killed now loses nothing: the bytes are the
-  // kernel's) and to the memtable, synced by SyncDeferred. A synced write syncs every
-  // WAL record before it too, but unsynced_ is cleared only by SyncDeferred.
-  wo.sync = sync_ && !txn.sync_deferred();
-  Status st = TimedWrite(wo, &batch, "hub store write");
-  if (!st.ok()) {
-    write_failed_ = true;
-    return st;
-  }
-  if (txn.sync_deferred()) unsynced_ = true;
+  pending_.batch.PopSavePoint().PermitUncheckedError();
+  for (const auto& op : txn.ops()) NotePending(op);
+  ++pending_.txns;
+  if (txn.sync_deferred()) ++pending_.deferred;
   for (auto& [k, rev] : revs_after) revs_[k] = rev;
   audit_head_ = audit;
-  // A synced write synced every WAL record before it: the one point where a new WAL may
-  // begin (RocksOptions::manual_memtable_switch).
-  if (wo.sync || !sync_) SwitchFullMemtables();  // (unsynced stores: the simulator's bug)
-  return Status::Ok();
+  // A deferred txn waits for SyncDeferred (or a read that would see it); any other is
+  // written now, with the group before it. Unsynced stores (benchmarks, the simulator's
+  // planted bug) write every txn at once.
+  if (txn.sync_deferred() && sync_) return Status::Ok();
+  return WritePending();
+}
+
+void RocksHubStore::NotePending(const HubTxn::Op& op) {
+  using Kind = HubTxn::Kind;
+  switch (op.kind) {
+    case Kind::kPutSite:
+    case Kind::kDeleteSite: pending_.sites = true; break;
+    case Kind::kPutUp:
+    case Kind::kTrimUp: pending_.up = true; break;
+    case Kind::kPutDown:
+    case Kind::kTrimDown: {
+      uint64_t& top = pending_.down[{op.key, op.stream}];
+      top = std::max(top, op.seq);
+      break;
+    }
+    case Kind::kPurgeSiteStreams:
+      pending_.purged.insert(op.key);
+      pending_.up = true;
+      break;
+    case Kind::kPutRun:
+    case Kind::kDeleteRun:
+    case Kind::kPutOutput: pending_.runs.insert(op.key); break;
+    case Kind::kPutDef:
+    case Kind::kDeleteDef: pending_.defs = true; break;
+    case Kind::kPutRequest: pending_.meta.insert("req/" + op.key); break;
+    case Kind::kPutSetting: pending_.meta.insert("set/" + op.key); break;
+    case Kind::kPutArtifact: pending_.meta.insert("art/" + op.key); break;
+    case Kind::kAudit: pending_.audit = true; break;
+    case Kind::kPutChunk: pending_.blobs = true; break;
+    case Kind::kAppendDown: break;  // refused by AddToBatch
+  }
+}
+
+Status RocksHubStore::WritePending() {
+  if (pending_.txns == 0) return Status::Ok();
+  const bool deferred = pending_.deferred > 0;
+  rocksdb::WriteOptions wo;
+  wo.sync = sync_;
+  Status st = TimedWrite(wo, &pending_.batch, "hub store write");
+  pending_.batch.Clear();  // keeps its buffer for the next group
+  pending_.txns = pending_.deferred = 0;
+  pending_.runs.clear();
+  pending_.meta.clear();
+  pending_.down.clear();
+  pending_.purged.clear();
+  pending_.sites = pending_.up = pending_.defs = pending_.audit = pending_.blobs = false;
+  if (!st.ok()) {
+    write_failed_ = true;
+    // Deferred txns were acknowledged to nobody yet, but the core counted them: it must
+    // not go on as if they were stored (HubCore::sync_failed).
+    if (deferred) sync_failed_ = true;
+    return st;
+  }
+  // Not a failed write: the memtable keeps growing and the next write tries again.
+  if (Status sw = SwitchFullMemtables(rocks_.db.get(), rocks_.cfs, switch_at_); !sw.ok()) {
+    spdlog::warn("hub.store_memtable_switch_failed error=\"{}\"", sw.message());
+  }
+  return st;
+}
+
+Status RocksHubStore::ReadsPending(bool touched) const {
+  if (!touched || pending_.txns == 0) return Status::Ok();
+  // The one place a read writes: the store has one owner thread and is never created
+  // const, and the write changes when the group reaches the disk, not what reads see.
+  auto* self = const_cast<RocksHubStore*>(this);
+  ++self->early_writes_;
+  return self->WritePending();
+}
+
+bool RocksHubStore::PendingMeta(std::string_view prefix) const {
+  for (const auto& k : pending_.meta) {
+    if (k.starts_with(prefix)) return true;
+  }
+  return false;
 }
 
 Status RocksHubStore::TimedWrite(const rocksdb::WriteOptions& wo, rocksdb::WriteBatch* batch,
@@ -271,35 +349,15 @@ Status RocksHubStore::TimedWrite(const rocksdb::WriteOptions& wo, rocksdb::Write
   return st;
 }
 
-void RocksHubStore::SwitchFullMemtables() {
-  Status st = outpost::SwitchFullMemtables(rocks_.db.get(), rocks_.cfs, switch_at_);
-  // Not a failed write: the memtable keeps growing and the next sync tries again.
-  if (!st.ok()) spdlog::warn("hub.store_memtable_switch_failed error=\"{}\"", st.message());
-}
-
 Status RocksHubStore::SyncDeferred() {
-  if (sync_failed_) return Status::Unavailable("hub store: a sync failed; the store must be reopened");
-  if (!unsynced_) return Status::Ok();
-  if (write_failed_) {
+  if (sync_failed_) {
+    return Status::Unavailable("hub store: a group write failed; the store must be reopened");
+  }
+  if (write_failed_ && pending_.txns > 0) {
     sync_failed_ = true;
     return Status::Unavailable("hub store: an earlier write failed");
   }
-  unsynced_ = false;
-  if (!sync_) return Status::Ok();  // the simulator's planted bug: writes are never synced
-  // A small synced write: RocksDB syncs the WAL up to it, every deferred write before it
-  // included, on every Env (DB::SyncWAL needs WAL files whose Sync is thread-safe, which
-  // in-memory and simulated files are not).
-  rocksdb::WriteBatch mark;
-  mark.Put(Handle(Cf::kMeta), "group-sync", "");
-  rocksdb::WriteOptions wo;
-  wo.sync = true;
-  Status st = TimedWrite(wo, &mark, "hub store sync");
-  if (!st.ok()) {
-    write_failed_ = sync_failed_ = true;
-    return st;
-  }
-  SwitchFullMemtables();
-  return st;
+  return WritePending();
 }
 
 namespace {
@@ -320,14 +378,17 @@ Status LoadAll(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf, const char* wha
 }  // namespace
 
 Status RocksHubStore::LoadSites(std::vector<SiteRecord>* out) const {
+  OUTPOST_RETURN_IF_ERROR(ReadsPending(pending_.sites));
   return LoadAll(rocks_.db.get(), Handle(Cf::kSites), "site record", out);
 }
 
 Status RocksHubStore::LoadDefs(std::vector<WorkflowRecord>* out) const {
+  OUTPOST_RETURN_IF_ERROR(ReadsPending(pending_.defs));
   return LoadAll(rocks_.db.get(), Handle(Cf::kDefs), "workflow record", out);
 }
 
 Result<std::optional<HubRun>> RocksHubStore::GetRun(const std::string& id) const {
+  OUTPOST_RETURN_IF_ERROR(ReadsPending(pending_.runs.contains(id)));
   std::string v;
   auto s = rocks_.db->Get(rocksdb::ReadOptions(), Handle(Cf::kRuns), "run/" + id, &v);
   if (s.IsNotFound()) return std::optional<HubRun>();
@@ -375,6 +436,7 @@ Status RocksHubStore::DecodeRun(const std::string& id, std::string_view stored, 
 }
 
 Status RocksHubStore::ScanRuns(const std::function<bool(const HubRun&)>& fn) const {
+  OUTPOST_RETURN_IF_ERROR(ReadsPending(!pending_.runs.empty()));
   std::unique_ptr<rocksdb::Iterator> it(
       rocks_.db->NewIterator(rocksdb::ReadOptions(), Handle(Cf::kRuns)));
   for (it->Seek("run/"); it->Valid() && it->key().starts_with("run/"); it->Next()) {
@@ -388,6 +450,7 @@ Status RocksHubStore::ScanRuns(const std::function<bool(const HubRun&)>& fn) con
 
 Status RocksHubStore::ScanSiteRunsNewestFirst(const std::string& site, const std::string& after,
                                               const std::function<bool(const HubRun&)>& fn) const {
+  OUTPOST_RETURN_IF_ERROR(ReadsPending(!pending_.runs.empty()));
   // Keys "run/SITE-ULID"; another site whose name starts with SITE- sorts in between and
   // is skipped by name.
   const std::string prefix = "run/" + site + "-";
@@ -432,6 +495,7 @@ Status RocksHubStore::IndexRunsByTime() {
 
 Status RocksHubStore::ScanRunsNewestFirst(const std::string& after,
                                           const std::function<bool(const HubRun&)>& fn) const {
+  OUTPOST_RETURN_IF_ERROR(ReadsPending(!pending_.runs.empty()));
   std::unique_ptr<rocksdb::Iterator> it(
       rocks_.db->NewIterator(rocksdb::ReadOptions(), Handle(Cf::kRuns)));
   const std::string prefix = kTimePrefix;
@@ -455,6 +519,7 @@ Status RocksHubStore::ScanRunsNewestFirst(const std::string& after,
 
 Result<std::optional<std::string>> RocksHubStore::GetOutput(const std::string& run,
                                                        const std::string& task) const {
+  OUTPOST_RETURN_IF_ERROR(ReadsPending(pending_.runs.contains(run)));
   std::string v;
   auto s = rocks_.db->Get(rocksdb::ReadOptions(), Handle(Cf::kRuns),
                           "out/" + run + "/" + task, &v);
@@ -464,6 +529,7 @@ Result<std::optional<std::string>> RocksHubStore::GetOutput(const std::string& r
 }
 
 Result<std::optional<RequestRecord>> RocksHubStore::GetRequest(const std::string& id) const {
+  OUTPOST_RETURN_IF_ERROR(ReadsPending(pending_.meta.contains("req/" + id)));
   std::string v;
   auto s = rocks_.db->Get(rocksdb::ReadOptions(), Handle(Cf::kMeta), "req/" + id, &v);
   if (s.IsNotFound()) return std::optional<RequestRecord>();
@@ -474,6 +540,7 @@ Result<std::optional<RequestRecord>> RocksHubStore::GetRequest(const std::string
 }
 
 Result<std::optional<std::string>> RocksHubStore::GetSetting(const std::string& key) const {
+  OUTPOST_RETURN_IF_ERROR(ReadsPending(pending_.meta.contains("set/" + key)));
   std::string v;
   auto s = rocks_.db->Get(rocksdb::ReadOptions(), Handle(Cf::kMeta), "set/" + key, &v);
   if (s.IsNotFound()) return std::optional<std::string>();
@@ -484,6 +551,7 @@ Result<std::optional<std::string>> RocksHubStore::GetSetting(const std::string& 
 Status RocksHubStore::ScanSettings(
     const std::string& prefix,
     const std::function<void(const std::string&, const std::string&)>& fn) const {
+  OUTPOST_RETURN_IF_ERROR(ReadsPending(PendingMeta("set/" + prefix)));
   std::unique_ptr<rocksdb::Iterator> it(
       rocks_.db->NewIterator(rocksdb::ReadOptions(), Handle(Cf::kMeta)));
   const std::string from = "set/" + prefix;
@@ -494,6 +562,7 @@ Status RocksHubStore::ScanSettings(
 }
 
 Result<std::optional<std::string>> RocksHubStore::GetChunk(const std::string& digest) const {
+  OUTPOST_RETURN_IF_ERROR(ReadsPending(pending_.blobs));
   std::string v;
   auto s = rocks_.db->Get(rocksdb::ReadOptions(), Handle(Cf::kBlobs), digest, &v);
   if (s.IsNotFound()) return std::optional<std::string>();
@@ -502,6 +571,7 @@ Result<std::optional<std::string>> RocksHubStore::GetChunk(const std::string& di
 }
 
 Status RocksHubStore::LoadArtifacts(std::vector<ArtifactRecord>* out) const {
+  OUTPOST_RETURN_IF_ERROR(ReadsPending(PendingMeta("art/")));
   std::unique_ptr<rocksdb::Iterator> it(
       rocks_.db->NewIterator(rocksdb::ReadOptions(), Handle(Cf::kMeta)));
   for (it->Seek("art/"); it->Valid() && it->key().starts_with("art/"); it->Next()) {
@@ -545,18 +615,24 @@ Result<std::vector<LogRecord>> ReadStream(rocksdb::DB* db, rocksdb::ColumnFamily
 Result<std::vector<LogRecord>> RocksHubStore::ReadDown(const std::string& site, uint64_t epoch,
                                                   uint64_t after, size_t max_count,
                                                   size_t max_bytes) const {
+  // Entries after `after` written or trimmed since the last group write.
+  const auto top = pending_.down.find({site, epoch});
+  OUTPOST_RETURN_IF_ERROR(ReadsPending((top != pending_.down.end() && top->second > after) ||
+                                       pending_.purged.contains(site)));
   return ReadStream(rocks_.db.get(), Handle(Cf::kDown), site, epoch, after, max_count,
                     max_bytes, false);
 }
 
 Result<std::vector<LogRecord>> RocksHubStore::ReadUp(const std::string& site, uint64_t incarnation,
                                                 uint64_t after, size_t max_count) const {
+  OUTPOST_RETURN_IF_ERROR(ReadsPending(pending_.up));
   // A hub restore may have left a gap (site.events_lost_in_restore in the audit log).
   return ReadStream(rocks_.db.get(), Handle(Cf::kUp), site, incarnation, after, max_count,
                     SIZE_MAX, true);
 }
 
 Status RocksHubStore::ReadAudit(size_t limit, std::vector<std::string>* out) const {
+  OUTPOST_RETURN_IF_ERROR(ReadsPending(pending_.audit));
   std::unique_ptr<rocksdb::Iterator> it(
       rocks_.db->NewIterator(rocksdb::ReadOptions(), Handle(Cf::kMeta)));
   std::vector<std::string> rev;

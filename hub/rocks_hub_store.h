@@ -9,8 +9,12 @@
 //   meta    "req/<request id>" -> RequestRecord, "audit/<BE u64>" -> hub event (JSON)
 //
 // A HubTxn becomes one WriteBatch written with sync (unless Options::sync is off, for
-// benchmarks that measure without the disk). The database is opened on an injected
-// rocksdb::Env, so the simulator and tests run it in memory.
+// benchmarks that measure without the disk). Txns marked sync_deferred (group commit)
+// are gathered in one WriteBatch that SyncDeferred writes and syncs at once: one WAL
+// record, which a power cut keeps whole or drops whole, and the disk sees one synced
+// write at a time, as without group commit. A read that would see any of the gathered
+// txns writes them first. The database is opened on an injected rocksdb::Env, so the
+// simulator and tests run it in memory.
 //
 // Thread-safety: one owner thread.
 #pragma once
@@ -18,6 +22,10 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
+#include <unordered_set>
+
+#include <rocksdb/write_batch.h>
 
 #include "common/rocks.h"
 #include "hub/hub_store.h"
@@ -57,6 +65,7 @@ class RocksHubStore : public HubStore {
   bool write_failed() const override { return write_failed_; }
   bool defers_sync() const override { return true; }
   Status SyncDeferred() override;
+  uint64_t early_group_writes() const override { return early_writes_; }
   bool stores_task_rows() const override { return task_rows_; }
   const Histogram* commit_seconds() const override { return &commit_seconds_; }
   Result<std::optional<std::string>> GetOutput(const std::string& run,
@@ -102,10 +111,33 @@ class RocksHubStore : public HubStore {
   RocksHandles rocks_;
   bool sync_ = true;
   bool write_failed_ = false;
-  bool unsynced_ = false;  // a sync_deferred Commit since the last SyncDeferred
-  bool sync_failed_ = false;  // SyncDeferred failed: Commit refuses until reopened
-  size_t switch_at_ = 0;      // memtable bytes at which a synced write switches them
-  void SwitchFullMemtables();
+  bool sync_failed_ = false;  // a group's write failed: Commit refuses until reopened
+  size_t switch_at_ = 0;      // memtable bytes at which a write switches them
+
+  // The txns gathered since the last group write, and what they touch, so that a read
+  // knows whether it would see them (ReadsPending).
+  struct Pending {
+    rocksdb::WriteBatch batch;
+    size_t txns = 0;
+    size_t deferred = 0;                   // of them, marked sync_deferred
+    std::unordered_set<std::string> runs;  // run ids (record, task rows, outputs)
+    std::unordered_set<std::string> meta;  // meta keys ("req/...", "set/...", "art/...")
+    // Command streams (site, epoch): the highest entry written or trimmed.
+    std::map<std::pair<std::string, uint64_t>, uint64_t> down;
+    std::unordered_set<std::string> purged;  // sites whose streams were purged
+    bool sites = false, up = false, defs = false, audit = false, blobs = false;
+  };
+  Pending pending_;
+  void NotePending(const HubTxn::Op& op);
+  // Writes the gathered txns as one WriteBatch (synced unless Options::sync is off).
+  Status WritePending();
+  // A read that would see a gathered txn (`touched`) writes the group first, so every
+  // read is of the database alone. Logically const: what a read returns is the same
+  // either way; only when it reaches the disk changes.
+  Status ReadsPending(bool touched) const;
+  bool PendingMeta(std::string_view prefix) const;
+  uint64_t early_writes_ = 0;
+
   // One Write, its latency observed in commit_seconds_.
   Status TimedWrite(const rocksdb::WriteOptions& wo, rocksdb::WriteBatch* batch, const char* what);
   uint64_t audit_head_ = 0;

