@@ -31,7 +31,8 @@ struct RocksOptions {
   // (DBImpl::ScheduleFlushes leaves its loop early), and Debian's build asserts on that
   // at close: a disk that fills at that moment would abort the process when it reopens
   // its store (the hub's group commit test found it). SwitchFullMemtables switches one
-  // column family at a time, and a failure is only logged.
+  // column family at a time, and a failure is only logged. The hub's store and the
+  // agent's event log both switch this way.
   bool manual_memtable_switch = false;
   // The simulator's databases (simulator/sim_storage.h): their flushes and compactions
   // run between the simulation's steps, not on RocksDB's threads. So nothing may wait for

@@ -126,13 +126,14 @@ void HubCore::Metrics(Exposition* x) const {
   counter("outpost_hub_handshakes_total", "Site sessions established (HELLO answered).",
           c.handshakes);
   counter("outpost_hub_group_syncs_total",
-          "Synced writes that made a group of site batches durable (group commit).",
+          "Flushes that made a group of held site batches durable (group commit).",
           c.group_syncs);
   counter("outpost_hub_group_batches_total",
           "Site batches made durable by those synced writes.", c.group_batches);
   counter("outpost_hub_group_early_writes_total",
-          "Groups written before their end because a read needed what they held (a run "
-          "evicted from the cache, a command about to be sent).",
+          "Groups written before their flush because a read needed what they held (a run "
+          "evicted from the cache) or a write could not wait (a site's acknowledgement of "
+          "commands).",
           store_->early_group_writes());
   counter("outpost_hub_store_conflicts_total",
           "Writes refused because another hub process wrote the record first (retried).",

@@ -235,10 +235,10 @@ Status RocksHubStore::CheckRevisions(const Txn& txn,
 
 Status RocksHubStore::Commit(const Txn& txn) {
   if (txn.ops().empty()) return Status::Ok();
-  if (sync_failed_) {
-    // What the failed group write left on the disk is unknown: nothing more is written
-    // until the store is reopened from what is there.
-    return Status::Unavailable("hub store: a group write failed; the store must be reopened");
+  if (write_failed_) {
+    // What the failed write left on the disk is unknown: nothing more is written until
+    // the store is reopened from what is there.
+    return Status::Unavailable("hub store: a write failed; the store must be reopened");
   }
   std::map<std::pair<int, std::string>, uint64_t> revs_after;
   if (check_revisions_) OUTPOST_RETURN_IF_ERROR(CheckRevisions(txn, &revs_after));
@@ -260,9 +260,10 @@ Status RocksHubStore::Commit(const Txn& txn) {
   for (auto& [k, rev] : revs_after) revs_[k] = rev;
   audit_head_ = audit;
   // A deferred txn waits for SyncDeferred (or a read that would see it); any other is
-  // written now, with the group before it. Unsynced stores (benchmarks, the simulator's
-  // planted bug) write every txn at once.
+  // written now, with the group before it (counted as an early write of the group).
+  // Unsynced stores (benchmarks, the simulator's planted bug) write every txn at once.
   if (txn.sync_deferred() && sync_) return Status::Ok();
+  if (pending_.deferred > 0 && !txn.sync_deferred()) ++early_writes_;
   return WritePending();
 }
 
@@ -298,8 +299,10 @@ void RocksHubStore::NotePending(const HubTxn::Op& op) {
 }
 
 Status RocksHubStore::WritePending() {
+  if (write_failed_) {
+    return Status::Unavailable("hub store: a write failed; the store must be reopened");
+  }
   if (pending_.txns == 0) return Status::Ok();
-  const bool deferred = pending_.deferred > 0;
   rocksdb::WriteOptions wo;
   wo.sync = sync_;
   Status st = TimedWrite(wo, &pending_.batch, "hub store write");
@@ -311,10 +314,12 @@ Status RocksHubStore::WritePending() {
   pending_.purged.clear();
   pending_.sites = pending_.up = pending_.defs = pending_.audit = pending_.blobs = false;
   if (!st.ok()) {
+    // Whatever reached the disk, nothing more is written until the store is reopened:
+    // deferred txns were acknowledged to nobody yet, but the core counted them and must
+    // not go on as if they were stored (HubCore::sync_failed), and the revisions noted
+    // at Commit may not be the stored ones.
     write_failed_ = true;
-    // Deferred txns were acknowledged to nobody yet, but the core counted them: it must
-    // not go on as if they were stored (HubCore::sync_failed).
-    if (deferred) sync_failed_ = true;
+    revs_.clear();
     return st;
   }
   // Not a failed write: the memtable keeps growing and the next write tries again.
@@ -329,8 +334,9 @@ Status RocksHubStore::ReadsPending(bool touched) const {
   // The one place a read writes: the store has one owner thread and is never created
   // const, and the write changes when the group reaches the disk, not what reads see.
   auto* self = const_cast<RocksHubStore*>(this);
+  OUTPOST_RETURN_IF_ERROR(self->WritePending());
   ++self->early_writes_;
-  return self->WritePending();
+  return Status::Ok();
 }
 
 bool RocksHubStore::PendingMeta(std::string_view prefix) const {
@@ -349,16 +355,7 @@ Status RocksHubStore::TimedWrite(const rocksdb::WriteOptions& wo, rocksdb::Write
   return st;
 }
 
-Status RocksHubStore::SyncDeferred() {
-  if (sync_failed_) {
-    return Status::Unavailable("hub store: a group write failed; the store must be reopened");
-  }
-  if (write_failed_ && pending_.txns > 0) {
-    sync_failed_ = true;
-    return Status::Unavailable("hub store: an earlier write failed");
-  }
-  return WritePending();
-}
+Status RocksHubStore::SyncDeferred() { return WritePending(); }
 
 namespace {
 

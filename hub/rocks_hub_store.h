@@ -110,8 +110,7 @@ class RocksHubStore : public HubStore {
 
   RocksHandles rocks_;
   bool sync_ = true;
-  bool write_failed_ = false;
-  bool sync_failed_ = false;  // a group's write failed: Commit refuses until reopened
+  bool write_failed_ = false;  // a write failed: every later one is refused until reopened
   size_t switch_at_ = 0;      // memtable bytes at which a write switches them
 
   // The txns gathered since the last group write, and what they touch, so that a read

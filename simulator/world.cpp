@@ -680,7 +680,11 @@ void World::HubFlushSoon() {
     hub_flush_queued_ = false;
     if (!hub_alive_) return;
     HubOutput out;
-    hub_->Flush(&out).IgnoreError();  // a failed sync: AfterEvent reopens the store
+    const bool written = hub_->Flush(&out).ok();  // failed: AfterEvent reopens the store
+    // The group is on disk now: the hub's copies of the sites' logs are checked again.
+    if (written) {
+      for (const auto& s : sites_) invariants_->CheckPrefix(*this, *s);
+    }
     net_->HubEmit(out);
   });
 }

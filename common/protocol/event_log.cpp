@@ -2,6 +2,7 @@
 
 #include <sys/statvfs.h>
 
+#include <spdlog/spdlog.h>
 #include <rocksdb/write_batch.h>
 
 namespace outpost {
@@ -46,6 +47,8 @@ Status EventLog::OpenDb() {
   ro.write_buffer_bytes = options_.write_buffer_bytes;
   ro.simulated = options_.simulated;
   ro.block_cache_bytes = options_.block_cache_bytes;
+  // Memtables switch only in SwitchMemtables, after a write (RocksOptions).
+  ro.manual_memtable_switch = true;
   OUTPOST_ASSIGN_OR_RETURN(rocks_, OpenRocks(path_, {"log", "state", "meta"}, ro));
   db_ = rocks_.db.get();
   handles_ = rocks_.cfs;
@@ -184,12 +187,20 @@ Result<uint64_t> EventLog::Append(const std::vector<std::string>& events,
     needs_resume_ = true;
     return st;
   }
+  SwitchMemtables();
   if (options_.on_logged && seq > head_) {
     options_.on_logged(head_ + 1, std::vector<std::string>(events.begin() + static_cast<long>(skip), events.end()));
   }
   already_durable_ = 0;
   head_ = seq;
   return seq;
+}
+
+void EventLog::SwitchMemtables() {
+  // Not a failed write: the memtable keeps growing and the next write tries again.
+  if (Status st = SwitchFullMemtables(db_, handles_, options_.write_buffer_bytes); !st.ok()) {
+    spdlog::warn("eventlog.memtable_switch_failed path={} error=\"{}\"", path_, st.message());
+  }
 }
 
 Result<std::vector<LogRecord>> EventLog::ReadAfter(uint64_t after, size_t max_count,
@@ -240,6 +251,7 @@ Status EventLog::AckAndTrim(uint64_t seq) {
     needs_resume_ = true;
     return st;
   }
+  SwitchMemtables();
   acked_ = seq;
   return Status::Ok();
 }

@@ -107,6 +107,8 @@ class EventLog {
   // An error when the database is closed (a reopen after a write error failed).
   Status CheckOpen() const;
 
+  // After a write: switches the memtables once one is full (RocksOptions::manual_memtable_switch).
+  void SwitchMemtables();
   RocksHandles rocks_;
   rocksdb::DB* db_ = nullptr;  // owned by rocks_
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;

@@ -160,7 +160,7 @@ TEST_P(GroupCommitTest, AcksLeaveOnlyAfterTheGroupsSyncAndAPowerCutBeforeItLoses
   EXPECT_EQ(acks, 0u);
   EXPECT_TRUE(core_->holding());
   EXPECT_EQ(a.up.acked(), 0u);
-  // What it applied is visible to the store's own reads, but not acknowledged.
+  // The core counts what it applied; nothing of it is acknowledged yet.
   EXPECT_EQ(core_->site("a")->up_applied, 200u);
 
   // The sync, then the ACKs.
@@ -294,14 +294,14 @@ TEST_P(GroupCommitTest, AReadOfAHeldGroupWritesTheGroupFirst) {
   ExpectCopyIsTheSitesLog(a);
 }
 
-// Memtables far smaller than a group, so that RocksDB switches memtables and WAL files
-// between groups all the time. RocksDB 7.8's own switch inside a write leaks a column
+// Memtables far smaller than a group, so that memtables and WAL files switch between
+// groups all the time. RocksDB 7.8's own switch inside a write leaks a column
 // family reference when creating the new WAL fails with two memtables due, and its
 // assertion then aborts the process at close; this found it (the dead disk of a power
 // cut fails the core's last write), and the store now switches memtables itself
 // (RocksOptions::manual_memtable_switch). Rounds of: a group held, the power cut, the
 // site reconnecting; every event at the hub once, in order, after each.
-TEST_P(GroupCommitTest, APowerCutWhereTheWalSwitchedInsideAGroupLeavesNoHole) {
+TEST_P(GroupCommitTest, PowerCutsWithWalFilesSwitchingBetweenGroupsLoseNothing) {
   write_buffer_ = 32 << 10;
   padding_ = std::string(200, 'x');
   Open();
