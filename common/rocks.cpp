@@ -396,6 +396,13 @@ Result<RocksHandles> OpenRocks(const std::string& path, const std::vector<std::s
     db_opts.allow_fallocate = false;
   }
   cf_opts.max_write_buffer_number = options.simulated ? 16 : 2;
+  if (options.l0_compaction_trigger > 0) {
+    // Writes slow down and stop at RocksDB's default multiples of the trigger (20 and 36
+    // files for its default of 4), never sooner than its defaults.
+    cf_opts.level0_file_num_compaction_trigger = options.l0_compaction_trigger;
+    cf_opts.level0_slowdown_writes_trigger = std::max(20, options.l0_compaction_trigger * 4);
+    cf_opts.level0_stop_writes_trigger = std::max(36, options.l0_compaction_trigger * 6);
+  }
   rocksdb::BlockBasedTableOptions table;
   table.block_cache = rocksdb::NewLRUCache(options.block_cache_bytes);
   // Point reads of keys that are not there are common (the hub looks up every run a site

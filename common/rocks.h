@@ -24,6 +24,12 @@ struct RocksOptions {
   // open files. Each open table costs one file descriptor and a small reader (its index
   // and filter live in the block cache).
   int max_open_files = 64;
+  // Level-0 files that start a compaction into level 1 (0: RocksDB's default, 4). Every
+  // flush of a store whose keys interleave across its whole range (the hub's copies of a
+  // thousand sites' logs) overlaps all of level 1, so each level-0 compaction rewrites
+  // level 1 whole: a higher trigger rewrites it less often, for more files to look in on
+  // a read (their filters stay in the block cache).
+  int l0_compaction_trigger = 0;
   // The caller switches memtables (and so WAL files) itself, with SwitchFullMemtables
   // right after a write: RocksDB's own triggers (a full memtable, the WALs' total size)
   // are set far out of reach. RocksDB 7.8's own switch, inside a write, leaks a column

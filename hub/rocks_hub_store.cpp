@@ -57,6 +57,7 @@ Result<std::unique_ptr<RocksHubStore>> RocksHubStore::Open(const std::string& pa
   // At most a quarter of the process's file limit: the rest is for sockets (a hub started
   // by hand under a limit of 1,024 keeps 256 tables open).
   ro.max_open_files = options.max_open_files;
+  ro.l0_compaction_trigger = options.l0_compaction_trigger;
   if (rlimit rl{}; ro.max_open_files > 0 && getrlimit(RLIMIT_NOFILE, &rl) == 0 &&
                    rl.rlim_cur != RLIM_INFINITY) {
     ro.max_open_files = static_cast<int>(std::min<rlim_t>(

@@ -40,6 +40,9 @@ class RocksHubStore : public HubStore {
     size_t write_buffer_bytes = 8 << 20;
     size_t block_cache_bytes = 32 << 20;
     int max_open_files = 1024;  // see RocksOptions
+    // See RocksOptions: compaction was 38% of the hub process's CPU in the fleet
+    // benchmark with RocksDB's default of 4 (docs/performance.md).
+    int l0_compaction_trigger = 8;
     bool simulated = false;  // see RocksOptions
     // Check revisions (HubTxn::PutSite) as a store shared by several hubs must: the
     // simulator runs several HubCores over one store. Off for one hub process, the only
