@@ -499,10 +499,13 @@ Status HubServer::Run() {
       return Status::IoError(std::string("zmq_poll: ") + zmq_strerror(zmq_errno()));
     }
     // Drain every socket each round (reads never block), so no readiness is missed. Site
-    // frames are taken a few at a time, with operators, the dashboard and new handshakes
-    // served between: while a thousand sites stream, a query waits for at most a slice of
-    // batches (and the sync of those applied), not for every batch queued.
-    constexpr size_t kSiteSlice = 4;
+    // frames are taken one at a time, with operators, the dashboard and new handshakes
+    // served between: while a thousand sites stream, a query waits for at most one batch
+    // (and the write of the group held), not for every batch queued. The batches of a
+    // round still share groups (group commit): a group is written when full or when the
+    // round ends. (Slices of 4 gave `status` a median 14-16 ms under a million-event
+    // stream, slices of 1 gave 12-13 ms: docs/performance.md.)
+    constexpr size_t kSiteSlice = 1;
     for (;;) {
       zap_->Serve();
       ServeOperators();
