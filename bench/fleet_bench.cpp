@@ -838,7 +838,7 @@ int Main(int argc, char** argv) {
     const PeerResult m = Mosquitto(dir + "/mosquitto", stream_sites, events, workers);
     const PeerResult n = Nats(dir + "/nats", stream_sites, events, workers);
     printf("  %-46s %8s %12s %12s\n", "", "seconds", "events/s", "Outpost x");
-    printf("  %-46s %8.2f %12.0f %12s\n", "Outpost hub (CurveZMQ, synced commit per batch)",
+    printf("  %-46s %8.2f %12.0f %12s\n", "Outpost hub (CurveZMQ, acked after synced write)",
            stream_s, total / stream_s, "1.00x");
     auto row = [&](const char* name, const PeerResult& p) {
       if (p.seconds <= 0) {
