@@ -389,7 +389,7 @@ Result<RocksHandles> OpenRocks(const std::string& path, const std::vector<std::s
   if (options.manual_memtable_switch) {
     // SwitchFullMemtables switches at write_buffer_bytes; RocksDB's own limits are set
     // far above it (a backstop only), with arena blocks sized for the real memtables.
-    cf_opts.write_buffer_size = std::max<size_t>(options.write_buffer_bytes * 64, 256 << 20);
+    cf_opts.write_buffer_size = std::max<size_t>(options.write_buffer_bytes * 64, 16 << 20);
     cf_opts.arena_block_size = std::clamp<size_t>(options.write_buffer_bytes / 8, 4096, 1 << 20);
     db_opts.max_total_wal_size = uint64_t{1} << 30;
     // RocksDB preallocates each WAL for 1.1 times write_buffer_size: over 500 MB here.
@@ -397,8 +397,8 @@ Result<RocksHandles> OpenRocks(const std::string& path, const std::vector<std::s
   }
   cf_opts.max_write_buffer_number = options.simulated ? 16 : 2;
   if (options.l0_compaction_trigger > 0) {
-    // Writes slow down and stop at RocksDB's default multiples of the trigger (20 and 36
-    // files for its default of 4), never sooner than its defaults.
+    // Writes slow down at 4 and stop at 6 times the trigger (32 and 48 files for 8),
+    // never sooner than RocksDB's defaults (20 and 36).
     cf_opts.level0_file_num_compaction_trigger = options.l0_compaction_trigger;
     cf_opts.level0_slowdown_writes_trigger = std::max(20, options.l0_compaction_trigger * 4);
     cf_opts.level0_stop_writes_trigger = std::max(36, options.l0_compaction_trigger * 6);

@@ -510,6 +510,7 @@ Status HubServer::Run() {
       zap_->Serve();
       ServeOperators();
       if (http_) http_->Serve([this](const HttpRequest& r) { return OnHttp(r); });
+      if (store_->write_failed()) break;  // an operator's write failed: reopened below
       if (ServeSites(kSiteSlice) < kSiteSlice) break;
       if (store_->write_failed()) break;  // reopened below, before anything else is served
       if (clock_.Now() - now >= 1000) break;  // timers, signals and operators/ at least each second

@@ -343,7 +343,8 @@ class HubStore {
   }
   // One site's record as stored now (LoadSites reads them all).
   virtual Result<std::optional<SiteRecord>> GetSite(const std::string& name) const;
-  // A Commit failed since the store was opened: whether it reached the disk is unknown
+  // A write failed since the store was opened (a Commit's, a SyncDeferred's, or the
+  // group write a read made first): whether it reached the disk is unknown
   // (a failed fsync may have landed), so the caller's memory and the store may disagree.
   // The hub then reopens the store and its core from what is really there.
   virtual bool write_failed() const { return false; }

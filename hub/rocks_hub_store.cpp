@@ -264,8 +264,10 @@ Status RocksHubStore::Commit(const Txn& txn) {
   // written now, with the group before it (counted as an early write of the group).
   // Unsynced stores (benchmarks, the simulator's planted bug) write every txn at once.
   if (txn.sync_deferred() && sync_) return Status::Ok();
-  if (pending_.deferred > 0 && !txn.sync_deferred()) ++early_writes_;
-  return WritePending();
+  const bool early = pending_.deferred > 0 && !txn.sync_deferred();
+  OUTPOST_RETURN_IF_ERROR(WritePending());
+  if (early) ++early_writes_;
+  return Status::Ok();
 }
 
 void RocksHubStore::NotePending(const HubTxn::Op& op) {
@@ -320,7 +322,6 @@ Status RocksHubStore::WritePending() {
     // not go on as if they were stored (HubCore::sync_failed), and the revisions noted
     // at Commit may not be the stored ones.
     write_failed_ = true;
-    revs_.clear();
     return st;
   }
   // Not a failed write: the memtable keeps growing and the next write tries again.

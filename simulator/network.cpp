@@ -128,7 +128,7 @@ void SimNetwork::DeliverToHub(SimSite& s, uint64_t epoch, const std::string& byt
   world_->hub().OnSiteFrame(s.name, s.name + "#" + std::to_string(epoch), bytes, &out);
   invariants_->CheckPrefix(*world_, s);
   HubEmit(out);
-  world_->HubFlushSoon();
+  world_->HubFlushSoon(s);
 }
 
 // The hub addresses a connection as "SITE#EPOCH".

@@ -671,8 +671,10 @@ void World::HubActivity() {
   net_->HubEmit(out);
 }
 
-void World::HubFlushSoon() {
-  if (hub_flush_queued_ || !hub_alive_ || !hub_->holding()) return;
+void World::HubFlushSoon(const SimSite& from) {
+  if (!hub_alive_ || !hub_->holding()) return;
+  held_from_.insert(from.index);
+  if (hub_flush_queued_) return;
   hub_flush_queued_ = true;
   // A few milliseconds later, as a busy hub's round of frames takes: the frames that
   // arrive meanwhile join the group (with power cuts and crash points inside it).
@@ -681,9 +683,11 @@ void World::HubFlushSoon() {
     if (!hub_alive_) return;
     HubOutput out;
     const bool written = hub_->Flush(&out).ok();  // failed: AfterEvent reopens the store
-    // The group is on disk now: the hub's copies of the sites' logs are checked again.
+    // The group is on disk now: the copies of the sites it held are checked again.
+    std::set<size_t> from;
+    from.swap(held_from_);
     if (written) {
-      for (const auto& s : sites_) invariants_->CheckPrefix(*this, *s);
+      for (size_t i : from) invariants_->CheckPrefix(*this, *sites_[i]);
     }
     net_->HubEmit(out);
   });

@@ -17,6 +17,7 @@
 
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -164,7 +165,7 @@ class World {
   // Group commit: after a frame the hub applied, its driver syncs when no frame is
   // waiting; here, kHubFlushAfterMs later (the frames that arrive meanwhile share one
   // synced write).
-  void HubFlushSoon();
+  void HubFlushSoon(const SimSite& from);
   static constexpr DurationMs kHubFlushAfterMs = 3;
   // The scenario's hub outages and hub crashes, until `end`.
   void ScheduleHubFaults(TimeMs t0, TimeMs end);
@@ -237,6 +238,7 @@ class World {
   bool hub_alive_ = false;
   bool hub_ticker_ = false;
   bool hub_flush_queued_ = false;
+  std::set<size_t> held_from_;  // sites whose frames the held group applied (their checks wait)
   bool healed_ = false;
   CurveKeys hub_keys_;
   std::optional<SimStorage::Backup> hub_backup_;

@@ -294,6 +294,32 @@ TEST_P(GroupCommitTest, AReadOfAHeldGroupWritesTheGroupFirst) {
   ExpectCopyIsTheSitesLog(a);
 }
 
+// A read's early write of a held group fails: the read says so, and the core's Flush
+// then fails too and sends nothing (the group is gone, not on disk), however the group
+// reached its write; after the reopen every event arrives once.
+TEST_P(GroupCommitTest, AFailedEarlyWriteOfAHeldGroupAcknowledgesNothing) {
+  Site a("a", clock_);
+  Connect(&a);
+  Emit(&a, 200);
+  Exchange(&a, false);
+  ASSERT_TRUE(core_->holding());
+  sim::StorageFaults f;
+  f.write_error = 1.0;
+  disk_.SetFaults("/hub", f);
+  EXPECT_FALSE(store_->GetRun("a-run3").ok());
+  EXPECT_TRUE(store_->write_failed());
+  HubOutput out;
+  EXPECT_FALSE(core_->Flush(&out).ok());
+  EXPECT_TRUE(out.send.empty());
+  EXPECT_TRUE(core_->sync_failed());
+  EXPECT_EQ(a.up.acked(), 0u);
+  disk_.SetFaults("/hub", sim::StorageFaults{});
+  Open();
+  Connect(&a);
+  EXPECT_EQ(a.up.acked(), 200u);
+  ExpectCopyIsTheSitesLog(a);
+}
+
 // Memtables far smaller than a group, so that memtables and WAL files switch between
 // groups all the time. RocksDB 7.8's own switch inside a write leaks a column
 // family reference when creating the new WAL fails with two memtables due, and its

@@ -147,11 +147,12 @@ TEST(EventLogFaultTest, FullDiskFailsCleanlyAndTheSameBatchLandsOnceAfterwards) 
 }
 
 // The disk fills right after a write that filled two column families' memtables (the
-// event log switches them itself after a write: RocksOptions::manual_memtable_switch).
-// The next write is refused, the log closes on the full disk, reopens, and has every
-// event once. (The abort that manual switching avoids is shown by the hub's group
-// commit test; in-memory files here did not reach it with RocksDB switching on its own.)
-TEST(EventLogFaultTest, AFullDiskWhileTwoMemtablesAreDueClosesAndReopensCleanly) {
+// event log then switches them itself: RocksOptions::manual_memtable_switch, and their
+// flush may meet the full disk). The next write is refused, the log closes on the full
+// disk, reopens, and has every event once. (The abort that manual switching avoids is
+// shown by the hub's group commit test; this one did not reach it with RocksDB
+// switching on its own.)
+TEST(EventLogFaultTest, AFullDiskAfterWritesThatFillMemtablesClosesAndReopensCleanly) {
   std::unique_ptr<rocksdb::Env> mem(rocksdb::NewMemEnv(rocksdb::Env::Default()));
   auto fs = std::make_shared<testing::FaultFs>(mem->GetFileSystem());
   std::unique_ptr<rocksdb::Env> env = rocksdb::NewCompositeEnv(fs);
