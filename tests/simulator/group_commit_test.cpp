@@ -105,6 +105,27 @@ class GroupCommitTest : public ::testing::TestWithParam<uint64_t> {
     return frames;
   }
 
+  // Every WAL append (write_error) or sync (sync_error) of the hub's disk fails.
+  void FailTheDisk(double sim::StorageFaults::*fault) {
+    sim::StorageFaults f;
+    f.*fault = 1.0;
+    disk_.SetFaults("/hub", f);
+  }
+
+  void ExpectFlushFailsAndSendsNothing() {
+    HubOutput out;
+    EXPECT_FALSE(core_->Flush(&out).ok());
+    EXPECT_TRUE(out.send.empty());
+  }
+
+  // The site connects, then sends 200 events: four batches the hub applies and holds.
+  void HoldAGroup(Site* site) {
+    Connect(site);
+    Emit(site, 200);
+    Exchange(site, false);
+    ASSERT_TRUE(core_->holding());
+  }
+
   // The site's session starts (again, after a disconnect) and settles with the hub.
   void Connect(Site* site) {
     if (site->session.established()) site->session.OnDisconnected();
@@ -204,16 +225,10 @@ TEST_P(GroupCommitTest, AcksLeaveOnlyAfterTheGroupsSyncAndAPowerCutBeforeItLoses
 // the store and the core are reopened every event arrives once.
 TEST_P(GroupCommitTest, AFailedSyncAcknowledgesNothingAndTheCoreFallsSilentUntilReopened) {
   Site a("a", clock_);
-  Connect(&a);
-  Emit(&a, 200);
-  Exchange(&a, false);
-  ASSERT_TRUE(core_->holding());
-  sim::StorageFaults f;
-  f.sync_error = 1.0;
-  disk_.SetFaults("/hub", f);
-  HubOutput out;
-  EXPECT_FALSE(core_->Flush(&out).ok());
-  EXPECT_TRUE(out.send.empty());
+  HoldAGroup(&a);
+  if (HasFatalFailure()) return;
+  FailTheDisk(&sim::StorageFaults::sync_error);
+  ExpectFlushFailsAndSendsNothing();
   EXPECT_TRUE(core_->sync_failed());
   EXPECT_TRUE(store_->write_failed());
   // The site resends (its timer); the hub answers nothing, and its operators are told.
@@ -243,16 +258,10 @@ TEST_P(GroupCommitTest, AFailedSyncAcknowledgesNothingAndTheCoreFallsSilentUntil
 // kept (a torn tail), the group lands whole or not at all, and every event arrives once.
 TEST_P(GroupCommitTest, APowerCutAfterAFailedGroupWriteKeepsAllOfTheGroupOrNone) {
   Site a("a", clock_);
-  Connect(&a);
-  Emit(&a, 200);
-  Exchange(&a, false);
-  ASSERT_TRUE(core_->holding());
-  sim::StorageFaults f;
-  f.sync_error = 1.0;
-  disk_.SetFaults("/hub", f);
-  HubOutput out;
-  EXPECT_FALSE(core_->Flush(&out).ok());
-  EXPECT_TRUE(out.send.empty());
+  HoldAGroup(&a);
+  if (HasFatalFailure()) return;
+  FailTheDisk(&sim::StorageFaults::sync_error);
+  ExpectFlushFailsAndSendsNothing();
   disk_.SetFaults("/hub", sim::StorageFaults{});
   PowerCut();
   ASSERT_NE(core_->site("a"), nullptr);
@@ -271,10 +280,8 @@ TEST_P(GroupCommitTest, APowerCutAfterAFailedGroupWriteKeepsAllOfTheGroupOrNone)
 // and the group is then on disk, so a power cut keeps it; its ACKs still wait for Flush.
 TEST_P(GroupCommitTest, AReadOfAHeldGroupWritesTheGroupFirst) {
   Site a("a", clock_);
-  Connect(&a);
-  Emit(&a, 200);
-  Exchange(&a, false);
-  ASSERT_TRUE(core_->holding());
+  HoldAGroup(&a);
+  if (HasFatalFailure()) return;
   EXPECT_EQ(store_->early_group_writes(), 0u);
   auto run = store_->GetRun("a-run3");  // events 24-31 are its tasks
   ASSERT_TRUE(run.ok()) << run.status().ToString();
@@ -299,18 +306,12 @@ TEST_P(GroupCommitTest, AReadOfAHeldGroupWritesTheGroupFirst) {
 // reached its write; after the reopen every event arrives once.
 TEST_P(GroupCommitTest, AFailedEarlyWriteOfAHeldGroupAcknowledgesNothing) {
   Site a("a", clock_);
-  Connect(&a);
-  Emit(&a, 200);
-  Exchange(&a, false);
-  ASSERT_TRUE(core_->holding());
-  sim::StorageFaults f;
-  f.write_error = 1.0;
-  disk_.SetFaults("/hub", f);
+  HoldAGroup(&a);
+  if (HasFatalFailure()) return;
+  FailTheDisk(&sim::StorageFaults::write_error);
   EXPECT_FALSE(store_->GetRun("a-run3").ok());
   EXPECT_TRUE(store_->write_failed());
-  HubOutput out;
-  EXPECT_FALSE(core_->Flush(&out).ok());
-  EXPECT_TRUE(out.send.empty());
+  ExpectFlushFailsAndSendsNothing();
   EXPECT_TRUE(core_->sync_failed());
   EXPECT_EQ(a.up.acked(), 0u);
   disk_.SetFaults("/hub", sim::StorageFaults{});
