@@ -173,11 +173,11 @@ class HubCore {
   void OnSiteFrame(const std::string& identity, const std::string& peer,
                    std::string_view payload, HubOutput* out);
   // Group commit (HubOptions::group_commit): writes the batches applied since the last
-  // write, in one synced write, and releases what was held back for them into `out`. Drivers call it when no
-  // site frame is waiting (and before serving anything else that reads the core, e.g. a
-  // dashboard page); OnSiteFrame calls it when the group is full, and OnOperator and Tick
-  // call it first, so nothing leaves and no operator reads before the write under it is
-  // on disk. A failed sync drops what was held (the sites send those batches again),
+  // write, in one synced write, and releases what was held back for them into `out`.
+  // Drivers call it when no site frame is waiting (and before serving anything else that
+  // reads the core, e.g. a dashboard page); OnSiteFrame calls it when the group is full,
+  // and OnOperator and Tick call it first, so nothing leaves and no operator reads before
+  // the write under it is on disk. A failed sync drops what was held (the sites send those batches again),
   // makes the core inert (sync_failed) and leaves the store's write_failed() set: the
   // driver then reopens the store and the core.
   Status Flush(HubOutput* out);

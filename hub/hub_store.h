@@ -302,8 +302,9 @@ class HubStore {
   virtual Status Commit(const Txn& txn) = 0;
   // Group commit: whether Commit may leave a sync_deferred txn for SyncDeferred, so that
   // several batches share one synced write (RocksHubStore: gathered in one WriteBatch,
-  // written and synced at SyncDeferred, or earlier where a read needs them). Stores that cannot (PostgreSQL: each transaction commits on
-  // its own) make every Commit durable, and SyncDeferred does nothing.
+  // written and synced at SyncDeferred, or earlier where a read needs them). Stores that
+  // cannot (PostgreSQL: each transaction commits on its own) make every Commit durable,
+  // and SyncDeferred does nothing.
   virtual bool defers_sync() const { return false; }
   // Makes every Commit since the last call durable, or fails; after a failure
   // write_failed() is true: what reached the disk is unknown, and the hub reopens the

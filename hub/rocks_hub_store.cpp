@@ -165,11 +165,7 @@ Status RocksHubStore::AddToBatch(const HubTxn::Op& op, rocksdb::WriteBatch* batc
 Result<uint64_t> RocksHubStore::StoredRev(HubTxn::Kind kind, const std::string& key) {
   const std::pair<int, std::string> k{static_cast<int>(kind), key};
   if (auto it = revs_.find(k); it != revs_.end()) return it->second;
-  // (A key gathered in the group is in revs_ already; checked all the same.)
-  OUTPOST_RETURN_IF_ERROR(ReadsPending(kind == HubTxn::Kind::kPutSite ? pending_.sites
-                                       : kind == HubTxn::Kind::kPutRun
-                                           ? pending_.runs.contains(key)
-                                           : pending_.meta.contains("req/" + key)));
+  // (A key gathered in the group is in revs_ already: this reads the database alone.)
   std::string v;
   rocksdb::Status got;
   if (kind == HubTxn::Kind::kPutSite) {
@@ -309,13 +305,7 @@ Status RocksHubStore::WritePending() {
   rocksdb::WriteOptions wo;
   wo.sync = sync_;
   Status st = TimedWrite(wo, &pending_.batch, "hub store write");
-  pending_.batch.Clear();  // keeps its buffer for the next group
-  pending_.txns = pending_.deferred = 0;
-  pending_.runs.clear();
-  pending_.meta.clear();
-  pending_.down.clear();
-  pending_.purged.clear();
-  pending_.sites = pending_.up = pending_.defs = pending_.audit = pending_.blobs = false;
+  pending_.Clear();
   if (!st.ok()) {
     // Whatever reached the disk, nothing more is written until the store is reopened:
     // deferred txns were acknowledged to nobody yet, but the core counted them and must
@@ -339,6 +329,16 @@ Status RocksHubStore::ReadsPending(bool touched) const {
   OUTPOST_RETURN_IF_ERROR(self->WritePending());
   ++self->early_writes_;
   return Status::Ok();
+}
+
+void RocksHubStore::Pending::Clear() {
+  batch.Clear();  // keeps its buffer for the next group
+  txns = deferred = 0;
+  runs.clear();
+  meta.clear();
+  down.clear();
+  purged.clear();
+  sites = up = defs = audit = blobs = false;
 }
 
 bool RocksHubStore::PendingMeta(std::string_view prefix) const {

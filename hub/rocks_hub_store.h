@@ -128,6 +128,7 @@ class RocksHubStore : public HubStore {
     std::map<std::pair<std::string, uint64_t>, uint64_t> down;
     std::unordered_set<std::string> purged;  // sites whose streams were purged
     bool sites = false, up = false, defs = false, audit = false, blobs = false;
+    void Clear();  // after the group's write
   };
   Pending pending_;
   void NotePending(const HubTxn::Op& op);
