@@ -4,13 +4,17 @@
 //
 //   outpost-bench-fleet --bin-dir build [--sites 10000] [--stream-sites 1000]
 //                       [--events 200] [--workers 4] [--rounds R] [--peers] [--dir PATH]
+//                       [--sites-nice 10] [--keep]
 //
 // Each emulated site is what an agent runs for its link: its own enrolled CURVE key, a
 // DEALER socket through the real Connector (libzmq's reconnect as shipped), the real
 // SyncSession in the site role and real wire frames. Its event log is kept in memory
 // (tests/common/mem_streams.h): 10,000 RocksDB databases do not fit two cores, and the
 // site's own disk is measured by outpost-bench. The sites are split over --workers
-// processes; the driver talks to the hub as an operator (cli/client.h).
+// processes; the driver talks to the hub as an operator (cli/client.h). The sites stand in
+// for other machines, so their processes (and the peers' publishers) run at nice 10 by
+// default: the hub and the brokers come first on the two cores, as they would on a machine
+// of their own (--sites-nice 0 shares the cores evenly).
 //
 // Phases: every site connects to a fresh hub (handshakes, first incarnations recorded);
 // --stream-sites of them append --events events each and stream them until every one is
@@ -335,6 +339,16 @@ void Tell(std::vector<Worker>& ws, const std::string& line) {
 // PostgreSQL connection string and schema they share (--store).
 std::string g_store, g_schema;
 std::vector<std::string> g_hub_args;  // --hub-arg: passed to every outpost-hub (an A/B in one run)
+// --sites-nice: the emulated sites (and the peers' publishers) stand in for other machines,
+// so they run below the hub and the brokers: what a real site spends on its own CPU must
+// not delay the centre. 0 shares the two cores evenly with them.
+int g_sites_nice = 10;
+bool g_keep = false;  // --keep: the hub's directory and log stay for a look
+
+// In a forked site or publisher process.
+void LowerSitePriority() {
+  if (g_sites_nice > 0 && setpriority(PRIO_PROCESS, 0, g_sites_nice) != 0) perror("setpriority");
+}
 
 pid_t StartHub(const std::string& bin, const std::string& dir, const std::string& sites_ep,
                const std::string& ops_ep) {
@@ -410,7 +424,10 @@ bool ForkEach(size_t total, size_t workers, const std::function<int(size_t, size
   for (size_t w = 0; w < workers; ++w) {
     const size_t first = total * w / workers, count = total * (w + 1) / workers - first;
     pid_t pid = fork();
-    if (pid == 0) _exit(fn(first, count));
+    if (pid == 0) {
+      LowerSitePriority();
+      _exit(fn(first, count));
+    }
     pids.push_back(pid);
   }
   bool ok = true;
@@ -609,11 +626,13 @@ int Main(int argc, char** argv) {
       else if (a == "--store") g_store = next();
       else if (a == "--hubs") hubs = std::stoul(next());
       else if (a == "--hub-arg") g_hub_args.push_back(next());
+      else if (a == "--sites-nice") g_sites_nice = std::stoi(next());
+      else if (a == "--keep") g_keep = true;
       else {
         fprintf(stderr, "usage: outpost-bench-fleet --bin-dir DIR [--sites N] [--stream-sites K] "
                         "[--events E] [--workers W] [--rounds R] [--peers] [--dir PATH]\n"
                         "                           [--store POSTGRESQL-CONNINFO [--hubs N]] "
-                        "[--hub-arg FLAG]...\n");
+                        "[--hub-arg FLAG]... [--sites-nice 0-19] [--keep]\n");
         return 2;
       }
     }
@@ -625,7 +644,7 @@ int Main(int argc, char** argv) {
   stream_sites = std::min(stream_sites, sites);
   if (sites == 0 || sites > 100'000 || workers == 0 || workers > 64 || workers > sites ||
       events == 0 || events > 1'000'000 || rounds == 0 || rounds > 100 || hubs == 0 ||
-      hubs > 8 || (hubs > 1 && g_store.empty())) {
+      hubs > 8 || (hubs > 1 && g_store.empty()) || g_sites_nice < 0 || g_sites_nice > 19) {
     fprintf(stderr, "outpost-bench-fleet: wants 1-100000 sites, 1-64 workers (no more than "
                     "sites), 1-1000000 events, 1-100 rounds and 1-8 hubs (several only with "
                     "--store)\n");
@@ -649,9 +668,11 @@ int Main(int argc, char** argv) {
   }
   g_schema = "bench_" + std::to_string(getpid());
   printf("outpost-bench-fleet: %zu sites (%zu streaming %zu events each), %zu worker "
-         "processes, %zu hub process%s on %s, 2 cores shared by all\n\n",
+         "processes, %zu hub process%s on %s, 2 cores shared by all\n"
+         "(the emulated sites and the peers' publishers run at nice %d: they stand in for other "
+         "machines)\n\n",
          sites, stream_sites, events, workers, hubs, hubs == 1 ? "" : "es",
-         g_store.empty() ? "RocksDB" : "one PostgreSQL");
+         g_store.empty() ? "RocksDB" : "one PostgreSQL", g_sites_nice);
 
   pid_t hub = StartHub(hub_bin, hub_dir, "tcp://127.0.0.1:0", "tcp://127.0.0.1:0");
   json ep;
@@ -720,6 +741,7 @@ int Main(int argc, char** argv) {
     const size_t first = sites * w / workers, last = sites * (w + 1) / workers;
     pid_t pid = fork();
     if (pid == 0) {
+      LowerSitePriority();
       close(cmd[1]);
       close(rep[0]);
       std::vector<SiteKey> mine(keys.begin() + static_cast<std::ptrdiff_t>(first),
@@ -853,7 +875,11 @@ int Main(int argc, char** argv) {
     printf("  (neither broker syncs each message to disk by default: Mosquitto saves its\n"
            "   store periodically, JetStream flushes its files in the background)\n");
   }
-  fs::remove_all(dir);
+  if (g_keep) {
+    printf("kept: %s (the hub's store and log)\n", dir.c_str());
+  } else {
+    fs::remove_all(dir);
+  }
   return 0;
 }
 
