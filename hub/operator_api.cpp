@@ -343,8 +343,7 @@ json HubCore::OpRunList(const OperatorRequest& r) {
     last = run.id;
     if ((site.empty() || run.site == site) && (workflow.empty() || run.workflow == workflow) &&
         (state.empty() || run.state == state)) {
-      json j = RunJson(run);
-      j.erase("tasks");
+      json j = RunSummaryJson(run);
       j["tasks_total"] = run.tasks.size();
       size_t done = 0;
       for (const auto& t : run.tasks) done += t.state == "succeeded" ? 1 : 0;

@@ -135,18 +135,7 @@ void FoldEvent(const Event& e, HubRun* run, HubTxn* txn,
   }
 }
 
-json RunJson(const HubRun& r) {
-  json tasks = json::array();
-  for (const auto& t : r.tasks) {
-    tasks.push_back({{"id", t.id},
-                     {"state", t.state},
-                     {"attempts", t.attempts},
-                     {"exit_code", t.attempts > 0 ? json(t.exit_code) : json(nullptr)},
-                     {"signal", t.signal},
-                     {"started", TimeJson(t.started)},
-                     {"finished", TimeJson(t.finished)},
-                     {"message", t.message}});
-  }
+json RunSummaryJson(const HubRun& r) {
   return {{"id", r.id},
           {"site", r.site},
           {"workflow", r.workflow},
@@ -159,8 +148,24 @@ json RunJson(const HubRun& r) {
           {"finished", TimeJson(r.finished)},
           {"delivered", r.delivered},
           {"cancel_requested", r.cancel_requested},
-          {"message", r.message},
-          {"tasks", tasks}};
+          {"message", r.message}};
+}
+
+json RunJson(const HubRun& r) {
+  json tasks = json::array();
+  for (const auto& t : r.tasks) {
+    tasks.push_back({{"id", t.id},
+                     {"state", t.state},
+                     {"attempts", t.attempts},
+                     {"exit_code", t.attempts > 0 ? json(t.exit_code) : json(nullptr)},
+                     {"signal", t.signal},
+                     {"started", TimeJson(t.started)},
+                     {"finished", TimeJson(t.finished)},
+                     {"message", t.message}});
+  }
+  json j = RunSummaryJson(r);
+  j["tasks"] = std::move(tasks);
+  return j;
 }
 
 bool ValidHealthField(const std::string& name) {

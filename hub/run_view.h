@@ -45,6 +45,8 @@ bool ValidHealthField(const std::string& name);
 
 // The operator API's JSON for a run, tasks included.
 nlohmann::json RunJson(const HubRun& r);
+// The same without its tasks (run.list's rows: a page of runs does not build their tasks).
+nlohmann::json RunSummaryJson(const HubRun& r);
 // An optional time as JSON: RFC 3339 text, or null when never set.
 nlohmann::json TimeJson(TimeMs t);
 
