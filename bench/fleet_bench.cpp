@@ -542,15 +542,23 @@ PeerResult Nats(const std::string& dir, size_t sites, size_t events, size_t work
            "-p", std::to_string(port).c_str(), static_cast<char*>(nullptr));
     _exit(127);
   }
-  if (!WaitPort(port)) return r;
+  // Any failure says which step failed and why, and stops the server.
+  auto fail = [&](const char* what, natsStatus st) {
+    fprintf(stderr, "  nats: %s failed: %s (%s; see %s/nats.log with --keep)\n", what,
+            natsStatus_GetText(st), nats_GetLastError(nullptr), dir.c_str());
+    kill(server, SIGTERM);
+    waitpid(server, nullptr, 0);
+    return r;
+  };
+  if (!WaitPort(port)) return fail("nats-server start", NATS_TIMEOUT);
   const std::string url = "nats://127.0.0.1:" + std::to_string(port);
   {
     natsConnection* nc = nullptr;
     jsCtx* js = nullptr;
-    if (natsConnection_ConnectTo(&nc, url.c_str()) != NATS_OK ||
-        natsConnection_JetStream(&js, nc, nullptr) != NATS_OK) {
-      return r;
-    }
+    natsStatus st = natsConnection_ConnectTo(&nc, url.c_str());
+    if (st != NATS_OK) return fail("connect", st);
+    st = natsConnection_JetStream(&js, nc, nullptr);
+    if (st != NATS_OK) return fail("JetStream context", st);
     jsStreamConfig sc;
     jsStreamConfig_Init(&sc);
     sc.Name = "EVENTS";
@@ -560,7 +568,8 @@ PeerResult Nats(const std::string& dir, size_t sites, size_t events, size_t work
     sc.Storage = js_FileStorage;
     jsErrCode jerr = static_cast<jsErrCode>(0);
     jsStreamInfo* si = nullptr;
-    if (js_AddStream(&si, js, &sc, nullptr, &jerr) != NATS_OK) return r;
+    st = js_AddStream(&si, js, &sc, nullptr, &jerr);
+    if (st != NATS_OK) return fail("add the stream", st);
     jsStreamInfo_Destroy(si);
     jsCtx_Destroy(js);
     natsConnection_Destroy(nc);
@@ -574,8 +583,11 @@ PeerResult Nats(const std::string& dir, size_t sites, size_t events, size_t work
       jsOptions o;
       jsOptions_Init(&o);
       o.PublishAsync.MaxPending = 256;
-      if (natsConnection_ConnectTo(&ncs[i], url.c_str()) != NATS_OK ||
-          natsConnection_JetStream(&jss[i], ncs[i], &o) != NATS_OK) {
+      natsStatus st = natsConnection_ConnectTo(&ncs[i], url.c_str());
+      if (st == NATS_OK) st = natsConnection_JetStream(&jss[i], ncs[i], &o);
+      if (st != NATS_OK) {
+        fprintf(stderr, "  nats: publisher %zu could not connect: %s (%s)\n", first + i,
+                natsStatus_GetText(st), nats_GetLastError(nullptr));
         return 1;
       }
     }
@@ -583,8 +595,11 @@ PeerResult Nats(const std::string& dir, size_t sites, size_t events, size_t work
       const std::string subject = "sites.site" + std::to_string(first + i);
       for (size_t e = 0; e < events; ++e) {
         const std::string p = SampleEvent(first + i, e);
-        if (js_PublishAsync(jss[i], subject.c_str(), p.data(), static_cast<int>(p.size()),
-                            nullptr) != NATS_OK) {
+        const natsStatus st = js_PublishAsync(jss[i], subject.c_str(), p.data(),
+                                              static_cast<int>(p.size()), nullptr);
+        if (st != NATS_OK) {
+          fprintf(stderr, "  nats: publisher %zu: publish %zu failed: %s (%s)\n", first + i, e,
+                  natsStatus_GetText(st), nats_GetLastError(nullptr));
           return 1;
         }
       }
@@ -594,7 +609,14 @@ PeerResult Nats(const std::string& dir, size_t sites, size_t events, size_t work
       jsPubOptions po;
       jsPubOptions_Init(&po);
       po.MaxWait = 600'000;
-      if (js_PublishAsyncComplete(jss[i], &po) != NATS_OK) ++bad;
+      const natsStatus st = js_PublishAsyncComplete(jss[i], &po);
+      if (st != NATS_OK) {
+        if (bad == 0) {
+          fprintf(stderr, "  nats: publisher %zu: waiting for JetStream's acks failed: %s (%s)\n",
+                  first + i, natsStatus_GetText(st), nats_GetLastError(nullptr));
+        }
+        ++bad;
+      }
       jsCtx_Destroy(jss[i]);
       natsConnection_Destroy(ncs[i]);
     }
