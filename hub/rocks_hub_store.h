@@ -37,12 +37,7 @@ class RocksHubStore : public HubStore {
   struct Options {
     rocksdb::Env* env = nullptr;
     bool sync = true;
-    // Memtables of 32 MB, not 8: the copies of a thousand sites' logs interleave across the
-    // whole key range, so every flushed table overlaps all of level 1 and each compaction
-    // from level 0 rewrites it; a quarter as many flushes is a quarter as many rewrites.
-    // (Fleet benchmark, 1,000 sites x 2,000 events: hub CPU 3.7-5.0 us per event against
-    // 5.8-7.1 with 8 MB; anonymous memory the same within the noise: docs/performance.md.)
-    size_t write_buffer_bytes = 32 << 20;
+    size_t write_buffer_bytes = 8 << 20;
     size_t block_cache_bytes = 32 << 20;
     int max_open_files = 1024;  // see RocksOptions
     // See RocksOptions: compaction was 38% of the hub process's CPU in the fleet
