@@ -37,7 +37,14 @@ class RocksHubStore : public HubStore {
   struct Options {
     rocksdb::Env* env = nullptr;
     bool sync = true;
-    size_t write_buffer_bytes = 8 << 20;
+    // Memtables of 32 MB, not 8: the copies of a thousand sites' logs interleave across the
+    // whole key range, so every flushed table overlaps all of level 1 and each compaction
+    // from level 0 rewrites it; a quarter as many flushes is a quarter as many rewrites,
+    // which tells once the store has grown. (Fleet benchmark, 200 sites x 5,000 events a
+    // round, rounds 6-10: 174-266k events/s end to end against 102-192k with 8 MB, for
+    // about 10 MB more memory; in short runs on an empty store no difference beyond the
+    // noise: docs/performance.md.)
+    size_t write_buffer_bytes = 32 << 20;
     size_t block_cache_bytes = 32 << 20;
     int max_open_files = 1024;  // see RocksOptions
     // See RocksOptions: compaction was 38% of the hub process's CPU in the fleet
