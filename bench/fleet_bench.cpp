@@ -41,6 +41,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -345,9 +346,14 @@ std::vector<std::string> g_hub_args;  // --hub-arg: passed to every outpost-hub 
 int g_sites_nice = 10;
 bool g_keep = false;  // --keep: the hub's directory and log stay for a look
 
-// In a forked site or publisher process.
+// In a forked site or publisher process: --sites-nice below the bench's own priority.
 void LowerSitePriority() {
-  if (g_sites_nice > 0 && setpriority(PRIO_PROCESS, 0, g_sites_nice) != 0) perror("setpriority");
+  if (g_sites_nice == 0) return;
+  errno = 0;
+  const int now = getpriority(PRIO_PROCESS, 0);
+  if (errno != 0 || setpriority(PRIO_PROCESS, 0, std::min(19, now + g_sites_nice)) != 0) {
+    perror("outpost-bench-fleet: lower the emulated sites' priority");
+  }
 }
 
 pid_t StartHub(const std::string& bin, const std::string& dir, const std::string& sites_ep,
@@ -458,7 +464,15 @@ PeerResult Mosquitto(const std::string& dir, size_t sites, size_t events, size_t
            static_cast<char*>(nullptr));
     _exit(127);
   }
-  if (!WaitPort(port)) return r;
+  auto stop_broker = [&] {
+    kill(broker, SIGTERM);
+    waitpid(broker, nullptr, 0);
+    return r;
+  };
+  if (!WaitPort(port)) {
+    fprintf(stderr, "  mosquitto: the broker did not listen on port %d\n", port);
+    return stop_broker();
+  }
   mosquitto_lib_init();
   // The centre: a persistent QoS 1 subscription (clean session off), as durable as a
   // broker makes it, counting what it receives.
@@ -468,7 +482,11 @@ PeerResult Mosquitto(const std::string& dir, size_t sites, size_t events, size_t
     ++*static_cast<std::atomic<size_t>*>(ud);
   });
   mosquitto_max_inflight_messages_set(sub, 1000);
-  if (mosquitto_connect(sub, "127.0.0.1", port, 60) != MOSQ_ERR_SUCCESS) return r;
+  if (const int rc = mosquitto_connect(sub, "127.0.0.1", port, 60); rc != MOSQ_ERR_SUCCESS) {
+    fprintf(stderr, "  mosquitto: the centre could not connect: %s\n", mosquitto_strerror(rc));
+    mosquitto_destroy(sub);
+    return stop_broker();
+  }
   mosquitto_subscribe(sub, nullptr, "sites/#", 1);
   mosquitto_loop_start(sub);
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
@@ -542,8 +560,12 @@ PeerResult Nats(const std::string& dir, size_t sites, size_t events, size_t work
            "-p", std::to_string(port).c_str(), static_cast<char*>(nullptr));
     _exit(127);
   }
-  // Any failure says which step failed and why, and stops the server.
+  natsConnection* nc = nullptr;
+  jsCtx* js = nullptr;
+  // Any failure says which step failed and why, and stops the client and the server.
   auto fail = [&](const char* what, natsStatus st) {
+    if (js) jsCtx_Destroy(js);
+    if (nc) natsConnection_Destroy(nc);
     fprintf(stderr, "  nats: %s failed: %s (%s; see %s/nats.log with --keep)\n", what,
             natsStatus_GetText(st), nats_GetLastError(nullptr), dir.c_str());
     kill(server, SIGTERM);
@@ -553,8 +575,6 @@ PeerResult Nats(const std::string& dir, size_t sites, size_t events, size_t work
   if (!WaitPort(port)) return fail("nats-server start", NATS_TIMEOUT);
   const std::string url = "nats://127.0.0.1:" + std::to_string(port);
   {
-    natsConnection* nc = nullptr;
-    jsCtx* js = nullptr;
     natsStatus st = natsConnection_ConnectTo(&nc, url.c_str());
     if (st != NATS_OK) return fail("connect", st);
     st = natsConnection_JetStream(&js, nc, nullptr);
@@ -573,6 +593,8 @@ PeerResult Nats(const std::string& dir, size_t sites, size_t events, size_t work
     jsStreamInfo_Destroy(si);
     jsCtx_Destroy(js);
     natsConnection_Destroy(nc);
+    js = nullptr;
+    nc = nullptr;
   }
   const double cpu0 = CpuSeconds(server);
   const auto t0 = Clk::now();
@@ -659,8 +681,8 @@ int Main(int argc, char** argv) {
       }
     }
   } catch (const std::exception&) {  // a number that does not parse
-    fprintf(stderr, "outpost-bench-fleet: --sites, --stream-sites, --events, --workers and "
-                    "--rounds take numbers\n");
+    fprintf(stderr, "outpost-bench-fleet: --sites, --stream-sites, --events, --workers, "
+                    "--rounds, --hubs and --sites-nice take numbers\n");
     return 2;
   }
   stream_sites = std::min(stream_sites, sites);
@@ -691,7 +713,7 @@ int Main(int argc, char** argv) {
   g_schema = "bench_" + std::to_string(getpid());
   printf("outpost-bench-fleet: %zu sites (%zu streaming %zu events each), %zu worker "
          "processes, %zu hub process%s on %s, 2 cores shared by all\n"
-         "(the emulated sites and the peers' publishers run at nice %d: they stand in for other "
+         "(the emulated sites and the peers' publishers run %d nice levels below it: they stand in for other "
          "machines)\n\n",
          sites, stream_sites, events, workers, hubs, hubs == 1 ? "" : "es",
          g_store.empty() ? "RocksDB" : "one PostgreSQL", g_sites_nice);
@@ -855,7 +877,7 @@ int Main(int argc, char** argv) {
     kill(hub, SIGTERM);
     waitpid(hub, nullptr, 0);
     drop_schema();
-    fs::remove_all(dir);
+    if (!g_keep) fs::remove_all(dir);
     return 0;
   }
   kill(hub, SIGTERM);

@@ -388,11 +388,14 @@ Result<RocksHandles> OpenRocks(const std::string& path, const std::vector<std::s
   cf_opts.write_buffer_size = options.write_buffer_bytes;
   if (options.manual_memtable_switch) {
     // SwitchFullMemtables switches at write_buffer_bytes; RocksDB's own limits are set
-    // far above it (a backstop only), with arena blocks sized for the real memtables.
-    cf_opts.write_buffer_size = std::max<size_t>(options.write_buffer_bytes * 64, 16 << 20);
+    // far above it (a backstop only: 64 times, between 16 and 512 MB, so the agent's 1 MB
+    // memtables get 64 MB and the hub's 32 MB get 512 MB), with arena blocks sized for the
+    // real memtables.
+    cf_opts.write_buffer_size =
+        std::clamp<size_t>(options.write_buffer_bytes * 64, 16 << 20, 512 << 20);
     cf_opts.arena_block_size = std::clamp<size_t>(options.write_buffer_bytes / 8, 4096, 1 << 20);
     db_opts.max_total_wal_size = uint64_t{1} << 30;
-    // RocksDB preallocates each WAL for 1.1 times write_buffer_size: over 500 MB here.
+    // RocksDB preallocates each WAL for 1.1 times write_buffer_size: up to 563 MB here.
     db_opts.allow_fallocate = false;
   }
   cf_opts.max_write_buffer_number = options.simulated ? 16 : 2;

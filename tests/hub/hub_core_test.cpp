@@ -1,6 +1,10 @@
 // HubCore under a manual clock with its store on an in-memory Env, talking to simulated
 // sites (a real SyncSession in the site role over in-memory streams) through the wire
 // codec. No sockets, no sleeps.
+#include <algorithm>
+#include <map>
+#include <set>
+
 #include "hub/hub_core.h"
 #include "hub/rocks_hub_store.h"
 
@@ -1090,6 +1094,16 @@ TEST_F(HubCoreTest, RunCountsFollowTheRunViewAndRunListPagesThroughEveryRun) {
     c.workflow = "deploy";
     c.tasks = {"fetch", "install"};
     s.Emit(c);
+    // Some tasks finish, in any state (run.list counts those that succeeded).
+    for (const std::string& task : c.tasks) {
+      if (rng.Uniform(2) == 0) continue;
+      Event t = c;
+      t.type = static_cast<uint8_t>(EventType::kTaskFinished);
+      t.task = task;
+      t.state = rng.Uniform(1) ? "succeeded" : "failed";
+      t.exit_code = t.state == "succeeded" ? 0 : 1;
+      s.Emit(t);
+    }
     if (rng.Uniform(2) > 0) {
       Event f = c;
       f.type = static_cast<uint8_t>(EventType::kRunFinished);
@@ -1116,13 +1130,16 @@ TEST_F(HubCoreTest, RunCountsFollowTheRunViewAndRunListPagesThroughEveryRun) {
   EXPECT_EQ(core_->run_counts(), scan_counts()) << "seed " << seed;
 
   std::vector<std::pair<std::string, std::string>> want;  // (time key, id)
+  std::map<std::string, HubRun> stored;                    // the store's own records
   ASSERT_TRUE(store_->ScanRuns([&](const HubRun& r) {
     want.emplace_back(RunTimeKey(r.id), r.id);
+    stored.emplace(r.id, r);
     return true;
   }).ok());
   std::sort(want.rbegin(), want.rend());
   std::vector<std::string> got;
   std::string after;
+  size_t succeeded_seen = 0;
   for (int page = 0; page < 20; ++page) {
     json req = {{"op", "run.list"}, {"limit", 10}};
     if (!after.empty()) req["after"] = after;
@@ -1147,10 +1164,26 @@ TEST_F(HubCoreTest, RunCountsFollowTheRunViewAndRunListPagesThroughEveryRun) {
       summary["tasks_succeeded"] =
           std::count_if(tasks.begin(), tasks.end(), [](const json& t) { return t["state"] == "succeeded"; });
       EXPECT_EQ(row, summary) << "seed " << seed;
+      // And its values are the stored record's (not only what run.show's code says).
+      const auto held = stored.find(row["id"].get<std::string>());
+      ASSERT_NE(held, stored.end()) << row.dump();
+      const HubRun& r = held->second;
+      EXPECT_EQ(row["site"], r.site);
+      EXPECT_EQ(row["workflow"], r.workflow);
+      EXPECT_EQ(row["state"], r.state);
+      EXPECT_EQ(row["request"], r.request);
+      EXPECT_EQ(row["author"], r.author);
+      EXPECT_EQ(row["message"], r.message);
+      EXPECT_EQ(row["tasks_total"], r.tasks.size());
+      size_t ok = 0;
+      for (const auto& t : r.tasks) ok += t.state == "succeeded";
+      EXPECT_EQ(row["tasks_succeeded"], ok) << "seed " << seed;
+      succeeded_seen += ok;
     }
     if (r["next"].is_null()) break;
     after = r["next"];
   }
+  EXPECT_GT(succeeded_seen, 0u) << "seed " << seed;  // the count was put to the test
   ASSERT_EQ(got.size(), want.size()) << "seed " << seed;
   for (size_t i = 0; i < got.size(); ++i) EXPECT_EQ(got[i], want[i].second) << i;
   // A page that ends exactly at the oldest run says there is no next one.
