@@ -713,8 +713,8 @@ int Main(int argc, char** argv) {
   g_schema = "bench_" + std::to_string(getpid());
   printf("outpost-bench-fleet: %zu sites (%zu streaming %zu events each), %zu worker "
          "processes, %zu hub process%s on %s, 2 cores shared by all\n"
-         "(the emulated sites and the peers' publishers run %d nice levels below it: they stand in for other "
-         "machines)\n\n",
+         "(the emulated sites and the peers' publishers run %d nice levels below the hub and "
+         "the brokers: they stand in for other machines)\n\n",
          sites, stream_sites, events, workers, hubs, hubs == 1 ? "" : "es",
          g_store.empty() ? "RocksDB" : "one PostgreSQL", g_sites_nice);
 
