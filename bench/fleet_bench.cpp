@@ -40,6 +40,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <charconv>
 #include <chrono>
 #include <cerrno>
 #include <cstdio>
@@ -50,6 +51,7 @@
 #include <map>
 #include <memory>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -548,6 +550,12 @@ PeerResult Mosquitto(const std::string& dir, size_t sites, size_t events, size_t
   return r;
 }
 
+// NATS's last error on this thread, or "" (never a null for printf).
+const char* NatsLastError() {
+  const char* e = nats_GetLastError(nullptr);
+  return e ? e : "";
+}
+
 PeerResult Nats(const std::string& dir, size_t sites, size_t events, size_t workers) {
   PeerResult r;
   fs::create_directories(dir + "/js");
@@ -567,7 +575,7 @@ PeerResult Nats(const std::string& dir, size_t sites, size_t events, size_t work
     if (js) jsCtx_Destroy(js);
     if (nc) natsConnection_Destroy(nc);
     fprintf(stderr, "  nats: %s failed: %s (%s; see %s/nats.log with --keep)\n", what,
-            natsStatus_GetText(st), nats_GetLastError(nullptr), dir.c_str());
+            natsStatus_GetText(st), NatsLastError(), dir.c_str());
     kill(server, SIGTERM);
     waitpid(server, nullptr, 0);
     return r;
@@ -609,7 +617,7 @@ PeerResult Nats(const std::string& dir, size_t sites, size_t events, size_t work
       if (st == NATS_OK) st = natsConnection_JetStream(&jss[i], ncs[i], &o);
       if (st != NATS_OK) {
         fprintf(stderr, "  nats: publisher %zu could not connect: %s (%s)\n", first + i,
-                natsStatus_GetText(st), nats_GetLastError(nullptr));
+                natsStatus_GetText(st), NatsLastError());
         return 1;
       }
     }
@@ -621,7 +629,7 @@ PeerResult Nats(const std::string& dir, size_t sites, size_t events, size_t work
                                               static_cast<int>(p.size()), nullptr);
         if (st != NATS_OK) {
           fprintf(stderr, "  nats: publisher %zu: publish %zu failed: %s (%s)\n", first + i, e,
-                  natsStatus_GetText(st), nats_GetLastError(nullptr));
+                  natsStatus_GetText(st), NatsLastError());
           return 1;
         }
       }
@@ -635,7 +643,7 @@ PeerResult Nats(const std::string& dir, size_t sites, size_t events, size_t work
       if (st != NATS_OK) {
         if (bad == 0) {
           fprintf(stderr, "  nats: publisher %zu: waiting for JetStream's acks failed: %s (%s)\n",
-                  first + i, natsStatus_GetText(st), nats_GetLastError(nullptr));
+                  first + i, natsStatus_GetText(st), NatsLastError());
         }
         ++bad;
       }
@@ -651,6 +659,16 @@ PeerResult Nats(const std::string& dir, size_t sites, size_t events, size_t work
   return r;
 }
 
+// A whole decimal number, or throws: "1e2" or "19x" must not run as 1 or 19.
+size_t WholeNumber(const std::string& text) {
+  size_t v = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (text.empty() || ec != std::errc() || end != text.data() + text.size()) {
+    throw std::invalid_argument(text);
+  }
+  return v;
+}
+
 int Main(int argc, char** argv) {
   std::string bin_dir = "build", dir = "/tmp/outpost-bench-fleet";
   size_t sites = 10'000, stream_sites = 1000, events = 200, workers = 4, rounds = 1, hubs = 1;
@@ -661,16 +679,16 @@ int Main(int argc, char** argv) {
       auto next = [&]() -> std::string { return i + 1 < argc ? argv[++i] : ""; };
       if (a == "--bin-dir") bin_dir = next();
       else if (a == "--dir") dir = next();
-      else if (a == "--sites") sites = std::stoul(next());
-      else if (a == "--stream-sites") stream_sites = std::stoul(next());
-      else if (a == "--events") events = std::stoul(next());
-      else if (a == "--workers") workers = std::stoul(next());
-      else if (a == "--rounds") rounds = std::stoul(next());
+      else if (a == "--sites") sites = WholeNumber(next());
+      else if (a == "--stream-sites") stream_sites = WholeNumber(next());
+      else if (a == "--events") events = WholeNumber(next());
+      else if (a == "--workers") workers = WholeNumber(next());
+      else if (a == "--rounds") rounds = WholeNumber(next());
       else if (a == "--peers") peers = true;
       else if (a == "--store") g_store = next();
-      else if (a == "--hubs") hubs = std::stoul(next());
+      else if (a == "--hubs") hubs = WholeNumber(next());
       else if (a == "--hub-arg") g_hub_args.push_back(next());
-      else if (a == "--sites-nice") g_sites_nice = std::stoi(next());
+      else if (a == "--sites-nice") g_sites_nice = static_cast<int>(std::min<size_t>(WholeNumber(next()), 100));
       else if (a == "--keep") g_keep = true;
       else {
         fprintf(stderr, "usage: outpost-bench-fleet --bin-dir DIR [--sites N] [--stream-sites K] "
@@ -682,7 +700,7 @@ int Main(int argc, char** argv) {
     }
   } catch (const std::exception&) {  // a number that does not parse
     fprintf(stderr, "outpost-bench-fleet: --sites, --stream-sites, --events, --workers, "
-                    "--rounds, --hubs and --sites-nice take numbers\n");
+                    "--rounds, --hubs and --sites-nice take whole decimal numbers\n");
     return 2;
   }
   stream_sites = std::min(stream_sites, sites);
@@ -690,8 +708,8 @@ int Main(int argc, char** argv) {
       events == 0 || events > 1'000'000 || rounds == 0 || rounds > 100 || hubs == 0 ||
       hubs > 8 || (hubs > 1 && g_store.empty()) || g_sites_nice < 0 || g_sites_nice > 19) {
     fprintf(stderr, "outpost-bench-fleet: wants 1-100000 sites, 1-64 workers (no more than "
-                    "sites), 1-1000000 events, 1-100 rounds and 1-8 hubs (several only with "
-                    "--store)\n");
+                    "sites), 1-1000000 events, 1-100 rounds, 1-8 hubs (several only with "
+                    "--store) and --sites-nice 0-19\n");
     return 2;
   }
   spdlog::set_level(spdlog::level::warn);
@@ -712,11 +730,16 @@ int Main(int argc, char** argv) {
   }
   g_schema = "bench_" + std::to_string(getpid());
   printf("outpost-bench-fleet: %zu sites (%zu streaming %zu events each), %zu worker "
-         "processes, %zu hub process%s on %s, 2 cores shared by all\n"
-         "(the emulated sites and the peers' publishers run %d nice levels below the hub and "
-         "the brokers: they stand in for other machines)\n\n",
+         "processes, %zu hub process%s on %s, 2 cores shared by all\n",
          sites, stream_sites, events, workers, hubs, hubs == 1 ? "" : "es",
-         g_store.empty() ? "RocksDB" : "one PostgreSQL", g_sites_nice);
+         g_store.empty() ? "RocksDB" : "one PostgreSQL");
+  if (g_sites_nice > 0) {
+    printf("(the emulated sites and the peers' publishers run %d nice levels below the hub and "
+           "the brokers: they stand in for other machines)\n\n", g_sites_nice);
+  } else {
+    printf("(the emulated sites and the peers' publishers share the cores evenly with the hub "
+           "and the brokers: --sites-nice 0)\n\n");
+  }
 
   pid_t hub = StartHub(hub_bin, hub_dir, "tcp://127.0.0.1:0", "tcp://127.0.0.1:0");
   json ep;
@@ -838,6 +861,9 @@ int Main(int argc, char** argv) {
          Percentile(status_ms, 0.5), Percentile(status_ms, 0.99), Percentile(status_ms, 1),
          status_ms.size(), Percentile(list_ms, 0.5), Percentile(list_ms, 0.99),
          Percentile(list_ms, 1), list_ms.size());
+  if (std::min(status_ms.size(), list_ms.size()) < 100) {
+    printf("  (fewer than 100 queries of a kind: each p99 is that kind's slowest query)\n");
+  }
   // More rounds of the same: does the hub's memory stay flat while its store grows?
   auto du = [](const std::string& d) {
     uint64_t b = 0;
@@ -920,7 +946,8 @@ int Main(int argc, char** argv) {
            "   store periodically, JetStream flushes its files in the background)\n");
   }
   if (g_keep) {
-    printf("kept: %s (the hub's store and log)\n", dir.c_str());
+    printf("kept: %s (the hub's store and its log of warnings, until the next run with this "
+           "--dir)\n", dir.c_str());
   } else {
     fs::remove_all(dir);
   }

@@ -41,9 +41,9 @@ class RocksHubStore : public HubStore {
     // whole key range, so every flushed table overlaps all of level 1 and each compaction
     // from level 0 rewrites it; a quarter as many flushes is a quarter as many rewrites,
     // which tells once the store has grown. (Fleet benchmark, 200 sites x 5,000 events a
-    // round, rounds 6-10: 174-274k events/s end to end against 102-192k with 8 MB, for
-    // 10-30 MB more memory; in short runs on an empty store no difference beyond the
-    // noise: docs/performance.md.)
+    // round, rounds 6-10: 174-274k events/s end to end against 102-192k with 8 MB, for a
+    // median of 21 MB more memory; in short runs on an empty store no difference beyond
+    // the noise: docs/performance.md.)
     size_t write_buffer_bytes = 32 << 20;
     size_t block_cache_bytes = 32 << 20;
     int max_open_files = 1024;  // see RocksOptions
